@@ -1,0 +1,1627 @@
+"""Planner, Worker and Critic: a multi-agent loop you can read in one sitting.
+
+The idea
+--------
+One model call that has to plan a job, do it and then judge its own work tends
+to do all three badly. Here three agents split the job. The Planner writes a
+short numbered plan. The Worker carries out the whole plan and returns a
+draft. The Critic compares the draft with the task and says yes or no, with
+reasons. The agents never call each other: each one reads and writes a single
+shared dict (``SharedState``), and an ordinary Python loop, not a model,
+decides who runs next. That makes every run traceable and every limit real.
+
+The flow
+--------
+::
+
+    planner ─> worker ─> critic ──approved──> stop: "approved"
+                  ^         │ rejected
+                  │         ├─ 1st rejection of this plan ─> worker revises
+                  │         ├─ 2nd rejection ─> planner writes a new plan
+                  └─────────┘  (after --max-plans plans: stop, a human is needed)
+
+Before every model call the budget gates run: at most ``MAX_ITERATIONS``
+worker/critic rounds, a hard cap of ``MAX_TOTAL_TOKENS`` tokens (the call's
+completion is clamped to what is left), and optional cost and time limits.
+So the loop always ends, and ``state["stop_reason"]`` always says why.
+
+Run it
+------
+::
+
+    pip install -r requirements.txt
+    python multi_agent_system.py "Write a haiku about agents"      # no key: scripted demo model
+    python multi_agent_system.py "Write a haiku about agents" --verbose
+    python multi_agent_system.py --help
+
+With ``OPENAI_API_KEY`` set it uses OpenAI; with ``OPENAI_BASE_URL`` it talks to
+any OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM).
+
+Left out on purpose
+-------------------
+Parallel workers, message queues, saving state between runs, streaming and a
+model-driven orchestrator. They are real techniques (CONCEPTS.md discusses
+them) but each would hide the loop this file exists to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal, TypedDict
+
+import openai
+from dotenv import find_dotenv, load_dotenv
+from openai.types.chat import ChatCompletion
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+# ---------------------------------------------------------------------------
+# Constants: every limit the loop promises, each with the reason for its value
+# ---------------------------------------------------------------------------
+
+MAX_ITERATIONS = 10  # worker+critic rounds: the master gate, enough to see two re-plans
+MAX_TOTAL_TOKENS = 50_000  # hard cap on prompt+completion tokens for one run
+TOKEN_WARNING_SHARE = 0.8  # warn once when this share of the token budget is spent
+MAX_PLANS = 3  # plans tried before the run stops and asks for a human
+REJECTIONS_BEFORE_REPLAN = 2  # 1st rejection of a plan: revise; 2nd: re-plan
+DEFAULT_MODEL = "gpt-4o-mini"  # cheap and capable; any model name your server knows works
+DEMO_MODEL = "scripted-demo"  # the name the offline stand-in answers to; never a real model
+
+# Completion caps per role: plans and verdicts are short, drafts need room.
+ROLE_MAX_TOKENS = {"planner": 500, "worker": 1200, "critic": 400}
+DEFAULT_ROLE_MAX_TOKENS = 800  # for roles other files add (stage 3)
+MIN_USEFUL_COMPLETION = 48  # a call that may not write this many tokens is not worth paying for
+
+# Prompt-size bounds. Every variable part of a prompt is cut to one of these,
+# so no prompt grows with the number of iterations (see PROMPT_MAX_CHARS).
+TASK_MAX_CHARS = 4_000  # longer tasks are refused up front with a clear message
+PLAN_MAX_CHARS = 3_000  # a plan as shown to the worker and critic
+DRAFT_MAX_CHARS = 6_000  # a draft as shown to the critic, or back to the worker
+FEEDBACK_MAX_CHARS = 1_500  # one round of critic feedback, in full
+CLIP_CHARS = 300  # an old plan or old feedback, shortened
+HISTORY_WHOLE = 2  # newest reviews the worker sees whole (draft and feedback)
+HISTORY_MAX = 6  # reviews shown at all; older ones stay in the trace only
+EARLIER_PLANS_SHOWN = 3  # failed plans the planner is reminded of
+OWN_FEEDBACK_SHOWN = 3  # earlier verdicts the critic is reminded of
+SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest of the three system prompts fits in this
+# The worker's prompt is the largest: system, task, plan, two whole reviews and
+# four clipped ones, plus headings. Tested in tests/test_orchestrator.py.
+PROMPT_MAX_CHARS = (
+    SYSTEM_PROMPT_MAX_CHARS
+    + TASK_MAX_CHARS
+    + PLAN_MAX_CHARS
+    + HISTORY_WHOLE * (DRAFT_MAX_CHARS + FEEDBACK_MAX_CHARS)
+    + (HISTORY_MAX - HISTORY_WHOLE) * CLIP_CHARS
+    + 1_000
+)
+
+REQUEST_TIMEOUT_S = 120.0  # one request; small local models on a laptop CPU are slow
+SDK_MAX_RETRIES = 3  # the SDK retries 429, 5xx, timeouts and dropped connections with backoff
+
+# List prices in USD per million tokens (input, output) as last checked. Edit
+# them to match your provider; a model missing here has an unknown cost.
+PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5": (1.25, 10.00),
+    DEMO_MODEL: (0.0, 0.0),
+}
+
+# How each run can end. Exit codes: 0 approved, 1 stopped without approval,
+# 2 usage or configuration error, 130 interrupted (Ctrl-C).
+STOP_REASONS = {
+    "approved": "the critic approved the draft",
+    "max_iterations": "the iteration limit was reached without approval",
+    "escalation_exhausted": "every allowed plan was rejected twice: a human is needed",
+    "token_budget": "the next call would not fit in the token budget",
+    "cost_budget": "the next call would not fit in the cost budget",
+    "timeout": "the run's time limit was reached",
+    "config_error": "the model server refused the configuration (key, model, address)",
+    "api_error": "the model server kept failing after retries",
+    "interrupted": "stopped with Ctrl-C",
+    "crashed": "an unexpected error, a bug in the code, ended the run",
+}
+EXIT_APPROVED, EXIT_NOT_APPROVED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# ---------------------------------------------------------------------------
+# Types: the shared state, and the small records passed around
+# ---------------------------------------------------------------------------
+
+
+class TokenCount(TypedDict):
+    prompt: int
+    completion: int
+    total: int
+
+
+class HistoryItem(TypedDict, total=False):
+    """One entry of ``state["history"]``; which keys are set depends on ``kind``.
+
+    kind "plan"       (planner):      plan_version, plan
+    kind "review"     (critic):       iteration, plan_version, attempt, draft, approved, feedback
+    kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up")
+    """
+
+    kind: Literal["plan", "review", "escalation"]
+    iteration: int
+    plan_version: int
+    attempt: int
+    plan: str
+    draft: str
+    approved: bool
+    feedback: str
+    action: str
+
+
+class SharedState(TypedDict):
+    """The one dict every agent reads and writes. Who writes each key:
+
+    task             orchestrator, once at the start
+    plan             planner (the current plan)
+    plan_version     planner (1 for the first plan, +1 per re-plan)
+    result           worker (the newest draft; approved or not)
+    worker_attempts  worker (+1 per draft); planner resets it to 0 with each new plan
+    critic_approved  critic
+    critic_feedback  critic
+    draft_facts      orchestrator, measured from the draft before each critique
+    history          planner, critic and orchestrator append; nobody edits or removes
+    iteration        orchestrator (+1 per worker/critic round)
+    total_tokens     orchestrator, copied from the ledger after every step
+    cost_usd         orchestrator, likewise; None while some model's price is unknown
+    status           orchestrator: "running", then "approved" or "stopped"
+    stop_reason      orchestrator: a key of STOP_REASONS
+    stop_detail      orchestrator: one human-readable line about the stop
+    """
+
+    task: str
+    plan: str | None
+    plan_version: int
+    result: str | None
+    worker_attempts: int
+    critic_approved: bool
+    critic_feedback: str | None
+    draft_facts: dict[str, Any] | None
+    history: list[HistoryItem]
+    iteration: int
+    total_tokens: TokenCount
+    cost_usd: float | None
+    status: Literal["running", "approved", "stopped"]
+    stop_reason: str | None
+    stop_detail: str | None
+
+
+def new_state(task: str) -> SharedState:
+    return SharedState(
+        task=task,
+        plan=None,
+        plan_version=0,
+        result=None,
+        worker_attempts=0,
+        critic_approved=False,
+        critic_feedback=None,
+        draft_facts=None,
+        history=[],
+        iteration=0,
+        total_tokens=TokenCount(prompt=0, completion=0, total=0),
+        cost_usd=0.0,
+        status="running",
+        stop_reason=None,
+        stop_detail=None,
+    )
+
+
+@dataclass
+class Settings:
+    """What one run may do. ``settings_from_args`` builds it from flags and the environment."""
+
+    default_model: str = DEFAULT_MODEL
+    models: dict[str, str] = field(default_factory=dict)
+    """Per-role model names; a role missing here uses ``default_model``."""
+    api_key: str | None = field(default=None, repr=False)
+    """Sent to the server and nowhere else: never printed, never traced."""
+    base_url: str | None = None
+    """An OpenAI-compatible server; None means OpenAI itself."""
+    demo: bool = False
+    """Use the scripted stand-in instead of a server."""
+    demo_scenario: str = "revise"
+    max_iterations: int = MAX_ITERATIONS
+    max_tokens: int = MAX_TOTAL_TOKENS
+    """Token budget for the whole run (prompt + completion, all calls)."""
+    max_plans: int = MAX_PLANS
+    max_cost: float | None = None
+    """USD ceiling for the run; needs a known price for every model used."""
+    timeout: float | None = None
+    """Seconds for the whole run, checked before every call."""
+    log_dir: Path = Path("logs")
+
+    def model_for(self, role: str) -> str:
+        return DEMO_MODEL if self.demo else self.models.get(role) or self.default_model
+
+    def server(self) -> str:
+        if self.demo:
+            return "scripted demo model (offline)"
+        return self.base_url or "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_token: float
+    output_per_token: float
+
+
+def price_for(model: str) -> Price | None:
+    """The price of a model, or None when it is not in PRICES_PER_MILLION.
+
+    >>> price_for("gpt-4o-mini-2024-07-18").input_per_token * 1_000_000
+    0.15
+    >>> price_for("llama3.2") is None
+    True
+    """
+    for name, (inp, out) in PRICES_PER_MILLION.items():
+        if model == name or model.startswith(name + "-20"):  # dated snapshots share a price
+            return Price(inp / 1_000_000, out / 1_000_000)
+    return None
+
+
+@dataclass
+class RoleStats:
+    """What one role has spent so far."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+    seconds: float = 0.0
+    estimated: bool = False  # some usage was estimated: the server sent none
+
+
+@dataclass
+class Ledger:
+    """Spending per role. The budget gates read it; the state mirrors its totals."""
+
+    roles: dict[str, RoleStats] = field(default_factory=dict)
+
+    def role(self, name: str) -> RoleStats:
+        return self.roles.setdefault(name, RoleStats())
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.roles.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(r.completion_tokens for r in self.roles.values())
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [r.cost_usd for r in self.roles.values()]
+        return None if None in costs else sum(c for c in costs if c is not None)
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.roles.values())
+
+    @property
+    def estimated(self) -> bool:
+        return any(r.estimated for r in self.roles.values())
+
+
+@dataclass
+class Reply:
+    """One model answer, with what it cost."""
+
+    role: str
+    model: str
+    content: str
+    message: Any  # the SDK's ChatCompletionMessage, to append to a conversation
+    tool_calls: list[Any]
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    cost_usd: float | None
+    seconds: float
+    finish_reason: str | None
+    max_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The critic's decision, and how it was read from the reply."""
+
+    approved: bool
+    feedback: str
+    source: str  # "json", "json fragment", "verdict line", "none", "code"
+    why: str  # recorded in the trace: why this counts as approved or not
+
+
+# ---------------------------------------------------------------------------
+# Errors: a small hierarchy; StopRun subclasses end the loop with a reason
+# ---------------------------------------------------------------------------
+
+
+class AgentSystemError(Exception):
+    """Base class for this module's own errors."""
+
+
+class UsageError(AgentSystemError):
+    """A bad flag, an empty task or a configuration that cannot work. Exit code 2."""
+
+
+class OutOfOrderError(AgentSystemError):
+    """An agent ran before what it needs existed: a bug in the caller, so fail fast."""
+
+
+class StopRun(AgentSystemError):
+    """Ends the loop. Carries the stop reason and the exit code it maps to."""
+
+    def __init__(self, stop_reason: str, detail: str, exit_code: int = EXIT_NOT_APPROVED):
+        super().__init__(detail)
+        self.stop_reason = stop_reason
+        self.detail = detail
+        self.exit_code = exit_code
+
+
+class BudgetExhausted(StopRun):
+    """A budget gate refused the next call (tokens, cost or time)."""
+
+
+class ModelUnavailable(StopRun):
+    """The server refused or kept failing; the SDK's retries are already spent."""
+
+
+# ---------------------------------------------------------------------------
+# Output: one rich Console, passed in; model text is never parsed as markup
+# ---------------------------------------------------------------------------
+
+Mode = Literal["normal", "verbose", "quiet", "json"]
+ROLE_STYLES = {"planner": "cyan", "worker": "yellow", "critic": "magenta"}
+
+
+class Display:
+    """Everything the user sees. ``console`` is stdout; ``errors`` gets one-line errors.
+
+    In "quiet" and "json" modes nothing but the final answer reaches stdout.
+    Model text is wrapped in ``Text`` so that "[bold]" in a reply stays literal.
+    """
+
+    def __init__(self, console: Console, mode: Mode = "normal", errors: Console | None = None):
+        self.console = console
+        self.mode = mode
+        self.errors = errors or console
+
+    @property
+    def chatty(self) -> bool:
+        return self.mode in ("normal", "verbose")
+
+    def banner(self, settings: Settings, run_id: str, trace_path: Path | None) -> None:
+        if not self.chatty:
+            return
+        if settings.demo:
+            self.console.print(
+                Panel(
+                    Text(
+                        "Scripted demo model, not a real LLM. Its replies are canned so the loop "
+                        f"can be watched offline (scenario: {settings.demo_scenario}). Set "
+                        "OPENAI_API_KEY or OPENAI_BASE_URL to use a real model.",
+                    ),
+                    title="offline demo",
+                    border_style="red",
+                )
+            )
+        models = ", ".join(f"{r}={settings.model_for(r)}" for r in ("planner", "worker", "critic"))
+        self.console.print(Text(f"run {run_id} · {settings.server()} · {models}", style="dim"))
+        if trace_path:
+            self.console.print(Text(f"trace: {trace_path}", style="dim"))
+
+    @contextmanager
+    def thinking(self, role: str, model: str) -> Iterator[None]:
+        """A spinner while a call runs, only on a real terminal."""
+        if self.chatty and self.console.is_terminal:
+            with self.console.status(Text(f"{role} is thinking ({model})…")):
+                yield
+        else:
+            yield
+
+    def prompt(self, role: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
+        if self.mode != "verbose":
+            return
+        body = Group(*(Text(f"[{m['role']}]\n{m.get('content') or ''}\n") for m in messages))
+        self.console.print(
+            Panel(body, title=f"prompt → {role} (max_tokens {max_tokens})", border_style="dim")
+        )
+
+    def step(self, title: str, body: str, reply: Reply | None, style: str = "white") -> None:
+        """One panel per agent step: what it produced and what that cost."""
+        if not self.chatty:
+            return
+        subtitle = None
+        if reply is not None:
+            tokens = f"{'~' if reply.estimated else ''}{reply.tokens} tokens"
+            subtitle = (
+                f"{reply.model} · {tokens} ({reply.prompt_tokens} in / {reply.completion_tokens} out)"
+                f" · {format_cost(reply.cost_usd)} · {reply.seconds:.1f}s"
+            )
+            if reply.finish_reason == "length":
+                subtitle += " · cut off at max_tokens"
+        self.console.print(
+            Panel(Text(body), title=Text(title), subtitle=subtitle, border_style=style)
+        )
+
+    def note(self, text: str) -> None:
+        """Details for --verbose: retries, clamps, fallbacks."""
+        if self.mode == "verbose":
+            self.console.print(Text(f"· {text}", style="dim"))
+
+    def warn(self, text: str) -> None:
+        if self.chatty:
+            self.console.print(Text(f"warning: {text}", style="yellow"))
+
+    def error(self, text: str) -> None:
+        """The one line a user sees for a mistake or a server fault."""
+        self.errors.print(Text(f"error: {text}", style="bold red"))
+
+    def summary(self, state: SharedState, ledger: Ledger, trace_path: Path | None) -> None:
+        if not self.chatty:
+            return
+        table = Table(title="Spending by role")
+        for column in ("role", "calls", "tokens in", "tokens out", "cost", "seconds"):
+            table.add_column(column, justify="left" if column == "role" else "right")
+        for name, stats in ledger.roles.items():
+            mark = "~" if stats.estimated else ""
+            table.add_row(
+                name,
+                str(stats.calls),
+                f"{mark}{stats.prompt_tokens}",
+                f"{mark}{stats.completion_tokens}",
+                format_cost(stats.cost_usd),
+                f"{stats.seconds:.1f}",
+            )
+        table.add_row(
+            "total",
+            str(ledger.calls),
+            str(ledger.prompt_tokens),
+            str(ledger.completion_tokens),
+            format_cost(ledger.cost_usd),
+            f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
+            style="bold",
+        )
+        self.console.print(table)
+        if ledger.estimated:
+            self.console.print(Text("~ estimated: the server sent no usage for some calls", style="dim"))
+        approved = state["status"] == "approved"
+        if state["result"]:
+            title = "approved result" if approved else "last draft (not approved)"
+            self.console.print(
+                Panel(Text(state["result"]), title=title, border_style="green" if approved else "red")
+            )
+        line = (
+            f"stop reason: {state['stop_reason']} ({state['stop_detail']}) · "
+            f"{state['iteration']} iteration(s), {state['plan_version']} plan(s), "
+            f"{ledger.total_tokens} tokens, {format_cost(ledger.cost_usd)}"
+        )
+        self.console.print(Text(line, style="bold green" if approved else "bold red"))
+        if trace_path:
+            self.console.print(Text(f"trace: {trace_path}", style="dim"))
+
+
+def format_cost(cost: float | None) -> str:
+    """
+    >>> format_cost(0.000432)
+    '$0.000432'
+    >>> format_cost(None)
+    'cost unknown'
+    """
+    if cost is None:
+        return "cost unknown"
+    if cost == 0:
+        return "$0"
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
+
+
+class Trace:
+    """One JSON object per line, per event, for reading a run afterwards.
+
+    Events: start, call, verdict, escalation, warning, end. The API key is never
+    given to this class, so it cannot leak into a trace.
+    """
+
+    def __init__(self, path: Path | None, run_id: str):
+        self.path = path
+        self.run_id = run_id
+        self._file = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("a", encoding="utf-8")
+            except OSError as err:
+                raise UsageError(f"cannot write the trace to {path}: {err.strerror}") from err
+
+    @classmethod
+    def in_dir(cls, log_dir: Path, run_id: str) -> Trace:
+        return cls(log_dir / f"{run_id}.jsonl", run_id)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
+        record.update(fields)
+        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._file.flush()  # a crash or Ctrl-C must not lose what already happened
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def new_run_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+# ---------------------------------------------------------------------------
+# The one place that calls a model
+# ---------------------------------------------------------------------------
+
+# Critic verdicts as structured output. Servers that refuse json_schema get
+# json_object, then plain text; the parser copes with all three.
+VERDICT_SCHEMA = {
+    "name": "verdict",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {"approved": {"type": "boolean"}, "feedback": {"type": "string"}},
+        "required": ["approved", "feedback"],
+        "additionalProperties": False,
+    },
+}
+RESPONSE_FORMATS = ("json_schema", "json_object", "text")
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """A deliberately high guess of a prompt's tokens, made before the call.
+
+    Real tokenizers average about 4 bytes of English per token; dividing by 3
+    overestimates, so a clamped call stays under the hard cap.
+
+    >>> estimate_tokens([{"role": "user", "content": "x" * 300}])
+    107
+    """
+    total = 3  # every reply is primed with a few tokens
+    for message in messages:
+        total += 4  # role and separators
+        total += math.ceil(len(json.dumps(message.get("content") or "")[1:-1].encode()) / 3)
+        if message.get("tool_calls"):
+            total += math.ceil(len(json.dumps(message["tool_calls"], default=str).encode()) / 3)
+    return total
+
+
+def estimate_text_tokens(text: str) -> int:
+    return math.ceil(len(text.encode()) / 3)
+
+
+class LLM:
+    """The gateway to a model: budget gates, the call, accounting and the trace.
+
+    Every agent (here and in stage 3) calls ``complete``; nothing else in the
+    project talks to a server. The openai client is made on first use, never
+    at import, so importing this module does no work.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        display: Display,
+        trace: Trace,
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.display = display
+        self.trace = trace
+        self.ledger = Ledger()
+        self._client = client
+        self._clock = clock
+        self._started = clock()
+        self._format_level = 0  # index into RESPONSE_FORMATS; only ever goes down
+        self._token_param = "max_tokens"  # some servers want max_completion_tokens
+        self._warned_80 = False
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = openai.OpenAI(
+                api_key=self.settings.api_key or "not-needed",  # local servers ignore the key
+                base_url=self.settings.base_url,
+                max_retries=SDK_MAX_RETRIES,
+                timeout=REQUEST_TIMEOUT_S,
+            )
+        return self._client
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def complete(
+        self,
+        role: str,
+        messages: list[dict[str, Any]],
+        *,
+        verdict: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Reply:
+        """Ask ``role``'s model for the next message. ``verdict`` asks for VERDICT_SCHEMA.
+
+        Raises BudgetExhausted before a call that would break a budget, and
+        ModelUnavailable when the server refuses or keeps failing.
+        """
+        model = self.settings.model_for(role)
+        limit = self._gate(role, model, messages)
+        request: dict[str, Any] = {"model": model, "messages": messages}
+        if tools:
+            request["tools"] = tools
+        self.display.prompt(role, messages, limit)
+        started = self._clock()
+        with self.display.thinking(role, model):
+            completion = self._create(request, limit, verdict)
+        reply = self._account(role, model, messages, completion, self._clock() - started, limit)
+        self.trace.event(
+            "call",
+            role=role,
+            model=model,
+            prompt=messages,
+            reply=reply.content,
+            tool_calls=[tc.model_dump() for tc in reply.tool_calls],
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            usage_estimated=reply.estimated,
+            cost_usd=reply.cost_usd,
+            latency_s=round(reply.seconds, 3),
+            max_tokens=limit,
+            finish_reason=reply.finish_reason,
+            response_format=RESPONSE_FORMATS[self._format_level] if verdict else None,
+        )
+        return reply
+
+    # -- budget gates -------------------------------------------------------
+
+    def _gate(self, role: str, model: str, messages: list[dict[str, Any]]) -> int:
+        """Refuse a call that would break a budget; otherwise return its max_tokens."""
+        s = self.settings
+        if s.timeout is not None and self.elapsed() >= s.timeout:
+            raise BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached")
+        prompt = estimate_tokens(messages)
+        wanted = ROLE_MAX_TOKENS.get(role, DEFAULT_ROLE_MAX_TOKENS)
+        limit, binding = min(wanted, s.max_tokens - self.ledger.total_tokens - prompt), "token_budget"
+        if s.max_cost is not None:
+            price = price_for(model)
+            assert price is not None, "settings_from_args refuses --max-cost without a price"
+            money_left = s.max_cost - (self.ledger.cost_usd or 0.0) - prompt * price.input_per_token
+            if price.output_per_token > 0:
+                by_cost = math.floor(money_left / price.output_per_token)
+                if by_cost < limit:
+                    limit, binding = by_cost, "cost_budget"
+        if limit < MIN_USEFUL_COMPLETION:
+            spent = (
+                f"{self.ledger.total_tokens} of {s.max_tokens} tokens used"
+                if binding == "token_budget"
+                else f"{format_cost(self.ledger.cost_usd)} of ${s.max_cost:g} spent"
+            )
+            raise BudgetExhausted(
+                binding, f"{role} call skipped: its ~{prompt}-token prompt leaves too little room ({spent})"
+            )
+        if limit < wanted:
+            self.display.note(f"{role}: max_tokens clamped to {limit} to stay within budget")
+        return limit
+
+    # -- the call, with capability fallbacks and errors in one place ---------
+
+    def _create(self, request: dict[str, Any], limit: int, verdict: bool) -> ChatCompletion:
+        while True:
+            attempt = dict(request, **{self._token_param: limit})
+            if verdict:
+                attempt.update(self._response_format())
+            try:
+                return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
+            except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as err:
+                if not self._fall_back(err, verdict):
+                    raise self._explain(err, request["model"]) from err
+            except openai.OpenAIError as err:
+                raise self._explain(err, request["model"]) from err
+
+    def _response_format(self) -> dict[str, Any]:
+        kind = RESPONSE_FORMATS[self._format_level]
+        if kind == "json_schema":
+            return {"response_format": {"type": "json_schema", "json_schema": VERDICT_SCHEMA}}
+        if kind == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        return {}
+
+    def _fall_back(self, err: openai.APIStatusError, verdict: bool) -> bool:
+        """Step down one capability the server refused; False if nothing is left to drop."""
+        text = str(err).lower()
+        if verdict and self._format_level < len(RESPONSE_FORMATS) - 1 and (
+            "response_format" in text or "json_schema" in text or "json_object" in text
+        ):
+            old = RESPONSE_FORMATS[self._format_level]
+            self._format_level += 1
+            new = RESPONSE_FORMATS[self._format_level]
+            self._warn(f"server refused response_format {old}; using {new} for the rest of the run")
+            return True
+        if self._token_param == "max_tokens" and "max_tokens" in text and "max_completion_tokens" in text:
+            self._token_param = "max_completion_tokens"
+            self._warn("server wants max_completion_tokens; switching for the rest of the run")
+            return True
+        return False
+
+    def _request_timeout(self) -> float:
+        if self.settings.timeout is None:
+            return REQUEST_TIMEOUT_S
+        return max(1.0, min(REQUEST_TIMEOUT_S, self.settings.timeout - self.elapsed()))
+
+    def _explain(self, err: openai.OpenAIError, model: str) -> StopRun:
+        """Turn any SDK error into one clear line, a stop reason and an exit code."""
+        where = self.settings.server()
+        detail = _first_line(getattr(err, "message", None) or str(err))
+        if isinstance(err, openai.AuthenticationError):
+            return ModelUnavailable("config_error", f"{where} rejected the API key (401): check OPENAI_API_KEY", EXIT_USAGE)
+        if isinstance(err, openai.PermissionDeniedError):
+            return ModelUnavailable("config_error", f"{where} denied access (403): {detail}", EXIT_USAGE)
+        if isinstance(err, openai.NotFoundError):
+            return ModelUnavailable(
+                "config_error", f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL", EXIT_USAGE
+            )
+        if isinstance(err, openai.APITimeoutError):
+            if self.settings.timeout is not None and self.elapsed() >= self.settings.timeout:
+                return BudgetExhausted("timeout", f"{self.settings.timeout:g}s time limit reached during a call")
+            return ModelUnavailable("api_error", f"{where} did not answer in time, even after {SDK_MAX_RETRIES} retries")
+        if isinstance(err, openai.APIConnectionError):
+            return ModelUnavailable(
+                "config_error", f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?", EXIT_USAGE
+            )
+        if isinstance(err, openai.RateLimitError):
+            if "quota" in detail.lower():
+                return ModelUnavailable("config_error", f"{where}: quota exhausted (429): {detail}", EXIT_USAGE)
+            return ModelUnavailable("api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries")
+        if isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            return ModelUnavailable("config_error", f"{where} refused the request ({err.status_code}): {detail}", EXIT_USAGE)
+        if isinstance(err, openai.APIStatusError):
+            return ModelUnavailable(
+                "api_error", f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}"
+            )
+        return ModelUnavailable("api_error", f"{where}: {detail}")
+
+    # -- accounting ---------------------------------------------------------
+
+    def _account(
+        self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
+    ) -> Reply:
+        if not getattr(completion, "choices", None):
+            raise ModelUnavailable("api_error", f"{self.settings.server()} returned no choices")
+        choice = completion.choices[0]
+        content = choice.message.content or ""
+        tool_calls = list(choice.message.tool_calls or [])
+        usage = getattr(completion, "usage", None)
+        estimated = not (usage and usage.prompt_tokens)
+        if estimated:  # llama.cpp and some proxies may omit usage: guess high, and say so
+            prompt_tokens = estimate_tokens(messages)
+            completion_tokens = estimate_text_tokens(content + json.dumps([t.model_dump() for t in tool_calls]))
+        else:
+            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
+        price = price_for(model)
+        cost = None if price is None else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+        stats = self.ledger.role(role)
+        stats.calls += 1
+        stats.prompt_tokens += prompt_tokens
+        stats.completion_tokens += completion_tokens
+        stats.cost_usd = None if cost is None or stats.cost_usd is None else stats.cost_usd + cost
+        stats.seconds += seconds
+        stats.estimated = stats.estimated or estimated
+        self._check_budget_share()
+        return Reply(
+            role, model, content, choice.message, tool_calls, prompt_tokens, completion_tokens,
+            estimated, cost, seconds, choice.finish_reason, limit,
+        )
+
+    def _check_budget_share(self) -> None:
+        used, cap = self.ledger.total_tokens, self.settings.max_tokens
+        if used > cap:  # only if a server counted far more prompt tokens than estimated
+            self._warn(f"token budget exceeded ({used} > {cap}): the prompt estimate was low")
+        elif not self._warned_80 and used >= TOKEN_WARNING_SHARE * cap:
+            self._warned_80 = True
+            self._warn(f"{used} of {cap} tokens used ({used / cap:.0%} of the budget)")
+
+    def _warn(self, text: str) -> None:
+        self.display.warn(text)
+        self.trace.event("warning", message=text)
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@contextmanager
+def sdk_retries_shown(display: Display, trace: Trace) -> Iterator[None]:
+    """Make the SDK's own retry messages visible: in --verbose, and always in the trace."""
+
+    class _Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if "retry" in message.lower():
+                display.note(f"openai SDK: {message}")
+                trace.event("warning", message=f"openai SDK: {message}")
+
+    logger = logging.getLogger("openai")
+    handler, old_level = _Forward(level=logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+# -- a scripted stand-in for the API -----------------------------------------
+
+ToolCallSpec = tuple[str, "dict[str, Any] | str"]  # (tool name, arguments; a str is sent as-is)
+Responder = Callable[[dict[str, Any]], "str | list[ToolCallSpec]"]
+
+
+def make_completion(
+    content: str | None,
+    *,
+    model: str,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    tool_calls: list[ToolCallSpec] | None = None,
+    finish_reason: str = "stop",
+) -> ChatCompletion:
+    """A real ``openai`` ChatCompletion object, as a server would have returned it.
+
+    Leave both token counts None to imitate a server that sends no usage.
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+            }
+            for name, args in tool_calls
+        ]
+        finish_reason = "tool_calls"
+    usage = None
+    if prompt_tokens is not None:
+        done = completion_tokens or 0
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
+    return ChatCompletion.model_validate(
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": usage,
+        }
+    )
+
+
+class ScriptedClient:
+    """Stands in for ``openai.OpenAI`` with canned replies: offline, free, repeatable.
+
+    ``respond(request)`` gets the keyword arguments of ``chat.completions.create``
+    and returns a reply text or a list of tool calls. Token counts use a rough
+    4-bytes-per-token rule, and max_tokens is honoured, as a real server would.
+    Output always says when this stands in: it is never a real model.
+    """
+
+    def __init__(self, respond: Responder):
+        self._respond = respond
+        self.requests: list[dict[str, Any]] = []
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> ChatCompletion:
+        self.requests.append(request)
+        out = self._respond(request)
+        limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
+        prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
+        if isinstance(out, list):
+            return make_completion(
+                None, model=request["model"], prompt_tokens=prompt_tokens,
+                completion_tokens=min(limit, 20 * len(out)), tool_calls=out,
+            )
+        finish = "stop"
+        if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
+            out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
+        return make_completion(
+            out, model=request["model"], prompt_tokens=prompt_tokens,
+            completion_tokens=min(limit, math.ceil(len(out.encode()) / 4)), finish_reason=finish,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Grounded critique: facts a language model judges badly, measured by code
+# ---------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
+
+
+def measure_draft(text: str) -> dict[str, Any]:
+    """Count and check what models miscount: words, lines, whether code parses.
+
+    >>> measure_draft("one two\\nthree")["words"], measure_draft("one two\\nthree")["lines"]
+    (3, 2)
+    >>> measure_draft("```python\\ndef f(:\\n```")["code_blocks"][0]["parses"]
+    False
+    """
+    blocks = []
+    for tag, code in _FENCE.findall(text):
+        language = tag.strip().lower() or "unlabelled"
+        check: dict[str, Any] = {"language": language, "parses": None}
+        try:
+            if language in ("python", "py", "python3"):
+                ast.parse(code)
+                check["parses"] = True
+            elif language == "json":
+                json.loads(code)
+                check["parses"] = True
+        except (SyntaxError, ValueError) as err:
+            check["parses"], check["error"] = False, _first_line(str(err), 120)
+        blocks.append(check)
+    return {
+        "words": len(text.split()),
+        "lines": len([line for line in text.splitlines() if line.strip()]),
+        "characters": len(text),
+        "code_blocks": blocks,
+    }
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    lines = [
+        f"- words: {facts['words']}",
+        f"- non-empty lines: {facts['lines']}",
+        f"- characters: {facts['characters']}",
+    ]
+    for i, block in enumerate(facts["code_blocks"], 1):
+        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
+        lines.append(f"- code block {i} ({block['language']}): {status}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Reading a verdict: tolerant of format, strict about approval
+# ---------------------------------------------------------------------------
+
+_YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed"}
+_NO = {"no", "n", "false", "rejected", "reject", "not", "fail", "failed", "denied", "revise"}
+_VERDICT_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
+_BARE_VERDICT = re.compile(r"^(not approved|approved|rejected)[.!]?$", re.I)
+_TEMPLATE_ECHO = re.compile(r"^(yes|no|true|false)\s*(/|\||\bor\b)\s*(yes|no|true|false)\b", re.I)
+_JSON_APPROVED = re.compile(r'"approved"\s*:\s*("?)(true|false|yes|no)\1', re.I)
+
+
+def parse_verdict(text: str) -> Verdict:
+    """Read the critic's reply. Anything unclear is a rejection, with the reason.
+
+    Accepts JSON (bare, fenced, or broken but with an "approved" field) and
+    verdict lines such as ``APPROVED: YES`` or ``**Approved:** no``. The first
+    verdict line decides; a "yes" later in the text cannot overrule it.
+
+    >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
+    True
+    >>> parse_verdict("APPROVED: NO - it is not APPROVED: YES yet").approved
+    False
+    >>> parse_verdict("APPROVED: YES/NO").why
+    "verdict line 'YES/NO' repeats the template: not an approval"
+    """
+    raw = text.strip()
+    if not raw:
+        return Verdict(False, "", "none", "empty reply: not an approval")
+    data = _json_object(raw)
+    if data is not None:
+        keys = {str(k).lower(): v for k, v in data.items()}
+        if "approved" in keys:
+            feedback = str(keys.get("feedback") or "").strip()
+            value = _as_bool(keys["approved"])
+            if value is None:
+                return Verdict(False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no")
+            return Verdict(value, feedback, "json", "structured verdict")
+    match = _JSON_APPROVED.search(raw)
+    if match:
+        return Verdict(match.group(2).lower() in _YES, _feedback_after_label(raw), "json fragment", "'approved' field in malformed JSON")
+    for line in raw.splitlines():
+        clean = re.sub(r"[*_`#>]", "", line).strip().lstrip("-• ").strip()
+        bare = _BARE_VERDICT.match(clean)
+        labelled = _VERDICT_LABEL.match(clean)
+        if not (bare or labelled):
+            continue  # the first line that *is* a verdict decides; prose before it is skipped
+        value = bare.group(1) if bare else labelled.group(2).strip()
+        feedback = _feedback_after_label(raw, skip=line)
+        if _TEMPLATE_ECHO.match(value):
+            return Verdict(False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval")
+        words = re.findall(r"[a-z]+", value.lower())
+        if words and words[0] in _NO:
+            return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
+        if words and words[0] in _YES:
+            return Verdict(True, feedback, "verdict line", f"verdict line says {value!r}")
+        return Verdict(False, feedback, "verdict line", f"verdict line {value!r} is not a clear yes or no")
+    return Verdict(False, raw, "none", "no verdict found in the reply: not an approval")
+
+
+def _json_object(raw: str) -> dict[str, Any] | None:
+    candidates = [raw] + [code for _, code in _FENCE.findall(raw)]
+    if "{" in raw and "}" in raw:
+        candidates.append(raw[raw.index("{") : raw.rindex("}") + 1])
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _YES | _NO:
+        return value.strip().lower() in _YES
+    return None  # 1, "maybe", null: unclear, so not an approval
+
+
+def _feedback_after_label(raw: str, skip: str | None = None) -> str:
+    match = re.search(r"feedback\W*?[:=]\s*(.*)", raw, re.I | re.S)
+    if match:
+        return match.group(1).strip().strip('"}').strip()
+    return "\n".join(line for line in raw.splitlines() if line != skip).strip()
+
+
+# ---------------------------------------------------------------------------
+# The agents. Each reads the shared state, calls the model once, writes back.
+# ---------------------------------------------------------------------------
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to ``limit`` characters, saying that it was cut.
+
+    >>> clip("abcdefghij", 8)
+    'abcd […]'
+    """
+    return text if len(text) <= limit else text[: limit - 4] + " […]"
+
+
+def reviews(state: SharedState) -> list[HistoryItem]:
+    return [item for item in state["history"] if item["kind"] == "review"]
+
+
+PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
+Turn the task into a numbered plan of 3 to 6 concrete steps that a single Worker will carry out in one pass.
+End with the checks the finished work must pass (length, form, format), taken from the task.
+Write only the plan. Do not do the work yourself and do not add a preamble."""
+
+
+def planner_agent(state: SharedState, llm: LLM) -> Reply:
+    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts."""
+    failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
+    parts = [f"Task:\n{state['task']}"]
+    if failed:
+        parts.append("Earlier plans were rejected by the Critic. Write a different plan that avoids their problems.")
+        for item in failed:
+            last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
+            why = last[-1]["feedback"] if last else "(no feedback recorded)"
+            parts.append(
+                f"Plan v{item['plan_version']}:\n{clip(item['plan'], CLIP_CHARS)}\n"
+                f"Why it failed: {clip(why, CLIP_CHARS)}"
+            )
+    reply = llm.complete("planner", [
+        {"role": "system", "content": PLANNER_PROMPT},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ])
+    plan = reply.content.strip() or "(The planner returned nothing: work directly from the task.)"
+    state["plan"] = plan
+    state["plan_version"] += 1
+    state["worker_attempts"] = 0  # attempts are counted per plan
+    state["history"].append(HistoryItem(kind="plan", plan_version=state["plan_version"], plan=clip(plan, PLAN_MAX_CHARS)))
+    return reply
+
+
+WORKER_PROMPT = """You are the Worker on a team of three agents: Planner, Worker, Critic.
+Carry out every step of the plan and return the finished work itself: no preamble, no notes about the plan, no commentary.
+When the Critic's feedback is included, fix every point it raises, and do not repeat a mistake it has already named."""
+
+
+def worker_agent(state: SharedState, llm: LLM) -> Reply:
+    """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts."""
+    if not state["plan"]:
+        raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
+    parts = [f"Task:\n{state['task']}", f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    shown = reviews(state)[-HISTORY_MAX:]
+    older, recent = shown[:-HISTORY_WHOLE], shown[-HISTORY_WHOLE:]
+    if older:
+        parts.append("Older feedback on this task (do not repeat these mistakes):\n" + "\n".join(
+            f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}" for r in older
+        ))
+    for r in recent:
+        parts.append(
+            f"Your draft {r['attempt']} for plan v{r['plan_version']} was rejected:\n<<<\n"
+            f"{clip(r['draft'], DRAFT_MAX_CHARS)}\n>>>\nCritic's feedback: {clip(r['feedback'], FEEDBACK_MAX_CHARS)}"
+        )
+    if recent:
+        parts.append("Write a new, complete version that fixes every point of the feedback.")
+    reply = llm.complete("worker", [
+        {"role": "system", "content": WORKER_PROMPT},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ])
+    state["result"] = reply.content.strip()
+    state["worker_attempts"] += 1
+    return reply
+
+
+CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
+Decide whether the draft fully does the task. Do not rewrite it.
+The measured facts were computed by code: trust them over your own counting.
+Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change.
+Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
+Reply with JSON: {"approved": true or false, "feedback": "..."}.
+If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
+
+
+def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
+    """Judge the newest draft. Writes: critic_approved, critic_feedback, and a review in history.
+
+    An empty draft is rejected by code, without a model call.
+    """
+    if state["result"] is None:
+        raise OutOfOrderError("critic_agent needs a draft: run worker_agent first")
+    if not state["plan"]:
+        raise OutOfOrderError("critic_agent needs the plan the draft followed: run planner_agent first")
+    facts = state["draft_facts"] or measure_draft(state["result"])
+    reply = None
+    if not state["result"].strip():
+        verdict = Verdict(False, "The draft was empty. Produce the complete work.", "code", "empty draft")
+    else:
+        own = [r for r in reviews(state)][-OWN_FEEDBACK_SHOWN:]
+        parts = [
+            f"Task:\n{state['task']}",
+            f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
+            f"Measured facts about the draft:\n{format_facts(facts)}",
+        ]
+        if own:
+            parts.append("Your earlier feedback on this task, oldest first:\n" + "\n".join(
+                f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}" for r in own
+            ))
+        parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
+        reply = llm.complete("critic", [
+            {"role": "system", "content": CRITIC_PROMPT},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ], verdict=True)
+        verdict = parse_verdict(reply.content)
+    feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
+    state["critic_approved"] = verdict.approved
+    state["critic_feedback"] = feedback
+    state["history"].append(HistoryItem(
+        kind="review", iteration=state["iteration"], plan_version=state["plan_version"],
+        attempt=state["worker_attempts"], draft=clip(state["result"], DRAFT_MAX_CHARS),
+        approved=verdict.approved, feedback=clip(feedback, FEEDBACK_MAX_CHARS),
+    ))
+    llm.trace.event(
+        "verdict", iteration=state["iteration"], plan_version=state["plan_version"],
+        attempt=state["worker_attempts"], approved=verdict.approved, source=verdict.source,
+        why=verdict.why, feedback=feedback,
+    )
+    return reply
+
+
+# ---------------------------------------------------------------------------
+# The scripted demo: canned replies that walk the textbook paths offline
+# ---------------------------------------------------------------------------
+
+# Critic verdicts, in order, per scenario; past the end, every verdict is "no".
+DEMO_SCENARIOS: dict[str, list[bool]] = {
+    "approve": [True],  # plan, draft, approval: 3 calls
+    "revise": [False, True],  # one revision: 5 calls
+    "escalate": [False, False, True],  # two rejections, a new plan, approval: 7 calls
+    "exhaust": [],  # never approves: stops with escalation_exhausted
+}
+
+# Rejected drafts break the form (four lines); approved ones keep it, so the story holds.
+_HAIKU_REJECTED = [
+    "Three small minds confer\nOne plans, one writes, one reads it through\n"
+    "The loop turns once more\nand once more, until it rests",
+    "Plans become drafts, drafts\nbecome notes from a careful eye\nnotes become new drafts\nround and round",
+]
+_HAIKU_APPROVED = [
+    "Planner sketches steps\nWorker shapes words to the plan\nCritic nods, well done",
+    "Steps laid out in rows\none hand writes, one eye reviews\nthe draft comes back clean",
+]
+_DEMO_FEEDBACK = [
+    "Too long for the form: a haiku has exactly three lines (5, 7 and 5 syllables), and the measured "
+    "facts show four. Cut the last line and keep the imagery about agents.",
+    "Still four lines. The plan never fixes the 5-7-5 form before writing, so the drafts keep "
+    "drifting: the plan itself needs to change.",
+]
+
+
+def demo_script(scenario: str) -> Responder:
+    """Replies for planner, worker and critic, told apart by their system prompts."""
+    verdicts = DEMO_SCENARIOS[scenario]
+    counts = {"planner": 0, "worker": 0, "critic": 0}
+    roles = {PLANNER_PROMPT: "planner", WORKER_PROMPT: "worker", CRITIC_PROMPT: "critic"}
+
+    def respond(request: dict[str, Any]) -> str:
+        role = roles.get(request["messages"][0]["content"])
+        if role is None:
+            raise AgentSystemError("the scripted demo model only knows the planner, worker and critic prompts")
+        counts[role] += 1
+        n = counts[role]
+        task = request["messages"][-1]["content"].split("\n", 2)[1]
+        if role == "planner":
+            first = "1. Settle the form first: three lines of 5, 7 and 5 syllables." if n > 1 else \
+                "1. List what the task asks for."
+            return f"{first}\n2. Draft it in one pass: {clip(task, 80)}\n3. Read it back and tighten every line.\n" \
+                   "Checks: it answers the task exactly and nothing more."
+        if role == "worker":
+            will_pass = n - 1 < len(verdicts) and verdicts[n - 1]
+            if "haiku" in task.lower():
+                drafts = _HAIKU_APPROVED if will_pass else _HAIKU_REJECTED
+                return drafts[(n - 1) % len(drafts)]
+            return f"(scripted draft {n}) A short answer to: {task}\n\nIt covers the task in a few plain sentences."
+        approved = verdicts[n - 1] if n - 1 < len(verdicts) else False
+        feedback = "Meets the task." if approved else _DEMO_FEEDBACK[(n - 1) % len(_DEMO_FEEDBACK)]
+        if "response_format" in request:
+            return json.dumps({"approved": approved, "feedback": feedback})
+        return f"APPROVED: {'YES' if approved else 'NO'}\nFEEDBACK: {feedback}"
+
+    return respond
+
+
+# ---------------------------------------------------------------------------
+# The orchestrator: plain Python decides who runs next
+# ---------------------------------------------------------------------------
+
+NextStep = Literal["revise", "replan", "give_up", "out_of_iterations"]
+
+
+def decide_next_step(worker_attempts: int, plan_version: int, iteration: int, settings: Settings) -> NextStep:
+    """After a rejection, what happens next. Pure, so every branch is easy to test.
+
+    >>> s = Settings(max_iterations=10, max_plans=3)
+    >>> decide_next_step(1, 1, 1, s), decide_next_step(2, 1, 2, s), decide_next_step(2, 3, 6, s)
+    ('revise', 'replan', 'give_up')
+    >>> decide_next_step(2, 1, 10, s)  # a new plan that no iteration could use is never paid for
+    'out_of_iterations'
+    """
+    if worker_attempts < REJECTIONS_BEFORE_REPLAN:
+        return "revise" if iteration < settings.max_iterations else "out_of_iterations"
+    if plan_version >= settings.max_plans:
+        return "give_up"
+    if iteration >= settings.max_iterations:
+        return "out_of_iterations"
+    return "replan"
+
+
+def sync_spending(state: SharedState, llm: LLM) -> None:
+    """Copy the ledger's totals into the state, so the state alone tells the story."""
+    ledger = llm.ledger
+    state["total_tokens"] = TokenCount(
+        prompt=ledger.prompt_tokens, completion=ledger.completion_tokens, total=ledger.total_tokens
+    )
+    state["cost_usd"] = ledger.cost_usd
+
+
+def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> None:
+    sync_spending(state, llm)
+    if role == "planner":
+        title, body = f"Planner · plan v{state['plan_version']}", state["plan"] or ""
+    elif role == "worker":
+        title = f"Worker · plan v{state['plan_version']} · draft {state['worker_attempts']} · iteration {state['iteration']}"
+        body = state["result"] or ""
+    else:
+        verdict = "APPROVED" if state["critic_approved"] else "REJECTED"
+        title, body = f"Critic · {verdict} · iteration {state['iteration']}", state["critic_feedback"] or ""
+    llm.display.step(title, body, reply, ROLE_STYLES[role])
+
+
+def orchestrate(task: str, llm: LLM) -> SharedState:
+    """Run Planner -> Worker -> Critic until one of these stops the loop:
+
+    approved              the critic approved; the loop stops at once
+    max_iterations        settings.max_iterations rounds ran without approval
+    escalation_exhausted  settings.max_plans plans were each rejected twice
+    token_budget          the next call would not fit in settings.max_tokens
+    cost_budget           the next call would not fit in settings.max_cost
+    timeout               settings.timeout seconds have passed
+    config_error          the server refused the key, the model or the request, or could not be reached
+    api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries
+    interrupted           Ctrl-C
+
+    The state is returned in every case, with the last draft and the stop reason.
+    OutOfOrderError is not caught: it means the code is wrong, not the run.
+    """
+    settings, trace = llm.settings, llm.trace
+    state = new_state(task)
+    trace.event(
+        "start", task=task, demo=settings.demo, demo_scenario=settings.demo_scenario if settings.demo else None,
+        server=settings.server(), models={r: settings.model_for(r) for r in ("planner", "worker", "critic")},
+        limits={"max_iterations": settings.max_iterations, "max_tokens": settings.max_tokens,
+                "max_plans": settings.max_plans, "max_cost": settings.max_cost, "timeout": settings.timeout},
+    )
+
+    def stop(reason: str, detail: str) -> None:
+        state["status"] = "approved" if reason == "approved" else "stopped"
+        state["stop_reason"], state["stop_detail"] = reason, detail
+
+    try:
+        show_step(state, llm, "planner", planner_agent(state, llm))
+        while state["stop_reason"] is None:
+            if state["iteration"] >= settings.max_iterations:
+                stop("max_iterations", f"{settings.max_iterations} iterations without approval")
+                break
+            state["iteration"] += 1
+            show_step(state, llm, "worker", worker_agent(state, llm))
+            state["draft_facts"] = measure_draft(state["result"] or "")  # grounded critique
+            show_step(state, llm, "critic", critic_agent(state, llm))
+            if state["critic_approved"]:
+                stop("approved", f"approved on iteration {state['iteration']}")
+                break
+            step = decide_next_step(state["worker_attempts"], state["plan_version"], state["iteration"], settings)
+            trace.event("escalation", iteration=state["iteration"], plan_version=state["plan_version"],
+                        worker_attempts=state["worker_attempts"], action=step)
+            state["history"].append(HistoryItem(kind="escalation", iteration=state["iteration"],
+                                                plan_version=state["plan_version"], action=step))
+            if step == "revise":
+                llm.display.note("rejected once on this plan: the worker revises")
+            elif step == "replan":
+                llm.display.warn(f"plan v{state['plan_version']} was rejected twice: escalating to the planner")
+                show_step(state, llm, "planner", planner_agent(state, llm))
+            elif step == "give_up":
+                stop("escalation_exhausted", f"{state['plan_version']} plans each rejected twice: needs a human")
+            else:
+                stop("max_iterations", f"{settings.max_iterations} iterations without approval")
+    except StopRun as halt:
+        stop(halt.stop_reason, halt.detail)
+    except KeyboardInterrupt:
+        stop("interrupted", "stopped with Ctrl-C")
+    finally:
+        sync_spending(state, llm)
+        if state["stop_reason"] is None:  # an unexpected exception is on its way up
+            stop("crashed", "an unexpected error ended the run")
+        trace.event(
+            "end", stop_reason=state["stop_reason"], detail=state["stop_detail"], approved=state["critic_approved"],
+            iterations=state["iteration"], plan_version=state["plan_version"], calls=llm.ledger.calls,
+            total_tokens=state["total_tokens"], cost_usd=state["cost_usd"], seconds=round(llm.elapsed(), 3),
+            result=state["result"],
+        )
+    return state
+
+
+def exit_code_for(state: SharedState) -> int:
+    if state["stop_reason"] == "approved":
+        return EXIT_APPROVED
+    if state["stop_reason"] == "interrupted":
+        return EXIT_INTERRUPTED
+    if state["stop_reason"] == "config_error":
+        return EXIT_USAGE
+    return EXIT_NOT_APPROVED
+
+
+# ---------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------
+
+EPILOG = """quickstart:
+  pip install -r requirements.txt
+  python multi_agent_system.py "Write a haiku about agents"     (no key: scripted demo model)
+
+real models (environment or .env):
+  OPENAI_API_KEY=sk-...                                          OpenAI
+  OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_MODEL=llama3.2  Ollama (no key needed)
+  OPENAI_BASE_URL=http://localhost:1234/v1                       LM Studio
+  OPENAI_BASE_URL=http://localhost:8080/v1                       llama.cpp server
+  PLANNER_MODEL / WORKER_MODEL / CRITIC_MODEL                    one model per role
+
+exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration error, 130 interrupted
+traces: one JSON line per event in logs/<run id>.jsonl"""
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="multi_agent_system.py",
+        description="A Planner, a Worker and a Critic work one task together, under hard budgets.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("task", nargs="?", help='what to do, in quotes; "-" reads it from standard input')
+    models = p.add_argument_group("models")
+    models.add_argument("--model", help=f"model for every role (default: OPENAI_MODEL or {DEFAULT_MODEL})")
+    for role in ("planner", "worker", "critic"):
+        models.add_argument(f"--{role}-model", help=f"model for the {role} (default: {role.upper()}_MODEL or --model)")
+    models.add_argument("--demo", action="store_true", help="use the scripted demo model even if a key is set")
+    models.add_argument("--demo-scenario", choices=sorted(DEMO_SCENARIOS), help="which path the demo plays (implies --demo; default revise)")
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-iterations", type=_positive(int), default=MAX_ITERATIONS, metavar="N", help=f"worker/critic rounds (default {MAX_ITERATIONS})")
+    limits.add_argument("--max-tokens", type=_positive(int), default=MAX_TOTAL_TOKENS, metavar="N", help=f"token budget for the whole run (default {MAX_TOTAL_TOKENS})")
+    limits.add_argument("--max-plans", type=_positive(int), default=MAX_PLANS, metavar="N", help=f"plans before giving up (default {MAX_PLANS})")
+    limits.add_argument("--max-cost", type=_positive(float), metavar="USD", help="cost ceiling in dollars (needs a model with a known price)")
+    limits.add_argument("--timeout", type=_positive(float), metavar="SECONDS", help="time limit for the whole run")
+    out = p.add_argument_group("output")
+    shown = out.add_mutually_exclusive_group()
+    shown.add_argument("-v", "--verbose", action="store_true", help="show full prompts, replies, retries and clamps")
+    shown.add_argument("-q", "--quiet", action="store_true", help="print only the approved result")
+    shown.add_argument("--json", action="store_true", help="print one JSON object describing the run")
+    out.add_argument("--output", type=Path, metavar="FILE", help="also write the approved result to FILE")
+    out.add_argument("--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)")
+    return p
+
+
+def read_task(arg: str | None, stdin: Any) -> str:
+    task = stdin.read() if arg == "-" else (arg or "")
+    task = task.strip()
+    if not task:
+        raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
+    if len(task) > TASK_MAX_CHARS:
+        raise UsageError(f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)")
+    return task
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    api_key = environ.get("OPENAI_API_KEY", "").strip() or None
+    base_url = environ.get("OPENAI_BASE_URL", "").strip() or None
+    default_model = args.model or environ.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    models = {
+        role: getattr(args, f"{role}_model") or environ.get(f"{role.upper()}_MODEL", "").strip() or default_model
+        for role in ("planner", "worker", "critic")
+    }
+    settings = Settings(
+        default_model=default_model,
+        models=models,
+        api_key=api_key,
+        base_url=base_url,
+        demo=bool(args.demo or args.demo_scenario or not (api_key or base_url)),
+        demo_scenario=args.demo_scenario or "revise",
+        max_iterations=args.max_iterations,
+        max_tokens=args.max_tokens,
+        max_plans=args.max_plans,
+        max_cost=args.max_cost,
+        timeout=args.timeout,
+        log_dir=args.log_dir,
+    )
+    if settings.max_cost is not None:
+        unpriced = sorted({m for m in map(settings.model_for, models) if price_for(m) is None})
+        if unpriced:
+            raise UsageError(
+                f"--max-cost needs a price, and none is known for {', '.join(unpriced)}: "
+                "add it to PRICES_PER_MILLION or drop --max-cost"
+            )
+    return settings
+
+
+def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
+    return {
+        "approved": state["status"] == "approved",
+        "result": state["result"],
+        "stop_reason": state["stop_reason"],
+        "stop_detail": state["stop_detail"],
+        "iterations": state["iteration"],
+        "plans": state["plan_version"],
+        "calls": llm.ledger.calls,
+        "total_tokens": state["total_tokens"]["total"],
+        "tokens": state["total_tokens"],
+        "usage_estimated": llm.ledger.estimated,
+        "cost_usd": state["cost_usd"],
+        "demo": llm.settings.demo,
+        "run_id": llm.trace.run_id,
+        "trace": str(llm.trace.path) if llm.trace.path else None,
+    }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: no half-written file, ever."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
+    """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
+    console = console or Console()
+    errors = Console(stderr=True) if console.file is sys.stdout else console
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its message; --help exits 0
+        return EXIT_USAGE if exit_.code else EXIT_APPROVED
+    mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
+    display = Display(console, mode, errors)
+    dotenv_path = find_dotenv(usecwd=True)
+    if dotenv_path:
+        load_dotenv(dotenv_path)  # real environment variables win over .env
+    try:
+        task = read_task(args.task, sys.stdin)
+        settings = settings_from_args(args, dict(os.environ))
+        run_id = new_run_id()
+        trace = Trace.in_dir(settings.log_dir, run_id)
+    except UsageError as err:
+        display.error(str(err))
+        return EXIT_USAGE
+    if settings.demo and client is None:
+        client = ScriptedClient(demo_script(settings.demo_scenario))
+    llm = LLM(settings, display, trace, client=client)
+    try:
+        display.banner(settings, run_id, trace.path)
+        with sdk_retries_shown(display, trace):
+            state = orchestrate(task, llm)
+        code = exit_code_for(state)
+        if state["stop_reason"] in ("config_error", "api_error"):
+            display.error(state["stop_detail"] or state["stop_reason"])
+        if args.output and state["status"] == "approved":
+            write_atomically(args.output, (state["result"] or "") + "\n")
+        if mode == "json":
+            console.print_json(json.dumps(run_summary(state, llm)))
+        elif mode == "quiet":
+            if state["status"] == "approved":
+                console.print(Text(state["result"] or ""), soft_wrap=True)
+            else:
+                display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
+        else:
+            display.summary(state, llm.ledger, trace.path)
+            if args.output and state["status"] == "approved":
+                console.print(Text(f"result written to {args.output}", style="dim"))
+        return code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as err:
+        display.error(f"cannot write {err.filename}: {err.strerror}")
+        return EXIT_USAGE
+    finally:
+        trace.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
