@@ -1028,7 +1028,8 @@ _YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass",
 _NO = {"no", "n", "false", "rejected", "reject", "not", "fail", "failed", "denied", "revise"}
 _VERDICT_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
 _BARE_VERDICT = re.compile(r"^(not approved|approved|rejected)[.!]?$", re.I)
-_TEMPLATE_ECHO = re.compile(r"^(yes|no|true|false)\s*(/|\||\bor\b)\s*(yes|no|true|false)\b", re.I)
+# "YES/NO" or "YES or APPROVED: NO": the model offered the options back instead of choosing.
+_TEMPLATE_ECHO = re.compile(r"^(yes|no|true|false)\s*(/|\||\bor\b)", re.I)
 _JSON_APPROVED = re.compile(r'"approved"\s*:\s*("?)(true|false|yes|no)\1', re.I)
 
 
@@ -1164,7 +1165,12 @@ When the Critic's feedback is included, fix every point it raises, and do not re
 
 
 def worker_agent(state: SharedState, llm: LLM) -> Reply:
-    """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts."""
+    """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts.
+
+    Recent rejected drafts go back as the worker's own earlier turns, each
+    followed by the critic's feedback: the chat shape models are trained on,
+    so small models revise instead of echoing the prompt.
+    """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
     parts = [f"Task:\n{state['task']}", f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
@@ -1174,17 +1180,16 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
         parts.append("Older feedback on this task (do not repeat these mistakes):\n" + "\n".join(
             f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}" for r in older
         ))
+    parts.append("Carry out the plan and return the finished work.")
+    messages = [{"role": "system", "content": WORKER_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
     for r in recent:
-        parts.append(
-            f"Your draft {r['attempt']} for plan v{r['plan_version']} was rejected:\n<<<\n"
-            f"{clip(r['draft'], DRAFT_MAX_CHARS)}\n>>>\nCritic's feedback: {clip(r['feedback'], FEEDBACK_MAX_CHARS)}"
-        )
-    if recent:
-        parts.append("Write a new, complete version that fixes every point of the feedback.")
-    reply = llm.complete("worker", [
-        {"role": "system", "content": WORKER_PROMPT},
-        {"role": "user", "content": "\n\n".join(parts)},
-    ])
+        messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
+        messages.append({"role": "user", "content": (
+            f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
+            f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
+            "Return a new, complete version that fixes every point, and nothing else."
+        )})
+    reply = llm.complete("worker", messages)
     state["result"] = reply.content.strip()
     state["worker_attempts"] += 1
     return reply
@@ -1253,7 +1258,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
 DEMO_SCENARIOS: dict[str, list[bool]] = {
     "approve": [True],  # plan, draft, approval: 3 calls
     "revise": [False, True],  # one revision: 5 calls
-    "escalate": [False, False, True],  # two rejections, a new plan, approval: 7 calls
+    "escalate": [False, False, True],  # two rejections, a new plan, approval: 8 calls
     "exhaust": [],  # never approves: stops with escalation_exhausted
 }
 
@@ -1287,7 +1292,7 @@ def demo_script(scenario: str) -> Responder:
             raise AgentSystemError("the scripted demo model only knows the planner, worker and critic prompts")
         counts[role] += 1
         n = counts[role]
-        task = request["messages"][-1]["content"].split("\n", 2)[1]
+        task = request["messages"][1]["content"].split("\n", 2)[1]  # "Task:\n<task>..."
         if role == "planner":
             first = "1. Settle the form first: three lines of 5, 7 and 5 syllables." if n > 1 else \
                 "1. List what the task asks for."

@@ -1,0 +1,124 @@
+"""The command line: exit codes, output modes, the trace, the result file."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import multi_agent_system as mas
+from conftest import FakeClient, completion, output, verdict
+
+SECRET = "sk-test-SECRET-do-not-log-4242"
+
+
+def trace_events(tmp_path: Path) -> list[dict]:
+    (path,) = (tmp_path / "logs").glob("*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_no_key_runs_the_scripted_demo_and_says_so(console) -> None:
+    code = mas.main(["Write a haiku about agents"], console=console)
+    shown = output(console)
+    assert code == 0
+    assert "Scripted demo model, not a real LLM" in shown
+    assert "stop reason: approved" in shown and "Spending by role" in shown
+
+
+@pytest.mark.parametrize("scenario, code", [("approve", 0), ("revise", 0), ("escalate", 0), ("exhaust", 1)])
+def test_demo_scenarios_exit_codes(console, scenario: str, code: int) -> None:
+    assert mas.main(["Write a haiku", "--demo-scenario", scenario], console=console) == code
+
+
+def test_json_mode_prints_one_object(console) -> None:
+    code = mas.main(["Write a haiku", "--json", "--demo-scenario", "exhaust"], console=console)
+    data = json.loads(output(console))
+    assert code == 1
+    assert data["approved"] is False and data["stop_reason"] == "escalation_exhausted"
+    assert (data["iterations"], data["calls"], data["demo"]) == (6, 15, True)
+    assert data["total_tokens"] > 0 and data["cost_usd"] == 0
+    assert Path(data["trace"]).exists()
+
+
+def test_quiet_prints_only_the_result(console) -> None:
+    assert mas.main(["Write a haiku about agents", "--quiet"], console=console) == 0
+    assert output(console).strip().count("\n") == 2  # three lines of haiku, nothing else
+
+
+def test_output_file_is_written_only_on_approval(console, tmp_path: Path) -> None:
+    assert mas.main(["Write a haiku", "--output", "out/haiku.txt"], console=console) == 0
+    assert len((tmp_path / "out/haiku.txt").read_text().splitlines()) == 3
+    assert mas.main(["Write a haiku", "--output", "never.txt", "--demo-scenario", "exhaust"], console=console) == 1
+    assert not (tmp_path / "never.txt").exists()
+
+
+def test_task_from_stdin(console, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Write a haiku about agents\n"))
+    assert mas.main(["-", "--json"], console=console) == 0
+    assert json.loads(output(console))["approved"] is True
+
+
+@pytest.mark.parametrize("argv", [[], [""], ["   "], ["x" * (mas.TASK_MAX_CHARS + 1)]])
+def test_empty_or_oversized_task_is_one_line_and_exit_2(console, argv) -> None:
+    assert mas.main(argv, console=console) == 2
+    assert output(console).count("\n") == 1 and output(console).startswith("error:")
+
+
+@pytest.mark.parametrize("argv", [["t", "--max-iterations", "0"], ["t", "--max-tokens", "lots"], ["t", "--quiet", "--json"]])
+def test_bad_flags_exit_2(capsys, argv) -> None:
+    assert mas.main(argv) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_max_cost_with_an_unpriced_model_is_refused(console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert mas.main(["t", "--model", "llama3.2", "--max-cost", "0.01"], console=console) == 2
+    assert "none is known for llama3.2" in output(console)
+
+
+def test_help_reads_as_a_quickstart(capsys) -> None:
+    assert mas.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for needle in ("quickstart", "OPENAI_BASE_URL", "exit codes", "--max-tokens", "--demo-scenario"):
+        assert needle in text
+
+
+def test_trace_records_the_run_and_never_the_key(console, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    client = FakeClient(completion("1. plan"), completion("draft"), verdict(False, "more"),
+                        completion("draft 2"), verdict(True, "good"))
+    assert mas.main(["task"], console=console, client=client) == 0
+    events = trace_events(tmp_path)
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start", "call", "call", "call", "verdict", "escalation", "call", "call", "verdict", "end"]
+    call = events[1]
+    for key in ("role", "model", "prompt", "reply", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
+        assert key in call
+    assert call["role"] == "planner" and call["cost_usd"] > 0
+    assert events[-1]["stop_reason"] == "approved" and events[-1]["result"] == "draft 2"
+    assert len({e["run_id"] for e in events}) == 1
+    assert SECRET not in (tmp_path / "logs").joinpath(f"{events[0]['run_id']}.jsonl").read_text()
+    assert SECRET not in output(console)
+
+
+def test_per_role_models_from_flags_and_environment(console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("CRITIC_MODEL", "gpt-4o")
+    client = FakeClient(completion("p"), completion("d"), verdict(True))
+    assert mas.main(["task", "--planner-model", "gpt-4.1-mini"], console=console, client=client) == 0
+    assert [c["model"] for c in client.calls] == ["gpt-4.1-mini", "gpt-4o-mini", "gpt-4o"]
+
+
+def test_ctrl_c_exits_130_with_an_end_event(console, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    client = FakeClient(completion("p"), KeyboardInterrupt())
+    assert mas.main(["task"], console=console, client=client) == 130
+    assert trace_events(tmp_path)[-1]["stop_reason"] == "interrupted"
+
+
+def test_unwritable_log_dir_is_a_usage_error(console, tmp_path: Path) -> None:
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    assert mas.main(["task", "--log-dir", "blocked"], console=console) == 2
+    assert "cannot write the trace" in output(console)
