@@ -1234,6 +1234,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
             {"role": "user", "content": "\n\n".join(parts)},
         ], verdict=True)
         verdict = parse_verdict(reply.content)
+        llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"] = verdict.approved
     state["critic_feedback"] = feedback
@@ -1603,7 +1604,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
         code = exit_code_for(state)
-        if state["stop_reason"] in ("config_error", "api_error"):
+        server_fault = state["stop_reason"] in ("config_error", "api_error")
+        if server_fault:
             display.error(state["stop_detail"] or state["stop_reason"])
         if args.output and state["status"] == "approved":
             write_atomically(args.output, (state["result"] or "") + "\n")
@@ -1612,7 +1614,7 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         elif mode == "quiet":
             if state["status"] == "approved":
                 console.print(Text(state["result"] or ""), soft_wrap=True)
-            else:
+            elif not server_fault:  # that one line is already out
                 display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
         else:
             display.summary(state, llm.ledger, trace.path)

@@ -122,3 +122,8 @@ def test_unwritable_log_dir_is_a_usage_error(console, tmp_path: Path) -> None:
     (tmp_path / "blocked").write_text("a file, not a folder")
     assert mas.main(["task", "--log-dir", "blocked"], console=console) == 2
     assert "cannot write the trace" in output(console)
+
+
+def test_quiet_failure_is_exactly_one_error_line(console) -> None:
+    assert mas.main(["Write a haiku", "--quiet", "--demo-scenario", "exhaust"], console=console) == 1
+    assert output(console).count("\n") == 1 and "escalation_exhausted" in output(console)
