@@ -1014,6 +1014,8 @@ def format_facts(facts: dict[str, Any]) -> str:
         f"- non-empty lines: {facts['lines']}",
         f"- characters: {facts['characters']}",
     ]
+    if facts.get("cut_off"):
+        lines.append("- the draft was cut off at its token limit: it is incomplete")
     for i, block in enumerate(facts["code_blocks"], 1):
         status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
         lines.append(f"- code block {i} ({block['language']}): {status}")
@@ -1397,8 +1399,10 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
                 stop("max_iterations", f"{settings.max_iterations} iterations without approval")
                 break
             state["iteration"] += 1
-            show_step(state, llm, "worker", worker_agent(state, llm))
+            drafted = worker_agent(state, llm)
+            show_step(state, llm, "worker", drafted)
             state["draft_facts"] = measure_draft(state["result"] or "")  # grounded critique
+            state["draft_facts"]["cut_off"] = drafted.finish_reason == "length"
             show_step(state, llm, "critic", critic_agent(state, llm))
             if state["critic_approved"]:
                 stop("approved", f"approved on iteration {state['iteration']}")

@@ -300,3 +300,11 @@ def test_importing_the_module_does_no_work() -> None:
 
     module = importlib.reload(sys.modules["multi_agent_system"])
     assert not hasattr(module, "client") and not hasattr(module, "console")
+
+
+def test_critic_is_told_when_the_draft_was_cut_off(make_llm) -> None:
+    client = FakeClient(completion("p"), completion("half a dra", finish_reason="length"), verdict(False),
+                        completion("whole draft"), verdict(True))
+    mas.orchestrate("task", make_llm(client))
+    assert "cut off at its token limit" in client.calls[2]["messages"][1]["content"]
+    assert "cut off" not in client.calls[4]["messages"][1]["content"]
