@@ -57,7 +57,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -474,9 +474,7 @@ class Display:
             )
             if reply.finish_reason == "length":
                 subtitle += " · cut off at max_tokens"
-        self.console.print(
-            Panel(Text(body), title=Text(title), subtitle=subtitle, border_style=style)
-        )
+        self.console.print(Panel(Text(body), title=Text(title), subtitle=subtitle, border_style=style))
 
     def note(self, text: str) -> None:
         """Details for --verbose: retries, clamps, fallbacks."""
@@ -752,7 +750,11 @@ class LLM:
                 attempt.update(self._response_format())
             try:
                 return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
-            except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as err:
+            except (
+                openai.BadRequestError,
+                openai.UnprocessableEntityError,
+                openai.InternalServerError,
+            ) as err:
                 if not self._fall_back(err, verdict):
                     raise self._explain(err, request["model"]) from err
             except openai.OpenAIError as err:
@@ -769,8 +771,10 @@ class LLM:
     def _fall_back(self, err: openai.APIStatusError, verdict: bool) -> bool:
         """Step down one capability the server refused; False if nothing is left to drop."""
         text = str(err).lower()
-        if verdict and self._format_level < len(RESPONSE_FORMATS) - 1 and (
-            "response_format" in text or "json_schema" in text or "json_object" in text
+        if (
+            verdict
+            and self._format_level < len(RESPONSE_FORMATS) - 1
+            and ("response_format" in text or "json_schema" in text or "json_object" in text)
         ):
             old = RESPONSE_FORMATS[self._format_level]
             self._format_level += 1
@@ -793,37 +797,60 @@ class LLM:
         where = self.settings.server()
         detail = _first_line(getattr(err, "message", None) or str(err))
         if isinstance(err, openai.AuthenticationError):
-            return ModelUnavailable("config_error", f"{where} rejected the API key (401): check OPENAI_API_KEY", EXIT_USAGE)
+            return ModelUnavailable(
+                "config_error", f"{where} rejected the API key (401): check OPENAI_API_KEY", EXIT_USAGE
+            )
         if isinstance(err, openai.PermissionDeniedError):
             return ModelUnavailable("config_error", f"{where} denied access (403): {detail}", EXIT_USAGE)
         if isinstance(err, openai.NotFoundError):
             return ModelUnavailable(
-                "config_error", f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL", EXIT_USAGE
+                "config_error",
+                f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL",
+                EXIT_USAGE,
             )
         if isinstance(err, openai.APITimeoutError):
             if self.settings.timeout is not None and self.elapsed() >= self.settings.timeout:
-                return BudgetExhausted("timeout", f"{self.settings.timeout:g}s time limit reached during a call")
-            return ModelUnavailable("api_error", f"{where} did not answer in time, even after {SDK_MAX_RETRIES} retries")
+                return BudgetExhausted(
+                    "timeout", f"{self.settings.timeout:g}s time limit reached during a call"
+                )
+            return ModelUnavailable(
+                "api_error", f"{where} did not answer in time, even after {SDK_MAX_RETRIES} retries"
+            )
         if isinstance(err, openai.APIConnectionError):
             return ModelUnavailable(
-                "config_error", f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?", EXIT_USAGE
+                "config_error",
+                f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?",
+                EXIT_USAGE,
             )
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
-                return ModelUnavailable("config_error", f"{where}: quota exhausted (429): {detail}", EXIT_USAGE)
-            return ModelUnavailable("api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries")
+                return ModelUnavailable(
+                    "config_error", f"{where}: quota exhausted (429): {detail}", EXIT_USAGE
+                )
+            return ModelUnavailable(
+                "api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries"
+            )
         if isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return ModelUnavailable("config_error", f"{where} refused the request ({err.status_code}): {detail}", EXIT_USAGE)
+            return ModelUnavailable(
+                "config_error", f"{where} refused the request ({err.status_code}): {detail}", EXIT_USAGE
+            )
         if isinstance(err, openai.APIStatusError):
             return ModelUnavailable(
-                "api_error", f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}"
+                "api_error",
+                f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}",
             )
         return ModelUnavailable("api_error", f"{where}: {detail}")
 
     # -- accounting ---------------------------------------------------------
 
     def _account(
-        self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
+        self,
+        role: str,
+        model: str,
+        messages: list[dict[str, Any]],
+        completion: Any,
+        seconds: float,
+        limit: int,
     ) -> Reply:
         if not getattr(completion, "choices", None):
             raise ModelUnavailable("api_error", f"{self.settings.server()} returned no choices")
@@ -834,11 +861,17 @@ class LLM:
         estimated = not (usage and usage.prompt_tokens)
         if estimated:  # llama.cpp and some proxies may omit usage: guess high, and say so
             prompt_tokens = estimate_tokens(messages)
-            completion_tokens = estimate_text_tokens(content + json.dumps([t.model_dump() for t in tool_calls]))
+            completion_tokens = estimate_text_tokens(
+                content + json.dumps([t.model_dump() for t in tool_calls])
+            )
         else:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
         price = price_for(model)
-        cost = None if price is None else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+        cost = (
+            None
+            if price is None
+            else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
+        )
         stats = self.ledger.role(role)
         stats.calls += 1
         stats.prompt_tokens += prompt_tokens
@@ -848,8 +881,18 @@ class LLM:
         stats.estimated = stats.estimated or estimated
         self._check_budget_share()
         return Reply(
-            role, model, content, choice.message, tool_calls, prompt_tokens, completion_tokens,
-            estimated, cost, seconds, choice.finish_reason, limit,
+            role,
+            model,
+            content,
+            choice.message,
+            tool_calls,
+            prompt_tokens,
+            completion_tokens,
+            estimated,
+            cost,
+            seconds,
+            choice.finish_reason,
+            limit,
         )
 
     def _check_budget_share(self) -> None:
@@ -925,7 +968,11 @@ def make_completion(
     usage = None
     if prompt_tokens is not None:
         done = completion_tokens or 0
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": done,
+            "total_tokens": prompt_tokens + done,
+        }
     return ChatCompletion.model_validate(
         {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -956,18 +1003,26 @@ class ScriptedClient:
         self.requests.append(request)
         out = self._respond(request)
         limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
-        prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
+        prompt_tokens = sum(
+            math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"]
+        )
         if isinstance(out, list):
             return make_completion(
-                None, model=request["model"], prompt_tokens=prompt_tokens,
-                completion_tokens=min(limit, 20 * len(out)), tool_calls=out,
+                None,
+                model=request["model"],
+                prompt_tokens=prompt_tokens,
+                completion_tokens=min(limit, 20 * len(out)),
+                tool_calls=out,
             )
         finish = "stop"
         if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
             out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
         return make_completion(
-            out, model=request["model"], prompt_tokens=prompt_tokens,
-            completion_tokens=min(limit, math.ceil(len(out.encode()) / 4)), finish_reason=finish,
+            out,
+            model=request["model"],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=min(limit, math.ceil(len(out.encode()) / 4)),
+            finish_reason=finish,
         )
 
 
@@ -1017,7 +1072,9 @@ def format_facts(facts: dict[str, Any]) -> str:
     if facts.get("cut_off"):
         lines.append("- the draft was cut off at its token limit: it is incomplete")
     for i, block in enumerate(facts["code_blocks"], 1):
-        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
+        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[
+            block["parses"]
+        ]
         lines.append(f"- code block {i} ({block['language']}): {status}")
     return "\n".join(lines)
 
@@ -1059,11 +1116,18 @@ def parse_verdict(text: str) -> Verdict:
             feedback = str(keys.get("feedback") or "").strip()
             value = _as_bool(keys["approved"])
             if value is None:
-                return Verdict(False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no")
+                return Verdict(
+                    False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no"
+                )
             return Verdict(value, feedback, "json", "structured verdict")
     match = _JSON_APPROVED.search(raw)
     if match:
-        return Verdict(match.group(2).lower() in _YES, _feedback_after_label(raw), "json fragment", "'approved' field in malformed JSON")
+        return Verdict(
+            match.group(2).lower() in _YES,
+            _feedback_after_label(raw),
+            "json fragment",
+            "'approved' field in malformed JSON",
+        )
     for line in raw.splitlines():
         clean = re.sub(r"[*_`#>]", "", line).strip().lstrip("-• ").strip()
         bare = _BARE_VERDICT.match(clean)
@@ -1073,7 +1137,12 @@ def parse_verdict(text: str) -> Verdict:
         value = bare.group(1) if bare else labelled.group(2).strip()
         feedback = _feedback_after_label(raw, skip=line)
         if _TEMPLATE_ECHO.match(value):
-            return Verdict(False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval")
+            return Verdict(
+                False,
+                feedback,
+                "verdict line",
+                f"verdict line {value!r} repeats the template: not an approval",
+            )
         words = re.findall(r"[a-z]+", value.lower())
         if words and words[0] in _NO:
             return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
@@ -1141,7 +1210,9 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
     parts = [f"Task:\n{state['task']}"]
     if failed:
-        parts.append("Earlier plans were rejected by the Critic. Write a different plan that avoids their problems.")
+        parts.append(
+            "Earlier plans were rejected by the Critic. Write a different plan that avoids their problems."
+        )
         for item in failed:
             last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
             why = last[-1]["feedback"] if last else "(no feedback recorded)"
@@ -1149,15 +1220,20 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
                 f"Plan v{item['plan_version']}:\n{clip(item['plan'], CLIP_CHARS)}\n"
                 f"Why it failed: {clip(why, CLIP_CHARS)}"
             )
-    reply = llm.complete("planner", [
-        {"role": "system", "content": PLANNER_PROMPT},
-        {"role": "user", "content": "\n\n".join(parts)},
-    ])
+    reply = llm.complete(
+        "planner",
+        [
+            {"role": "system", "content": PLANNER_PROMPT},
+            {"role": "user", "content": "\n\n".join(parts)},
+        ],
+    )
     plan = reply.content.strip() or "(The planner returned nothing: work directly from the task.)"
     state["plan"] = plan
     state["plan_version"] += 1
     state["worker_attempts"] = 0  # attempts are counted per plan
-    state["history"].append(HistoryItem(kind="plan", plan_version=state["plan_version"], plan=clip(plan, PLAN_MAX_CHARS)))
+    state["history"].append(
+        HistoryItem(kind="plan", plan_version=state["plan_version"], plan=clip(plan, PLAN_MAX_CHARS))
+    )
     return reply
 
 
@@ -1175,22 +1251,34 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
-    parts = [f"Task:\n{state['task']}", f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    parts = [
+        f"Task:\n{state['task']}",
+        f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}",
+    ]
     shown = reviews(state)[-HISTORY_MAX:]
     older, recent = shown[:-HISTORY_WHOLE], shown[-HISTORY_WHOLE:]
     if older:
-        parts.append("Older feedback on this task (do not repeat these mistakes):\n" + "\n".join(
-            f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}" for r in older
-        ))
+        parts.append(
+            "Older feedback on this task (do not repeat these mistakes):\n"
+            + "\n".join(
+                f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}"
+                for r in older
+            )
+        )
     parts.append("Carry out the plan and return the finished work.")
     messages = [{"role": "system", "content": WORKER_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
     for r in recent:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
-        messages.append({"role": "user", "content": (
-            f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
-            f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
-            "Return a new, complete version that fixes every point, and nothing else."
-        )})
+        messages.append(
+            {
+                "role": "user",
+                "content": (
+                    f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
+                    f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
+                    "Return a new, complete version that fixes every point, and nothing else."
+                ),
+            }
+        )
     reply = llm.complete("worker", messages)
     state["result"] = reply.content.strip()
     state["worker_attempts"] += 1
@@ -1227,28 +1315,47 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
             f"Measured facts about the draft:\n{format_facts(facts)}",
         ]
         if own:
-            parts.append("Your earlier feedback on this task, oldest first:\n" + "\n".join(
-                f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}" for r in own
-            ))
+            parts.append(
+                "Your earlier feedback on this task, oldest first:\n"
+                + "\n".join(
+                    f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}"
+                    for r in own
+                )
+            )
         parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
-        reply = llm.complete("critic", [
-            {"role": "system", "content": CRITIC_PROMPT},
-            {"role": "user", "content": "\n\n".join(parts)},
-        ], verdict=True)
+        reply = llm.complete(
+            "critic",
+            [
+                {"role": "system", "content": CRITIC_PROMPT},
+                {"role": "user", "content": "\n\n".join(parts)},
+            ],
+            verdict=True,
+        )
         verdict = parse_verdict(reply.content)
         llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"] = verdict.approved
     state["critic_feedback"] = feedback
-    state["history"].append(HistoryItem(
-        kind="review", iteration=state["iteration"], plan_version=state["plan_version"],
-        attempt=state["worker_attempts"], draft=clip(state["result"], DRAFT_MAX_CHARS),
-        approved=verdict.approved, feedback=clip(feedback, FEEDBACK_MAX_CHARS),
-    ))
+    state["history"].append(
+        HistoryItem(
+            kind="review",
+            iteration=state["iteration"],
+            plan_version=state["plan_version"],
+            attempt=state["worker_attempts"],
+            draft=clip(state["result"], DRAFT_MAX_CHARS),
+            approved=verdict.approved,
+            feedback=clip(feedback, FEEDBACK_MAX_CHARS),
+        )
+    )
     llm.trace.event(
-        "verdict", iteration=state["iteration"], plan_version=state["plan_version"],
-        attempt=state["worker_attempts"], approved=verdict.approved, source=verdict.source,
-        why=verdict.why, feedback=feedback,
+        "verdict",
+        iteration=state["iteration"],
+        plan_version=state["plan_version"],
+        attempt=state["worker_attempts"],
+        approved=verdict.approved,
+        source=verdict.source,
+        why=verdict.why,
+        feedback=feedback,
     )
     return reply
 
@@ -1292,15 +1399,22 @@ def demo_script(scenario: str) -> Responder:
     def respond(request: dict[str, Any]) -> str:
         role = roles.get(request["messages"][0]["content"])
         if role is None:
-            raise AgentSystemError("the scripted demo model only knows the planner, worker and critic prompts")
+            raise AgentSystemError(
+                "the scripted demo model only knows the planner, worker and critic prompts"
+            )
         counts[role] += 1
         n = counts[role]
         task = request["messages"][1]["content"].split("\n", 2)[1]  # "Task:\n<task>..."
         if role == "planner":
-            first = "1. Settle the form first: three lines of 5, 7 and 5 syllables." if n > 1 else \
-                "1. List what the task asks for."
-            return f"{first}\n2. Draft it in one pass: {clip(task, 80)}\n3. Read it back and tighten every line.\n" \
-                   "Checks: it answers the task exactly and nothing more."
+            first = (
+                "1. Settle the form first: three lines of 5, 7 and 5 syllables."
+                if n > 1
+                else "1. List what the task asks for."
+            )
+            return (
+                f"{first}\n2. Draft it in one pass: {clip(task, 80)}\n3. Read it back and tighten every line.\n"
+                "Checks: it answers the task exactly and nothing more."
+            )
         if role == "worker":
             will_pass = n - 1 < len(verdicts) and verdicts[n - 1]
             if "haiku" in task.lower():
@@ -1355,7 +1469,10 @@ def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> N
     if role == "planner":
         title, body = f"Planner · plan v{state['plan_version']}", state["plan"] or ""
     elif role == "worker":
-        title = f"Worker · plan v{state['plan_version']} · draft {state['worker_attempts']} · iteration {state['iteration']}"
+        title = (
+            f"Worker · plan v{state['plan_version']} · draft {state['worker_attempts']}"
+            f" · iteration {state['iteration']}"
+        )
         body = state["result"] or ""
     else:
         verdict = "APPROVED" if state["critic_approved"] else "REJECTED"
@@ -1382,10 +1499,19 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     settings, trace = llm.settings, llm.trace
     state = new_state(task)
     trace.event(
-        "start", task=task, demo=settings.demo, demo_scenario=settings.demo_scenario if settings.demo else None,
-        server=settings.server(), models={r: settings.model_for(r) for r in ("planner", "worker", "critic")},
-        limits={"max_iterations": settings.max_iterations, "max_tokens": settings.max_tokens,
-                "max_plans": settings.max_plans, "max_cost": settings.max_cost, "timeout": settings.timeout},
+        "start",
+        task=task,
+        demo=settings.demo,
+        demo_scenario=settings.demo_scenario if settings.demo else None,
+        server=settings.server(),
+        models={r: settings.model_for(r) for r in ("planner", "worker", "critic")},
+        limits={
+            "max_iterations": settings.max_iterations,
+            "max_tokens": settings.max_tokens,
+            "max_plans": settings.max_plans,
+            "max_cost": settings.max_cost,
+            "timeout": settings.timeout,
+        },
     )
 
     def stop(reason: str, detail: str) -> None:
@@ -1407,18 +1533,36 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
             if state["critic_approved"]:
                 stop("approved", f"approved on iteration {state['iteration']}")
                 break
-            step = decide_next_step(state["worker_attempts"], state["plan_version"], state["iteration"], settings)
-            trace.event("escalation", iteration=state["iteration"], plan_version=state["plan_version"],
-                        worker_attempts=state["worker_attempts"], action=step)
-            state["history"].append(HistoryItem(kind="escalation", iteration=state["iteration"],
-                                                plan_version=state["plan_version"], action=step))
+            step = decide_next_step(
+                state["worker_attempts"], state["plan_version"], state["iteration"], settings
+            )
+            trace.event(
+                "escalation",
+                iteration=state["iteration"],
+                plan_version=state["plan_version"],
+                worker_attempts=state["worker_attempts"],
+                action=step,
+            )
+            state["history"].append(
+                HistoryItem(
+                    kind="escalation",
+                    iteration=state["iteration"],
+                    plan_version=state["plan_version"],
+                    action=step,
+                )
+            )
             if step == "revise":
                 llm.display.note("rejected once on this plan: the worker revises")
             elif step == "replan":
-                llm.display.warn(f"plan v{state['plan_version']} was rejected twice: escalating to the planner")
+                llm.display.warn(
+                    f"plan v{state['plan_version']} was rejected twice: escalating to the planner"
+                )
                 show_step(state, llm, "planner", planner_agent(state, llm))
             elif step == "give_up":
-                stop("escalation_exhausted", f"{state['plan_version']} plans each rejected twice: needs a human")
+                stop(
+                    "escalation_exhausted",
+                    f"{state['plan_version']} plans each rejected twice: needs a human",
+                )
             else:
                 stop("max_iterations", f"{settings.max_iterations} iterations without approval")
     except StopRun as halt:
@@ -1430,9 +1574,16 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
         if state["stop_reason"] is None:  # an unexpected exception is on its way up
             stop("crashed", "an unexpected error ended the run")
         trace.event(
-            "end", stop_reason=state["stop_reason"], detail=state["stop_detail"], approved=state["critic_approved"],
-            iterations=state["iteration"], plan_version=state["plan_version"], calls=llm.ledger.calls,
-            total_tokens=state["total_tokens"], cost_usd=state["cost_usd"], seconds=round(llm.elapsed(), 3),
+            "end",
+            stop_reason=state["stop_reason"],
+            detail=state["stop_detail"],
+            approved=state["critic_approved"],
+            iterations=state["iteration"],
+            plan_version=state["plan_version"],
+            calls=llm.ledger.calls,
+            total_tokens=state["total_tokens"],
+            cost_usd=state["cost_usd"],
+            seconds=round(llm.elapsed(), 3),
             result=state["result"],
         )
     return state
@@ -1491,22 +1642,59 @@ def build_parser() -> argparse.ArgumentParser:
     models = p.add_argument_group("models")
     models.add_argument("--model", help=f"model for every role (default: OPENAI_MODEL or {DEFAULT_MODEL})")
     for role in ("planner", "worker", "critic"):
-        models.add_argument(f"--{role}-model", help=f"model for the {role} (default: {role.upper()}_MODEL or --model)")
-    models.add_argument("--demo", action="store_true", help="use the scripted demo model even if a key is set")
-    models.add_argument("--demo-scenario", choices=sorted(DEMO_SCENARIOS), help="which path the demo plays (implies --demo; default revise)")
+        models.add_argument(
+            f"--{role}-model", help=f"model for the {role} (default: {role.upper()}_MODEL or --model)"
+        )
+    models.add_argument(
+        "--demo", action="store_true", help="use the scripted demo model even if a key is set"
+    )
+    models.add_argument(
+        "--demo-scenario",
+        choices=sorted(DEMO_SCENARIOS),
+        help="which path the demo plays (implies --demo; default revise)",
+    )
     limits = p.add_argument_group("limits")
-    limits.add_argument("--max-iterations", type=_positive(int), default=MAX_ITERATIONS, metavar="N", help=f"worker/critic rounds (default {MAX_ITERATIONS})")
-    limits.add_argument("--max-tokens", type=_positive(int), default=MAX_TOTAL_TOKENS, metavar="N", help=f"token budget for the whole run (default {MAX_TOTAL_TOKENS})")
-    limits.add_argument("--max-plans", type=_positive(int), default=MAX_PLANS, metavar="N", help=f"plans before giving up (default {MAX_PLANS})")
-    limits.add_argument("--max-cost", type=_positive(float), metavar="USD", help="cost ceiling in dollars (needs a model with a known price)")
-    limits.add_argument("--timeout", type=_positive(float), metavar="SECONDS", help="time limit for the whole run")
+    limits.add_argument(
+        "--max-iterations",
+        type=_positive(int),
+        default=MAX_ITERATIONS,
+        metavar="N",
+        help=f"worker/critic rounds (default {MAX_ITERATIONS})",
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=_positive(int),
+        default=MAX_TOTAL_TOKENS,
+        metavar="N",
+        help=f"token budget for the whole run (default {MAX_TOTAL_TOKENS})",
+    )
+    limits.add_argument(
+        "--max-plans",
+        type=_positive(int),
+        default=MAX_PLANS,
+        metavar="N",
+        help=f"plans before giving up (default {MAX_PLANS})",
+    )
+    limits.add_argument(
+        "--max-cost",
+        type=_positive(float),
+        metavar="USD",
+        help="cost ceiling in dollars (needs a model with a known price)",
+    )
+    limits.add_argument(
+        "--timeout", type=_positive(float), metavar="SECONDS", help="time limit for the whole run"
+    )
     out = p.add_argument_group("output")
     shown = out.add_mutually_exclusive_group()
-    shown.add_argument("-v", "--verbose", action="store_true", help="show full prompts, replies, retries and clamps")
+    shown.add_argument(
+        "-v", "--verbose", action="store_true", help="show full prompts, replies, retries and clamps"
+    )
     shown.add_argument("-q", "--quiet", action="store_true", help="print only the approved result")
     shown.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     out.add_argument("--output", type=Path, metavar="FILE", help="also write the approved result to FILE")
-    out.add_argument("--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)")
+    out.add_argument(
+        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
+    )
     return p
 
 
@@ -1516,7 +1704,9 @@ def read_task(arg: str | None, stdin: Any) -> str:
     if not task:
         raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
     if len(task) > TASK_MAX_CHARS:
-        raise UsageError(f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)")
+        raise UsageError(
+            f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)"
+        )
     return task
 
 
@@ -1525,7 +1715,9 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
     base_url = environ.get("OPENAI_BASE_URL", "").strip() or None
     default_model = args.model or environ.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     models = {
-        role: getattr(args, f"{role}_model") or environ.get(f"{role.upper()}_MODEL", "").strip() or default_model
+        role: getattr(args, f"{role}_model")
+        or environ.get(f"{role.upper()}_MODEL", "").strip()
+        or default_model
         for role in ("planner", "worker", "critic")
     }
     settings = Settings(

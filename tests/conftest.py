@@ -33,7 +33,14 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise AssertionError(f"a test tried to reach the network: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "PLANNER_MODEL", "WORKER_MODEL", "CRITIC_MODEL"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_MODEL",
+        "PLANNER_MODEL",
+        "WORKER_MODEL",
+        "CRITIC_MODEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # traces land in tmp_path/logs, and no .env is found
 
@@ -67,10 +74,16 @@ class FakeClient:
         return [names.get(call["messages"][0]["content"], "?") for call in self.calls]
 
 
-def completion(text: str | None = "ok", prompt_tokens: int | None = 100, completion_tokens: int | None = 20,
-               model: str = "gpt-4o-mini", **kwargs: Any) -> Any:
-    return mas.make_completion(text, model=model, prompt_tokens=prompt_tokens,
-                               completion_tokens=completion_tokens, **kwargs)
+def completion(
+    text: str | None = "ok",
+    prompt_tokens: int | None = 100,
+    completion_tokens: int | None = 20,
+    model: str = "gpt-4o-mini",
+    **kwargs: Any,
+) -> Any:
+    return mas.make_completion(
+        text, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **kwargs
+    )
 
 
 def verdict(approved: bool, feedback: str = "Fix the ending.") -> Any:

@@ -11,22 +11,30 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
 
 
-def chat_body(content: str, prompt_tokens: int = 50, completion_tokens: int = 10, usage: bool = True) -> dict[str, Any]:
+def chat_body(
+    content: str, prompt_tokens: int = 50, completion_tokens: int = 10, usage: bool = True
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
         "created": 0,
         "model": "loopback-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
     }
     if usage:
-        body["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                         "total_tokens": prompt_tokens + completion_tokens}
+        body["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
     return body
 
 

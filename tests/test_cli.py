@@ -50,7 +50,10 @@ def test_quiet_prints_only_the_result(console) -> None:
 def test_output_file_is_written_only_on_approval(console, tmp_path: Path) -> None:
     assert mas.main(["Write a haiku", "--output", "out/haiku.txt"], console=console) == 0
     assert len((tmp_path / "out/haiku.txt").read_text().splitlines()) == 3
-    assert mas.main(["Write a haiku", "--output", "never.txt", "--demo-scenario", "exhaust"], console=console) == 1
+    assert (
+        mas.main(["Write a haiku", "--output", "never.txt", "--demo-scenario", "exhaust"], console=console)
+        == 1
+    )
     assert not (tmp_path / "never.txt").exists()
 
 
@@ -66,7 +69,9 @@ def test_empty_or_oversized_task_is_one_line_and_exit_2(console, argv) -> None:
     assert output(console).count("\n") == 1 and output(console).startswith("error:")
 
 
-@pytest.mark.parametrize("argv", [["t", "--max-iterations", "0"], ["t", "--max-tokens", "lots"], ["t", "--quiet", "--json"]])
+@pytest.mark.parametrize(
+    "argv", [["t", "--max-iterations", "0"], ["t", "--max-tokens", "lots"], ["t", "--quiet", "--json"]]
+)
 def test_bad_flags_exit_2(capsys, argv) -> None:
     assert mas.main(argv) == 2
     assert "error" in capsys.readouterr().err
@@ -87,14 +92,39 @@ def test_help_reads_as_a_quickstart(capsys) -> None:
 
 def test_trace_records_the_run_and_never_the_key(console, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    client = FakeClient(completion("1. plan"), completion("draft"), verdict(False, "more"),
-                        completion("draft 2"), verdict(True, "good"))
+    client = FakeClient(
+        completion("1. plan"),
+        completion("draft"),
+        verdict(False, "more"),
+        completion("draft 2"),
+        verdict(True, "good"),
+    )
     assert mas.main(["task"], console=console, client=client) == 0
     events = trace_events(tmp_path)
     kinds = [e["event"] for e in events]
-    assert kinds == ["start", "call", "call", "call", "verdict", "escalation", "call", "call", "verdict", "end"]
+    assert kinds == [
+        "start",
+        "call",
+        "call",
+        "call",
+        "verdict",
+        "escalation",
+        "call",
+        "call",
+        "verdict",
+        "end",
+    ]
     call = events[1]
-    for key in ("role", "model", "prompt", "reply", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
+    for key in (
+        "role",
+        "model",
+        "prompt",
+        "reply",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "latency_s",
+    ):
         assert key in call
     assert call["role"] == "planner" and call["cost_usd"] > 0
     assert events[-1]["stop_reason"] == "approved" and events[-1]["result"] == "draft 2"

@@ -60,7 +60,8 @@ def test_a_429_is_retried_by_the_sdk_then_succeeds(server, console, tmp_path) ->
 def test_json_schema_refused_falls_back_for_the_rest_of_the_run(server, console, tmp_path) -> None:
     refuse = (400, error_body("response_format json_schema is not supported by this server"), {})
     server.answers += [
-        ok("1. plan"), ok("draft 1"),
+        ok("1. plan"),
+        ok("draft 1"),
         refuse,  # critic asks for json_schema: refused
         ok('{"approved": false, "feedback": "again"}'),  # the same call, with json_object
         ok("draft 2"),
@@ -80,7 +81,11 @@ def test_plain_text_is_the_last_fallback(server, console) -> None:
 
 
 def test_max_tokens_refused_switches_to_max_completion_tokens(server, console) -> None:
-    refuse = (400, error_body("Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."), {})
+    refuse = (
+        400,
+        error_body("Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."),
+        {},
+    )
     server.answers += [refuse, ok("p"), ok("d"), ok(VERDICT_YES)]
     assert mas.main(["task"], console=console) == 0
     assert "max_tokens" in server.requests[0] and "max_tokens" not in server.requests[1]
@@ -97,12 +102,22 @@ def test_usage_missing_over_http_is_estimated(server, console) -> None:
 @pytest.mark.parametrize(
     "status, body, expected",
     [
-        (401, error_body("Incorrect API key provided", "invalid_request_error"), "rejected the API key (401)"),
-        (404, error_body("The model `nope` does not exist", "invalid_request_error"), "model 'gpt-4o-mini' was not found"),
+        (
+            401,
+            error_body("Incorrect API key provided", "invalid_request_error"),
+            "rejected the API key (401)",
+        ),
+        (
+            404,
+            error_body("The model `nope` does not exist", "invalid_request_error"),
+            "model 'gpt-4o-mini' was not found",
+        ),
         (400, error_body("messages: bad"), "refused the request (400)"),
     ],
 )
-def test_configuration_errors_are_one_line_and_exit_2(server, console, tmp_path, status, body, expected) -> None:
+def test_configuration_errors_are_one_line_and_exit_2(
+    server, console, tmp_path, status, body, expected
+) -> None:
     server.answers += [(status, body, {})]
     assert mas.main(["task"], console=console) == 2
     errors = [line for line in output(console).splitlines() if line.startswith("error:")]
@@ -116,7 +131,9 @@ def test_a_server_that_keeps_failing_stops_with_api_error_and_keeps_the_work(ser
     failing = (503, error_body("overloaded", "server_error"), FAST_RETRY)
     server.answers += [ok("1. plan"), ok("a draft")] + [failing] * (mas.SDK_MAX_RETRIES + 1)
     assert mas.main(["task", "--json"], console=console) == 1
-    data = json.loads(output(console).split("\n", 1)[1] if output(console).startswith("error") else output(console))
+    data = json.loads(
+        output(console).split("\n", 1)[1] if output(console).startswith("error") else output(console)
+    )
     assert data["stop_reason"] == "api_error" and data["result"] == "a draft"
     assert len(server.requests) == 2 + mas.SDK_MAX_RETRIES + 1
 

@@ -35,8 +35,11 @@ def test_approval_on_the_first_try_takes_three_calls(make_llm) -> None:
 
 def test_first_rejection_means_the_worker_revises_with_the_feedback(make_llm) -> None:
     client = FakeClient(
-        completion("1. Write it."), completion(HAIKU_4_LINES), verdict(False, "Cut the fourth line."),
-        completion(HAIKU_3_LINES), verdict(True),
+        completion("1. Write it."),
+        completion(HAIKU_4_LINES),
+        verdict(False, "Cut the fourth line."),
+        completion(HAIKU_3_LINES),
+        verdict(True),
     )
     state = mas.orchestrate("Write a haiku", make_llm(client))
     assert client.roles() == ["planner", "worker", "critic", "worker", "critic"]
@@ -48,13 +51,27 @@ def test_first_rejection_means_the_worker_revises_with_the_feedback(make_llm) ->
 
 def test_second_rejection_escalates_to_a_new_plan_told_why(make_llm) -> None:
     client = FakeClient(
-        completion("1. Plan A."), completion("draft 1"), verdict(False, "Wrong form."),
-        completion("draft 2"), verdict(False, "Still the wrong form."),
-        completion("1. Plan B."), completion("draft 3"), verdict(True),
+        completion("1. Plan A."),
+        completion("draft 1"),
+        verdict(False, "Wrong form."),
+        completion("draft 2"),
+        verdict(False, "Still the wrong form."),
+        completion("1. Plan B."),
+        completion("draft 3"),
+        verdict(True),
     )
     llm = make_llm(client)
     state = mas.orchestrate("Write a haiku", llm)
-    assert client.roles() == ["planner", "worker", "critic", "worker", "critic", "planner", "worker", "critic"]
+    assert client.roles() == [
+        "planner",
+        "worker",
+        "critic",
+        "worker",
+        "critic",
+        "planner",
+        "worker",
+        "critic",
+    ]
     replan = client.calls[5]["messages"][1]["content"]
     assert "Plan A." in replan and "Still the wrong form." in replan
     assert (state["plan"], state["plan_version"], state["worker_attempts"]) == ("1. Plan B.", 2, 1)
@@ -88,8 +105,14 @@ def test_always_rejected_stops_at_max_iterations_without_a_wasted_planner_call(m
 
 def test_an_odd_iteration_limit_still_never_pays_for_an_unused_plan(make_llm) -> None:
     client = FakeClient(
-        completion("p1"), completion("d"), verdict(False), completion("d"), verdict(False),
-        completion("p2"), completion("d"), verdict(False),
+        completion("p1"),
+        completion("d"),
+        verdict(False),
+        completion("d"),
+        verdict(False),
+        completion("p2"),
+        completion("d"),
+        verdict(False),
     )
     state = mas.orchestrate("task", make_llm(client, max_iterations=3))
     assert len(client.calls) == 8 and state["stop_reason"] == "max_iterations"
@@ -117,8 +140,12 @@ def test_decide_next_step_every_branch(attempts: int, plan: int, iteration: int,
 
 @pytest.mark.parametrize(
     "scenario, calls, reason",
-    [("approve", 3, "approved"), ("revise", 5, "approved"), ("escalate", 8, "approved"),
-     ("exhaust", 15, "escalation_exhausted")],
+    [
+        ("approve", 3, "approved"),
+        ("revise", 5, "approved"),
+        ("escalate", 8, "approved"),
+        ("exhaust", 15, "escalation_exhausted"),
+    ],
 )
 def test_demo_scenarios(make_llm, scenario: str, calls: int, reason: str) -> None:
     client = mas.ScriptedClient(mas.demo_script(scenario))
@@ -178,7 +205,10 @@ def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None
     mas.orchestrate("task", make_llm(client, max_cost=0.001))
     critic = client.calls[2]
     price = mas.price_for("gpt-4o-mini")
-    worst_case = mas.estimate_tokens(critic["messages"]) * price.input_per_token + critic["max_tokens"] * price.output_per_token
+    worst_case = (
+        mas.estimate_tokens(critic["messages"]) * price.input_per_token
+        + critic["max_tokens"] * price.output_per_token
+    )
     assert critic["max_tokens"] < mas.ROLE_MAX_TOKENS["critic"]
     assert 0.0009 + worst_case <= 0.001
 
@@ -239,8 +269,11 @@ def test_agents_called_out_of_order_fail_fast_without_a_call(make_llm) -> None:
 
 def test_critic_sees_measured_facts_plan_and_its_earlier_feedback(make_llm) -> None:
     client = FakeClient(
-        completion("1. Three lines."), completion(HAIKU_4_LINES), verdict(False, "Cut line four."),
-        completion("```python\ndef f(:\n```"), verdict(True),
+        completion("1. Three lines."),
+        completion(HAIKU_4_LINES),
+        verdict(False, "Cut line four."),
+        completion("```python\ndef f(:\n```"),
+        verdict(True),
     )
     mas.orchestrate("Write a haiku", make_llm(client))
     first, second = client.calls[2]["messages"][1]["content"], client.calls[4]["messages"][1]["content"]
@@ -258,7 +291,9 @@ def test_an_empty_draft_is_rejected_by_code_without_a_critic_call(make_llm) -> N
 
 
 def test_history_records_plans_reviews_and_escalations(make_llm) -> None:
-    client = FakeClient(completion("p"), completion("d1"), verdict(False, "no"), completion("d2"), verdict(True))
+    client = FakeClient(
+        completion("p"), completion("d1"), verdict(False, "no"), completion("d2"), verdict(True)
+    )
     state = mas.orchestrate("task", make_llm(client))
     assert [h["kind"] for h in state["history"]] == ["plan", "review", "escalation", "review"]
     assert state["history"][1]["draft"] == "d1" and state["history"][3]["approved"] is True
@@ -268,16 +303,24 @@ def test_prompt_size_stays_bounded_as_iterations_grow(make_llm) -> None:
     """Drafts and feedback far longer than any cap, for ten rounds: no prompt outgrows the bound."""
     long_draft, long_feedback = "word " * 4_000, "fix " * 2_000
     replies = []
-    for n in range(5):
-        replies += [completion("step " * 1_000), completion(long_draft), verdict(False, long_feedback),
-                    completion(long_draft), verdict(False, long_feedback)]
+    for _ in range(5):
+        replies += [
+            completion("step " * 1_000),
+            completion(long_draft),
+            verdict(False, long_feedback),
+            completion(long_draft),
+            verdict(False, long_feedback),
+        ]
     client = FakeClient(*replies)
     mas.orchestrate("t" * mas.TASK_MAX_CHARS, make_llm(client, max_plans=99, max_tokens=10**9))
     sizes = [sum(len(m["content"]) for m in call["messages"]) for call in client.calls]
     assert max(sizes) <= mas.PROMPT_MAX_CHARS
-    worker_sizes = [s for s, role in zip(sizes, client.roles()) if role == "worker"]
+    worker_sizes = [s for s, role in zip(sizes, client.roles(), strict=True) if role == "worker"]
     assert worker_sizes[-1] <= worker_sizes[mas.HISTORY_MAX]  # flat once the history window is full
-    assert max(len(p) for p in (mas.PLANNER_PROMPT, mas.WORKER_PROMPT, mas.CRITIC_PROMPT)) <= mas.SYSTEM_PROMPT_MAX_CHARS
+    assert (
+        max(len(p) for p in (mas.PLANNER_PROMPT, mas.WORKER_PROMPT, mas.CRITIC_PROMPT))
+        <= mas.SYSTEM_PROMPT_MAX_CHARS
+    )
 
 
 def test_markup_in_model_text_is_printed_literally(make_llm, console) -> None:
@@ -303,8 +346,13 @@ def test_importing_the_module_does_no_work() -> None:
 
 
 def test_critic_is_told_when_the_draft_was_cut_off(make_llm) -> None:
-    client = FakeClient(completion("p"), completion("half a dra", finish_reason="length"), verdict(False),
-                        completion("whole draft"), verdict(True))
+    client = FakeClient(
+        completion("p"),
+        completion("half a dra", finish_reason="length"),
+        verdict(False),
+        completion("whole draft"),
+        verdict(True),
+    )
     mas.orchestrate("task", make_llm(client))
     assert "cut off at its token limit" in client.calls[2]["messages"][1]["content"]
     assert "cut off" not in client.calls[4]["messages"][1]["content"]
