@@ -105,9 +105,9 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 state["iteration"] += 1
                 state["result"] = reply
                 state["worker_attempts"] += 1
-                state["draft_facts"] = {
-                    k: v for k, v in mas.measure_draft(reply).items() if k in ("words", "lines", "characters")
-                }
+                facts = mas.measure_draft(reply)  # as orchestrate() does, then the cut-off flag
+                state["draft_facts"] = {k: facts[k] for k in ("words", "lines", "characters")}
+                state["draft_facts"]["cut_off"] = event["finish_reason"] == "length"
                 title = (f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
                          f"in iteration {state['iteration']} ({spent}); `orchestrate()` then runs `measure_draft()`")
             elif role == "critic":
