@@ -1,0 +1,1 @@
+"""Stage 3: handoffs between agents, a run context, and an adversarial audit loop."""
