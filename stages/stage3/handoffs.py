@@ -273,7 +273,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
     ]
     while True:
         record.take_turn(agent.name)
-        reply = llm.complete(agent.name, messages, tools=schemas or None)
+        reply = llm.complete(agent.name, list(messages), tools=schemas or None)  # a snapshot: the list grows on
         calls = [Call(c.id, c.function.name, c.function.arguments) for c in reply.tool_calls]
         message = reply.message.model_dump(exclude_none=True)
         if not calls and schemas:

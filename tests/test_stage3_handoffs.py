@@ -1,0 +1,220 @@
+"""Stage 3 handoffs: routing, control coming back, tool errors, the turn limit, the run context, the demo CLI."""
+
+from __future__ import annotations
+
+import doctest
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import multi_agent_system as mas
+from conftest import FakeClient, completion, output
+from fake_server import LoopbackServer, error_body
+from stages.stage3 import demo, handoffs
+from stages.stage3.handoffs import Agent, Tool, ToolError, run
+
+
+@dataclass
+class Notebook:
+    notes: list[str] = field(default_factory=list)
+
+
+def save_note(context: Notebook, note: str) -> str:
+    if note == "forbidden":
+        raise ToolError("that note is not allowed")
+    context.notes.append(note)
+    return f"saved note {len(context.notes)}"
+
+
+NOTE_TOOL = Tool("record_note", "Save a note.", save_note, {"note": "the note"})
+
+
+def calls(*specs: tuple[str, object]) -> object:
+    """A reply that calls tools, as a server would send it."""
+    return completion(None, tool_calls=list(specs))
+
+
+def team() -> Agent:
+    research = Agent("research", "You research.", "Finds facts; call it first.", tools=[NOTE_TOOL])
+    planner = Agent("planner", "You plan.", "Turns facts into a plan.")
+    return Agent("coordinator", "You coordinate.", handoffs=[research, planner])
+
+
+def systems(client: FakeClient) -> list[str]:
+    return [request["messages"][0]["content"] for request in client.calls]
+
+
+def test_coordinator_hands_off_and_gets_control_back(make_llm):
+    client = FakeClient(
+        calls(("transfer_to_research", {"task": "find facts"})),
+        calls(("record_note", {"note": "fact A"})),
+        completion("research done"),
+        calls(("transfer_to_planner", {"task": "plan it"})),
+        completion("1. do it"),
+        completion("final answer"),
+    )
+    context = Notebook()
+    result = run(team(), "the question", context, make_llm(client))
+
+    assert result.answered and result.output == "final answer"
+    assert result.handoffs == ["coordinator -> research", "coordinator -> planner"]
+    assert systems(client) == ["You coordinate.", "You research.", "You research.",
+                               "You coordinate.", "You plan.", "You coordinate."]
+    assert client.calls[1]["messages"][1] == {"role": "user", "content": "find facts"}  # the task handed over
+    # Control came back: the coordinator's next turn holds research's answer as the tool's result.
+    back = client.calls[3]["messages"]
+    assert back[-1]["role"] == "tool" and back[-1]["content"] == "research done"
+    assert back[-1]["tool_call_id"] == back[-2]["tool_calls"][0]["id"]
+    assert client.calls[-1]["messages"][-1]["content"] == "1. do it"
+    assert context.notes == ["fact A"]
+
+
+def test_the_coordinator_sees_one_transfer_tool_per_specialist(make_llm):
+    client = FakeClient(completion("I can answer directly."))
+    run(team(), "q", Notebook(), make_llm(client))
+    tools = {t["function"]["name"]: t["function"]["description"] for t in client.calls[0]["tools"]}
+    assert tools == {"transfer_to_research": "Finds facts; call it first.", "transfer_to_planner": "Turns facts into a plan."}
+
+
+@pytest.mark.parametrize(
+    "bad_call, error",
+    [
+        (("record_note", '{"note": '), "error: the arguments are not valid JSON"),
+        (("record_note", '["a list"]'), "error: the arguments must be a JSON object"),
+        (("delete_everything", {}), "error: there is no tool named 'delete_everything'; you can call: record_note"),
+        (("record_note", {"text": "wrong name"}), "error: record_note needs the argument(s) note"),
+        (("record_note", {"note": "forbidden"}), "error: that note is not allowed"),
+    ],
+)
+def test_tool_mistakes_go_back_to_the_model_and_the_run_continues(make_llm, bad_call, error):
+    client = FakeClient(calls(bad_call), calls(("record_note", {"note": "fixed"})), completion("done"))
+    context = Notebook()
+    result = run(Agent("research", "You research.", tools=[NOTE_TOOL]), "q", context, make_llm(client))
+
+    assert result.answered and result.output == "done"
+    answer = client.calls[1]["messages"][-1]
+    assert answer["role"] == "tool" and answer["content"].startswith(error)
+    assert context.notes == ["fixed"]
+
+
+def test_max_turns_stops_a_run_that_would_loop(make_llm):
+    client = mas.ScriptedClient(lambda request: [("record_note", {"note": "again"})])
+    context = Notebook()
+    result = run(Agent("research", "You research.", tools=[NOTE_TOOL]), "q", context, make_llm(client), max_turns=3)
+
+    assert result.stop_reason == "max_turns" and not result.answered
+    assert len(client.requests) == 3 and result.turns == 3
+    assert context.notes == ["again"] * 3
+
+
+def test_specialists_turns_count_against_the_same_limit(make_llm):
+    client = FakeClient(calls(("transfer_to_research", {"task": "t"})), calls(("record_note", {"note": "n"})))
+    result = run(team(), "q", Notebook(), make_llm(client), max_turns=2)
+    assert result.stop_reason == "max_turns" and "research had not finished" in result.detail
+
+
+def test_a_tool_call_written_as_text_is_treated_as_a_call(make_llm):
+    text = 'Sure!\n```json\n{"name": "record_note", "arguments": {"note": "from text"}}\n```'
+    client = FakeClient(completion(text), completion("done"))
+    context = Notebook()
+    result = run(Agent("research", "You research.", tools=[NOTE_TOOL]), "q", context, make_llm(client))
+
+    assert result.answered and context.notes == ["from text"]
+    assistant, tool = client.calls[1]["messages"][-2:]
+    assert assistant["tool_calls"][0]["function"]["name"] == "record_note"
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"]
+
+
+def test_check_answer_sends_a_premature_answer_back(make_llm, console):
+    def needs_a_note(context: Notebook, answer: str) -> str | None:
+        return None if context.notes else "Save a note first."
+
+    agent = Agent("research", "You research.", tools=[NOTE_TOOL], check_answer=needs_a_note)
+    client = FakeClient(completion("too early"), completion("still early"),
+                        calls(("record_note", {"note": "n"})), completion("done"))
+    result = run(agent, "q", Notebook(), make_llm(client))
+
+    assert result.answered and result.output == "done"
+    second = client.calls[1]["messages"]
+    assert second[-1] == {"role": "user", "content": "Save a note first."}
+    assert all(m.get("content") != "too early" for m in second)  # the refused answer is not kept
+    assert client.calls[2]["messages"] == second  # a repeated objection is not stacked
+    assert "research tried to answer too early" in output(console)
+
+
+def test_the_run_context_is_written_by_tools_and_shown_to_models_only_through_them(make_llm):
+    client = mas.ScriptedClient(demo.demo_responder())
+    context = demo.ResearchContext(demo.DEFAULT_QUESTION)
+    result = run(demo.build_agents(), demo.DEFAULT_QUESTION, context, make_llm(client))
+
+    assert result.answered and result.handoffs == ["coordinator -> research", "coordinator -> planner"]
+    assert len(context.notes) == 4 and len(context.action_items) == 5
+    first_note = context.notes[0]
+    seen_by = [
+        (request["messages"][0]["content"], message["role"])
+        for request in client.requests for message in request["messages"]
+        if first_note in str(message.get("content")) or first_note in json.dumps(message.get("tool_calls", ""))
+    ]
+    # Research wrote it (its own tool call), and the planner read it through read_notes; the coordinator never saw it.
+    assert {who for who, _ in seen_by} == {demo.RESEARCH_PROMPT, demo.PLANNER_PROMPT}
+    assert (demo.PLANNER_PROMPT, "tool") in seen_by
+    assert result.output.endswith(context.action_items[-1])
+
+
+def test_demo_tools_refuse_empty_and_excess_input():
+    context = demo.ResearchContext("q")
+    with pytest.raises(ToolError):
+        demo.record_note(context, "  ")
+    for i in range(demo.MAX_NOTES):
+        demo.record_note(context, f"note {i}")
+    with pytest.raises(ToolError, match="already"):
+        demo.record_note(context, "one too many")
+
+
+def test_demo_runs_offline_and_says_it_is_scripted(console):
+    assert demo.main(["--verbose"], console=console) == mas.EXIT_APPROVED
+    text = output(console)
+    assert "Scripted demo model, not a real LLM" in text
+    assert "coordinator hands off to research" in text and "research hands control back to coordinator" in text
+    assert "run context at the end" in text and "stop reason: answered" in text
+    trace = next(Path("logs").glob("*.jsonl"))
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [e["target"] for e in events if e["event"] == "handoff"] == ["research", "planner"]
+    assert events[-1]["event"] == "end" and events[-1]["stop_reason"] == "answered" and events[-1]["calls"] == 8
+
+
+def test_demo_accepts_a_question(console):
+    assert demo.main(["How do we rotate our API keys?"], console=console) == 0
+    assert "rotate our API keys" in output(console)
+
+
+def test_demo_exit_codes(console, monkeypatch):
+    assert demo.main(["--max-turns", "0"], console=console) == mas.EXIT_USAGE
+    assert demo.main(["   "], console=console) == mas.EXIT_USAGE
+    assert demo.main(["--help"], console=console) == 0
+    assert demo.main(["--max-turns", "2"], console=console) == mas.EXIT_NOT_APPROVED
+    assert "stop reason: max_turns" in output(console)
+
+    interrupted = FakeClient(KeyboardInterrupt())
+    assert demo.main([], console=console, client=interrupted) == mas.EXIT_INTERRUPTED
+
+
+def test_demo_configuration_error_is_one_line_and_exit_2(console, monkeypatch):
+    with LoopbackServer() as server:  # the real SDK over real HTTP, refusing the key
+        server.answers.append((401, error_body("Incorrect API key provided"), {}))
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+        assert demo.main([], console=console) == mas.EXIT_USAGE
+    errors = [line for line in output(console).splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "rejected the API key" in errors[0]
+    assert "Traceback" not in output(console)
+
+
+def test_doctests_of_the_stage3_modules_pass():
+    from stages.stage3.activity import starter_workflow
+
+    for module in (handoffs, starter_workflow):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
