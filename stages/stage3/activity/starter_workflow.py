@@ -474,10 +474,11 @@ def blue_team(state: AuditState, llm: mas.LLM, knowledge: dict[str, Any] | None)
     if state.config is None:
         parts = [f"Draft the configuration for: {state.brief}"]
     else:
-        parts = [f"Fix this configuration for: {state.brief}", f"```json\n{_config_json(state.config)}\n```",
-                 f"Open findings:\n{_finding_lines(state.open_findings)}"]
-        if state.resolved:
-            parts.append("Already fixed; keep them fixed: " + ", ".join(f.id for f in state.resolved))
+        parts = [f"Fix this configuration for: {state.brief}", f"```json\n{_config_json(state.config)}\n```"]
+    if state.open_findings:  # including "your last reply was unusable", even before there is a config
+        parts.append(f"Open findings:\n{_finding_lines(state.open_findings)}")
+    if state.resolved:
+        parts.append("Already fixed; keep them fixed: " + ", ".join(f.id for f in state.resolved))
     if knowledge:
         parts.append("Look up secure values with the lookup_secure_default tool before you write the JSON.")
     agent = Agent("blue_team", BLUE_PROMPT, tools=[knowledge_base_tool(knowledge)] if knowledge else [], style="blue")
