@@ -18,10 +18,10 @@ The flow
 ::
 
     run(coordinator, request)
-      model turn ─┬─ plain text ───────> that is the answer: the run ends
-                  ├─ tool call ────────> tool(context, **args) ─────> "tool" message ─┐
-                  └─ transfer_to_X ────> run X on the task ─> X's answer as "tool" msg ─┤
-                  ^──────────────────────────────────────────────────────────────────────┘
+      model turn ─┬─ plain text ──────> the answer: the run ends
+        ^         ├─ a tool call ─────> tool(context, **args) ───> its result, as a "tool" message ─┐
+        │         └─ transfer_to_X ───> run_agent(X, task) ──────> X's answer, as a "tool" message ─┤
+        └───────────────────────────────────────────────────────────────────────────────────────────┘
 
 Every tool receives the run context: a mutable object of your choosing that
 the model never sees unless a tool returns part of it. A model's mistakes in

@@ -24,11 +24,14 @@ The flow
 --------
 ::
 
-    round 1: Blue drafts ──> Red: rules + model ──> CISO decides (code) and explains (model)
-                                                       │
-    round n: Blue fixes  <── open findings ── send back ┤  approve ──> secure_server.json
-               (may call lookup_secure_default)         │  reject: out of rounds or over the change budget
-                                                       
+    round 1:  Blue drafts ──> Red: rules + model ──> CISO: decides (code), explains (model)
+                                                         │
+                                                         ├─ approve ──> secure_server.json, exit 0
+                                                         ├─ reject (out of rounds, or over the
+                                                         │  change budget) ──> nothing saved, exit 1
+    round n:  Blue fixes the open findings <── send back ┘
+              (may call lookup_secure_default first)
+
 ``AuditState`` is the run context. It keeps the configuration, the open and
 the resolved findings (nothing is lost between rounds), the round and the
 change cost; the knowledge-base tool receives it too.
