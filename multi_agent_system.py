@@ -1245,9 +1245,11 @@ When the Critic's feedback is included, fix every point it raises, and do not re
 def worker_agent(state: SharedState, llm: LLM) -> Reply:
     """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts.
 
-    Recent rejected drafts go back as the worker's own earlier turns, each
-    followed by the critic's feedback: the chat shape models are trained on,
-    so small models revise instead of echoing the prompt.
+    Rejected drafts of the current plan go back as the worker's own earlier
+    turns, each followed by the critic's feedback: the chat shape models are
+    trained on, so small models revise instead of echoing the prompt. Drafts
+    of failed plans are not replayed (they would pull the worker back to the
+    approach that failed); their feedback is listed, clipped, as lessons.
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
@@ -1256,7 +1258,8 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
         f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}",
     ]
     shown = reviews(state)[-HISTORY_MAX:]
-    older, recent = shown[:-HISTORY_WHOLE], shown[-HISTORY_WHOLE:]
+    recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
+    older = [r for r in shown if r not in recent]
     if older:
         parts.append(
             "Older feedback on this task (do not repeat these mistakes):\n"
@@ -1485,7 +1488,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
 
     approved              the critic approved; the loop stops at once
     max_iterations        settings.max_iterations rounds ran without approval
-    escalation_exhausted  settings.max_plans plans were each rejected twice
+    escalation_exhausted  settings.max_plans plans were each rejected REJECTIONS_BEFORE_REPLAN times
     token_budget          the next call would not fit in settings.max_tokens
     cost_budget           the next call would not fit in settings.max_cost
     timeout               settings.timeout seconds have passed
@@ -1561,7 +1564,8 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
             elif step == "give_up":
                 stop(
                     "escalation_exhausted",
-                    f"{state['plan_version']} plans each rejected twice: needs a human",
+                    f"{state['plan_version']} plan(s), each rejected {REJECTIONS_BEFORE_REPLAN} times:"
+                    " needs a human",
                 )
             else:
                 stop("max_iterations", f"{settings.max_iterations} iterations without approval")
@@ -1797,6 +1801,9 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     llm = LLM(settings, display, trace, client=client)
     try:
         display.banner(settings, run_id, trace.path)
+        if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
+            why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
+            display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
         code = exit_code_for(state)

@@ -157,3 +157,8 @@ def test_unwritable_log_dir_is_a_usage_error(console, tmp_path: Path) -> None:
 def test_quiet_failure_is_exactly_one_error_line(console) -> None:
     assert mas.main(["Write a haiku", "--quiet", "--demo-scenario", "exhaust"], console=console) == 1
     assert output(console).count("\n") == 1 and "escalation_exhausted" in output(console)
+
+
+def test_a_model_name_without_a_key_warns_that_the_demo_runs(console) -> None:
+    assert mas.main(["Write a haiku", "--model", "llama3.2"], console=console) == 0
+    assert "model names are ignored" in output(console) and "no OPENAI_API_KEY" in output(console)

@@ -2,11 +2,12 @@
 
     python tools/code_map.py                    # sections only
     python tools/code_map.py orchestrate LLM.complete   # and where these are defined
+    python tools/code_map.py --update           # rewrite PROJECT.md's ranges and L<line> pointers
 
 A section starts at its banner (a line of dashes), whose next line is the
 section's title comment, and runs to the line before the next banner.
 tests/test_docs.py checks PROJECT.md's code map against the file the same way,
-so after the chapter file changes, run this and copy the new numbers across.
+so after the chapter file changes, run it with --update.
 """
 
 from __future__ import annotations
@@ -44,8 +45,35 @@ def definitions(source: str) -> dict[str, int]:
     return found
 
 
+DOC = SOURCE.parent / "PROJECT.md"
+
+
+def update(doc: str, source: str) -> str:
+    """PROJECT.md with every code-map range and every `name()` L<line> pointer made current."""
+    ranges = {title: (first, last) for title, first, last in sections(source.splitlines())}
+    defs = definitions(source)
+
+    def row(match: re.Match[str]) -> str:
+        title = match.group(2)
+        if title not in ranges:
+            return match.group(0)
+        first, last = ranges[title]
+        return f"{match.group(1)}{title} | {first}–{last} |"
+
+    def pointer(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return f"{match.group(1)} L{defs[name]}" if name in defs else match.group(0)
+
+    doc = re.sub(r"^(\| \d+ \| )([^|]+?) \| \d+–\d+ \|", row, doc, flags=re.M)
+    return re.sub(r"(`([A-Za-z_][\w.]*)(?:\(\))?`) L\d+", pointer, doc)
+
+
 def main(argv: list[str]) -> int:
     text = SOURCE.read_text(encoding="utf-8")
+    if argv == ["--update"]:
+        DOC.write_text(update(DOC.read_text(encoding="utf-8"), text), encoding="utf-8")
+        print(f"updated {DOC.name}")
+        return 0
     for title, first, last in sections(text.splitlines()):
         print(f"{title}: {first}–{last}")
     defs = definitions(text)

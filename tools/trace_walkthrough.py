@@ -9,6 +9,7 @@ scripted demo's ``escalate`` scenario. To regenerate it:
 Or let the script run the demo itself (offline, nothing written to logs/):
 
     python tools/trace_walkthrough.py --demo escalate
+    python tools/trace_walkthrough.py --demo escalate --update   # rewrite it in PROJECT.md
 
 The trace does not store the state; it stores what happened (events ``start``,
 ``call``, ``verdict``, ``escalation``, ``warning``, ``end``). This script replays
@@ -205,11 +206,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trace", nargs="?", type=Path, help="a logs/<run id>.jsonl file")
     parser.add_argument("--demo", choices=sorted(mas.DEMO_SCENARIOS), help="run this demo scenario first and use its trace")
     parser.add_argument("--task", default="Write a haiku about agents", help="the task for --demo")
+    parser.add_argument("--update", action="store_true", help="write the walkthrough into PROJECT.md")
     args = parser.parse_args(argv)
     if (args.trace is None) == (args.demo is None):
         parser.error("give a trace file or --demo SCENARIO (one of them)")
     path = run_demo(args.demo, args.task) if args.demo else args.trace
-    print(render(read_events(path)))
+    text = render(read_events(path))
+    if args.update:
+        doc_path = ROOT / "PROJECT.md"
+        doc = doc_path.read_text(encoding="utf-8")
+        marker = "<!-- walkthrough:end -->"  # render() writes both markers itself
+        begin, end = doc.index("<!-- walkthrough:begin"), doc.index(marker) + len(marker)
+        doc_path.write_text(doc[:begin] + text.strip("\n") + doc[end:], encoding="utf-8")
+        print("updated PROJECT.md")
+    else:
+        print(text)
     return 0
 
 
