@@ -246,7 +246,8 @@ class Settings:
     """An OpenAI-compatible server; None means OpenAI itself."""
     demo: bool = False
     """Use the scripted stand-in instead of a server."""
-    demo_scenario: str = "revise"
+    demo_scenario: str | None = None
+    """Which canned path the scripted model plays (multi_agent_system.py's demo only)."""
     max_iterations: int = MAX_ITERATIONS
     max_tokens: int = MAX_TOTAL_TOKENS
     """Token budget for the whole run (prompt + completion, all calls)."""
@@ -418,28 +419,36 @@ class Display:
     def __init__(self, console: Console, mode: Mode = "normal", errors: Console | None = None):
         self.console = console
         self.mode = mode
-        self.errors = errors or console
+        # On a real terminal errors go to stderr, so --json and --quiet output stays clean.
+        self.errors = errors or (Console(stderr=True) if console.file is sys.stdout else console)
 
     @property
     def chatty(self) -> bool:
         return self.mode in ("normal", "verbose")
 
-    def banner(self, settings: Settings, run_id: str, trace_path: Path | None) -> None:
+    def banner(
+        self,
+        settings: Settings,
+        run_id: str,
+        trace_path: Path | None,
+        roles: tuple[str, ...] = ("planner", "worker", "critic"),
+    ) -> None:
         if not self.chatty:
             return
         if settings.demo:
+            scenario = f" (scenario: {settings.demo_scenario})" if settings.demo_scenario else ""
             self.console.print(
                 Panel(
                     Text(
-                        "Scripted demo model, not a real LLM. Its replies are canned so the loop "
-                        f"can be watched offline (scenario: {settings.demo_scenario}). Set "
-                        "OPENAI_API_KEY or OPENAI_BASE_URL to use a real model.",
+                        "Scripted demo model, not a real LLM. Its replies are canned so the run "
+                        f"can be watched offline{scenario}. Set OPENAI_API_KEY or OPENAI_BASE_URL "
+                        "to use a real model.",
                     ),
                     title="offline demo",
                     border_style="red",
                 )
             )
-        models = ", ".join(f"{r}={settings.model_for(r)}" for r in ("planner", "worker", "critic"))
+        models = ", ".join(f"{r}={settings.model_for(r)}" for r in roles)
         self.console.print(Text(f"run {run_id} · {settings.server()} · {models}", style="dim"))
         if trace_path:
             self.console.print(Text(f"trace: {trace_path}", style="dim"))
@@ -456,7 +465,7 @@ class Display:
     def prompt(self, role: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
         if self.mode != "verbose":
             return
-        body = Group(*(Text(f"[{m['role']}]\n{m.get('content') or ''}\n") for m in messages))
+        body = Group(*(Text(_describe_message(m)) for m in messages))
         self.console.print(
             Panel(body, title=f"prompt → {role} (max_tokens {max_tokens})", border_style="dim")
         )
@@ -489,34 +498,17 @@ class Display:
         """The one line a user sees for a mistake or a server fault."""
         self.errors.print(Text(f"error: {text}", style="bold red"))
 
+    def spending(self, ledger: Ledger, label: str = "role") -> None:
+        if not self.chatty:
+            return
+        self.console.print(spending_table(ledger, label))
+        if ledger.estimated:
+            self.console.print(Text("~ estimated: the server sent no usage for some calls", style="dim"))
+
     def summary(self, state: SharedState, ledger: Ledger, trace_path: Path | None) -> None:
         if not self.chatty:
             return
-        table = Table(title="Spending by role")
-        for column in ("role", "calls", "tokens in", "tokens out", "cost", "seconds"):
-            table.add_column(column, justify="left" if column == "role" else "right")
-        for name, stats in ledger.roles.items():
-            mark = "~" if stats.estimated else ""
-            table.add_row(
-                name,
-                str(stats.calls),
-                f"{mark}{stats.prompt_tokens}",
-                f"{mark}{stats.completion_tokens}",
-                format_cost(stats.cost_usd),
-                f"{stats.seconds:.1f}",
-            )
-        table.add_row(
-            "total",
-            str(ledger.calls),
-            str(ledger.prompt_tokens),
-            str(ledger.completion_tokens),
-            format_cost(ledger.cost_usd),
-            f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
-            style="bold",
-        )
-        self.console.print(table)
-        if ledger.estimated:
-            self.console.print(Text("~ estimated: the server sent no usage for some calls", style="dim"))
+        self.spending(ledger)
         approved = state["status"] == "approved"
         if state["result"]:
             title = "approved result" if approved else "last draft (not approved)"
@@ -531,6 +523,45 @@ class Display:
         self.console.print(Text(line, style="bold green" if approved else "bold red"))
         if trace_path:
             self.console.print(Text(f"trace: {trace_path}", style="dim"))
+
+
+def _describe_message(message: dict[str, Any]) -> str:
+    """One chat message as plain text, tool calls and tool results included."""
+    head = f"[{message['role']}]"
+    if message.get("tool_call_id"):
+        head += f" (result of {message['tool_call_id']})"
+    lines = [head, str(message.get("content") or "")]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {})
+        lines.append(f"→ calls {function.get('name')}({function.get('arguments')})")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def spending_table(ledger: Ledger, label: str = "role") -> Table:
+    """Calls, tokens, cost and seconds per role (or agent), with a total row."""
+    table = Table(title=f"Spending by {label}")
+    for column in (label, "calls", "tokens in", "tokens out", "cost", "seconds"):
+        table.add_column(column, justify="left" if column == label else "right")
+    for name, stats in ledger.roles.items():
+        mark = "~" if stats.estimated else ""  # estimated: the server sent no usage
+        table.add_row(
+            name,
+            str(stats.calls),
+            f"{mark}{stats.prompt_tokens}",
+            f"{mark}{stats.completion_tokens}",
+            format_cost(stats.cost_usd),
+            f"{stats.seconds:.1f}",
+        )
+    table.add_row(
+        "total",
+        str(ledger.calls),
+        str(ledger.prompt_tokens),
+        str(ledger.completion_tokens),
+        format_cost(ledger.cost_usd),
+        f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
+        style="bold",
+    )
+    return table
 
 
 def format_cost(cost: float | None) -> str:
@@ -1109,10 +1140,9 @@ def parse_verdict(text: str) -> Verdict:
     raw = text.strip()
     if not raw:
         return Verdict(False, "", "none", "empty reply: not an approval")
-    data = _json_object(raw)
-    if data is not None:
+    for data in json_objects(raw):
         keys = {str(k).lower(): v for k, v in data.items()}
-        if "approved" in keys:
+        if "approved" in keys:  # the first object with a verdict decides
             feedback = str(keys.get("feedback") or "").strip()
             value = _as_bool(keys["approved"])
             if value is None:
@@ -1152,18 +1182,27 @@ def parse_verdict(text: str) -> Verdict:
     return Verdict(False, raw, "none", "no verdict found in the reply: not an approval")
 
 
-def _json_object(raw: str) -> dict[str, Any] | None:
-    candidates = [raw] + [code for _, code in _FENCE.findall(raw)]
-    if "{" in raw and "}" in raw:
-        candidates.append(raw[raw.index("{") : raw.rindex("}") + 1])
-    for candidate in candidates:
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """Every JSON object embedded in ``text``, in order: bare, fenced, or amid prose.
+
+    Small models wrap JSON in code fences, chatter around it, or double the
+    braces; scanning from each "{" finds the objects anyway.
+
+    >>> json_objects('Sure! ```json\\n{"a": 1}\\n``` and {{"b": 2}} but {broken')
+    [{'a': 1}, {'b': 2}]
+    """
+    decoder, found = json.JSONDecoder(), []
+    start = text.find("{")
+    while start != -1:
         try:
-            data = json.loads(candidate)
-        except ValueError:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:  # no object starts here: try the next brace
+            start = text.find("{", start + 1)
             continue
-        if isinstance(data, dict):
-            return data
-    return None
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    return found
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -1593,12 +1632,13 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     return state
 
 
-def exit_code_for(state: SharedState) -> int:
-    if state["stop_reason"] == "approved":
+def exit_code_for(stop_reason: str | None, success: str = "approved") -> int:
+    """0 for success, 130 for Ctrl-C, 2 for a configuration error, 1 for any other stop."""
+    if stop_reason == success:
         return EXIT_APPROVED
-    if state["stop_reason"] == "interrupted":
+    if stop_reason == "interrupted":
         return EXIT_INTERRUPTED
-    if state["stop_reason"] == "config_error":
+    if stop_reason == "config_error":
         return EXIT_USAGE
     return EXIT_NOT_APPROVED
 
@@ -1622,7 +1662,7 @@ exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration err
 traces: one JSON line per event in logs/<run id>.jsonl"""
 
 
-def _positive(kind: type) -> Callable[[str], Any]:
+def positive(kind: type) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
@@ -1660,33 +1700,33 @@ def build_parser() -> argparse.ArgumentParser:
     limits = p.add_argument_group("limits")
     limits.add_argument(
         "--max-iterations",
-        type=_positive(int),
+        type=positive(int),
         default=MAX_ITERATIONS,
         metavar="N",
         help=f"worker/critic rounds (default {MAX_ITERATIONS})",
     )
     limits.add_argument(
         "--max-tokens",
-        type=_positive(int),
+        type=positive(int),
         default=MAX_TOTAL_TOKENS,
         metavar="N",
         help=f"token budget for the whole run (default {MAX_TOTAL_TOKENS})",
     )
     limits.add_argument(
         "--max-plans",
-        type=_positive(int),
+        type=positive(int),
         default=MAX_PLANS,
         metavar="N",
         help=f"plans before giving up (default {MAX_PLANS})",
     )
     limits.add_argument(
         "--max-cost",
-        type=_positive(float),
+        type=positive(float),
         metavar="USD",
         help="cost ceiling in dollars (needs a model with a known price)",
     )
     limits.add_argument(
-        "--timeout", type=_positive(float), metavar="SECONDS", help="time limit for the whole run"
+        "--timeout", type=positive(float), metavar="SECONDS", help="time limit for the whole run"
     )
     out = p.add_argument_group("output")
     shown = out.add_mutually_exclusive_group()
@@ -1714,22 +1754,51 @@ def read_task(arg: str | None, stdin: Any) -> str:
     return task
 
 
-def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+def settings_from_env(
+    environ: dict[str, str],
+    *,
+    model: str | None = None,
+    role_models: dict[str, str | None] | None = None,
+    demo: bool = False,
+    **limits: Any,
+) -> Settings:
+    """Settings from the environment, with flags (when given) taking precedence.
+
+    Stage 3 builds its settings here too, so every program picks a server,
+    a model and demo mode by the same rules. ``limits`` are Settings fields.
+    """
     api_key = environ.get("OPENAI_API_KEY", "").strip() or None
     base_url = environ.get("OPENAI_BASE_URL", "").strip() or None
-    default_model = args.model or environ.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
+    default_model = model or environ.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     models = {
-        role: getattr(args, f"{role}_model")
-        or environ.get(f"{role.upper()}_MODEL", "").strip()
-        or default_model
-        for role in ("planner", "worker", "critic")
+        role: flag or environ.get(f"{role.upper()}_MODEL", "").strip() or default_model
+        for role, flag in (role_models or {}).items()
     }
     settings = Settings(
         default_model=default_model,
         models=models,
         api_key=api_key,
         base_url=base_url,
-        demo=bool(args.demo or args.demo_scenario or not (api_key or base_url)),
+        demo=demo or not (api_key or base_url),
+        **limits,
+    )
+    if settings.max_cost is not None:
+        used = [settings.model_for(role) for role in models] or [settings.model_for("any")]
+        unpriced = sorted({m for m in used if price_for(m) is None})
+        if unpriced:
+            raise UsageError(
+                f"--max-cost needs a price, and none is known for {', '.join(unpriced)}: "
+                "add it to PRICES_PER_MILLION or drop --max-cost"
+            )
+    return settings
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    return settings_from_env(
+        environ,
+        model=args.model,
+        role_models={role: getattr(args, f"{role}_model") for role in ("planner", "worker", "critic")},
+        demo=bool(args.demo or args.demo_scenario),
         demo_scenario=args.demo_scenario or "revise",
         max_iterations=args.max_iterations,
         max_tokens=args.max_tokens,
@@ -1738,14 +1807,13 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
         timeout=args.timeout,
         log_dir=args.log_dir,
     )
-    if settings.max_cost is not None:
-        unpriced = sorted({m for m in map(settings.model_for, models) if price_for(m) is None})
-        if unpriced:
-            raise UsageError(
-                f"--max-cost needs a price, and none is known for {', '.join(unpriced)}: "
-                "add it to PRICES_PER_MILLION or drop --max-cost"
-            )
-    return settings
+
+
+def load_env_file() -> None:
+    """Read .env from the current folder or a parent; real environment variables win."""
+    path = find_dotenv(usecwd=True)
+    if path:
+        load_dotenv(path)
 
 
 def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
@@ -1778,16 +1846,13 @@ def write_atomically(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
     console = console or Console()
-    errors = Console(stderr=True) if console.file is sys.stdout else console
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
         return EXIT_USAGE if exit_.code else EXIT_APPROVED
     mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
-    display = Display(console, mode, errors)
-    dotenv_path = find_dotenv(usecwd=True)
-    if dotenv_path:
-        load_dotenv(dotenv_path)  # real environment variables win over .env
+    display = Display(console, mode)
+    load_env_file()
     try:
         task = read_task(args.task, sys.stdin)
         settings = settings_from_args(args, dict(os.environ))
@@ -1797,16 +1862,16 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         display.error(str(err))
         return EXIT_USAGE
     if settings.demo and client is None:
-        client = ScriptedClient(demo_script(settings.demo_scenario))
+        client = ScriptedClient(demo_script(settings.demo_scenario or "revise"))
     llm = LLM(settings, display, trace, client=client)
     try:
-        display.banner(settings, run_id, trace.path)
+        display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
-        code = exit_code_for(state)
+        code = exit_code_for(state["stop_reason"])
         server_fault = state["stop_reason"] in ("config_error", "api_error")
         if server_fault:
             display.error(state["stop_detail"] or state["stop_reason"])

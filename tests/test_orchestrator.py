@@ -30,7 +30,7 @@ def test_approval_on_the_first_try_takes_three_calls(make_llm) -> None:
     assert (state["stop_reason"], state["status"], state["iteration"]) == ("approved", "approved", 1)
     assert state["result"] == HAIKU_3_LINES
     assert state["total_tokens"] == {"prompt": 300, "completion": 60, "total": 360}
-    assert mas.exit_code_for(state) == 0
+    assert mas.exit_code_for(state["stop_reason"]) == 0
 
 
 def test_first_rejection_means_the_worker_revises_with_the_feedback(make_llm) -> None:
@@ -88,7 +88,7 @@ def test_escalation_exhausted_after_max_plans_each_rejected_twice(make_llm) -> N
     assert len(client.calls) == 15 and client.roles().count("planner") == 3
     assert (state["stop_reason"], state["iteration"], state["plan_version"]) == ("escalation_exhausted", 6, 3)
     assert events(llm, "escalation")[-1]["action"] == "give_up"
-    assert mas.exit_code_for(state) == 1
+    assert mas.exit_code_for(state["stop_reason"]) == 1
 
 
 def test_always_rejected_stops_at_max_iterations_without_a_wasted_planner_call(make_llm) -> None:
@@ -240,7 +240,7 @@ def test_ctrl_c_keeps_the_draft_and_writes_the_end_event(make_llm) -> None:
     llm = make_llm(client)
     state = mas.orchestrate("task", llm)
     assert state["stop_reason"] == "interrupted" and state["result"] == "draft"
-    assert mas.exit_code_for(state) == 130
+    assert mas.exit_code_for(state["stop_reason"]) == 130
     assert events(llm, "end")[0]["stop_reason"] == "interrupted"
 
 

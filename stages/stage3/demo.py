@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION, help="what to plan for (default: %(default)s)")
-    parser.add_argument("--max-turns", type=mas._positive(int), default=DEFAULT_MAX_TURNS, metavar="N",
+    parser.add_argument("--max-turns", type=mas.positive(int), default=DEFAULT_MAX_TURNS, metavar="N",
                         help=f"model calls allowed in the whole run (default {DEFAULT_MAX_TURNS})")
     cli.add_model_flags(parser)
     return parser
@@ -269,14 +269,14 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         display.error(str(err))
         return mas.EXIT_USAGE
     try:
-        cli.banner(llm)
+        display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("coordinator", "research", "planner"))
         context = ResearchContext(question)
         with mas.sdk_retries_shown(display, llm.trace):
             result = run(build_agents(), question, context, llm, max_turns=args.max_turns)
         if args.verbose:
             console.print(Panel(Text(json.dumps(asdict(context), indent=2, ensure_ascii=False)),
                                 title="run context at the end", border_style="dim"))
-        console.print(cli.spending_table(llm.ledger))
+        display.spending(llm.ledger, "agent")
         ok = result.answered  # the answer itself was the coordinator's last panel
         if result.stop_reason in ("config_error", "api_error"):
             display.error(result.detail)
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
             f"{mas.format_cost(llm.ledger.cost_usd)}, {llm.elapsed():.1f}s",
             style="bold green" if ok else "bold red",
         ))
-        return cli.exit_code_for(result.stop_reason, "answered")
+        return mas.exit_code_for(result.stop_reason, "answered")
     finally:
         llm.trace.close()
 

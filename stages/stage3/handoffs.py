@@ -210,26 +210,6 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
     return value
 
 
-def json_objects(text: str) -> list[dict[str, Any]]:
-    """Every JSON object embedded in ``text``, in order: in fences, tags, lists or prose.
-
-    >>> json_objects('1. {"a": 1}\\n2. {{"b": 2}} and {broken')
-    [{'a': 1}, {'b': 2}]
-    """
-    decoder, found = json.JSONDecoder(), []
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except ValueError:  # not an object here: try the next brace ("{{" included)
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        start = text.find("{", end)
-    return found
-
-
 def calls_written_as_text(content: str, turn: int) -> list[Call]:
     """Tool calls a model wrote as text, ``{"name": ..., "arguments": {...}}``, one or several.
 
@@ -239,7 +219,7 @@ def calls_written_as_text(content: str, turn: int) -> list[Call]:
     []
     """
     calls = []
-    for data in json_objects(content):
+    for data in mas.json_objects(content):
         if not isinstance(data.get("name"), str) or not ("arguments" in data or "parameters" in data):
             continue  # an ordinary JSON answer, not a call
         arguments = data.get("arguments", data.get("parameters"))

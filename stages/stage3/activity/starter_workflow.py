@@ -71,7 +71,7 @@ from rich.text import Text
 import multi_agent_system as mas
 from stages.stage3 import cli
 from stages.stage3.handoffs import STOP_REASONS as HANDOFF_STOP_REASONS
-from stages.stage3.handoffs import Agent, RunRecord, Tool, ToolError, json_objects, run_agent
+from stages.stage3.handoffs import Agent, RunRecord, Tool, ToolError, run_agent
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -357,7 +357,7 @@ def read_config(text: str) -> tuple[dict[str, Any] | None, str]:
     """
     if not text.strip():
         return None, "the reply was empty"
-    objects = json_objects(text)
+    objects = mas.json_objects(text)
     if not objects:
         return None, "the reply contains no JSON object"
     config = max(objects, key=lambda obj: len(json.dumps(obj)))  # the config, not an example inside prose
@@ -376,7 +376,7 @@ def read_model_findings(text: str, iteration: int) -> tuple[list[Finding], list[
     Accepts {"findings": [...]}, a bare list of finding objects, fences and prose.
     A finding about a field the rules own is dropped: the rules decide those.
     """
-    objects = json_objects(text)
+    objects = mas.json_objects(text)
     listed = next((obj["findings"] for obj in objects if isinstance(obj.get("findings"), list)), None)
     items = listed if listed is not None else [obj for obj in objects if "description" in obj]
     findings: dict[str, Finding] = {}
@@ -748,9 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     game.add_argument("--no-kb", action="store_true", help="take away the Blue Team's knowledge base")
     game.add_argument("--threshold", choices=SEVERITIES, default=DEFAULT_THRESHOLD,
                       help=f"lowest severity that blocks approval (default {DEFAULT_THRESHOLD})")
-    game.add_argument("--max-loops", type=mas._positive(int), default=MAX_LOOPS, metavar="N",
+    game.add_argument("--max-loops", type=mas.positive(int), default=MAX_LOOPS, metavar="N",
                       help=f"rounds before the CISO stops the game (default {MAX_LOOPS})")
-    game.add_argument("--max-cost", type=mas._positive(int), default=MAX_FIX_COST, metavar="POINTS",
+    game.add_argument("--max-cost", type=mas.positive(int), default=MAX_FIX_COST, metavar="POINTS",
                       help=f"change budget: each field a fix changes costs 1 point (default {MAX_FIX_COST})")
     game.add_argument("--out", type=Path, default=OUT_FILE, metavar="FILE",
                       help=f"where the approved config goes (default {OUT_FILE}); nothing is written otherwise")
@@ -776,7 +776,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         display.error(str(err))
         return mas.EXIT_USAGE
     try:
-        cli.banner(llm)
+        display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("blue_team", "red_team", "ciso"))
         with mas.sdk_retries_shown(display, llm.trace):
             state = run_audit(args.brief.strip(), llm, options, knowledge)
         if state.stop_reason in ("config_error", "api_error"):
@@ -787,7 +787,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         if args.verbose:
             console.print(Panel(Text(json.dumps(asdict(state), indent=2, ensure_ascii=False)),
                                 title="audit state at the end", border_style="dim"))
-        console.print(cli.spending_table(llm.ledger))
+        display.spending(llm.ledger, "agent")
         console.print(Text(
             f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.iteration} round(s), "
             f"{len(state.resolved)} finding(s) resolved, {len(state.open_findings)} open, "
@@ -799,7 +799,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         console.print(Text(f"approved config written to {args.out}" if approved
                            else f"nothing written to {args.out}: {STOP_REASONS.get(state.stop_reason or '', '')}",
                            style="green" if approved else "red"))
-        return cli.exit_code_for(state.stop_reason or "crashed", "approved")
+        return mas.exit_code_for(state.stop_reason or "crashed", "approved")
     except OSError as err:
         display.error(f"cannot write {err.filename}: {err.strerror}")
         return mas.EXIT_USAGE
