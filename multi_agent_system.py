@@ -684,6 +684,7 @@ class LLM:
         self._started = clock()
         self._format_level = 0  # index into RESPONSE_FORMATS; only ever goes down
         self._token_param = "max_tokens"  # some servers want max_completion_tokens
+        self._tool_choice_ok = True  # some servers refuse tool_choice; then it is dropped
         self._warned_80 = False
 
     @property
@@ -707,8 +708,10 @@ class LLM:
         *,
         verdict: bool = False,
         tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
     ) -> Reply:
-        """Ask ``role``'s model for the next message. ``verdict`` asks for VERDICT_SCHEMA.
+        """Ask ``role``'s model for the next message. ``verdict`` asks for VERDICT_SCHEMA;
+        ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it.
 
         Raises BudgetExhausted before a call that would break a budget, and
         ModelUnavailable when the server refuses or keeps failing.
@@ -718,6 +721,8 @@ class LLM:
         request: dict[str, Any] = {"model": model, "messages": messages}
         if tools:
             request["tools"] = tools
+            if tool_choice and self._tool_choice_ok:
+                request["tool_choice"] = tool_choice
         self.display.prompt(role, messages, limit)
         started = self._clock()
         with self.display.thinking(role, model):
@@ -777,6 +782,8 @@ class LLM:
     def _create(self, request: dict[str, Any], limit: int, verdict: bool) -> ChatCompletion:
         while True:
             attempt = dict(request, **{self._token_param: limit})
+            if not self._tool_choice_ok:
+                attempt.pop("tool_choice", None)
             if verdict:
                 attempt.update(self._response_format())
             try:
@@ -811,6 +818,10 @@ class LLM:
             self._format_level += 1
             new = RESPONSE_FORMATS[self._format_level]
             self._warn(f"server refused response_format {old}; using {new} for the rest of the run")
+            return True
+        if self._tool_choice_ok and "tool_choice" in text:
+            self._tool_choice_ok = False
+            self._warn("server refused tool_choice; leaving it out for the rest of the run")
             return True
         if self._token_param == "max_tokens" and "max_tokens" in text and "max_completion_tokens" in text:
             self._token_param = "max_completion_tokens"

@@ -147,3 +147,13 @@ def test_an_unreachable_server_is_one_line_and_exit_2(console, monkeypatch) -> N
     assert mas.main(["task"], console=console) == 2
     assert "cannot reach" in output(console) and "Traceback" not in output(console)
     assert time.monotonic() - started < 10
+
+
+def test_tool_choice_refused_is_dropped_for_the_rest_of_the_run(server, make_llm) -> None:
+    server.answers += [(400, error_body("tool_choice 'required' is not supported"), {}), ok("fine"), ok("again")]
+    settings = mas.settings_from_env({"OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "k"})
+    llm = mas.LLM(settings, make_llm(None).display, mas.Trace(None, "t"))
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    for _ in range(2):
+        llm.complete("research", [{"role": "user", "content": "hi"}], tools=tools, tool_choice="required")
+    assert [r.get("tool_choice") for r in server.requests] == ["required", None, None]

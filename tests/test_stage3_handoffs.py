@@ -142,6 +142,8 @@ def test_check_answer_sends_a_premature_answer_back(make_llm, console):
     assert all(m.get("content") != "too early" for m in second)  # the refused answer is not kept
     assert client.calls[2]["messages"] == second  # a repeated objection is not stacked
     assert "research tried to answer too early" in output(console)
+    # only the turns right after a refusal insist on a tool call
+    assert [c.get("tool_choice") for c in client.calls] == [None, "required", "required", None]
 
 
 def test_the_run_context_is_written_by_tools_and_shown_to_models_only_through_them(make_llm):

@@ -251,9 +251,12 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
         {"role": "system", "content": agent.instructions},
         {"role": "user", "content": task},
     ]
+    insist = False  # after a refused answer, the next turn must call a tool
     while True:
         record.take_turn(agent.name)
-        reply = llm.complete(agent.name, list(messages), tools=schemas or None)  # a snapshot: the list grows on
+        reply = llm.complete(  # a snapshot of the messages: the list grows on
+            agent.name, list(messages), tools=schemas or None, tool_choice="required" if insist else None
+        )
         calls = [Call(c.id, c.function.name, c.function.arguments) for c in reply.tool_calls]
         message = reply.message.model_dump(exclude_none=True)
         if not calls and schemas:
@@ -263,6 +266,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
                 message = {"role": "assistant", "tool_calls": [call.as_message() for call in calls]}
         messages.append(message)
         if calls:
+            insist = False
             llm.display.note(f"{agent.name} (turn {record.turns}/{record.max_turns}) calls {len(calls)} tool(s)")
             for call in calls:
                 result = _answer(call, tools, agent, context, llm, record)
@@ -275,6 +279,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             return reply.content.strip()
         _say(llm, f"✗ {agent.name} tried to answer too early: {objection}", "yellow")
         llm.trace.event("answer_refused", agent=agent.name, answer=reply.content, reason=objection)
+        insist = bool(schemas)
         messages.pop()  # a refused answer would anchor the next try, and the prompt would grow with each
         if messages[-1] != {"role": "user", "content": objection}:
             messages.append({"role": "user", "content": objection})
