@@ -483,7 +483,14 @@ class Display:
             )
             if reply.finish_reason == "length":
                 subtitle += " · cut off at max_tokens"
-        self.console.print(Panel(Text(body), title=Text(title), subtitle=subtitle, border_style=style))
+        self.console.print(
+            Panel(
+                Text(body),
+                title=Text(title),
+                subtitle=Text(subtitle) if subtitle else None,
+                border_style=style,
+            )
+        )
 
     def note(self, text: str) -> None:
         """Details for --verbose: retries, clamps, fallbacks."""
@@ -1878,7 +1885,11 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
-            why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
+            why = (
+                "--demo was given"
+                if args.demo or args.demo_scenario
+                else "no OPENAI_API_KEY or OPENAI_BASE_URL"
+            )
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)

@@ -326,9 +326,10 @@ def test_prompt_size_stays_bounded_as_iterations_grow(make_llm) -> None:
 
 def test_markup_in_model_text_is_printed_literally(make_llm, console) -> None:
     client = FakeClient(completion("[bold red]plan[/]"), completion("[link=x]draft[/link]"), verdict(True))
-    mas.orchestrate("task", make_llm(client))
+    mas.orchestrate("task", make_llm(client, default_model="odd[/]model"))
     shown = console.file.getvalue()
     assert "[bold red]plan[/]" in shown and "[link=x]draft[/link]" in shown
+    assert "odd[/]model" in shown  # names from the environment are not markup either
 
 
 def test_verbose_shows_full_prompts(make_llm, console) -> None:
