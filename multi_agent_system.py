@@ -1168,7 +1168,9 @@ def parse_verdict(text: str) -> Verdict:
                     False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no"
                 )
             return Verdict(value, feedback, "json", "structured verdict")
-    match = _JSON_APPROVED.search(raw)
+    # JSON cut off mid-object still names its verdict; only trusted when the reply *is* JSON,
+    # so a prose rejection that quotes '"approved": true' cannot approve.
+    match = _JSON_APPROVED.search(raw) if re.match(r"(```\w*\s*)?\{", raw) else None
     if match:
         return Verdict(
             match.group(2).lower() in _YES,

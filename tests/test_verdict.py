@@ -71,6 +71,16 @@ def test_the_first_verdict_line_decides_not_a_substring() -> None:
     assert verdict.feedback.startswith("this is not")
 
 
+def test_a_quoted_json_field_in_prose_cannot_approve() -> None:
+    verdict = mas.parse_verdict('APPROVED: NO\nFEEDBACK: do not just write "approved": true and stop')
+    assert verdict.approved is False and verdict.source == "verdict line"
+
+
+def test_cut_off_json_is_still_read() -> None:
+    verdict = mas.parse_verdict('```json\n{"approved": false, "feedback": "Cut the fourth li')
+    assert (verdict.approved, verdict.source) == (False, "json fragment")
+
+
 def test_feedback_is_taken_from_the_feedback_line() -> None:
     verdict = mas.parse_verdict("APPROVED: NO\nFEEDBACK: Cut the fourth line.")
     assert verdict.feedback == "Cut the fourth line."
