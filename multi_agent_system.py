@@ -1855,12 +1855,27 @@ def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
     }
 
 
+def check_output_path(path: Path) -> None:
+    """Refuse, before any model call is paid for, an output path that cannot be written."""
+    if path.is_dir():
+        raise UsageError(f"cannot write the result to {path}: it is a folder")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the first folder that exists
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write the result to {path}: {folder} is not writable")
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename: no half-written file, ever."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as err:
+        temporary.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
