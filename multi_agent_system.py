@@ -88,6 +88,7 @@ DEMO_MODEL = "scripted-demo"  # the name the offline stand-in answers to; never 
 ROLE_MAX_TOKENS = {"planner": 500, "worker": 1200, "critic": 400}
 DEFAULT_ROLE_MAX_TOKENS = 800  # for roles other files add (stage 3)
 MIN_USEFUL_COMPLETION = 48  # a call that may not write this many tokens is not worth paying for
+BYTES_PER_TOKEN_GUESS = 2.5  # real tokenizers average 3-4.5 bytes a token: guessing low keeps the cap hard
 
 # Prompt-size bounds. Every variable part of a prompt is cut to one of these,
 # so no prompt grows with the number of iterations (see PROMPT_MAX_CHARS).
@@ -492,6 +493,11 @@ class Display:
             )
         )
 
+    def raw_reply(self, role: str, text: str) -> None:
+        """In --verbose, a reply exactly as the model wrote it, before any parsing."""
+        if self.mode == "verbose":
+            self.console.print(Panel(Text(text), title=f"raw reply ← {role}", border_style="dim"))
+
     def note(self, text: str) -> None:
         """Details for --verbose: retries, clamps, fallbacks."""
         if self.mode == "verbose":
@@ -503,7 +509,7 @@ class Display:
 
     def error(self, text: str) -> None:
         """The one line a user sees for a mistake or a server fault."""
-        self.errors.print(Text(f"error: {text}", style="bold red"))
+        self.errors.print(Text(f"error: {text}", style="bold red"), soft_wrap=True)  # one line, unwrapped
 
     def spending(self, ledger: Ledger, label: str = "role") -> None:
         if not self.chatty:
@@ -644,26 +650,31 @@ VERDICT_SCHEMA = {
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 
 
-def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+def estimate_tokens(messages: list[dict[str, Any]], extras: list[Any] | None = None) -> int:
     """A deliberately high guess of a prompt's tokens, made before the call.
 
-    Real tokenizers average about 4 bytes of English per token; dividing by 3
-    overestimates, so a clamped call stays under the hard cap.
+    Tokenizers average about 4 bytes of English per token (code and short
+    lines come nearer 3); dividing by BYTES_PER_TOKEN_GUESS overestimates.
+    ``extras`` are the other things a server turns into prompt tokens: tool
+    schemas, a response_format schema. ``LLM`` also scales this guess up when
+    a server reports more prompt tokens than it predicted.
 
     >>> estimate_tokens([{"role": "user", "content": "x" * 300}])
-    107
+    127
     """
     total = 3  # every reply is primed with a few tokens
     for message in messages:
         total += 4  # role and separators
-        total += math.ceil(len(json.dumps(message.get("content") or "")[1:-1].encode()) / 3)
+        total += estimate_text_tokens(json.dumps(message.get("content") or "")[1:-1])
         if message.get("tool_calls"):
-            total += math.ceil(len(json.dumps(message["tool_calls"], default=str).encode()) / 3)
+            total += estimate_text_tokens(json.dumps(message["tool_calls"], default=str))
+    for extra in extras or []:
+        total += estimate_text_tokens(json.dumps(extra, default=str))
     return total
 
 
 def estimate_text_tokens(text: str) -> int:
-    return math.ceil(len(text.encode()) / 3)
+    return math.ceil(len(text.encode()) / BYTES_PER_TOKEN_GUESS)
 
 
 class LLM:
@@ -693,6 +704,7 @@ class LLM:
         self._token_param = "max_tokens"  # some servers want max_completion_tokens
         self._tool_choice_ok = True  # some servers refuse tool_choice; then it is dropped
         self._warned_80 = False
+        self._estimate_scale = 1.0  # raised when a server counts more prompt tokens than estimated
 
     @property
     def client(self) -> Any:
@@ -724,7 +736,8 @@ class LLM:
         ModelUnavailable when the server refuses or keeps failing.
         """
         model = self.settings.model_for(role)
-        limit = self._gate(role, model, messages)
+        guess = estimate_tokens(messages, ([tools] if tools else []) + ([VERDICT_SCHEMA] if verdict else []))
+        limit = self._gate(role, model, math.ceil(guess * self._estimate_scale))
         request: dict[str, Any] = {"model": model, "messages": messages}
         if tools:
             request["tools"] = tools
@@ -735,6 +748,7 @@ class LLM:
         with self.display.thinking(role, model):
             completion = self._create(request, limit, verdict)
         reply = self._account(role, model, messages, completion, self._clock() - started, limit)
+        self._calibrate(guess, reply)
         self.trace.event(
             "call",
             role=role,
@@ -755,12 +769,11 @@ class LLM:
 
     # -- budget gates -------------------------------------------------------
 
-    def _gate(self, role: str, model: str, messages: list[dict[str, Any]]) -> int:
-        """Refuse a call that would break a budget; otherwise return its max_tokens."""
+    def _gate(self, role: str, model: str, prompt: int) -> int:
+        """Refuse a call whose ``prompt`` (estimated tokens) would break a budget; else return its max_tokens."""
         s = self.settings
         if s.timeout is not None and self.elapsed() >= s.timeout:
             raise BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached")
-        prompt = estimate_tokens(messages)
         wanted = ROLE_MAX_TOKENS.get(role, DEFAULT_ROLE_MAX_TOKENS)
         limit, binding = min(wanted, s.max_tokens - self.ledger.total_tokens - prompt), "token_budget"
         if s.max_cost is not None:
@@ -883,6 +896,11 @@ class LLM:
             return ModelUnavailable(
                 "config_error", f"{where} refused the request ({err.status_code}): {detail}", EXIT_USAGE
             )
+        if isinstance(err, openai.APIStatusError) and err.status_code in (405, 501):
+            return ModelUnavailable(
+                "config_error", f"{where} does not serve chat completions ({err.status_code}): is it OpenAI-compatible?",
+                EXIT_USAGE,
+            )
         if isinstance(err, openai.APIStatusError):
             return ModelUnavailable(
                 "api_error",
@@ -902,7 +920,10 @@ class LLM:
         limit: int,
     ) -> Reply:
         if not getattr(completion, "choices", None):
-            raise ModelUnavailable("api_error", f"{self.settings.server()} returned no choices")
+            raise ModelUnavailable(
+                "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?",
+                EXIT_USAGE,
+            )
         choice = completion.choices[0]
         content = choice.message.content or ""
         tool_calls = list(choice.message.tool_calls or [])
@@ -943,6 +964,15 @@ class LLM:
             choice.finish_reason,
             limit,
         )
+
+    def _calibrate(self, guess: int, reply: Reply) -> None:
+        """When the server counted more prompt tokens than the guess, guess higher from now on."""
+        if not reply.estimated and reply.prompt_tokens > guess * self._estimate_scale:
+            self._estimate_scale = 1.1 * reply.prompt_tokens / guess
+            self.display.note(
+                f"the server counted {reply.prompt_tokens} prompt tokens, more than the "
+                f"~{guess} estimated: estimates are scaled by {self._estimate_scale:.2f} from now on"
+            )
 
     def _check_budget_share(self) -> None:
         used, cap = self.ledger.total_tokens, self.settings.max_tokens
@@ -1134,6 +1164,20 @@ def format_facts(facts: dict[str, Any]) -> str:
 
 _YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed"}
 _NO = {"no", "n", "false", "rejected", "reject", "not", "fail", "failed", "denied", "revise"}
+# "yes, but ...", "yes if ...", "pass?": a yes with a condition is not a yes.
+_CONDITIONS = {
+    "but",
+    "if",
+    "once",
+    "after",
+    "until",
+    "unless",
+    "except",
+    "when",
+    "provided",
+    "pending",
+    "however",
+}
 _VERDICT_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
 _BARE_VERDICT = re.compile(r"^(not approved|approved|rejected)[.!]?$", re.I)
 # "YES/NO" or "YES or APPROVED: NO": the model offered the options back instead of choosing.
@@ -1144,13 +1188,18 @@ _JSON_APPROVED = re.compile(r'"approved"\s*:\s*("?)(true|false|yes|no)\1', re.I)
 def parse_verdict(text: str) -> Verdict:
     """Read the critic's reply. Anything unclear is a rejection, with the reason.
 
-    Accepts JSON (bare, fenced, or broken but with an "approved" field) and
-    verdict lines such as ``APPROVED: YES`` or ``**Approved:** no``. The first
-    verdict line decides; a "yes" later in the text cannot overrule it.
+    Accepts a JSON object with an "approved" field that starts its own line
+    (bare, fenced, or after a line of preamble) and verdict lines such as
+    ``APPROVED: YES`` or ``**Approved:** no``. JSON inside a sentence is a
+    quoted example, not a verdict.
+    Whichever verdict comes first in the reply decides: a "yes" later in the
+    text, or an example JSON quoted after a "no", cannot overrule it. A yes
+    with a condition ("yes, but ...") is not a yes, and JSON that is cut off
+    can only reject.
 
     >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
     True
-    >>> parse_verdict("APPROVED: NO - it is not APPROVED: YES yet").approved
+    >>> parse_verdict('APPROVED: NO. Do not just reply {"approved": true}.').approved
     False
     >>> parse_verdict("APPROVED: YES/NO").why
     "verdict line 'YES/NO' repeats the template: not an approval"
@@ -1158,48 +1207,82 @@ def parse_verdict(text: str) -> Verdict:
     raw = text.strip()
     if not raw:
         return Verdict(False, "", "none", "empty reply: not an approval")
-    for data in json_objects(raw):
-        keys = {str(k).lower(): v for k, v in data.items()}
-        if "approved" in keys:  # the first object with a verdict decides
-            feedback = str(keys.get("feedback") or "").strip()
-            value = _as_bool(keys["approved"])
-            if value is None:
-                return Verdict(
-                    False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no"
-                )
-            return Verdict(value, feedback, "json", "structured verdict")
-    # JSON cut off mid-object still names its verdict; only trusted when the reply *is* JSON,
-    # so a prose rejection that quotes '"approved": true' cannot approve.
-    match = _JSON_APPROVED.search(raw) if re.match(r"(```\w*\s*)?\{", raw) else None
-    if match:
-        return Verdict(
-            match.group(2).lower() in _YES,
-            _feedback_after_label(raw),
-            "json fragment",
-            "'approved' field in malformed JSON",
-        )
-    for line in raw.splitlines():
+    structured = next(
+        (
+            (at, data)
+            for at, data in _json_spans(raw)
+            if "approved" in {str(k).lower() for k in data}
+            and not raw[raw.rfind("\n", 0, at) + 1 : at].strip()  # on its own line, not quoted mid-sentence
+        ),
+        None,
+    )
+    line = _first_verdict_line(raw)
+    if structured and (line is None or structured[0] < line[0]):
+        return _json_verdict(structured[1])
+    if line:
+        return _line_verdict(raw, line[1], line[2])
+    fragment = _JSON_APPROVED.search(raw) if re.match(r"(```\w*\s*)?\{", raw) else None
+    if fragment:  # JSON cut off mid-object: unparseable, so it may reject but never approve
+        return Verdict(False, _feedback_after_label(raw), "json fragment", "malformed JSON: not an approval")
+    return Verdict(False, raw, "none", "no verdict found in the reply: not an approval")
+
+
+def _json_verdict(data: dict[str, Any]) -> Verdict:
+    keys = {str(k).lower(): v for k, v in data.items()}
+    feedback = str(keys.get("feedback") or "").strip()
+    value = _as_bool(keys["approved"])
+    if value is None:
+        return Verdict(False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no")
+    return Verdict(value, feedback, "json", "structured verdict")
+
+
+def _first_verdict_line(raw: str) -> tuple[int, str, str] | None:
+    """(offset, line, value) of the first line that states a verdict; prose before it is skipped."""
+    offset = 0
+    for line in raw.splitlines(keepends=True):
         clean = re.sub(r"[*_`#>]", "", line).strip().lstrip("-• ").strip()
-        bare = _BARE_VERDICT.match(clean)
-        labelled = _VERDICT_LABEL.match(clean)
-        if not (bare or labelled):
-            continue  # the first line that *is* a verdict decides; prose before it is skipped
-        value = bare.group(1) if bare else labelled.group(2).strip()
-        feedback = _feedback_after_label(raw, skip=line)
-        if _TEMPLATE_ECHO.match(value):
+        bare, labelled = _BARE_VERDICT.match(clean), _VERDICT_LABEL.match(clean)
+        if bare or labelled:
+            value = bare.group(1) if bare else labelled.group(2).strip()
+            return offset, line.rstrip("\r\n"), value
+        offset += len(line)
+    return None
+
+
+def _line_verdict(raw: str, line: str, value: str) -> Verdict:
+    feedback = _feedback_after_label(raw, skip=line)
+    if _TEMPLATE_ECHO.match(value):
+        return Verdict(
+            False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval"
+        )
+    words = re.findall(r"[a-z]+", value.lower())
+    if words and words[0] in _NO:
+        return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
+    if words and words[0] in _YES:
+        if "?" in value or _CONDITIONS & set(words[1:]):
             return Verdict(
                 False,
                 feedback,
                 "verdict line",
-                f"verdict line {value!r} repeats the template: not an approval",
+                f"verdict line {value!r} is a conditional yes: not an approval",
             )
-        words = re.findall(r"[a-z]+", value.lower())
-        if words and words[0] in _NO:
-            return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
-        if words and words[0] in _YES:
-            return Verdict(True, feedback, "verdict line", f"verdict line says {value!r}")
-        return Verdict(False, feedback, "verdict line", f"verdict line {value!r} is not a clear yes or no")
-    return Verdict(False, raw, "none", "no verdict found in the reply: not an approval")
+        return Verdict(True, feedback, "verdict line", f"verdict line says {value!r}")
+    return Verdict(False, feedback, "verdict line", f"verdict line {value!r} is not a clear yes or no")
+
+
+def _json_spans(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(offset, object) for every JSON object embedded in ``text``, scanning from each "{"."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:  # no object starts here: try the next brace
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            yield start, value
+        start = text.find("{", end)
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:
@@ -1211,18 +1294,7 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     >>> json_objects('Sure! ```json\\n{"a": 1}\\n``` and {{"b": 2}} but {broken')
     [{'a': 1}, {'b': 2}]
     """
-    decoder, found = json.JSONDecoder(), []
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except ValueError:  # no object starts here: try the next brace
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        start = text.find("{", end)
-    return found
+    return [value for _, value in _json_spans(text)]
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -1350,7 +1422,8 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
 CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
 Decide whether the draft fully does the task. Do not rewrite it.
 The measured facts were computed by code: trust them over your own counting.
-Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change.
+Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change,
+in at most 80 words.
 Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
 Reply with JSON: {"approved": true or false, "feedback": "..."}.
 If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
@@ -1393,7 +1466,16 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
             ],
             verdict=True,
         )
+        llm.display.raw_reply("critic", reply.content)
         verdict = parse_verdict(reply.content)
+        if verdict.approved and reply.finish_reason == "length":
+            verdict = Verdict(
+                False, verdict.feedback, verdict.source, "the verdict was cut off at max_tokens"
+            )
+        if verdict.approved and facts.get("cut_off"):  # code knows better than the model here
+            verdict = Verdict(
+                False, verdict.feedback, verdict.source, "the draft was cut off: it is incomplete"
+            )
         llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"] = verdict.approved
@@ -1444,11 +1526,16 @@ _HAIKU_APPROVED = [
     "Planner sketches steps\nWorker shapes words to the plan\nCritic nods, well done",
     "Steps laid out in rows\none hand writes, one eye reviews\nthe draft comes back clean",
 ]
-_DEMO_FEEDBACK = [
+_HAIKU_FEEDBACK = [
     "Too long for the form: a haiku has exactly three lines (5, 7 and 5 syllables), and the measured "
     "facts show four. Cut the last line and keep the imagery about agents.",
     "Still four lines. The plan never fixes the 5-7-5 form before writing, so the drafts keep "
     "drifting: the plan itself needs to change.",
+]
+_GENERIC_FEEDBACK = [
+    "Too general: the draft restates the task instead of doing it. Add one concrete example and cut the filler.",
+    "Still the same problem after a revision, which points at the plan: it never says what a finished "
+    "answer must contain. The plan itself needs to change.",
 ]
 
 
@@ -1484,7 +1571,8 @@ def demo_script(scenario: str) -> Responder:
                 return drafts[(n - 1) % len(drafts)]
             return f"(scripted draft {n}) A short answer to: {task}\n\nIt covers the task in a few plain sentences."
         approved = verdicts[n - 1] if n - 1 < len(verdicts) else False
-        feedback = "Meets the task." if approved else _DEMO_FEEDBACK[(n - 1) % len(_DEMO_FEEDBACK)]
+        lines = _HAIKU_FEEDBACK if "haiku" in task.lower() else _GENERIC_FEEDBACK
+        feedback = "Meets the task." if approved else lines[(n - 1) % len(lines)]
         if "response_format" in request:
             return json.dumps({"approved": approved, "feedback": feedback})
         return f"APPROVED: {'YES' if approved else 'NO'}\nFEEDBACK: {feedback}"
@@ -1688,8 +1776,8 @@ def positive(kind: type) -> Callable[[str], Any]:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        if not (0 < value < math.inf):  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text}")
         return value
 
     return parse
@@ -1890,12 +1978,16 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     load_env_file()
     try:
         task = read_task(args.task, sys.stdin)
+        if args.output:
+            check_output_path(args.output)
         settings = settings_from_args(args, dict(os.environ))
         run_id = new_run_id()
         trace = Trace.in_dir(settings.log_dir, run_id)
     except UsageError as err:
         display.error(str(err))
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C while the task was still being typed into stdin
+        return EXIT_INTERRUPTED
     if settings.demo and client is None:
         client = ScriptedClient(demo_script(settings.demo_scenario or "revise"))
     llm = LLM(settings, display, trace, client=client)

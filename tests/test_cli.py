@@ -162,3 +162,36 @@ def test_quiet_failure_is_exactly_one_error_line(console) -> None:
 def test_a_model_name_without_a_key_warns_that_the_demo_runs(console) -> None:
     assert mas.main(["Write a haiku", "--model", "llama3.2"], console=console) == 0
     assert "model names are ignored" in output(console) and "no OPENAI_API_KEY" in output(console)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_non_finite_or_non_positive_limits_are_refused(capsys, value: str) -> None:
+    assert mas.main(["t", "--max-cost", value]) == 2
+    assert "greater than 0" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_path_is_refused_before_any_call(console, tmp_path: Path) -> None:
+    client = FakeClient()  # any model call would fail the test
+    assert mas.main(["Write a haiku", "--output", str(tmp_path)], console=console, client=client) == 2
+    assert "it is a folder" in output(console) and client.calls == []
+
+
+def test_ctrl_c_while_reading_the_task_from_stdin_exits_130(console, monkeypatch) -> None:
+    class Interrupted(io.StringIO):
+        def read(self, *args: object) -> str:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("sys.stdin", Interrupted())
+    assert mas.main(["-"], console=console) == 130
+
+
+def test_a_long_error_is_still_one_line(console, monkeypatch) -> None:
+    narrow = mas.Display(mas.Console(file=io.StringIO(), width=40))
+    narrow.error("x " * 60)
+    assert narrow.errors.file.getvalue().count("\n") == 1
+
+
+def test_the_demo_critic_speaks_to_the_task(console) -> None:
+    assert mas.main(["Explain recursion", "--demo-scenario", "exhaust", "--json"], console=console) == 1
+    (trace,) = Path("logs").glob("*.jsonl")
+    assert "haiku" not in trace.read_text().lower()

@@ -157,3 +157,13 @@ def test_tool_choice_refused_is_dropped_for_the_rest_of_the_run(server, make_llm
     for _ in range(2):
         llm.complete("research", [{"role": "user", "content": "hi"}], tools=tools, tool_choice="required")
     assert [r.get("tool_choice") for r in server.requests] == ["required", None, None]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(501, {"error": "Unsupported method ('POST')"}, FAST_RETRY), (200, {"html": "<h1>hello</h1>"}, {})],
+)
+def test_a_server_that_is_not_openai_compatible_is_a_config_error(server, console, answer) -> None:
+    server.answers += [answer] * (mas.SDK_MAX_RETRIES + 1)  # the SDK retries a 501 like any 5xx
+    assert mas.main(["task"], console=console) == 2
+    assert "OpenAI-compatible" in output(console) and "Traceback" not in output(console)

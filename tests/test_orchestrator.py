@@ -182,7 +182,7 @@ def test_a_call_that_cannot_fit_is_not_made(make_llm) -> None:
 
 def test_warns_once_at_80_percent_of_the_token_budget(make_llm, console) -> None:
     # 850 + 1050 = 76%, then the critic's 120 tokens cross 80%
-    client = FakeClient(completion("p", 800, 50), completion("d", 1000, 50), verdict(True))
+    client = FakeClient(completion("p", 100, 750), completion("d", 100, 950), verdict(True))
     llm = make_llm(client, max_tokens=2_500)
     mas.orchestrate("task", llm)
     warnings = [e["message"] for e in events(llm, "warning")]
@@ -201,16 +201,15 @@ def test_cost_cap_stops_before_it_is_crossed_and_cost_is_real(make_llm) -> None:
 
 
 def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None:
-    client = FakeClient(completion("p", 1000, 500), completion("d", 1000, 500), verdict(True, "ok"))
-    mas.orchestrate("task", make_llm(client, max_cost=0.001))
+    # gpt-4o-mini: 100 in + 740 out = $0.000459 a call
+    client = FakeClient(completion("p", 100, 740), completion("d", 100, 740), verdict(True, "ok"))
+    mas.orchestrate("task", make_llm(client, max_cost=0.00105))
     critic = client.calls[2]
     price = mas.price_for("gpt-4o-mini")
-    worst_case = (
-        mas.estimate_tokens(critic["messages"]) * price.input_per_token
-        + critic["max_tokens"] * price.output_per_token
-    )
+    prompt = mas.estimate_tokens(critic["messages"], [mas.VERDICT_SCHEMA])
+    worst_case = prompt * price.input_per_token + critic["max_tokens"] * price.output_per_token
     assert critic["max_tokens"] < mas.ROLE_MAX_TOKENS["critic"]
-    assert 0.0009 + worst_case <= 0.001
+    assert 2 * 0.000459 + worst_case <= 0.00105
 
 
 def test_unknown_price_is_reported_as_unknown(make_llm) -> None:
@@ -339,12 +338,23 @@ def test_verbose_shows_full_prompts(make_llm, console) -> None:
     assert mas.PLANNER_PROMPT.splitlines()[0] in console.file.getvalue()
 
 
-def test_importing_the_module_does_no_work() -> None:
-    import importlib
+def test_importing_the_module_does_no_work(tmp_path) -> None:
+    """No client, no files, no output at import: a fresh interpreter where making a client is an error."""
+    import subprocess
     import sys
+    from pathlib import Path
 
-    module = importlib.reload(sys.modules["multi_agent_system"])
-    assert not hasattr(module, "client") and not hasattr(module, "console")
+    code = (
+        "import openai\n"
+        "def refuse(*a, **k): raise AssertionError('an openai client was made at import')\n"
+        "openai.OpenAI = refuse\n"
+        "import multi_agent_system\n"
+    )
+    root = Path(mas.__file__).parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(root), "OPENAI_API_KEY": "sk-x", "PATH": "/usr/bin:/bin"})
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert list(tmp_path.iterdir()) == []  # no logs/ folder, no trace
 
 
 def test_critic_is_told_when_the_draft_was_cut_off(make_llm) -> None:
@@ -371,3 +381,41 @@ def test_after_a_replan_old_drafts_are_lessons_not_turns(make_llm) -> None:
     assert [m["role"] for m in first_on_new_plan] == ["system", "user"]
     assert "fb A1" in first_on_new_plan[1]["content"] and "fb A2" in first_on_new_plan[1]["content"]
     assert "draft A2" not in first_on_new_plan[1]["content"]
+
+
+def test_a_verdict_cut_off_at_max_tokens_is_not_an_approval(make_llm) -> None:
+    client = FakeClient(
+        completion("p"), completion("d"), completion('{"approved": true, "feedback": "Fine"}', finish_reason="length"),
+        completion("d2"), verdict(True),
+    )  # fmt: skip
+    llm = make_llm(client)
+    state = mas.orchestrate("task", llm)
+    assert state["history"][1]["approved"] is False and state["iteration"] == 2
+    assert events(llm, "verdict")[0]["why"] == "the verdict was cut off at max_tokens"
+
+
+def test_a_cut_off_draft_is_never_approved_whatever_the_critic_says(make_llm) -> None:
+    client = FakeClient(completion("p"), completion("half a dr", finish_reason="length"), verdict(True),
+                        completion("whole draft"), verdict(True))
+    state = mas.orchestrate("task", make_llm(client))
+    assert state["history"][1]["approved"] is False and state["result"] == "whole draft"
+    assert state["stop_reason"] == "approved" and state["iteration"] == 2
+
+
+def test_verbose_shows_the_critics_raw_reply(make_llm, console) -> None:
+    client = FakeClient(completion("p"), completion("d"), completion("Thinking...\nAPPROVED: YES"))
+    mas.orchestrate("task", make_llm(client, mode="verbose"))
+    assert "raw reply ← critic" in console.file.getvalue() and "Thinking..." in console.file.getvalue()
+
+
+def test_estimates_learn_when_a_server_counts_more_prompt_tokens(make_llm) -> None:
+    """The planner's ~100-token prompt is counted as 900: the worker's estimate is scaled, and no longer fits."""
+    client = FakeClient(completion("plan", 900, 100), completion("never sent"))
+    state = mas.orchestrate("task", make_llm(client, max_tokens=2_000))
+    assert len(client.calls) == 1 and state["stop_reason"] == "token_budget"
+
+
+def test_tool_schemas_count_towards_the_estimate() -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "x" * 500}}]
+    assert mas.estimate_tokens(messages, [tools]) >= mas.estimate_tokens(messages) + 200

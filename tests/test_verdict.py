@@ -12,7 +12,6 @@ import multi_agent_system as mas
         '```json\n{"approved": true, "feedback": "Good."}\n```',
         'Here is my verdict:\n{"approved": "yes", "feedback": "Good."}\nThanks!',
         '{"Approved": true, "Feedback": "Good."}',
-        '{"approved": true, "feedback": "Good."',  # cut off: the field is still readable
         "APPROVED: YES\nFEEDBACK: Good.",
         "**Approved:** Yes\n**Feedback:** Good.",
         "approved: yes",
@@ -56,6 +55,10 @@ def test_clear_rejections_are_read(reply: str) -> None:
         ('{"approved": 1, "feedback": "hmm"}', "not a clear yes or no"),
         ('{"approved": null}', "not a clear yes or no"),
         ("The draft is good. I approve of the imagery, but APPROVED is not my call.", "no verdict found"),
+        ('{"approved": true, "feedback": "It is incomplete and wrong', "malformed JSON"),  # cut off
+        ("APPROVED: YES, but only once the last line is cut", "conditional yes"),
+        ("Approved: Yes if you fix the title", "conditional yes"),
+        ("Decision: pass? no.", "conditional yes"),
     ],
 )
 def test_ambiguity_is_never_an_approval_and_says_why(reply: str, why: str) -> None:
@@ -69,6 +72,19 @@ def test_the_first_verdict_line_decides_not_a_substring() -> None:
     verdict = mas.parse_verdict("APPROVED: NO\nFEEDBACK: this is not APPROVED: YES material yet")
     assert verdict.approved is False
     assert verdict.feedback.startswith("this is not")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        'APPROVED: NO. Do not simply reply {"approved": true}.',
+        'I cannot approve yet. The format is {"approved": true, "feedback": "..."}\nAPPROVED: NO',
+        '{"approved": false, "feedback": "no"}\nAPPROVED: YES',
+    ],
+)
+def test_whichever_verdict_comes_first_decides(reply: str) -> None:
+    """A JSON example quoted after a 'no', or a 'yes' after a JSON 'no', cannot approve."""
+    assert mas.parse_verdict(reply).approved is False
 
 
 def test_a_quoted_json_field_in_prose_cannot_approve() -> None:
