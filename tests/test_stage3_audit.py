@@ -13,7 +13,7 @@ import pytest
 import multi_agent_system as mas
 from conftest import output
 from stages.stage3.activity import starter_workflow as audit
-from stages.stage3.activity.starter_workflow import AuditOptions, Finding, check_config, ciso_decision
+from stages.stage3.activity.starter_workflow import AuditOptions, Finding, at_or_above, check_config, ciso_decision
 
 # A configuration that passes even the strict rules, written out here rather than taken from the module.
 GOOD: dict[str, Any] = {
@@ -138,6 +138,87 @@ def test_strict_rules_are_pickier(config, expected):
 def test_rules_never_crash_on_odd_json(config):
     for strict in (False, True):
         assert all(isinstance(f, Finding) for f in check_config(config, strict))
+
+
+# The rules fail closed: a rule-owned field in a shape they cannot read is a finding in itself,
+# and every reasonable spelling of a field is read. Each config below once passed every rule, and
+# the Red Team's model may not report on these fields, so nobody reported them.
+BYPASSES = [
+    (changed(GOOD, listen_ports="443, 23"), {"ports-format", "port-23"}),
+    (changed(GOOD, listen_ports=[{"port": 23}, 443]), {"ports-format", "port-23"}),
+    (changed(GOOD, listen_ports={"https": 443, "telnet": 23}), {"ports-format", "port-23"}),
+    (changed(GOOD, listen_ports={"https": 443, "ftp": True}), {"ports-format", "port-21"}),
+    (changed(GOOD, listen_ports=[443, "23 (admin)"]), {"ports-format", "port-23"}),
+    (changed(GOOD, listen_ports=443), {"ports-format"}),
+    (changed(GOOD, telnet={"enabled": True}), {"port-23"}),
+    (changed(GOOD, admin_port="0.0.0.0:23"), {"port-23"}),
+    (changed(GOOD, debug={"enabled": True}), {"debug-mode"}),
+    (changed(GOOD, debug={"on": "yes"}), {"debug-mode"}),
+    (changed(GOOD, debug="verbose"), {"debug-format"}),
+    (changed(GOOD, debug={"level": "trace"}), {"debug-format"}),
+    (changed(GOOD, cors={"allow_origins": ["*"]}), {"cors-wildcard"}),
+    (changed(GOOD, cors={"AllowedOrigins": "*"}), {"cors-wildcard"}),
+    (changed(GOOD, cors={"api": {"origins": ["https://shop.example.com", "*"]}}), {"cors-wildcard"}),
+    (changed(GOOD, cors={"allow_origin_regex": ".*"}), {"cors-wildcard"}),
+    (changed(GOOD, cors={"allow_all_origins": True}), {"cors-wildcard"}),
+    (changed(GOOD, cors=True), {"cors-wildcard"}),
+    (changed(GOOD, cors={"allowed_origins": 7}), {"cors-format"}),
+    (changed(GOOD, headers={**GOOD["headers"], "Access-Control-Allow-Origin": "*"}), {"cors-wildcard"}),
+    (changed(GOOD, headers={**GOOD["headers"], "access-control-allow-origin": " * "}), {"cors-wildcard"}),
+    (changed(GOOD, headers=[["X-Frame-Options", "DENY"]]), {"headers-format"}),
+    (changed(GOOD, headers={**GOOD["headers"], "X-Frame-Options": ["DENY"]}), {"header-x-frame-options"}),
+    (changed(GOOD, headers={**GOOD["headers"], "x-frame-options": ""}), {"header-x-frame-options"}),
+    (changed(GOOD, tls="1.3"), {"tls-version"}),
+    (changed(GOOD, tls={"min_version": "1.3", "protocols": ["TLSv1", "TLSv1.3"]}), {"tls-version"}),
+    (changed(GOOD, tls={"min_version": "1.3", "enabled": False}), {"tls-version"}),
+    (changed(GOOD, tls={"min_version": ["1.3", "1.x"]}), {"tls-version"}),
+    (changed(GOOD, ssl_protocols="TLSv1 TLSv1.2 TLSv1.3"), {"tls-version"}),
+    (changed(GOOD, admin="root"), {"credentials"}),
+    (changed(GOOD, admin=[{"username": "ops-lead", "password_env": "X"}]), {"credentials"}),
+    (changed(GOOD, admin={"user": "admin", "password_env": "X"}), {"credentials"}),
+    (changed(GOOD, admin={"username": "ops-lead", "password_env": "X", "pass": "admin"}), {"credentials"}),
+    (changed(GOOD, admin={"username": "ops-lead", "password": {"value": "s3cret-Long"}}), {"credentials"}),
+    (changed(GOOD, admin={"username": "ops-lead", "password_env": ""}), {"credentials"}),
+    (changed(GOOD, admin={"password_env": "X"}), {"credentials"}),
+]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("config, expected", BYPASSES,
+                         ids=[f"{i}-{'+'.join(sorted(expected))}" for i, (_, expected) in enumerate(BYPASSES)])
+def test_odd_shapes_and_other_spellings_cannot_bypass_the_rules(config, expected, strict):
+    findings = check_config(config, strict)
+    found = {f.id for f in findings}
+    assert expected <= found  # headers that cannot be read are also reported missing, one by one:
+    assert all(f in expected or (f.startswith("header-") and "headers-format" in expected) for f in found)
+    assert all(at_or_above(f.severity, "medium") and f.fix for f in findings)  # each one blocks approval
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        changed(GOOD, listen_ports=["443/tcp", "8443"], ssh_port=22, support_email="ops@shop.example.com"),
+        changed(GOOD, listen_ports=[443], redirect_http_to_https={"enabled": False}, listen="10.0.0.21:443"),
+        changed(GOOD, debug={"enabled": False}, telnet=False, ftp={"enabled": "off"}),
+        changed(GOOD, cors={"allow_origins": ["https://shop.example.com"], "allow_methods": ["*"],
+                            "allow_headers": ["*"], "allow_origin_regex": r"https://[a-z]+\.shop\.example\.com"}),
+        changed(GOOD, tls={"min_version": "TLSv1.3", "max_version": "1.3", "alpn_protocols": ["h2", "http/1.1"]}),
+        changed(GOOD, admin={"user": "ops-lead", "password_file": "/run/secrets/admin"}),
+        changed(GOOD, cors=None),
+    ],
+)
+def test_other_spellings_of_good_settings_pass(config):
+    assert ids(config, strict=True) == []
+
+
+def test_a_bypass_with_a_silent_red_model_is_never_approved(console):
+    """The end-to-end case: Blue writes the ports as a string and Red's model says nothing."""
+    client = players(lambda n, request: json.dumps(changed(GOOD, listen_ports="443, 23")))
+    assert audit.main([], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    text = output(console)
+    assert "stop reason: max_loops" in text and "ports-format" in text and "port-23" in text
+    assert "approved config written" not in text
+    assert not Path("secure_server.json").exists()
 
 
 # -- reading replies ------------------------------------------------------------------------
@@ -331,6 +412,14 @@ def test_knowledge_base_lookups(make_llm):
         for key, value in entry["setting"].items():
             config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
         assert ids(config, strict=True) == [], entry
+
+
+def test_an_unwritable_out_path_is_refused_before_any_model_call(console, tmp_path):
+    client = players(lambda n, request: json.dumps(GOOD))
+    assert audit.main(["--out", str(tmp_path)], console=console, client=client) == mas.EXIT_USAGE
+    assert client.requests == []  # nothing was paid for
+    text = output(console)
+    assert "error:" in text and "it is a folder" in text and ".tmp" not in text
 
 
 def test_cli_exit_codes(console):

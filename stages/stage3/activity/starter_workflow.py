@@ -14,8 +14,9 @@ talked into anything:
 
 * The Red Team's checks for the classic mistakes (debug mode, Telnet/FTP,
   HTTP without a redirect, old TLS, missing security headers, default
-  credentials, wildcard CORS) are rules in ``check_config``. Its model is
-  shown the configuration and looks for anything else.
+  credentials, wildcard CORS) are rules in ``check_config``. They fail
+  closed: a field they own in a shape they cannot read is a finding too.
+  Its model is shown the configuration and looks for anything else.
 * The CISO's decision is ``ciso_decision``; its model only explains it.
 * The limits: at most ``--max-loops`` rounds, and a change budget where
   every field the Blue Team changes costs one point (``--max-cost``).
@@ -179,44 +180,147 @@ def at_or_above(severity: str, threshold: str) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _on(value: Any) -> bool:
-    """Whether a config value means "on": true, 1, "yes", "on", "true".
+# Every rule FAILS CLOSED: a field the rules own, written in a shape they cannot read with
+# certainty, is a finding in itself. Otherwise a config could pass by writing "443, 23" instead
+# of [443, 23], and the Red Team's model, which may not report on these fields, would stay silent.
 
-    >>> [_on(v) for v in (True, "on", 1, "false", 0, None)]
-    [True, True, True, False, False, False]
+ON_WORDS = {"true", "on", "yes", "1", "enabled", "enable"}
+OFF_WORDS = {"false", "off", "no", "0", "disabled", "disable", "none", "null", ""}
+SWITCH_KEYS = ("enabled", "enable", "on", "value", "active")  # {"debug": {"enabled": true}} and friends
+SERVICE_PORTS = {"telnet": 23, "ftp": 21}  # a service named instead of numbered
+
+
+def _shape(value: Any) -> str:
+    """What a JSON value is, for a finding's description."""
+    if value is None:
+        return "null"
+    return {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _words(key: Any) -> set[str]:
+    """The words in a key: listenPorts, listen_ports and "Listen Ports" all give {"listen", "ports"}.
+
+    >>> sorted(_words("allowOrigins")), sorted(_words("ssl_protocols")), sorted(_words("support"))
+    (['allow', 'origins'], ['protocols', 'ssl'], ['support'])
     """
-    if isinstance(value, bool):
-        return value
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(key))
+    return {word for word in re.split(r"[^a-z0-9]+", spaced.lower()) if word}
+
+
+def _switch(value: Any) -> bool | None:
+    """Whether a config value means on (True) or off (False); None if it cannot be read with certainty.
+
+    >>> [_switch(v) for v in (True, "on", 1, {"enabled": True}, "false", 0, None, {"Enabled": "no"})]
+    [True, True, True, True, False, False, False, False]
+    >>> [_switch(v) for v in ("verbose", [True], {"level": 3})]
+    [None, None, None]
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
     if isinstance(value, (int, float)):
         return value != 0
-    return str(value).strip().lower() in {"true", "on", "yes", "1", "enabled"}
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return True if word in ON_WORDS else False if word in OFF_WORDS else None
+    if isinstance(value, dict):
+        states = [_switch(inner) for key, inner in value.items() if str(key).strip().lower() in SWITCH_KEYS]
+        if not states or None in states:
+            return None
+        return any(states)
+    return None
 
 
-def _ports(value: Any) -> set[int]:
-    items = value if isinstance(value, list) else [value]
-    ports = set()
-    for item in items:
-        digits = re.match(r"\s*(\d+)", str(item))  # 443, "443", "443/tcp"
-        if digits:
-            ports.add(int(digits.group(1)))
-    return ports
+def _on(value: Any) -> bool:
+    """Whether a config value means "on". Only a readable "off" is off: an unreadable value counts as on.
+
+    >>> [_on(v) for v in (True, "on", 1, "false", 0, None, "maybe")]
+    [True, True, True, False, False, False, True]
+    """
+    return _switch(value) is not False
+
+
+def _port_numbers(value: Any) -> set[int]:
+    """Every number in a value that could be a port, wherever it is, and the ports of services named in it.
+
+    >>> sorted(_port_numbers(["443/tcp", {"port": 23}, "80, 8080", {"ftp": True}, "10.0.0.21:8443"]))
+    [21, 23, 80, 443, 8080, 8443]
+    """
+    if isinstance(value, bool) or value is None:
+        return set()
+    if isinstance(value, float) and not value.is_integer():  # 23.5, and also inf and nan
+        return set()
+    if isinstance(value, (int, float)):
+        return {int(value)} if 0 <= value <= 65535 else set()
+    if isinstance(value, dict):
+        found: set[int] = set()
+        for key, inner in value.items():  # {"https": 443, "telnet": 23}, {"port": 23}, {"23": "telnet"}
+            found |= _digits(str(key)) | _port_numbers(inner)
+            if _on(inner):
+                found |= {SERVICE_PORTS[word] for word in _words(key) & SERVICE_PORTS.keys()}
+        return found
+    if isinstance(value, list):
+        return set().union(*(_port_numbers(item) for item in value))
+    text = str(value)
+    return _digits(text) | {port for name, port in SERVICE_PORTS.items() if name in _words(text)}
+
+
+def _digits(text: str) -> set[int]:
+    text = re.sub(r"\b\d{1,3}(\.\d{1,3}){3}\b", " ", text)  # an IP address is not four ports
+    return {int(digits) for digits in re.findall(r"\d+", text) if int(digits) <= 65535}
+
+
+def _port_list_problem(value: Any) -> str | None:
+    """Why a listen_ports value is not a plain list of port numbers, or None if it is one.
+
+    >>> _port_list_problem([80, "443", "8443/tcp"]) is None, _port_list_problem("443, 23")
+    (True, 'got a string')
+    """
+    if not isinstance(value, list):
+        return f"got {_shape(value)}"
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 65535:
+            continue
+        if isinstance(item, str) and re.fullmatch(r"\s*\d{1,5}\s*(/\s*(tcp|udp))?\s*", item, re.I) \
+                and 0 < int(re.match(r"\s*(\d+)", item).group(1)) <= 65535:  # type: ignore[union-attr]
+            continue
+        return f"one item is {json.dumps(item)[:40]}"
+    return None
 
 
 def tls_version(value: Any) -> tuple[int, int] | None:
-    """A TLS version as (major, minor); SSL counts as older than any TLS; None if unreadable.
+    """The lowest TLS version in a value as (major, minor); SSL counts as older than any TLS; None if unreadable.
 
     >>> tls_version("TLSv1.2"), tls_version(1.3), tls_version("TLS1_1"), tls_version("SSLv3"), tls_version("new")
     ((1, 2), (1, 3), (1, 1), (0, 0), None)
+    >>> tls_version("TLSv1 TLSv1.2"), tls_version("1.0-1.3")
+    ((1, 0), (1, 0))
     """
     text = str(value).lower()
     if "ssl" in text:
         return (0, 0)
-    match = re.search(r"(\d)\s*[._]\s*(\d)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+    found = [(int(major), int(minor)) for major, minor in re.findall(r"(\d)\s*[._]\s*(\d)", text)]
+    found += [(int(major), 0) for major in re.findall(r"tls\s*v?\s*(\d)(?![\d._])", text)]  # "TLSv1" is 1.0
+    return min(found) if found else None
+
+
+def _strings(value: Any) -> list[Any]:
+    """The scalar values in a value, however deeply nested."""
+    if isinstance(value, dict):
+        return [leaf for inner in value.values() for leaf in _strings(inner)]
+    if isinstance(value, list):
+        return [leaf for inner in value for leaf in _strings(inner)]
+    return [value]
 
 
 def check_debug(config: dict[str, Any], strict: bool) -> list[Finding]:
-    if not _on(config.get("debug")):
+    value = config.get("debug")
+    state = _switch(value)
+    if state is None:
+        return [Finding("debug-format", "high", "debug",
+                        f"debug must be true or false; got {_shape(value)} ({json.dumps(value)[:60]}), "
+                        "which could mean on.", 'Set "debug": false.')]
+    if not state:
         return []
     return [Finding("debug-mode", "high", "debug",
                     "Debug mode is on: any error shows stack traces and settings to whoever caused it.",
@@ -224,34 +328,69 @@ def check_debug(config: dict[str, Any], strict: bool) -> list[Finding]:
 
 
 def check_ports(config: dict[str, Any], strict: bool) -> list[Finding]:
-    ports = _ports(config.get("listen_ports", config.get("ports")))
-    found = [
+    found = []
+    ports: set[int] = set()
+    for key, value in config.items():
+        words = _words(key)
+        if key in ("listen_ports", "ports"):
+            problem = _port_list_problem(value)
+            if problem:
+                found.append(Finding("ports-format", "high", key,
+                                     f"{key} must be a list of port numbers; {problem}, so the open ports "
+                                     "cannot be checked.", f'Write "{key}" as a list of numbers, e.g. [80, 443].'))
+        if words & {"port", "ports", "listen"}:  # listen_ports, ports, http_port, listen, ...
+            ports |= _port_numbers(value)
+        for service in words & SERVICE_PORTS.keys():  # "telnet": true, "ftp": {"enabled": true}
+            if _on(value):
+                ports.add(SERVICE_PORTS[service])
+    found += [
         Finding(f"port-{port}", "critical", "listen_ports",
                 f"Port {port} ({name}) is open: it carries passwords and data in clear text.",
                 f"Remove {port} from listen_ports; administer the server over SSH instead.")
         for port, name in sorted(PLAINTEXT_PORTS.items()) if port in ports
     ]
-    if 80 in ports and not _on(config.get("redirect_http_to_https")):
+    if 80 in ports and _switch(config.get("redirect_http_to_https")) is not True:
         found.append(Finding("port-80", "high", "redirect_http_to_https",
                              "Port 80 serves plain HTTP instead of redirecting to HTTPS.",
                              'Set "redirect_http_to_https": true, or stop listening on 80.'))
     return found
 
 
+TLS_VERSION_WORDS = {"version", "versions", "protocol", "protocols", "min"}
+
+
 def check_tls(config: dict[str, Any], strict: bool) -> list[Finding]:
     tls = config.get("tls")
-    given = tls.get("min_version") if isinstance(tls, dict) else None
-    version = tls_version(given) if given is not None else None
     fix = f'Set "tls": {{"min_version": "{"1.3" if strict else "1.2"}"}} or higher.'
-    if version is None:
-        return [Finding("tls-version", "high", "tls.min_version",
-                        "No readable minimum TLS version, so broken old versions may be accepted.", fix)]
+
+    def finding(severity: Severity, description: str) -> list[Finding]:
+        return [Finding("tls-version", severity, "tls.min_version", description, fix)]
+
+    if not isinstance(tls, dict):
+        return finding("high", "No readable minimum TLS version, so broken old versions may be accepted"
+                       + ("." if tls is None else f': tls must be an object like {{"min_version": "1.2"}}; '
+                          f"got {_shape(tls)}."))
+    if any(str(key).strip().lower() in SWITCH_KEYS and _switch(value) is not True for key, value in tls.items()):
+        return finding("high", "TLS is switched off, or its switch cannot be read.")
+    # Every version the config mentions counts, not only min_version: the weakest one is what is allowed.
+    given = [value for key, value in tls.items()
+             if key == "min_version" or (_words(key) & TLS_VERSION_WORDS and "alpn" not in _words(key))]
+    given += [value for key, value in config.items()
+              if key != "tls" and _words(key) & {"tls", "ssl"} and _words(key) & TLS_VERSION_WORDS]
+    versions = []
+    for value in (leaf for item in given for leaf in _strings(item)):
+        version = tls_version(value) if value is not None else None
+        if version is None:
+            return finding("high", f"The TLS version {json.dumps(value)[:40]} cannot be read, so broken old "
+                                   "versions may be accepted.")
+        versions.append((version, value))
+    if not versions:
+        return finding("high", "No readable minimum TLS version, so broken old versions may be accepted.")
+    version, lowest = min(versions, key=lambda pair: pair[0])
     if version < (1, 2):
-        return [Finding("tls-version", "high", "tls.min_version",
-                        f"TLS {given} is allowed; every version below 1.2 is deprecated and attackable.", fix)]
+        return finding("high", f"TLS {lowest} is allowed; every version below 1.2 is deprecated and attackable.")
     if strict and version < (1, 3):
-        return [Finding("tls-version", "medium", "tls.min_version",
-                        f"Strict policy: TLS 1.3 only, but {given} is allowed.", fix)]
+        return finding("medium", f"Strict policy: TLS 1.3 only, but {lowest} is allowed.")
     return []
 
 
@@ -289,30 +428,62 @@ def weak_header(name: str, value: str) -> str | None:
 
 def check_headers(config: dict[str, Any], strict: bool) -> list[Finding]:
     given = config.get("headers")
-    headers = {str(k).lower(): str(v).strip() for k, v in given.items()} if isinstance(given, dict) else {}
     found = []
+    if given is not None and not isinstance(given, dict):
+        found.append(Finding("headers-format", "high", "headers",
+                             f"headers must be an object of header name -> value; got {_shape(given)}, "
+                             "so no security header can be read.",
+                             "Write headers as an object, e.g. {\"X-Frame-Options\": \"DENY\"}."))
+    values: dict[str, list[Any]] = {}  # every spelling of a name counts: "x-frame-options" and "X-Frame-Options "
+    for key, value in (given.items() if isinstance(given, dict) else ()):
+        values.setdefault(str(key).strip().lower(), []).append(value)
     for name in STRICT_HEADERS if strict else REQUIRED_HEADERS:
-        value, fix = headers.get(name.lower(), ""), f'Add "{name}": "{RECOMMENDED_HEADERS[name]}" to headers.'
-        problem = "it is missing" if not value else weak_header(name, value) if strict else None
+        given_values, fix = values.get(name.lower(), []), f'Add "{name}": "{RECOMMENDED_HEADERS[name]}" to headers.'
+        problem = None
+        if not given_values or any(isinstance(v, str) and not v.strip() for v in given_values):
+            problem = "it is missing"
+        elif any(not isinstance(v, str) for v in given_values):
+            problem = "its value is not text"
+        elif strict:
+            problem = next((weak for v in given_values if (weak := weak_header(name, v.strip()))), None)
         if problem:
             found.append(Finding(f"header-{name.lower()}", "medium", f"headers.{name}",
                                  f"The {name} header is not good enough: {problem}.", fix))
     return found
 
 
+USERNAME_KEYS = {"username", "user", "user_name", "login", "name"}
+SECRET_REFERENCE_KEYS = ("password_env", "password_file", "password_hash")
+
+
 def check_credentials(config: dict[str, Any], strict: bool) -> list[Finding]:
     admin = config.get("admin")
-    if not isinstance(admin, dict):
-        return []
-    username = str(admin.get("username", "")).strip().lower()
-    password = admin.get("password")
-    has_secret = any(admin.get(key) for key in ("password_env", "password_file", "password_hash"))
+    if admin is None:
+        return []  # no admin login configured
     problems = []
-    if username in DEFAULT_USERNAMES:
-        problems.append(f"the username {username!r} is a default that attackers try first")
-    if password is not None and (str(password).strip().lower() in WEAK_PASSWORDS or str(password) == username):
+    if not isinstance(admin, dict):
+        problems.append(f'admin must be an object like {{"username": ..., "password_env": ...}}; got {_shape(admin)}')
+        admin = {}
+    names = {str(key).strip().lower(): value for key, value in admin.items()}
+    usernames = [value for key, value in names.items() if key in USERNAME_KEYS]
+    if isinstance(config.get("admin"), dict) and not any(isinstance(u, str) and u.strip() for u in usernames):
+        problems.append("there is no username")
+    for username in usernames:
+        if not isinstance(username, str):
+            problems.append(f"the username is {_shape(username)}, not text")
+        elif username.strip().lower() in DEFAULT_USERNAMES:
+            problems.append(f"the username {username.strip().lower()!r} is a default that attackers try first")
+    # Any other key that holds a password literally (password, pass, pwd, secret...) is read too.
+    literal = [value for key, value in names.items()
+               if key not in SECRET_REFERENCE_KEYS and re.search(r"pass|pwd|secret", key)]
+    references = [names[key] for key in SECRET_REFERENCE_KEYS if key in names]
+    if any(not isinstance(ref, str) or not ref.strip() for ref in references):
+        problems.append("a password_env, password_file or password_hash is empty or not text")
+    lowered = {str(u).strip().lower() for u in usernames}
+    if any(not isinstance(p, str) or p.strip().lower() in WEAK_PASSWORDS or p.strip().lower() in lowered
+           for p in literal):
         problems.append("the password is empty or well known")
-    elif password is None and not has_secret:
+    elif not literal and not references and isinstance(config.get("admin"), dict):
         problems.append("no password is set at all")
     if not problems:
         return []
@@ -320,14 +491,82 @@ def check_credentials(config: dict[str, Any], strict: bool) -> list[Finding]:
                     'Use a non-default username and "password_env": the name of a variable holding the password.')]
 
 
+ANY_ORIGIN = "https://attacker.example"  # an origin no config should let in
+
+
+def _origin_problems(key: str, value: Any) -> tuple[bool, list[str]]:
+    """(allows any origin, unreadable values) for the value of a key whose name contains "origin"."""
+    if value is None or value is False:
+        return False, []
+    if value is True:  # "allow_all_origins": true, or "origin": true (reflect any origin)
+        return True, []
+    if isinstance(value, list):
+        results = [_origin_problems(key, item) for item in value]
+        return any(wild for wild, _ in results), [problem for _, problems in results for problem in problems]
+    if isinstance(value, dict):
+        return _cors_problems(value)
+    if not isinstance(value, str):
+        return False, [f"{key} holds {_shape(value)}"]
+    origin = value.strip()
+    if origin == "*":
+        return True, []
+    if "regex" in key.lower():  # FastAPI's allow_origin_regex: does it let an attacker's site in?
+        if len(origin) > 200:
+            return False, [f"{key} is too long to check"]
+        try:
+            return re.fullmatch(origin, ANY_ORIGIN) is not None, []
+        except re.error:
+            return False, [f"{key} is not a valid regular expression"]
+    return False, []
+
+
+def _cors_problems(cors: Any) -> tuple[bool, list[str]]:
+    """(allows any origin, unreadable values) for a cors setting, read at any depth."""
+    if cors is None or cors is False:
+        return False, []
+    if cors is True or isinstance(cors, (str, list)):  # "cors": "*", "cors": [...], "cors": true (allow all)
+        return _origin_problems("cors", cors)
+    if not isinstance(cors, dict):
+        return False, [f"cors holds {_shape(cors)}"]
+    wildcard, problems = False, []
+    for key, value in cors.items():
+        if "origin" in str(key).lower():
+            wild, unreadable = _origin_problems(str(key), value)
+        elif isinstance(value, dict):
+            wild, unreadable = _cors_problems(value)
+        else:
+            continue
+        wildcard, problems = wildcard or wild, problems + unreadable
+    return wildcard, problems
+
+
 def check_cors(config: dict[str, Any], strict: bool) -> list[Finding]:
-    cors = config.get("cors")
-    origins = cors.get("allowed_origins", cors.get("allow_origin")) if isinstance(cors, dict) else cors
-    if not any(str(origin).strip() == "*" for origin in (origins if isinstance(origins, list) else [origins])):
-        return []
-    return [Finding("cors-wildcard", "high", "cors.allowed_origins",
-                    "CORS allows any origin (*): any website can call this server from a visitor's browser.",
-                    "List the exact origins that need access, e.g. the shop's own https:// address.")]
+    wildcard, problems = False, []
+    for key, value in config.items():  # cors, cors_settings, allowed_origins at the top level...
+        lowered = str(key).lower()
+        if "cors" in lowered:
+            wild, unreadable = _cors_problems(value)
+        elif "origin" in lowered:
+            wild, unreadable = _origin_problems(str(key), value)
+        else:
+            continue
+        wildcard, problems = wildcard or wild, problems + unreadable
+    headers = config.get("headers")
+    for name, value in (headers.items() if isinstance(headers, dict) else ()):
+        if str(name).strip().lower() == "access-control-allow-origin":
+            wild, unreadable = _origin_problems("headers.Access-Control-Allow-Origin", value)
+            wildcard, problems = wildcard or wild, problems + unreadable
+    found = []
+    if wildcard:
+        found.append(Finding("cors-wildcard", "high", "cors.allowed_origins",
+                             "CORS allows any origin (*): any website can call this server from a visitor's browser.",
+                             "List the exact origins that need access, e.g. the shop's own https:// address."))
+    if problems:
+        found.append(Finding("cors-format", "high", "cors.allowed_origins",
+                             f"The allowed CORS origins cannot be read ({'; '.join(problems)}), so a wildcard "
+                             "cannot be ruled out.",
+                             'Write "cors": {"allowed_origins": [...]} as a list of exact https:// origins.'))
+    return found
 
 
 RULES = (check_debug, check_ports, check_tls, check_headers, check_credentials, check_cors)
@@ -770,6 +1009,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     try:
         if not args.brief.strip():
             raise mas.UsageError("the brief is empty: describe the server to configure")
+        mas.check_output_path(args.out)  # before any model call is paid for
         knowledge = load_knowledge_base() if options.knowledge_base else None
         llm = cli.open_run(args, display, client, demo_responder)
     except mas.UsageError as err:
