@@ -3,7 +3,7 @@
 The flags and environment variables are those of ``multi_agent_system.py``
 (``--model``, ``--demo``, ``--verbose``, ``--log-dir``, ``--max-tokens``,
 ``--timeout``; ``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OPENAI_MODEL``), and
-the settings are built by its own ``settings_from_args``, so both stages
+the settings are built by its own ``settings_from_env``, so both stages
 choose a server the same way.
 """
 
