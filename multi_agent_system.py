@@ -20,10 +20,20 @@ The flow
                   │         ├─ 2nd rejection ─> planner writes a new plan
                   └─────────┘  (after --max-plans plans: stop, a human is needed)
 
-Before every model call the budget gates run: at most ``MAX_ITERATIONS``
-worker/critic rounds, a hard cap of ``MAX_TOTAL_TOKENS`` tokens (the call's
-completion is clamped to what is left), and optional cost and time limits.
-So the loop always ends, and ``state["stop_reason"]`` always says why.
+Two kinds of limit keep every run finite. The orchestrator counts rounds: it
+starts no round past ``MAX_ITERATIONS``. Before every single model call the
+budget gate (``completion_allowance``) checks the rest: a hard cap of
+``MAX_TOTAL_TOKENS`` tokens (the call's completion is clamped to what is
+left), and optional cost and time limits. So the loop always ends, and
+``state["stop_reason"]`` always says why.
+
+How to read this file
+---------------------
+Part 1, the pattern, is everything down to the banner that says you may stop
+reading: limits, roles, the shared state, the orchestrator, the three agents
+with their prompts, the facts code measures about a draft, and the budget
+gate. Part 2 is machinery: the model gateway, reading verdicts, output and
+trace, the offline demo model and the command line.
 
 Run it
 ------
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import logging
 import math
@@ -62,33 +73,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-import openai
-from dotenv import find_dotenv, load_dotenv
-from openai.types.chat import ChatCompletion
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # only for type hints: rich and openai are imported where they are used
+    from rich.console import Console
+    from rich.table import Table
 
-# ---------------------------------------------------------------------------
-# Constants: every limit the loop promises, each with the reason for its value
-# ---------------------------------------------------------------------------
+# ===========================================================================
+# PART 1 · THE PATTERN
+# ===========================================================================
+
+# -- Limits: every promise the loop makes, each with the reason for its value --
 
 MAX_ITERATIONS = 10  # worker+critic rounds: the master gate, enough to see two re-plans
 MAX_TOTAL_TOKENS = 50_000  # hard cap on prompt+completion tokens for one run
 TOKEN_WARNING_SHARE = 0.8  # warn once when this share of the token budget is spent
 MAX_PLANS = 3  # plans tried before the run stops and asks for a human
-REJECTIONS_BEFORE_REPLAN = 2  # 1st rejection of a plan: revise; 2nd: re-plan
-DEFAULT_MODEL = "gpt-4o-mini"  # cheap and capable; any model name your server knows works
-DEMO_MODEL = "scripted-demo"  # the name the offline stand-in answers to; never a real model
-
-# Completion caps per role: plans and verdicts are short, drafts need room.
-ROLE_MAX_TOKENS = {"planner": 500, "worker": 1200, "critic": 400}
-DEFAULT_ROLE_MAX_TOKENS = 800  # for roles other files add (stage 3)
+REJECTIONS_BEFORE_REPLAN = 2  # rejections of one plan before the planner is asked for a new one
 MIN_USEFUL_COMPLETION = 48  # a call that may not write this many tokens is not worth paying for
 BYTES_PER_TOKEN_GUESS = 2.5  # real tokenizers average 3-4.5 bytes a token: guessing low keeps the cap hard
+DEFAULT_MODEL = "gpt-4o-mini"  # cheap and capable; any model name your server knows works
 
 # Prompt-size bounds. Every variable part of a prompt is cut to one of these,
 # so no prompt grows with the number of iterations (see PROMPT_MAX_CHARS).
@@ -96,12 +100,13 @@ TASK_MAX_CHARS = 4_000  # longer tasks are refused up front with a clear message
 PLAN_MAX_CHARS = 3_000  # a plan as shown to the worker and critic
 DRAFT_MAX_CHARS = 6_000  # a draft as shown to the critic, or back to the worker
 FEEDBACK_MAX_CHARS = 1_500  # one round of critic feedback, in full
+NOTE_MAX_CHARS = 1_500  # what an added agent (a researcher, say) leaves for the worker
 CLIP_CHARS = 300  # an old plan or old feedback, shortened
-HISTORY_WHOLE = 2  # newest reviews the worker sees whole (draft and feedback)
+HISTORY_WHOLE = 2  # newest reviews of the current plan the worker sees whole (draft and feedback)
 HISTORY_MAX = 6  # reviews shown at all; older ones stay in the trace only
 EARLIER_PLANS_SHOWN = 3  # failed plans the planner is reminded of
 OWN_FEEDBACK_SHOWN = 3  # earlier verdicts the critic is reminded of
-SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest of the three system prompts fits in this
+SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest system prompt fits in this
 # The worker's prompt is the largest: system, task, plan, two whole reviews and
 # four clipped ones, plus headings. Tested in tests/test_orchestrator.py.
 PROMPT_MAX_CHARS = (
@@ -113,29 +118,52 @@ PROMPT_MAX_CHARS = (
     + 1_000
 )
 
-REQUEST_TIMEOUT_S = 120.0  # one request; small local models on a laptop CPU are slow
-SDK_MAX_RETRIES = 3  # the SDK retries 429, 5xx, timeouts and dropped connections with backoff
 
-# List prices in USD per million tokens (input, output) as last checked. Edit
-# them to match your provider; a model missing here has an unknown cost.
-PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-5-nano": (0.05, 0.40),
-    "gpt-5-mini": (0.25, 2.00),
-    "gpt-5": (1.25, 10.00),
-    DEMO_MODEL: (0.0, 0.0),
+# -- Roles are data: a new agent is one more row here (plus its function and its call) --
+
+
+@dataclass(frozen=True)
+class Role:
+    """What the machinery needs to know about an agent: panels, budgets, flags follow this."""
+
+    name: str
+    colour: str  # its panels' border
+    max_tokens: int  # its completion cap: plans and verdicts are short, drafts need room
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name.replace('_', '-')}-model"
+
+    @property
+    def env(self) -> str:
+        return f"{self.name.upper()}_MODEL"
+
+
+ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (Role("planner", "cyan", 500), Role("worker", "yellow", 1200), Role("critic", "magenta", 400))
 }
+DEFAULT_ROLE_MAX_TOKENS = 800  # for roles that are not in ROLES (stage 3 has its own)
+
+
+def role_cap(role: str) -> int:
+    return ROLES[role].max_tokens if role in ROLES else DEFAULT_ROLE_MAX_TOKENS
+
+
+def times(n: int) -> str:
+    """
+    >>> times(1), times(2), times(3)
+    ('once', 'twice', '3 times')
+    """
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
 
 # How each run can end. Exit codes: 0 approved, 1 stopped without approval,
 # 2 usage or configuration error, 130 interrupted (Ctrl-C).
 STOP_REASONS = {
     "approved": "the critic approved the draft",
     "max_iterations": "the iteration limit was reached without approval",
-    "escalation_exhausted": "every allowed plan was rejected twice: a human is needed",
+    "escalation_exhausted": f"every allowed plan was rejected {times(REJECTIONS_BEFORE_REPLAN)}: a human is needed",
     "token_budget": "the next call would not fit in the token budget",
     "cost_budget": "the next call would not fit in the cost budget",
     "timeout": "the run's time limit was reached",
@@ -147,9 +175,66 @@ STOP_REASONS = {
 EXIT_APPROVED, EXIT_NOT_APPROVED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-# ---------------------------------------------------------------------------
-# Types: the shared state, and the small records passed around
-# ---------------------------------------------------------------------------
+# -- Control flow: a small exception hierarchy; StopRun ends the loop with a reason --
+
+
+class AgentSystemError(Exception):
+    """Base class for this module's own errors."""
+
+
+class UsageError(AgentSystemError):
+    """A bad flag, an empty task or a configuration that cannot work. Exit code 2."""
+
+
+class OutOfOrderError(AgentSystemError):
+    """An agent ran before what it needs existed: a bug in the caller, so fail fast."""
+
+
+class StopRun(AgentSystemError):
+    """Ends the loop. Carries the stop reason and the exit code it maps to."""
+
+    def __init__(self, stop_reason: str, detail: str, exit_code: int = EXIT_NOT_APPROVED):
+        super().__init__(detail)
+        self.stop_reason = stop_reason
+        self.detail = detail
+        self.exit_code = exit_code
+
+
+class BudgetExhausted(StopRun):
+    """A budget gate refused the next call (tokens, cost or time)."""
+
+
+class ModelUnavailable(StopRun):
+    """The server refused or kept failing; the SDK's retries are already spent."""
+
+
+@dataclass
+class Settings:
+    """What one run may do. ``settings_from_args`` builds it from flags and the environment."""
+
+    default_model: str = DEFAULT_MODEL
+    models: dict[str, str] = field(default_factory=dict)  # per role; a role missing here uses default_model
+    api_key: str | None = field(default=None, repr=False)  # sent to the server only: never printed or traced
+    base_url: str | None = None  # an OpenAI-compatible server; None means OpenAI itself
+    demo: bool = False  # use the scripted stand-in instead of a server
+    demo_scenario: str | None = None  # which canned path the scripted model plays
+    max_iterations: int = MAX_ITERATIONS
+    max_tokens: int = MAX_TOTAL_TOKENS  # for the whole run: prompt + completion, all calls
+    max_plans: int = MAX_PLANS
+    max_cost: float | None = None  # USD ceiling; needs a known price for every model used
+    timeout: float | None = None  # seconds for the whole run, checked before every call
+    log_dir: Path = Path("logs")
+
+    def model_for(self, role: str) -> str:
+        return DEMO_MODEL if self.demo else self.models.get(role) or self.default_model
+
+    def server(self) -> str:
+        if self.demo:
+            return "scripted demo model (offline)"
+        return self.base_url or "https://api.openai.com/v1"
+
+
+# -- The shared state: one dict, and who writes each key ---------------------
 
 
 class TokenCount(TypedDict):
@@ -183,11 +268,12 @@ class SharedState(TypedDict):
     task             orchestrator, once at the start
     plan             planner (the current plan)
     plan_version     planner (1 for the first plan, +1 per re-plan)
+    notes            any added agent, under its role's name; the worker reads them all
     result           worker (the newest draft; approved or not)
     worker_attempts  worker (+1 per draft); planner resets it to 0 with each new plan
+    draft_facts      orchestrator, measured by code from each draft before it is judged
     critic_approved  critic
     critic_feedback  critic
-    draft_facts      orchestrator, measured from the draft before each critique
     history          planner, critic and orchestrator append; nobody edits or removes
     iteration        orchestrator (+1 per worker/critic round)
     total_tokens     orchestrator, copied from the ledger after every step
@@ -200,11 +286,12 @@ class SharedState(TypedDict):
     task: str
     plan: str | None
     plan_version: int
+    notes: dict[str, str]
     result: str | None
     worker_attempts: int
+    draft_facts: dict[str, Any]
     critic_approved: bool
     critic_feedback: str | None
-    draft_facts: dict[str, Any] | None
     history: list[HistoryItem]
     iteration: int
     total_tokens: TokenCount
@@ -219,11 +306,12 @@ def new_state(task: str) -> SharedState:
         task=task,
         plan=None,
         plan_version=0,
+        notes={},
         result=None,
         worker_attempts=0,
+        draft_facts={},
         critic_approved=False,
         critic_feedback=None,
-        draft_facts=None,
         history=[],
         iteration=0,
         total_tokens=TokenCount(prompt=0, completion=0, total=0),
@@ -234,38 +322,377 @@ def new_state(task: str) -> SharedState:
     )
 
 
-@dataclass
-class Settings:
-    """What one run may do. ``settings_from_args`` builds it from flags and the environment."""
+# -- The orchestrator: plain Python decides who runs next --------------------
 
-    default_model: str = DEFAULT_MODEL
-    models: dict[str, str] = field(default_factory=dict)
-    """Per-role model names; a role missing here uses ``default_model``."""
-    api_key: str | None = field(default=None, repr=False)
-    """Sent to the server and nowhere else: never printed, never traced."""
-    base_url: str | None = None
-    """An OpenAI-compatible server; None means OpenAI itself."""
-    demo: bool = False
-    """Use the scripted stand-in instead of a server."""
-    demo_scenario: str | None = None
-    """Which canned path the scripted model plays (multi_agent_system.py's demo only)."""
-    max_iterations: int = MAX_ITERATIONS
-    max_tokens: int = MAX_TOTAL_TOKENS
-    """Token budget for the whole run (prompt + completion, all calls)."""
-    max_plans: int = MAX_PLANS
-    max_cost: float | None = None
-    """USD ceiling for the run; needs a known price for every model used."""
-    timeout: float | None = None
-    """Seconds for the whole run, checked before every call."""
-    log_dir: Path = Path("logs")
+NextStep = Literal["revise", "replan", "give_up"]
 
-    def model_for(self, role: str) -> str:
-        return DEMO_MODEL if self.demo else self.models.get(role) or self.default_model
 
-    def server(self) -> str:
-        if self.demo:
-            return "scripted demo model (offline)"
-        return self.base_url or "https://api.openai.com/v1"
+def orchestrate(task: str, llm: LLM) -> SharedState:
+    """Run Planner -> Worker -> Critic until one of these stops the loop:
+
+    approved              the critic approved; the loop stops at once
+    max_iterations        settings.max_iterations rounds ran without approval
+    escalation_exhausted  settings.max_plans plans were each rejected REJECTIONS_BEFORE_REPLAN times
+    token_budget          the next call would not fit in settings.max_tokens
+    cost_budget           the next call would not fit in settings.max_cost
+    timeout               settings.timeout seconds have passed
+    config_error          the server refused the key, the model or the request, or could not be reached
+    api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries
+    interrupted           Ctrl-C
+
+    The state is returned in every case, with the last draft and the stop reason.
+    OutOfOrderError is not caught: it means the code is wrong, not the run.
+    """
+    settings = llm.settings
+    state = new_state(task)
+    record_start(state, llm)
+    step: NextStep = "replan"  # the first plan is a re-plan from nothing
+    try:
+        while True:
+            # The one place the iteration limit is enforced: before any call of a new
+            # round, so a plan that no round could use is never paid for.
+            if state["iteration"] >= settings.max_iterations:
+                raise StopRun("max_iterations", f"{settings.max_iterations} iterations without approval")
+            if step == "replan":
+                show_step(state, llm, "planner", planner_agent(state, llm))
+            state["iteration"] += 1
+            drafted = worker_agent(state, llm)
+            state["draft_facts"] = measure_draft(state["result"] or "", cut_off=drafted.finish_reason == "length")
+            show_step(state, llm, "worker", drafted)
+            show_step(state, llm, "critic", critic_agent(state, llm))
+            if state["critic_approved"]:
+                finish(state, "approved", f"approved on iteration {state['iteration']}")
+                return state
+            step = decide_next_step(state["worker_attempts"], state["plan_version"], settings)
+            record_escalation(state, llm, step)
+            if step == "give_up":
+                raise StopRun(
+                    "escalation_exhausted",
+                    f"{state['plan_version']} plan(s), each rejected {times(REJECTIONS_BEFORE_REPLAN)}: needs a human",
+                )
+    except StopRun as halt:
+        finish(state, halt.stop_reason, halt.detail)
+    except KeyboardInterrupt:
+        finish(state, "interrupted", "stopped with Ctrl-C")
+    finally:
+        record_end(state, llm)  # also when an unexpected exception is on its way up: stop "crashed"
+    return state
+
+
+def decide_next_step(worker_attempts: int, plan_version: int, settings: Settings) -> NextStep:
+    """After a rejection, what happens next. Pure, so every branch is easy to test.
+
+    >>> s = Settings(max_plans=3)
+    >>> decide_next_step(1, 1, s), decide_next_step(REJECTIONS_BEFORE_REPLAN, 1, s)
+    ('revise', 'replan')
+    >>> decide_next_step(REJECTIONS_BEFORE_REPLAN, 3, s)  # the last plan failed too: ask a human
+    'give_up'
+    """
+    if worker_attempts < REJECTIONS_BEFORE_REPLAN:
+        return "revise"
+    if plan_version >= settings.max_plans:
+        return "give_up"
+    return "replan"
+
+
+def finish(state: SharedState, reason: str, detail: str) -> None:
+    state["status"] = "approved" if reason == "approved" else "stopped"
+    state["stop_reason"], state["stop_detail"] = reason, detail
+
+
+# -- The agents. Each reads the shared state, calls its model once, writes back --
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to ``limit`` characters, saying that it was cut.
+
+    >>> clip("abcdefghij", 8)
+    'abcd […]'
+    """
+    return text if len(text) <= limit else text[: limit - 4] + " […]"
+
+
+def reviews(state: SharedState) -> list[HistoryItem]:
+    return [item for item in state["history"] if item["kind"] == "review"]
+
+
+PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
+Turn the task into a numbered plan of 3 to 6 concrete steps that a single Worker will carry out in one pass.
+End with the checks the finished work must pass (length, form, format), taken from the task.
+Write only the plan. Do not do the work yourself and do not add a preamble."""
+
+
+def planner_agent(state: SharedState, llm: LLM) -> Reply:
+    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts."""
+    failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
+    parts = [f"Task:\n{state['task']}"]
+    if failed:
+        parts.append("Earlier plans were rejected by the Critic. Write a different plan that avoids their problems.")
+        for item in failed:
+            last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
+            why = last[-1]["feedback"] if last else "(no feedback recorded)"
+            parts.append(
+                f"Plan v{item['plan_version']}:\n{clip(item['plan'], CLIP_CHARS)}\nWhy it failed: {clip(why, CLIP_CHARS)}"
+            )
+    reply = llm.complete("planner", [system(PLANNER_PROMPT), user("\n\n".join(parts))])
+    plan = reply.content.strip() or "(The planner returned nothing: work directly from the task.)"
+    state["plan"] = plan
+    state["plan_version"] += 1
+    state["worker_attempts"] = 0  # attempts are counted per plan
+    state["history"].append(
+        HistoryItem(kind="plan", plan_version=state["plan_version"], plan=clip(plan, PLAN_MAX_CHARS))
+    )
+    return reply
+
+
+WORKER_PROMPT = """You are the Worker on a team of three agents: Planner, Worker, Critic.
+Carry out every step of the plan and return the finished work itself: no preamble, no notes about the plan, no commentary.
+When the Critic's feedback is included, fix every point it raises, and do not repeat a mistake it has already named."""
+
+
+def worker_agent(state: SharedState, llm: LLM) -> Reply:
+    """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts.
+
+    Rejected drafts of the current plan go back as the worker's own earlier
+    turns, each followed by the critic's feedback: the chat shape models are
+    trained on, so small models revise instead of echoing the prompt. Drafts
+    of failed plans are not replayed (they would pull the worker back to the
+    approach that failed); their feedback is listed, clipped, as lessons.
+    """
+    if not state["plan"]:
+        raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
+    parts = [f"Task:\n{state['task']}", f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    parts += [f"Notes from the {role}:\n{clip(note, NOTE_MAX_CHARS)}" for role, note in state["notes"].items()]
+    shown = reviews(state)[-HISTORY_MAX:]
+    recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
+    older = [r for r in shown if r not in recent]
+    if older:
+        parts.append(
+            "Older feedback on this task (do not repeat these mistakes):\n"
+            + "\n".join(
+                f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}" for r in older
+            )
+        )
+    parts.append("Carry out the plan and return the finished work.")
+    messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
+    for r in recent:
+        messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
+        messages.append(
+            user(
+                f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
+                f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
+                "Return a new, complete version that fixes every point, and nothing else."
+            )
+        )
+    reply = llm.complete("worker", messages)
+    state["result"] = reply.content.strip()
+    state["worker_attempts"] += 1
+    return reply
+
+
+CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
+Decide whether the draft fully does the task. Do not rewrite it.
+The measured facts were computed by code: trust them over your own counting.
+Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change,
+in at most 80 words.
+Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
+Reply with JSON: {"approved": true or false, "feedback": "..."}.
+If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
+
+
+def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
+    """Judge the newest draft. Writes: critic_approved, critic_feedback, and a review in history.
+
+    What code can check, code checks: an empty draft is rejected without a
+    model call, and a draft or verdict cut off at its token limit is never
+    approved, whatever the model says. The model judges the rest.
+    """
+    if state["result"] is None or not state["plan"]:
+        raise OutOfOrderError("critic_agent needs a plan and a draft: run planner_agent and worker_agent first")
+    facts = state["draft_facts"] or measure_draft(state["result"])
+    reply = None
+    if not state["result"].strip():
+        verdict = Verdict(False, "The draft was empty. Produce the complete work.", "code", "empty draft")
+    else:
+        parts = [
+            f"Task:\n{state['task']}",
+            f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
+            f"Measured facts about the draft:\n{format_facts(facts)}",
+        ]
+        own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
+        if own:
+            parts.append(
+                "Your earlier feedback on this task, oldest first:\n"
+                + "\n".join(
+                    f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}"
+                    for r in own
+                )
+            )
+        parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
+        reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], verdict=True)
+        verdict = parse_verdict(reply.content)
+        if verdict.approved and reply.finish_reason == "length":
+            verdict = verdict.overruled("the verdict was cut off at max_tokens")
+        if verdict.approved and facts.get("cut_off"):
+            verdict = verdict.overruled("the draft was cut off: it is incomplete")
+        show_verdict(llm, reply, verdict)
+    state["critic_approved"] = verdict.approved
+    state["critic_feedback"] = verdict.feedback or (
+        "Approved." if verdict.approved else f"Not approved: {verdict.why}."
+    )
+    state["history"].append(
+        HistoryItem(
+            kind="review",
+            iteration=state["iteration"],
+            plan_version=state["plan_version"],
+            attempt=state["worker_attempts"],
+            draft=clip(state["result"], DRAFT_MAX_CHARS),
+            approved=verdict.approved,
+            feedback=clip(state["critic_feedback"], FEEDBACK_MAX_CHARS),
+        )
+    )
+    record_verdict(state, llm, verdict)
+    return reply
+
+
+def system(text: str) -> dict[str, Any]:
+    return {"role": "system", "content": text}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+# -- Grounded critique: what a model counts badly, code measures -------------
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
+
+
+def measure_draft(text: str, cut_off: bool = False) -> dict[str, Any]:
+    """Count and check what models miscount: words, lines, whether code parses.
+
+    >>> facts = measure_draft("one two\\nthree")
+    >>> facts["words"], facts["lines"]
+    (3, 2)
+    >>> measure_draft("```python\\ndef f(:\\n```")["code_blocks"][0]["parses"]
+    False
+    """
+    blocks = []
+    for tag, code in _FENCE.findall(text):
+        language = tag.strip().lower() or "unlabelled"
+        check: dict[str, Any] = {"language": language, "parses": None}
+        try:
+            if language in ("python", "py", "python3"):
+                ast.parse(code)
+                check["parses"] = True
+            elif language == "json":
+                json.loads(code)
+                check["parses"] = True
+        except (SyntaxError, ValueError, RecursionError) as err:
+            check["parses"], check["error"] = False, first_line(str(err) or type(err).__name__, 120)
+        blocks.append(check)
+    return {
+        "words": len(text.split()),
+        "lines": len([line for line in text.splitlines() if line.strip()]),
+        "characters": len(text),
+        "code_blocks": blocks,
+        "cut_off": cut_off,  # the worker hit its token limit: the draft is incomplete
+    }
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    lines = [
+        f"- words: {facts['words']}",
+        f"- non-empty lines: {facts['lines']}",
+        f"- characters: {facts['characters']}",
+    ]
+    if facts.get("cut_off"):
+        lines.append("- the draft was cut off at its token limit: it is incomplete")
+    for i, block in enumerate(facts["code_blocks"], 1):
+        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
+        lines.append(f"- code block {i} ({block['language']}): {status}")
+    return "\n".join(lines)
+
+
+# -- The budget gate: runs before every model call -------------------------
+
+
+def completion_allowance(
+    role: str,
+    prompt_tokens: int,
+    spent_tokens: int,
+    spent_usd: float | None,
+    elapsed: float,
+    model: str,
+    settings: Settings,
+) -> int:
+    """How many tokens the next call may write; BudgetExhausted if it should not be made.
+
+    ``prompt_tokens`` is a high estimate of the call's prompt. The completion
+    is clamped so that prompt + completion fits in what is left of the token
+    (and cost) budget, so the cap holds even on the last call.
+
+    >>> s = Settings(max_tokens=2_000)
+    >>> completion_allowance("worker", 500, 0, 0.0, 0.0, "gpt-4o-mini", s)  # the role's own cap
+    1200
+    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, "gpt-4o-mini", s)  # clamped to what is left
+    500
+    >>> completion_allowance("worker", 500, 1_480, 0.0, 0.0, "gpt-4o-mini", s)
+    Traceback (most recent call last):
+    ...
+    multi_agent_system.BudgetExhausted: worker call skipped: its ~500-token prompt leaves too little room (1480 of 2000 tokens used)
+    """
+    if settings.timeout is not None and elapsed >= settings.timeout:
+        raise BudgetExhausted("timeout", f"{settings.timeout:g}s time limit reached")
+    limit, binding = min(role_cap(role), settings.max_tokens - spent_tokens - prompt_tokens), "token_budget"
+    if settings.max_cost is not None:
+        price = price_for(model)
+        assert price is not None, "settings_from_env refuses --max-cost without a price"
+        money_left = settings.max_cost - (spent_usd or 0.0) - prompt_tokens * price.input_per_token
+        if price.output_per_token > 0 and money_left / price.output_per_token < limit:
+            limit, binding = math.floor(money_left / price.output_per_token), "cost_budget"
+    if limit < MIN_USEFUL_COMPLETION:
+        spent = (
+            f"{spent_tokens} of {settings.max_tokens} tokens used"
+            if binding == "token_budget"
+            else f"{format_cost(spent_usd)} of ${settings.max_cost:g} spent"
+        )
+        raise BudgetExhausted(
+            binding, f"{role} call skipped: its ~{prompt_tokens}-token prompt leaves too little room ({spent})"
+        )
+    return limit
+
+
+# ===========================================================================
+# PART 2 · THE MACHINERY
+#
+# You can stop reading here: the pattern is all above. What follows makes it
+# run against real servers and look after its user: the model gateway with its
+# fallbacks and error messages, reading verdicts from messy replies, output and
+# trace, the scripted demo model, and the command line.
+# ===========================================================================
+
+DEMO_MODEL = "scripted-demo"  # the name the offline stand-in answers to; never a real model
+REQUEST_TIMEOUT_S = 120.0  # one request; small local models on a laptop CPU are slow
+SDK_MAX_RETRIES = 3  # the SDK retries 429, 5xx, timeouts and dropped connections with backoff
+ROLE_HEADER = "X-Agent-Role"  # sent with each request, so fakes and proxies know which agent asks
+
+# List prices in USD per million tokens (input, output) as last checked. Edit
+# them to match your provider; a model missing here has an unknown cost.
+PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5": (1.25, 10.00),
+    DEMO_MODEL: (0.0, 0.0),
+}
+
+
+# -- Prices and spending -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -302,7 +729,7 @@ class RoleStats:
 
 @dataclass
 class Ledger:
-    """Spending per role. The budget gates read it; the state mirrors its totals."""
+    """Spending per role. The budget gate reads it; the state mirrors its totals."""
 
     roles: dict[str, RoleStats] = field(default_factory=dict)
 
@@ -334,6 +761,15 @@ class Ledger:
     def estimated(self) -> bool:
         return any(r.estimated for r in self.roles.values())
 
+    def add(self, role: str, prompt: int, completion: int, cost: float | None, seconds: float, estimated: bool) -> None:
+        stats = self.role(role)
+        stats.calls += 1
+        stats.prompt_tokens += prompt
+        stats.completion_tokens += completion
+        stats.cost_usd = None if cost is None or stats.cost_usd is None else stats.cost_usd + cost
+        stats.seconds += seconds
+        stats.estimated = stats.estimated or estimated
+
 
 @dataclass
 class Reply:
@@ -342,8 +778,8 @@ class Reply:
     role: str
     model: str
     content: str
-    message: Any  # the SDK's ChatCompletionMessage, to append to a conversation
-    tool_calls: list[Any]
+    message: dict[str, Any]  # the assistant message, ready to append to a conversation
+    tool_calls: list[dict[str, Any]]  # {"id", "type", "function": {"name", "arguments"}}
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
@@ -357,296 +793,26 @@ class Reply:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The critic's decision, and how it was read from the reply."""
-
-    approved: bool
-    feedback: str
-    source: str  # "json", "json fragment", "verdict line", "none", "code"
-    why: str  # recorded in the trace: why this counts as approved or not
+# -- The model gateway: the one place that calls a model -----------------------
 
 
-# ---------------------------------------------------------------------------
-# Errors: a small hierarchy; StopRun subclasses end the loop with a reason
-# ---------------------------------------------------------------------------
+@functools.cache
+def verdict_schema() -> dict[str, Any]:
+    """The critic's reply as a JSON schema for structured output, made from a pydantic model.
 
-
-class AgentSystemError(Exception):
-    """Base class for this module's own errors."""
-
-
-class UsageError(AgentSystemError):
-    """A bad flag, an empty task or a configuration that cannot work. Exit code 2."""
-
-
-class OutOfOrderError(AgentSystemError):
-    """An agent ran before what it needs existed: a bug in the caller, so fail fast."""
-
-
-class StopRun(AgentSystemError):
-    """Ends the loop. Carries the stop reason and the exit code it maps to."""
-
-    def __init__(self, stop_reason: str, detail: str, exit_code: int = EXIT_NOT_APPROVED):
-        super().__init__(detail)
-        self.stop_reason = stop_reason
-        self.detail = detail
-        self.exit_code = exit_code
-
-
-class BudgetExhausted(StopRun):
-    """A budget gate refused the next call (tokens, cost or time)."""
-
-
-class ModelUnavailable(StopRun):
-    """The server refused or kept failing; the SDK's retries are already spent."""
-
-
-# ---------------------------------------------------------------------------
-# Output: one rich Console, passed in; model text is never parsed as markup
-# ---------------------------------------------------------------------------
-
-Mode = Literal["normal", "verbose", "quiet", "json"]
-ROLE_STYLES = {"planner": "cyan", "worker": "yellow", "critic": "magenta"}
-
-
-class Display:
-    """Everything the user sees. ``console`` is stdout; ``errors`` gets one-line errors.
-
-    In "quiet" and "json" modes nothing but the final answer reaches stdout.
-    Model text is wrapped in ``Text`` so that "[bold]" in a reply stays literal.
+    Built on first use: pydantic is imported here, so ``--help`` never pays for it.
+    Servers that refuse json_schema get json_object, then plain text; the parser copes with all three.
     """
+    from pydantic import BaseModel, ConfigDict
 
-    def __init__(self, console: Console, mode: Mode = "normal", errors: Console | None = None):
-        self.console = console
-        self.mode = mode
-        # On a real terminal errors go to stderr, so --json and --quiet output stays clean.
-        self.errors = errors or (Console(stderr=True) if console.file is sys.stdout else console)
+    class CriticVerdict(BaseModel):
+        model_config = ConfigDict(extra="forbid")  # strict structured output needs additionalProperties false
+        approved: bool
+        feedback: str
 
-    @property
-    def chatty(self) -> bool:
-        return self.mode in ("normal", "verbose")
-
-    def banner(
-        self,
-        settings: Settings,
-        run_id: str,
-        trace_path: Path | None,
-        roles: tuple[str, ...] = ("planner", "worker", "critic"),
-    ) -> None:
-        if not self.chatty:
-            return
-        if settings.demo:
-            scenario = f" (scenario: {settings.demo_scenario})" if settings.demo_scenario else ""
-            self.console.print(
-                Panel(
-                    Text(
-                        "Scripted demo model, not a real LLM. Its replies are canned so the run "
-                        f"can be watched offline{scenario}. Set OPENAI_API_KEY or OPENAI_BASE_URL "
-                        "to use a real model.",
-                    ),
-                    title="offline demo",
-                    border_style="red",
-                )
-            )
-        models = ", ".join(f"{r}={settings.model_for(r)}" for r in roles)
-        self.console.print(Text(f"run {run_id} · {settings.server()} · {models}", style="dim"))
-        if trace_path:
-            self.console.print(Text(f"trace: {trace_path}", style="dim"))
-
-    @contextmanager
-    def thinking(self, role: str, model: str) -> Iterator[None]:
-        """A spinner while a call runs, only on a real terminal."""
-        if self.chatty and self.console.is_terminal:
-            with self.console.status(Text(f"{role} is thinking ({model})…")):
-                yield
-        else:
-            yield
-
-    def prompt(self, role: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
-        if self.mode != "verbose":
-            return
-        body = Group(*(Text(_describe_message(m)) for m in messages))
-        self.console.print(
-            Panel(body, title=f"prompt → {role} (max_tokens {max_tokens})", border_style="dim")
-        )
-
-    def step(self, title: str, body: str, reply: Reply | None, style: str = "white") -> None:
-        """One panel per agent step: what it produced and what that cost."""
-        if not self.chatty:
-            return
-        subtitle = None
-        if reply is not None:
-            tokens = f"{'~' if reply.estimated else ''}{reply.tokens} tokens"
-            subtitle = (
-                f"{reply.model} · {tokens} ({reply.prompt_tokens} in / {reply.completion_tokens} out)"
-                f" · {format_cost(reply.cost_usd)} · {reply.seconds:.1f}s"
-            )
-            if reply.finish_reason == "length":
-                subtitle += " · cut off at max_tokens"
-        self.console.print(
-            Panel(
-                Text(body),
-                title=Text(title),
-                subtitle=Text(subtitle) if subtitle else None,
-                border_style=style,
-            )
-        )
-
-    def raw_reply(self, role: str, text: str) -> None:
-        """In --verbose, a reply exactly as the model wrote it, before any parsing."""
-        if self.mode == "verbose":
-            self.console.print(Panel(Text(text), title=f"raw reply ← {role}", border_style="dim"))
-
-    def note(self, text: str) -> None:
-        """Details for --verbose: retries, clamps, fallbacks."""
-        if self.mode == "verbose":
-            self.console.print(Text(f"· {text}", style="dim"))
-
-    def warn(self, text: str) -> None:
-        if self.chatty:
-            self.console.print(Text(f"warning: {text}", style="yellow"))
-
-    def error(self, text: str) -> None:
-        """The one line a user sees for a mistake or a server fault."""
-        self.errors.print(Text(f"error: {text}", style="bold red"), soft_wrap=True)  # one line, unwrapped
-
-    def spending(self, ledger: Ledger, label: str = "role") -> None:
-        if not self.chatty:
-            return
-        self.console.print(spending_table(ledger, label))
-        if ledger.estimated:
-            self.console.print(Text("~ estimated: the server sent no usage for some calls", style="dim"))
-
-    def summary(self, state: SharedState, ledger: Ledger, trace_path: Path | None) -> None:
-        if not self.chatty:
-            return
-        self.spending(ledger)
-        approved = state["status"] == "approved"
-        if state["result"]:
-            title = "approved result" if approved else "last draft (not approved)"
-            self.console.print(
-                Panel(Text(state["result"]), title=title, border_style="green" if approved else "red")
-            )
-        line = (
-            f"stop reason: {state['stop_reason']} ({state['stop_detail']}) · "
-            f"{state['iteration']} iteration(s), {state['plan_version']} plan(s), "
-            f"{ledger.total_tokens} tokens, {format_cost(ledger.cost_usd)}"
-        )
-        self.console.print(Text(line, style="bold green" if approved else "bold red"))
-        if trace_path:
-            self.console.print(Text(f"trace: {trace_path}", style="dim"))
+    return {"name": "verdict", "strict": True, "schema": CriticVerdict.model_json_schema()}
 
 
-def _describe_message(message: dict[str, Any]) -> str:
-    """One chat message as plain text, tool calls and tool results included."""
-    head = f"[{message['role']}]"
-    if message.get("tool_call_id"):
-        head += f" (result of {message['tool_call_id']})"
-    lines = [head, str(message.get("content") or "")]
-    for call in message.get("tool_calls") or []:
-        function = call.get("function", {})
-        lines.append(f"→ calls {function.get('name')}({function.get('arguments')})")
-    return "\n".join(line for line in lines if line) + "\n"
-
-
-def spending_table(ledger: Ledger, label: str = "role") -> Table:
-    """Calls, tokens, cost and seconds per role (or agent), with a total row."""
-    table = Table(title=f"Spending by {label}")
-    for column in (label, "calls", "tokens in", "tokens out", "cost", "seconds"):
-        table.add_column(column, justify="left" if column == label else "right")
-    for name, stats in ledger.roles.items():
-        mark = "~" if stats.estimated else ""  # estimated: the server sent no usage
-        table.add_row(
-            name,
-            str(stats.calls),
-            f"{mark}{stats.prompt_tokens}",
-            f"{mark}{stats.completion_tokens}",
-            format_cost(stats.cost_usd),
-            f"{stats.seconds:.1f}",
-        )
-    table.add_row(
-        "total",
-        str(ledger.calls),
-        str(ledger.prompt_tokens),
-        str(ledger.completion_tokens),
-        format_cost(ledger.cost_usd),
-        f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
-        style="bold",
-    )
-    return table
-
-
-def format_cost(cost: float | None) -> str:
-    """
-    >>> format_cost(0.000432)
-    '$0.000432'
-    >>> format_cost(None)
-    'cost unknown'
-    """
-    if cost is None:
-        return "cost unknown"
-    if cost == 0:
-        return "$0"
-    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
-
-
-class Trace:
-    """One JSON object per line, per event, for reading a run afterwards.
-
-    Events: start, call, verdict, escalation, warning, end. The API key is never
-    given to this class, so it cannot leak into a trace.
-    """
-
-    def __init__(self, path: Path | None, run_id: str):
-        self.path = path
-        self.run_id = run_id
-        self._file = None
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = path.open("a", encoding="utf-8")
-            except OSError as err:
-                raise UsageError(f"cannot write the trace to {path}: {err.strerror}") from err
-
-    @classmethod
-    def in_dir(cls, log_dir: Path, run_id: str) -> Trace:
-        return cls(log_dir / f"{run_id}.jsonl", run_id)
-
-    def event(self, kind: str, **fields: Any) -> None:
-        if self._file is None:
-            return
-        record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
-        record.update(fields)
-        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self._file.flush()  # a crash or Ctrl-C must not lose what already happened
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-def new_run_id() -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-# ---------------------------------------------------------------------------
-# The one place that calls a model
-# ---------------------------------------------------------------------------
-
-# Critic verdicts as structured output. Servers that refuse json_schema get
-# json_object, then plain text; the parser copes with all three.
-VERDICT_SCHEMA = {
-    "name": "verdict",
-    "strict": True,
-    "schema": {
-        "type": "object",
-        "properties": {"approved": {"type": "boolean"}, "feedback": {"type": "string"}},
-        "required": ["approved", "feedback"],
-        "additionalProperties": False,
-    },
-}
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 
 
@@ -677,8 +843,15 @@ def estimate_text_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / BYTES_PER_TOKEN_GUESS)
 
 
+def _openai() -> Any:
+    """The SDK, imported on first need: it costs ~0.35 s, which --help and the offline demo never pay."""
+    import openai
+
+    return openai
+
+
 class LLM:
-    """The gateway to a model: budget gates, the call, accounting and the trace.
+    """The gateway to a model: budget gate, the call, accounting and the trace.
 
     Every agent (here and in stage 3) calls ``complete``; nothing else in the
     project talks to a server. The openai client is made on first use, never
@@ -709,7 +882,7 @@ class LLM:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = openai.OpenAI(
+            self._client = _openai().OpenAI(
                 api_key=self.settings.api_key or "not-needed",  # local servers ignore the key
                 base_url=self.settings.base_url,
                 max_retries=SDK_MAX_RETRIES,
@@ -729,19 +902,30 @@ class LLM:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
     ) -> Reply:
-        """Ask ``role``'s model for the next message. ``verdict`` asks for VERDICT_SCHEMA;
+        """Ask ``role``'s model for the next message. ``verdict`` asks for the verdict schema;
         ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it.
 
         Raises BudgetExhausted before a call that would break a budget, and
         ModelUnavailable when the server refuses or keeps failing.
         """
         model = self.settings.model_for(role)
-        guess = estimate_tokens(messages, ([tools] if tools else []) + ([VERDICT_SCHEMA] if verdict else []))
-        limit = self._gate(role, model, math.ceil(guess * self._estimate_scale))
-        request: dict[str, Any] = {"model": model, "messages": messages}
+        guess = estimate_tokens(messages, ([tools] if tools else []) + ([verdict_schema()] if verdict else []))
+        ledger = self.ledger
+        limit = completion_allowance(
+            role,
+            math.ceil(guess * self._estimate_scale),
+            ledger.total_tokens,
+            ledger.cost_usd,
+            self.elapsed(),
+            model,
+            self.settings,
+        )
+        if limit < role_cap(role):
+            self.display.note(f"{role}: max_tokens clamped to {limit} to stay within budget")
+        request: dict[str, Any] = {"model": model, "messages": messages, "extra_headers": {ROLE_HEADER: role}}
         if tools:
             request["tools"] = tools
-            if tool_choice and self._tool_choice_ok:
+            if tool_choice:
                 request["tool_choice"] = tool_choice
         self.display.prompt(role, messages, limit)
         started = self._clock()
@@ -755,7 +939,7 @@ class LLM:
             model=model,
             prompt=messages,
             reply=reply.content,
-            tool_calls=[tc.model_dump() for tc in reply.tool_calls],
+            tool_calls=reply.tool_calls,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             usage_estimated=reply.estimated,
@@ -767,39 +951,9 @@ class LLM:
         )
         return reply
 
-    # -- budget gates -------------------------------------------------------
-
-    def _gate(self, role: str, model: str, prompt: int) -> int:
-        """Refuse a call whose ``prompt`` (estimated tokens) would break a budget; else return its max_tokens."""
-        s = self.settings
-        if s.timeout is not None and self.elapsed() >= s.timeout:
-            raise BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached")
-        wanted = ROLE_MAX_TOKENS.get(role, DEFAULT_ROLE_MAX_TOKENS)
-        limit, binding = min(wanted, s.max_tokens - self.ledger.total_tokens - prompt), "token_budget"
-        if s.max_cost is not None:
-            price = price_for(model)
-            assert price is not None, "settings_from_args refuses --max-cost without a price"
-            money_left = s.max_cost - (self.ledger.cost_usd or 0.0) - prompt * price.input_per_token
-            if price.output_per_token > 0:
-                by_cost = math.floor(money_left / price.output_per_token)
-                if by_cost < limit:
-                    limit, binding = by_cost, "cost_budget"
-        if limit < MIN_USEFUL_COMPLETION:
-            spent = (
-                f"{self.ledger.total_tokens} of {s.max_tokens} tokens used"
-                if binding == "token_budget"
-                else f"{format_cost(self.ledger.cost_usd)} of ${s.max_cost:g} spent"
-            )
-            raise BudgetExhausted(
-                binding, f"{role} call skipped: its ~{prompt}-token prompt leaves too little room ({spent})"
-            )
-        if limit < wanted:
-            self.display.note(f"{role}: max_tokens clamped to {limit} to stay within budget")
-        return limit
-
     # -- the call, with capability fallbacks and errors in one place ---------
 
-    def _create(self, request: dict[str, Any], limit: int, verdict: bool) -> ChatCompletion:
+    def _create(self, request: dict[str, Any], limit: int, verdict: bool) -> Any:
         while True:
             attempt = dict(request, **{self._token_param: limit})
             if not self._tool_choice_ok:
@@ -808,25 +962,23 @@ class LLM:
                 attempt.update(self._response_format())
             try:
                 return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
-            except (
-                openai.BadRequestError,
-                openai.UnprocessableEntityError,
-                openai.InternalServerError,
-            ) as err:
-                if not self._fall_back(err, verdict):
+            except Exception as err:  # the SDK's error classes are looked up only once one is raised
+                openai = _openai()
+                if not isinstance(err, openai.OpenAIError):
+                    raise
+                refused = (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError)
+                if not (isinstance(err, refused) and self._fall_back(err, verdict)):
                     raise self._explain(err, request["model"]) from err
-            except openai.OpenAIError as err:
-                raise self._explain(err, request["model"]) from err
 
     def _response_format(self) -> dict[str, Any]:
         kind = RESPONSE_FORMATS[self._format_level]
         if kind == "json_schema":
-            return {"response_format": {"type": "json_schema", "json_schema": VERDICT_SCHEMA}}
+            return {"response_format": {"type": "json_schema", "json_schema": verdict_schema()}}
         if kind == "json_object":
             return {"response_format": {"type": "json_object"}}
         return {}
 
-    def _fall_back(self, err: openai.APIStatusError, verdict: bool) -> bool:
+    def _fall_back(self, err: Exception, verdict: bool) -> bool:
         """Step down one capability the server refused; False if nothing is left to drop."""
         text = str(err).lower()
         if (
@@ -854,107 +1006,83 @@ class LLM:
             return REQUEST_TIMEOUT_S
         return max(1.0, min(REQUEST_TIMEOUT_S, self.settings.timeout - self.elapsed()))
 
-    def _explain(self, err: openai.OpenAIError, model: str) -> StopRun:
+    def _explain(self, err: Any, model: str) -> StopRun:
         """Turn any SDK error into one clear line, a stop reason and an exit code."""
+        openai = _openai()
         where = self.settings.server()
-        detail = _first_line(getattr(err, "message", None) or str(err))
+        detail = first_line(getattr(err, "message", None) or str(err))
+
+        def config(text: str) -> ModelUnavailable:
+            return ModelUnavailable("config_error", text, EXIT_USAGE)
+
         if isinstance(err, openai.AuthenticationError):
-            return ModelUnavailable(
-                "config_error", f"{where} rejected the API key (401): check OPENAI_API_KEY", EXIT_USAGE
-            )
+            return config(f"{where} rejected the API key (401): check OPENAI_API_KEY")
         if isinstance(err, openai.PermissionDeniedError):
-            return ModelUnavailable("config_error", f"{where} denied access (403): {detail}", EXIT_USAGE)
+            return config(f"{where} denied access (403): {detail}")
         if isinstance(err, openai.NotFoundError):
-            return ModelUnavailable(
-                "config_error",
-                f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL",
-                EXIT_USAGE,
-            )
+            return config(f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL")
         if isinstance(err, openai.APITimeoutError):
             if self.settings.timeout is not None and self.elapsed() >= self.settings.timeout:
-                return BudgetExhausted(
-                    "timeout", f"{self.settings.timeout:g}s time limit reached during a call"
-                )
+                return BudgetExhausted("timeout", f"{self.settings.timeout:g}s time limit reached during a call")
             return ModelUnavailable(
                 "api_error", f"{where} did not answer in time, even after {SDK_MAX_RETRIES} retries"
             )
         if isinstance(err, openai.APIConnectionError):
-            return ModelUnavailable(
-                "config_error",
-                f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?",
-                EXIT_USAGE,
-            )
+            return config(f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
-                return ModelUnavailable(
-                    "config_error", f"{where}: quota exhausted (429): {detail}", EXIT_USAGE
-                )
-            return ModelUnavailable(
-                "api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries"
-            )
+                return config(f"{where}: quota exhausted (429): {detail}")
+            return ModelUnavailable("api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries")
         if isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return ModelUnavailable(
-                "config_error", f"{where} refused the request ({err.status_code}): {detail}", EXIT_USAGE
-            )
+            return config(f"{where} refused the request ({err.status_code}): {detail}")
         if isinstance(err, openai.APIStatusError) and err.status_code in (405, 501):
-            return ModelUnavailable(
-                "config_error", f"{where} does not serve chat completions ({err.status_code}): is it OpenAI-compatible?",
-                EXIT_USAGE,
-            )
+            return config(f"{where} does not serve chat completions ({err.status_code}): is it OpenAI-compatible?")
         if isinstance(err, openai.APIStatusError):
             return ModelUnavailable(
-                "api_error",
-                f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}",
+                "api_error", f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}"
             )
         return ModelUnavailable("api_error", f"{where}: {detail}")
 
     # -- accounting ---------------------------------------------------------
 
     def _account(
-        self,
-        role: str,
-        model: str,
-        messages: list[dict[str, Any]],
-        completion: Any,
-        seconds: float,
-        limit: int,
+        self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
     ) -> Reply:
         if not getattr(completion, "choices", None):
             raise ModelUnavailable(
-                "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?",
+                "config_error",
+                f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?",
                 EXIT_USAGE,
             )
         choice = completion.choices[0]
         content = choice.message.content or ""
-        tool_calls = list(choice.message.tool_calls or [])
+        tool_calls = [
+            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            for c in getattr(choice.message, "tool_calls", None) or []
+        ]
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         usage = getattr(completion, "usage", None)
-        estimated = not (usage and usage.prompt_tokens)
-        if estimated:  # llama.cpp and some proxies may omit usage: guess high, and say so
+        if usage is not None and usage.prompt_tokens:
+            prompt_tokens, completion_tokens, estimated = usage.prompt_tokens, usage.completion_tokens or 0, False
+        else:  # llama.cpp and some proxies may omit usage: guess high, and say so
             prompt_tokens = estimate_tokens(messages)
-            completion_tokens = estimate_text_tokens(
-                content + json.dumps([t.model_dump() for t in tool_calls])
-            )
-        else:
-            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
+            completion_tokens = estimate_text_tokens(content + json.dumps(tool_calls))
+            estimated = True
         price = price_for(model)
         cost = (
             None
             if price is None
             else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
         )
-        stats = self.ledger.role(role)
-        stats.calls += 1
-        stats.prompt_tokens += prompt_tokens
-        stats.completion_tokens += completion_tokens
-        stats.cost_usd = None if cost is None or stats.cost_usd is None else stats.cost_usd + cost
-        stats.seconds += seconds
-        stats.estimated = stats.estimated or estimated
+        self.ledger.add(role, prompt_tokens, completion_tokens, cost, seconds, estimated)
         self._check_budget_share()
         return Reply(
             role,
             model,
             content,
-            choice.message,
+            message,
             tool_calls,
             prompt_tokens,
             completion_tokens,
@@ -987,7 +1115,7 @@ class LLM:
         self.trace.event("warning", message=text)
 
 
-def _first_line(text: str, limit: int = 200) -> str:
+def first_line(text: str, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
@@ -1014,170 +1142,27 @@ def sdk_retries_shown(display: Display, trace: Trace) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
-# -- a scripted stand-in for the API -----------------------------------------
-
-ToolCallSpec = tuple[str, "dict[str, Any] | str"]  # (tool name, arguments; a str is sent as-is)
-Responder = Callable[[dict[str, Any]], "str | list[ToolCallSpec]"]
+# -- Reading a verdict: tolerant of format, strict about approval --------------
 
 
-def make_completion(
-    content: str | None,
-    *,
-    model: str,
-    prompt_tokens: int | None = None,
-    completion_tokens: int | None = None,
-    tool_calls: list[ToolCallSpec] | None = None,
-    finish_reason: str = "stop",
-) -> ChatCompletion:
-    """A real ``openai`` ChatCompletion object, as a server would have returned it.
+@dataclass(frozen=True)
+class Verdict:
+    """The critic's decision, and how it was read from the reply."""
 
-    Leave both token counts None to imitate a server that sends no usage.
-    """
-    message: dict[str, Any] = {"role": "assistant", "content": content}
-    if tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": f"call_{uuid.uuid4().hex[:12]}",
-                "type": "function",
-                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
-            }
-            for name, args in tool_calls
-        ]
-        finish_reason = "tool_calls"
-    usage = None
-    if prompt_tokens is not None:
-        done = completion_tokens or 0
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": done,
-            "total_tokens": prompt_tokens + done,
-        }
-    return ChatCompletion.model_validate(
-        {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": usage,
-        }
-    )
+    approved: bool
+    feedback: str
+    source: str  # "json", "json fragment", "verdict line", "none", "code"
+    why: str  # recorded in the trace: why this counts as approved or not
 
+    def overruled(self, why: str) -> Verdict:
+        """The same reply, not approved, because code knows better than the model here."""
+        return Verdict(False, self.feedback, self.source, why)
 
-class ScriptedClient:
-    """Stands in for ``openai.OpenAI`` with canned replies: offline, free, repeatable.
-
-    ``respond(request)`` gets the keyword arguments of ``chat.completions.create``
-    and returns a reply text or a list of tool calls. Token counts use a rough
-    4-bytes-per-token rule, and max_tokens is honoured, as a real server would.
-    Output always says when this stands in: it is never a real model.
-    """
-
-    def __init__(self, respond: Responder):
-        self._respond = respond
-        self.requests: list[dict[str, Any]] = []
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-
-    def _create(self, **request: Any) -> ChatCompletion:
-        self.requests.append(request)
-        out = self._respond(request)
-        limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
-        prompt_tokens = sum(
-            math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"]
-        )
-        if isinstance(out, list):
-            return make_completion(
-                None,
-                model=request["model"],
-                prompt_tokens=prompt_tokens,
-                completion_tokens=min(limit, 20 * len(out)),
-                tool_calls=out,
-            )
-        finish = "stop"
-        if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
-            out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
-        return make_completion(
-            out,
-            model=request["model"],
-            prompt_tokens=prompt_tokens,
-            completion_tokens=min(limit, math.ceil(len(out.encode()) / 4)),
-            finish_reason=finish,
-        )
-
-
-# ---------------------------------------------------------------------------
-# Grounded critique: facts a language model judges badly, measured by code
-# ---------------------------------------------------------------------------
-
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
-
-
-def measure_draft(text: str) -> dict[str, Any]:
-    """Count and check what models miscount: words, lines, whether code parses.
-
-    >>> measure_draft("one two\\nthree")["words"], measure_draft("one two\\nthree")["lines"]
-    (3, 2)
-    >>> measure_draft("```python\\ndef f(:\\n```")["code_blocks"][0]["parses"]
-    False
-    """
-    blocks = []
-    for tag, code in _FENCE.findall(text):
-        language = tag.strip().lower() or "unlabelled"
-        check: dict[str, Any] = {"language": language, "parses": None}
-        try:
-            if language in ("python", "py", "python3"):
-                ast.parse(code)
-                check["parses"] = True
-            elif language == "json":
-                json.loads(code)
-                check["parses"] = True
-        except (SyntaxError, ValueError) as err:
-            check["parses"], check["error"] = False, _first_line(str(err), 120)
-        blocks.append(check)
-    return {
-        "words": len(text.split()),
-        "lines": len([line for line in text.splitlines() if line.strip()]),
-        "characters": len(text),
-        "code_blocks": blocks,
-    }
-
-
-def format_facts(facts: dict[str, Any]) -> str:
-    lines = [
-        f"- words: {facts['words']}",
-        f"- non-empty lines: {facts['lines']}",
-        f"- characters: {facts['characters']}",
-    ]
-    if facts.get("cut_off"):
-        lines.append("- the draft was cut off at its token limit: it is incomplete")
-    for i, block in enumerate(facts["code_blocks"], 1):
-        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[
-            block["parses"]
-        ]
-        lines.append(f"- code block {i} ({block['language']}): {status}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------
-# Reading a verdict: tolerant of format, strict about approval
-# ---------------------------------------------------------------------------
 
 _YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed"}
 _NO = {"no", "n", "false", "rejected", "reject", "not", "fail", "failed", "denied", "revise"}
 # "yes, but ...", "yes if ...", "pass?": a yes with a condition is not a yes.
-_CONDITIONS = {
-    "but",
-    "if",
-    "once",
-    "after",
-    "until",
-    "unless",
-    "except",
-    "when",
-    "provided",
-    "pending",
-    "however",
-}
+_CONDITIONS = {"but", "if", "once", "after", "until", "unless", "except", "when", "provided", "pending", "however"}
 _VERDICT_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
 _BARE_VERDICT = re.compile(r"^(not approved|approved|rejected)[.!]?$", re.I)
 # "YES/NO" or "YES or APPROVED: NO": the model offered the options back instead of choosing.
@@ -1243,7 +1228,7 @@ def _first_verdict_line(raw: str) -> tuple[int, str, str] | None:
         clean = re.sub(r"[*_`#>]", "", line).strip().lstrip("-• ").strip()
         bare, labelled = _BARE_VERDICT.match(clean), _VERDICT_LABEL.match(clean)
         if bare or labelled:
-            value = bare.group(1) if bare else labelled.group(2).strip()
+            value = bare.group(1) if bare else labelled.group(2).strip() if labelled else ""
             return offset, line.rstrip("\r\n"), value
         offset += len(line)
     return None
@@ -1252,19 +1237,14 @@ def _first_verdict_line(raw: str) -> tuple[int, str, str] | None:
 def _line_verdict(raw: str, line: str, value: str) -> Verdict:
     feedback = _feedback_after_label(raw, skip=line)
     if _TEMPLATE_ECHO.match(value):
-        return Verdict(
-            False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval"
-        )
+        return Verdict(False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval")
     words = re.findall(r"[a-z]+", value.lower())
     if words and words[0] in _NO:
         return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
     if words and words[0] in _YES:
         if "?" in value or _CONDITIONS & set(words[1:]):
             return Verdict(
-                False,
-                feedback,
-                "verdict line",
-                f"verdict line {value!r} is a conditional yes: not an approval",
+                False, feedback, "verdict line", f"verdict line {value!r} is a conditional yes: not an approval"
             )
         return Verdict(True, feedback, "verdict line", f"verdict line says {value!r}")
     return Verdict(False, feedback, "verdict line", f"verdict line {value!r} is not a clear yes or no")
@@ -1277,7 +1257,7 @@ def _json_spans(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
     while start != -1:
         try:
             value, end = decoder.raw_decode(text, start)
-        except ValueError:  # no object starts here: try the next brace
+        except (ValueError, RecursionError):  # no object starts here (or one nested absurdly deep): next brace
             start = text.find("{", start + 1)
             continue
         if isinstance(value, dict):
@@ -1312,185 +1292,286 @@ def _feedback_after_label(raw: str, skip: str | None = None) -> str:
     return "\n".join(line for line in raw.splitlines() if line != skip).strip()
 
 
-# ---------------------------------------------------------------------------
-# The agents. Each reads the shared state, calls the model once, writes back.
-# ---------------------------------------------------------------------------
+# -- Output: one rich Console, passed in; model text is never parsed as markup --
+
+Mode = Literal["normal", "verbose", "quiet", "json"]
 
 
-def clip(text: str, limit: int) -> str:
-    """Cut text to ``limit`` characters, saying that it was cut.
+class Display:
+    """Everything the user sees. ``console`` is stdout; ``errors`` gets one-line errors.
 
-    >>> clip("abcdefghij", 8)
-    'abcd […]'
+    In "quiet" and "json" modes nothing but the final answer reaches stdout.
+    Model text is wrapped in ``Text`` so that "[bold]" in a reply stays literal.
+    rich is imported by the methods that draw, so ``--help`` never loads it.
     """
-    return text if len(text) <= limit else text[: limit - 4] + " […]"
 
+    def __init__(self, console: Console, mode: Mode = "normal", errors: Console | None = None):
+        from rich.console import Console
 
-def reviews(state: SharedState) -> list[HistoryItem]:
-    return [item for item in state["history"] if item["kind"] == "review"]
+        self.console = console
+        self.mode = mode
+        # On a real terminal errors go to stderr, so --json and --quiet output stays clean.
+        self.errors = errors or (Console(stderr=True) if console.file is sys.stdout else console)
 
+    @property
+    def chatty(self) -> bool:
+        return self.mode in ("normal", "verbose")
 
-PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
-Turn the task into a numbered plan of 3 to 6 concrete steps that a single Worker will carry out in one pass.
-End with the checks the finished work must pass (length, form, format), taken from the task.
-Write only the plan. Do not do the work yourself and do not add a preamble."""
+    def line(self, text: str, style: str = "", **options: Any) -> None:
+        """One line of plain text; markup in ``text`` is shown, never interpreted."""
+        from rich.text import Text
 
+        self.console.print(Text(text, style=style), **options)
 
-def planner_agent(state: SharedState, llm: LLM) -> Reply:
-    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts."""
-    failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
-    parts = [f"Task:\n{state['task']}"]
-    if failed:
-        parts.append(
-            "Earlier plans were rejected by the Critic. Write a different plan that avoids their problems."
+    def panel(self, body: str, title: str, style: str, subtitle: str | None = None) -> None:
+        from rich.panel import Panel
+        from rich.text import Text
+
+        self.console.print(
+            Panel(Text(body), title=Text(title), subtitle=Text(subtitle) if subtitle else None, border_style=style)
         )
-        for item in failed:
-            last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
-            why = last[-1]["feedback"] if last else "(no feedback recorded)"
-            parts.append(
-                f"Plan v{item['plan_version']}:\n{clip(item['plan'], CLIP_CHARS)}\n"
-                f"Why it failed: {clip(why, CLIP_CHARS)}"
+
+    def banner(self, settings: Settings, run_id: str, trace_path: Path | None, roles: tuple[str, ...] = ()) -> None:
+        if not self.chatty:
+            return
+        if settings.demo:
+            scenario = f" (scenario: {settings.demo_scenario})" if settings.demo_scenario else ""
+            self.panel(
+                "Scripted demo model, not a real LLM. Its replies are canned so the run can be watched "
+                f"offline{scenario}. Set OPENAI_API_KEY or OPENAI_BASE_URL to use a real model.",
+                "offline demo",
+                "red",
             )
-    reply = llm.complete(
-        "planner",
-        [
-            {"role": "system", "content": PLANNER_PROMPT},
-            {"role": "user", "content": "\n\n".join(parts)},
-        ],
-    )
-    plan = reply.content.strip() or "(The planner returned nothing: work directly from the task.)"
-    state["plan"] = plan
-    state["plan_version"] += 1
-    state["worker_attempts"] = 0  # attempts are counted per plan
-    state["history"].append(
-        HistoryItem(kind="plan", plan_version=state["plan_version"], plan=clip(plan, PLAN_MAX_CHARS))
-    )
-    return reply
+        models = ", ".join(f"{r}={settings.model_for(r)}" for r in roles or ROLES)
+        self.line(f"run {run_id} · {settings.server()} · {models}", "dim")
+        if trace_path:
+            self.line(f"trace: {trace_path}", "dim")
 
+    @contextmanager
+    def thinking(self, role: str, model: str) -> Iterator[None]:
+        """A spinner while a call runs, only on a real terminal."""
+        if self.chatty and self.console.is_terminal:
+            from rich.text import Text
 
-WORKER_PROMPT = """You are the Worker on a team of three agents: Planner, Worker, Critic.
-Carry out every step of the plan and return the finished work itself: no preamble, no notes about the plan, no commentary.
-When the Critic's feedback is included, fix every point it raises, and do not repeat a mistake it has already named."""
+            with self.console.status(Text(f"{role} is thinking ({model})…")):
+                yield
+        else:
+            yield
 
+    def prompt(self, role: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
+        if self.mode == "verbose":
+            body = "".join(_describe_message(m) for m in messages)
+            self.panel(body, f"prompt → {role} (max_tokens {max_tokens})", "dim")
 
-def worker_agent(state: SharedState, llm: LLM) -> Reply:
-    """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts.
-
-    Rejected drafts of the current plan go back as the worker's own earlier
-    turns, each followed by the critic's feedback: the chat shape models are
-    trained on, so small models revise instead of echoing the prompt. Drafts
-    of failed plans are not replayed (they would pull the worker back to the
-    approach that failed); their feedback is listed, clipped, as lessons.
-    """
-    if not state["plan"]:
-        raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
-    parts = [
-        f"Task:\n{state['task']}",
-        f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}",
-    ]
-    shown = reviews(state)[-HISTORY_MAX:]
-    recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
-    older = [r for r in shown if r not in recent]
-    if older:
-        parts.append(
-            "Older feedback on this task (do not repeat these mistakes):\n"
-            + "\n".join(
-                f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}"
-                for r in older
+    def step(self, title: str, body: str, reply: Reply | None, style: str = "white") -> None:
+        """One panel per agent step: what it produced and what that cost."""
+        if not self.chatty:
+            return
+        subtitle = None
+        if reply is not None:
+            tokens = f"{'~' if reply.estimated else ''}{reply.tokens} tokens"
+            subtitle = (
+                f"{reply.model} · {tokens} ({reply.prompt_tokens} in / {reply.completion_tokens} out)"
+                f" · {format_cost(reply.cost_usd)} · {reply.seconds:.1f}s"
             )
+            if reply.finish_reason == "length":
+                subtitle += " · cut off at max_tokens"
+        self.panel(body, title, style, subtitle)
+
+    def raw_reply(self, role: str, text: str) -> None:
+        """In --verbose, a reply exactly as the model wrote it, before any parsing."""
+        if self.mode == "verbose":
+            self.panel(text, f"raw reply ← {role}", "dim")
+
+    def note(self, text: str) -> None:
+        """Details for --verbose: retries, clamps, fallbacks."""
+        if self.mode == "verbose":
+            self.line(f"· {text}", "dim")
+
+    def warn(self, text: str) -> None:
+        if self.chatty:
+            self.line(f"warning: {text}", "yellow")
+
+    def error(self, text: str) -> None:
+        """The one line a user sees for a mistake or a server fault."""
+        from rich.text import Text
+
+        self.errors.print(Text(f"error: {text}", style="bold red"), soft_wrap=True)  # one line, unwrapped
+
+    def spending(self, ledger: Ledger, label: str = "role") -> None:
+        if not self.chatty:
+            return
+        self.console.print(spending_table(ledger, label))
+        if ledger.estimated:
+            self.line("~ estimated: the server sent no usage for some calls", "dim")
+
+    def summary(self, state: SharedState, ledger: Ledger, trace_path: Path | None) -> None:
+        if not self.chatty:
+            return
+        self.spending(ledger)
+        approved = state["status"] == "approved"
+        if state["result"]:
+            title = "approved result" if approved else "last draft (not approved)"
+            self.panel(state["result"], title, "green" if approved else "red")
+        self.line(
+            f"stop reason: {state['stop_reason']} ({state['stop_detail']}) · "
+            f"{state['iteration']} iteration(s), {state['plan_version']} plan(s), "
+            f"{ledger.total_tokens} tokens, {format_cost(ledger.cost_usd)}",
+            "bold green" if approved else "bold red",
         )
-    parts.append("Carry out the plan and return the finished work.")
-    messages = [{"role": "system", "content": WORKER_PROMPT}, {"role": "user", "content": "\n\n".join(parts)}]
-    for r in recent:
-        messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
-        messages.append(
-            {
-                "role": "user",
-                "content": (
-                    f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
-                    f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
-                    "Return a new, complete version that fixes every point, and nothing else."
-                ),
-            }
+        if trace_path:
+            self.line(f"trace: {trace_path}", "dim")
+
+
+def _describe_message(message: dict[str, Any]) -> str:
+    """One chat message as plain text, tool calls and tool results included."""
+    head = f"[{message['role']}]"
+    if message.get("tool_call_id"):
+        head += f" (result of {message['tool_call_id']})"
+    lines = [head, str(message.get("content") or "")]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {})
+        lines.append(f"→ calls {function.get('name')}({function.get('arguments')})")
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def spending_table(ledger: Ledger, label: str = "role") -> Table:
+    """Calls, tokens, cost and seconds per role (or agent), with a total row."""
+    from rich.table import Table
+
+    table = Table(title=f"Spending by {label}")
+    for column in (label, "calls", "tokens in", "tokens out", "cost", "seconds"):
+        table.add_column(column, justify="left" if column == label else "right")
+    for name, stats in ledger.roles.items():
+        mark = "~" if stats.estimated else ""  # estimated: the server sent no usage
+        table.add_row(
+            name,
+            str(stats.calls),
+            f"{mark}{stats.prompt_tokens}",
+            f"{mark}{stats.completion_tokens}",
+            format_cost(stats.cost_usd),
+            f"{stats.seconds:.1f}",
         )
-    reply = llm.complete("worker", messages)
-    state["result"] = reply.content.strip()
-    state["worker_attempts"] += 1
-    return reply
+    table.add_row(
+        "total",
+        str(ledger.calls),
+        str(ledger.prompt_tokens),
+        str(ledger.completion_tokens),
+        format_cost(ledger.cost_usd),
+        f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
+        style="bold",
+    )
+    return table
 
 
-CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
-Decide whether the draft fully does the task. Do not rewrite it.
-The measured facts were computed by code: trust them over your own counting.
-Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change,
-in at most 80 words.
-Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
-Reply with JSON: {"approved": true or false, "feedback": "..."}.
-If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
-
-
-def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
-    """Judge the newest draft. Writes: critic_approved, critic_feedback, and a review in history.
-
-    An empty draft is rejected by code, without a model call.
+def format_cost(cost: float | None) -> str:
     """
-    if state["result"] is None:
-        raise OutOfOrderError("critic_agent needs a draft: run worker_agent first")
-    if not state["plan"]:
-        raise OutOfOrderError("critic_agent needs the plan the draft followed: run planner_agent first")
-    facts = state["draft_facts"] or measure_draft(state["result"])
-    reply = None
-    if not state["result"].strip():
-        verdict = Verdict(False, "The draft was empty. Produce the complete work.", "code", "empty draft")
+    >>> format_cost(0.000432)
+    '$0.000432'
+    >>> format_cost(None)
+    'cost unknown'
+    """
+    if cost is None:
+        return "cost unknown"
+    if cost == 0:
+        return "$0"
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
+
+
+class Trace:
+    """One JSON object per line, per event, for reading a run afterwards.
+
+    Events: start, call, verdict, escalation, warning, end. The API key is never
+    given to this class, so it cannot leak into a trace.
+    """
+
+    def __init__(self, path: Path | None, run_id: str):
+        self.path = path
+        self.run_id = run_id
+        self._file: Any = None
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("a", encoding="utf-8")
+            except OSError as err:
+                raise UsageError(f"cannot write the trace to {path}: {err.strerror}") from err
+
+    @classmethod
+    def in_dir(cls, log_dir: Path, run_id: str) -> Trace:
+        return cls(log_dir / f"{run_id}.jsonl", run_id)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
+        record.update(fields)
+        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._file.flush()  # a crash or Ctrl-C must not lose what already happened
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def new_run_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:12]}"  # 48 random bits: no repeats in a batch
+
+
+# -- What the orchestrator records and shows, kept out of its way --------------
+
+
+def sync_spending(state: SharedState, llm: LLM) -> None:
+    """Copy the ledger's totals into the state, so the state alone tells the story."""
+    ledger = llm.ledger
+    state["total_tokens"] = TokenCount(
+        prompt=ledger.prompt_tokens, completion=ledger.completion_tokens, total=ledger.total_tokens
+    )
+    state["cost_usd"] = ledger.cost_usd
+
+
+def record_start(state: SharedState, llm: LLM) -> None:
+    s = llm.settings
+    llm.trace.event(
+        "start",
+        task=state["task"],
+        demo=s.demo,
+        demo_scenario=s.demo_scenario if s.demo else None,
+        server=s.server(),
+        models={role: s.model_for(role) for role in ROLES},
+        limits={
+            "max_iterations": s.max_iterations,
+            "max_tokens": s.max_tokens,
+            "max_plans": s.max_plans,
+            "max_cost": s.max_cost,
+            "timeout": s.timeout,
+        },
+    )
+
+
+def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> None:
+    """The panel for one agent's step; a role without a title of its own shows its reply."""
+    sync_spending(state, llm)
+    if role == "planner":
+        title, body = f"Planner · plan v{state['plan_version']}", state["plan"] or ""
+    elif role == "worker":
+        title = f"Worker · plan v{state['plan_version']} · draft {state['worker_attempts']} · iteration {state['iteration']}"
+        body = state["result"] or ""
+    elif role == "critic":
+        verdict = "APPROVED" if state["critic_approved"] else "REJECTED"
+        title, body = f"Critic · {verdict} · iteration {state['iteration']}", state["critic_feedback"] or ""
     else:
-        own = [r for r in reviews(state)][-OWN_FEEDBACK_SHOWN:]
-        parts = [
-            f"Task:\n{state['task']}",
-            f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
-            f"Measured facts about the draft:\n{format_facts(facts)}",
-        ]
-        if own:
-            parts.append(
-                "Your earlier feedback on this task, oldest first:\n"
-                + "\n".join(
-                    f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}"
-                    for r in own
-                )
-            )
-        parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
-        reply = llm.complete(
-            "critic",
-            [
-                {"role": "system", "content": CRITIC_PROMPT},
-                {"role": "user", "content": "\n\n".join(parts)},
-            ],
-            verdict=True,
-        )
-        llm.display.raw_reply("critic", reply.content)
-        verdict = parse_verdict(reply.content)
-        if verdict.approved and reply.finish_reason == "length":
-            verdict = Verdict(
-                False, verdict.feedback, verdict.source, "the verdict was cut off at max_tokens"
-            )
-        if verdict.approved and facts.get("cut_off"):  # code knows better than the model here
-            verdict = Verdict(
-                False, verdict.feedback, verdict.source, "the draft was cut off: it is incomplete"
-            )
-        llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
-    feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
-    state["critic_approved"] = verdict.approved
-    state["critic_feedback"] = feedback
-    state["history"].append(
-        HistoryItem(
-            kind="review",
-            iteration=state["iteration"],
-            plan_version=state["plan_version"],
-            attempt=state["worker_attempts"],
-            draft=clip(state["result"], DRAFT_MAX_CHARS),
-            approved=verdict.approved,
-            feedback=clip(feedback, FEEDBACK_MAX_CHARS),
-        )
-    )
+        title, body = role.replace("_", " ").capitalize(), reply.content if reply else ""
+    style = ROLES[role].colour if role in ROLES else "white"
+    llm.display.step(title, body, reply, style)
+
+
+def show_verdict(llm: LLM, reply: Reply, verdict: Verdict) -> None:
+    llm.display.raw_reply("critic", reply.content)
+    llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
+
+
+def record_verdict(state: SharedState, llm: LLM, verdict: Verdict) -> None:
     llm.trace.event(
         "verdict",
         iteration=state["iteration"],
@@ -1499,27 +1580,147 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
         approved=verdict.approved,
         source=verdict.source,
         why=verdict.why,
-        feedback=feedback,
+        feedback=state["critic_feedback"],
     )
-    return reply
 
 
-# ---------------------------------------------------------------------------
-# The scripted demo: canned replies that walk the textbook paths offline
-# ---------------------------------------------------------------------------
+def record_escalation(state: SharedState, llm: LLM, step: str) -> None:
+    """Trace, history and screen learn of each rung of the ladder the same way."""
+    where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
+    llm.trace.event("escalation", **where, worker_attempts=state["worker_attempts"], action=step)
+    state["history"].append(HistoryItem(kind="escalation", action=step, **where))  # type: ignore[typeddict-item]
+    if step == "revise":
+        llm.display.note(f"rejected {times(state['worker_attempts'])} on this plan: the worker revises")
+    elif step == "replan":
+        llm.display.warn(
+            f"plan v{state['plan_version']} was rejected {times(state['worker_attempts'])}: escalating to the planner"
+        )
+
+
+def record_end(state: SharedState, llm: LLM) -> None:
+    sync_spending(state, llm)
+    if state["stop_reason"] is None:  # an unexpected exception is on its way up
+        finish(state, "crashed", "an unexpected error ended the run")
+    llm.trace.event(
+        "end",
+        stop_reason=state["stop_reason"],
+        detail=state["stop_detail"],
+        approved=state["critic_approved"],
+        iterations=state["iteration"],
+        plan_version=state["plan_version"],
+        calls=llm.ledger.calls,
+        total_tokens=state["total_tokens"],
+        cost_usd=state["cost_usd"],
+        seconds=round(llm.elapsed(), 3),
+        result=state["result"],
+    )
+
+
+# -- A scripted stand-in for the API: offline, free, repeatable ----------------
+
+ToolCallSpec = tuple[str, "dict[str, Any] | str"]  # (tool name, arguments; a str is sent as-is)
+Responder = Callable[[dict[str, Any]], "str | list[ToolCallSpec]"]
+
+
+def completion_body(
+    content: str | None,
+    *,
+    model: str,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    tool_calls: list[ToolCallSpec] | None = None,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
+    """The JSON a Chat Completions server sends back. Leave the token counts None for a server that sends no usage."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+            }
+            for name, args in tool_calls
+        ]
+        finish_reason = "tool_calls"
+    usage = None
+    if prompt_tokens is not None:
+        done = completion_tokens or 0
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
+
+
+def as_attributes(value: Any) -> Any:
+    """JSON as nested attribute objects, read like the SDK's: ``reply.choices[0].message.content``."""
+    if isinstance(value, dict):
+        return SimpleNamespace(**{key: as_attributes(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [as_attributes(item) for item in value]
+    return value
+
+
+def request_role(request: dict[str, Any]) -> str | None:
+    """Which agent sent a request, from the header the gateway adds."""
+    return (request.get("extra_headers") or {}).get(ROLE_HEADER)
+
+
+class ScriptedClient:
+    """Stands in for ``openai.OpenAI`` with canned replies: offline, free, repeatable.
+
+    ``respond(request)`` gets the keyword arguments of ``chat.completions.create``
+    and returns a reply text or a list of tool calls. Token counts use a rough
+    4-bytes-per-token rule, and max_tokens is honoured, as a real server would.
+    Output always says when this stands in: it is never a real model.
+    """
+
+    def __init__(self, respond: Responder):
+        self._respond = respond
+        self.requests: list[dict[str, Any]] = []
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        self.requests.append(request)
+        out = self._respond(request)
+        limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
+        prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
+        model = request["model"]
+        if isinstance(out, list):
+            body = completion_body(
+                None,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=min(limit, 20 * len(out)),
+                tool_calls=out,
+            )
+            return as_attributes(body)
+        finish = "stop"
+        if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
+            out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
+        written = min(limit, math.ceil(len(out.encode()) / 4))
+        body = completion_body(
+            out, model=model, prompt_tokens=prompt_tokens, completion_tokens=written, finish_reason=finish
+        )
+        return as_attributes(body)
+
 
 # Critic verdicts, in order, per scenario; past the end, every verdict is "no".
 DEMO_SCENARIOS: dict[str, list[bool]] = {
     "approve": [True],  # plan, draft, approval: 3 calls
-    "revise": [False, True],  # one revision: 5 calls
-    "escalate": [False, False, True],  # two rejections, a new plan, approval: 8 calls
+    "revise": [False, True],  # one revision
+    "escalate": [False] * REJECTIONS_BEFORE_REPLAN + [True],  # a plan rejected enough times, a new plan, approval
     "exhaust": [],  # never approves: stops with escalation_exhausted
 }
 
 # Rejected drafts break the form (four lines); approved ones keep it, so the story holds.
 _HAIKU_REJECTED = [
-    "Three small minds confer\nOne plans, one writes, one reads it through\n"
-    "The loop turns once more\nand once more, until it rests",
+    "Three small minds confer\nOne plans, one writes, one reads it through\nThe loop turns once more\nand once more, until it rests",
     "Plans become drafts, drafts\nbecome notes from a careful eye\nnotes become new drafts\nround and round",
 ]
 _HAIKU_APPROVED = [
@@ -1539,21 +1740,25 @@ _GENERIC_FEEDBACK = [
 ]
 
 
+def _task_in(request: dict[str, Any]) -> str:
+    """The task, as the first paragraph of the first user message (any "Task:" label dropped)."""
+    first = next((m["content"] for m in request["messages"] if m["role"] == "user"), "") or ""
+    return re.sub(r"^\s*task\s*:\s*", "", first, flags=re.I).split("\n\n")[0].strip()
+
+
 def demo_script(scenario: str) -> Responder:
-    """Replies for planner, worker and critic, told apart by their system prompts."""
+    """Replies for planner, worker and critic, told apart by the role header, not by prompt wording.
+
+    A role the script does not know (one a student added) gets a labelled generic reply.
+    """
     verdicts = DEMO_SCENARIOS[scenario]
-    counts = {"planner": 0, "worker": 0, "critic": 0}
-    roles = {PLANNER_PROMPT: "planner", WORKER_PROMPT: "worker", CRITIC_PROMPT: "critic"}
+    counts: dict[str, int] = {}
 
     def respond(request: dict[str, Any]) -> str:
-        role = roles.get(request["messages"][0]["content"])
-        if role is None:
-            raise AgentSystemError(
-                "the scripted demo model only knows the planner, worker and critic prompts"
-            )
-        counts[role] += 1
-        n = counts[role]
-        task = request["messages"][1]["content"].split("\n", 2)[1]  # "Task:\n<task>..."
+        role = request_role(request) or "unknown role"
+        n = counts[role] = counts.get(role, 0) + 1
+        task = _task_in(request)
+        haiku = "haiku" in task.lower()
         if role == "planner":
             first = (
                 "1. Settle the form first: three lines of 5, 7 and 5 syllables."
@@ -1566,194 +1771,25 @@ def demo_script(scenario: str) -> Responder:
             )
         if role == "worker":
             will_pass = n - 1 < len(verdicts) and verdicts[n - 1]
-            if "haiku" in task.lower():
+            if haiku:
                 drafts = _HAIKU_APPROVED if will_pass else _HAIKU_REJECTED
                 return drafts[(n - 1) % len(drafts)]
             return f"(scripted draft {n}) A short answer to: {task}\n\nIt covers the task in a few plain sentences."
-        approved = verdicts[n - 1] if n - 1 < len(verdicts) else False
-        lines = _HAIKU_FEEDBACK if "haiku" in task.lower() else _GENERIC_FEEDBACK
-        feedback = "Meets the task." if approved else lines[(n - 1) % len(lines)]
-        if "response_format" in request:
-            return json.dumps({"approved": approved, "feedback": feedback})
-        return f"APPROVED: {'YES' if approved else 'NO'}\nFEEDBACK: {feedback}"
+        if role == "critic":
+            approved = verdicts[n - 1] if n - 1 < len(verdicts) else False
+            lines = _HAIKU_FEEDBACK if haiku else _GENERIC_FEEDBACK
+            feedback = "Meets the task." if approved else lines[(n - 1) % len(lines)]
+            if "response_format" in request:
+                return json.dumps({"approved": approved, "feedback": feedback})
+            return f"APPROVED: {'YES' if approved else 'NO'}\nFEEDBACK: {feedback}"
+        return (
+            f"(scripted {role}, reply {n}) The demo model has no script for this role; a real model would answer here."
+        )
 
     return respond
 
 
-# ---------------------------------------------------------------------------
-# The orchestrator: plain Python decides who runs next
-# ---------------------------------------------------------------------------
-
-NextStep = Literal["revise", "replan", "give_up", "out_of_iterations"]
-
-
-def decide_next_step(worker_attempts: int, plan_version: int, iteration: int, settings: Settings) -> NextStep:
-    """After a rejection, what happens next. Pure, so every branch is easy to test.
-
-    >>> s = Settings(max_iterations=10, max_plans=3)
-    >>> decide_next_step(1, 1, 1, s), decide_next_step(2, 1, 2, s), decide_next_step(2, 3, 6, s)
-    ('revise', 'replan', 'give_up')
-    >>> decide_next_step(2, 1, 10, s)  # a new plan that no iteration could use is never paid for
-    'out_of_iterations'
-    """
-    if worker_attempts < REJECTIONS_BEFORE_REPLAN:
-        return "revise" if iteration < settings.max_iterations else "out_of_iterations"
-    if plan_version >= settings.max_plans:
-        return "give_up"
-    if iteration >= settings.max_iterations:
-        return "out_of_iterations"
-    return "replan"
-
-
-def sync_spending(state: SharedState, llm: LLM) -> None:
-    """Copy the ledger's totals into the state, so the state alone tells the story."""
-    ledger = llm.ledger
-    state["total_tokens"] = TokenCount(
-        prompt=ledger.prompt_tokens, completion=ledger.completion_tokens, total=ledger.total_tokens
-    )
-    state["cost_usd"] = ledger.cost_usd
-
-
-def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> None:
-    sync_spending(state, llm)
-    if role == "planner":
-        title, body = f"Planner · plan v{state['plan_version']}", state["plan"] or ""
-    elif role == "worker":
-        title = (
-            f"Worker · plan v{state['plan_version']} · draft {state['worker_attempts']}"
-            f" · iteration {state['iteration']}"
-        )
-        body = state["result"] or ""
-    else:
-        verdict = "APPROVED" if state["critic_approved"] else "REJECTED"
-        title, body = f"Critic · {verdict} · iteration {state['iteration']}", state["critic_feedback"] or ""
-    llm.display.step(title, body, reply, ROLE_STYLES[role])
-
-
-def orchestrate(task: str, llm: LLM) -> SharedState:
-    """Run Planner -> Worker -> Critic until one of these stops the loop:
-
-    approved              the critic approved; the loop stops at once
-    max_iterations        settings.max_iterations rounds ran without approval
-    escalation_exhausted  settings.max_plans plans were each rejected REJECTIONS_BEFORE_REPLAN times
-    token_budget          the next call would not fit in settings.max_tokens
-    cost_budget           the next call would not fit in settings.max_cost
-    timeout               settings.timeout seconds have passed
-    config_error          the server refused the key, the model or the request, or could not be reached
-    api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries
-    interrupted           Ctrl-C
-
-    The state is returned in every case, with the last draft and the stop reason.
-    OutOfOrderError is not caught: it means the code is wrong, not the run.
-    """
-    settings, trace = llm.settings, llm.trace
-    state = new_state(task)
-    trace.event(
-        "start",
-        task=task,
-        demo=settings.demo,
-        demo_scenario=settings.demo_scenario if settings.demo else None,
-        server=settings.server(),
-        models={r: settings.model_for(r) for r in ("planner", "worker", "critic")},
-        limits={
-            "max_iterations": settings.max_iterations,
-            "max_tokens": settings.max_tokens,
-            "max_plans": settings.max_plans,
-            "max_cost": settings.max_cost,
-            "timeout": settings.timeout,
-        },
-    )
-
-    def stop(reason: str, detail: str) -> None:
-        state["status"] = "approved" if reason == "approved" else "stopped"
-        state["stop_reason"], state["stop_detail"] = reason, detail
-
-    try:
-        show_step(state, llm, "planner", planner_agent(state, llm))
-        while state["stop_reason"] is None:
-            if state["iteration"] >= settings.max_iterations:
-                stop("max_iterations", f"{settings.max_iterations} iterations without approval")
-                break
-            state["iteration"] += 1
-            drafted = worker_agent(state, llm)
-            show_step(state, llm, "worker", drafted)
-            state["draft_facts"] = measure_draft(state["result"] or "")  # grounded critique
-            state["draft_facts"]["cut_off"] = drafted.finish_reason == "length"
-            show_step(state, llm, "critic", critic_agent(state, llm))
-            if state["critic_approved"]:
-                stop("approved", f"approved on iteration {state['iteration']}")
-                break
-            step = decide_next_step(
-                state["worker_attempts"], state["plan_version"], state["iteration"], settings
-            )
-            trace.event(
-                "escalation",
-                iteration=state["iteration"],
-                plan_version=state["plan_version"],
-                worker_attempts=state["worker_attempts"],
-                action=step,
-            )
-            state["history"].append(
-                HistoryItem(
-                    kind="escalation",
-                    iteration=state["iteration"],
-                    plan_version=state["plan_version"],
-                    action=step,
-                )
-            )
-            if step == "revise":
-                llm.display.note("rejected once on this plan: the worker revises")
-            elif step == "replan":
-                llm.display.warn(
-                    f"plan v{state['plan_version']} was rejected twice: escalating to the planner"
-                )
-                show_step(state, llm, "planner", planner_agent(state, llm))
-            elif step == "give_up":
-                stop(
-                    "escalation_exhausted",
-                    f"{state['plan_version']} plan(s), each rejected {REJECTIONS_BEFORE_REPLAN} times:"
-                    " needs a human",
-                )
-            else:
-                stop("max_iterations", f"{settings.max_iterations} iterations without approval")
-    except StopRun as halt:
-        stop(halt.stop_reason, halt.detail)
-    except KeyboardInterrupt:
-        stop("interrupted", "stopped with Ctrl-C")
-    finally:
-        sync_spending(state, llm)
-        if state["stop_reason"] is None:  # an unexpected exception is on its way up
-            stop("crashed", "an unexpected error ended the run")
-        trace.event(
-            "end",
-            stop_reason=state["stop_reason"],
-            detail=state["stop_detail"],
-            approved=state["critic_approved"],
-            iterations=state["iteration"],
-            plan_version=state["plan_version"],
-            calls=llm.ledger.calls,
-            total_tokens=state["total_tokens"],
-            cost_usd=state["cost_usd"],
-            seconds=round(llm.elapsed(), 3),
-            result=state["result"],
-        )
-    return state
-
-
-def exit_code_for(stop_reason: str | None, success: str = "approved") -> int:
-    """0 for success, 130 for Ctrl-C, 2 for a configuration error, 1 for any other stop."""
-    if stop_reason == success:
-        return EXIT_APPROVED
-    if stop_reason == "interrupted":
-        return EXIT_INTERRUPTED
-    if stop_reason == "config_error":
-        return EXIT_USAGE
-    return EXIT_NOT_APPROVED
-
-
-# ---------------------------------------------------------------------------
-# The command line
-# ---------------------------------------------------------------------------
+# -- The command line ---------------------------------------------------------
 
 EPILOG = """quickstart:
   pip install -r requirements.txt
@@ -1768,6 +1804,17 @@ real models (environment or .env):
 
 exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration error, 130 interrupted
 traces: one JSON line per event in logs/<run id>.jsonl"""
+
+
+def exit_code_for(stop_reason: str | None, success: str = "approved") -> int:
+    """0 for success, 130 for Ctrl-C, 2 for a configuration error, 1 for any other stop."""
+    if stop_reason == success:
+        return EXIT_APPROVED
+    if stop_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if stop_reason == "config_error":
+        return EXIT_USAGE
+    return EXIT_NOT_APPROVED
 
 
 def positive(kind: type) -> Callable[[str], Any]:
@@ -1793,54 +1840,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="?", help='what to do, in quotes; "-" reads it from standard input')
     models = p.add_argument_group("models")
     models.add_argument("--model", help=f"model for every role (default: OPENAI_MODEL or {DEFAULT_MODEL})")
-    for role in ("planner", "worker", "critic"):
-        models.add_argument(
-            f"--{role}-model", help=f"model for the {role} (default: {role.upper()}_MODEL or --model)"
-        )
-    models.add_argument(
-        "--demo", action="store_true", help="use the scripted demo model even if a key is set"
-    )
+    for role in ROLES.values():
+        models.add_argument(role.flag, help=f"model for the {role.name} (default: {role.env} or --model)")
+    models.add_argument("--demo", action="store_true", help="use the scripted demo model even if a key is set")
     models.add_argument(
         "--demo-scenario",
         choices=sorted(DEMO_SCENARIOS),
         help="which path the demo plays (implies --demo; default revise)",
     )
     limits = p.add_argument_group("limits")
-    limits.add_argument(
-        "--max-iterations",
-        type=positive(int),
-        default=MAX_ITERATIONS,
-        metavar="N",
-        help=f"worker/critic rounds (default {MAX_ITERATIONS})",
-    )
-    limits.add_argument(
-        "--max-tokens",
-        type=positive(int),
-        default=MAX_TOTAL_TOKENS,
-        metavar="N",
-        help=f"token budget for the whole run (default {MAX_TOTAL_TOKENS})",
-    )
-    limits.add_argument(
-        "--max-plans",
-        type=positive(int),
-        default=MAX_PLANS,
-        metavar="N",
-        help=f"plans before giving up (default {MAX_PLANS})",
-    )
+    for flag, default, help_text in (
+        ("--max-iterations", MAX_ITERATIONS, "worker/critic rounds"),
+        ("--max-tokens", MAX_TOTAL_TOKENS, "token budget for the whole run"),
+        ("--max-plans", MAX_PLANS, "plans before giving up"),
+    ):
+        limits.add_argument(
+            flag, type=positive(int), default=default, metavar="N", help=f"{help_text} (default {default})"
+        )
     limits.add_argument(
         "--max-cost",
         type=positive(float),
         metavar="USD",
         help="cost ceiling in dollars (needs a model with a known price)",
     )
-    limits.add_argument(
-        "--timeout", type=positive(float), metavar="SECONDS", help="time limit for the whole run"
-    )
+    limits.add_argument("--timeout", type=positive(float), metavar="SECONDS", help="time limit for the whole run")
     out = p.add_argument_group("output")
     shown = out.add_mutually_exclusive_group()
-    shown.add_argument(
-        "-v", "--verbose", action="store_true", help="show full prompts, replies, retries and clamps"
-    )
+    shown.add_argument("-v", "--verbose", action="store_true", help="show full prompts, replies, retries and clamps")
     shown.add_argument("-q", "--quiet", action="store_true", help="print only the approved result")
     shown.add_argument("--json", action="store_true", help="print one JSON object describing the run")
     out.add_argument("--output", type=Path, metavar="FILE", help="also write the approved result to FILE")
@@ -1856,9 +1882,7 @@ def read_task(arg: str | None, stdin: Any) -> str:
     if not task:
         raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
     if len(task) > TASK_MAX_CHARS:
-        raise UsageError(
-            f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)"
-        )
+        raise UsageError(f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)")
     return task
 
 
@@ -1905,7 +1929,7 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
     return settings_from_env(
         environ,
         model=args.model,
-        role_models={role: getattr(args, f"{role}_model") for role in ("planner", "worker", "critic")},
+        role_models={name: getattr(args, f"{name}_model") for name in ROLES},
         demo=bool(args.demo or args.demo_scenario),
         demo_scenario=args.demo_scenario or "revise",
         max_iterations=args.max_iterations,
@@ -1919,6 +1943,8 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
 
 def load_env_file() -> None:
     """Read .env from the current folder or a parent; real environment variables win."""
+    from dotenv import find_dotenv, load_dotenv
+
     path = find_dotenv(usecwd=True)
     if path:
         load_dotenv(path)
@@ -1968,15 +1994,17 @@ def write_atomically(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
-    console = console or Console()
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)  # before rich is imported: --help stays fast
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
         return EXIT_USAGE if exit_.code else EXIT_APPROVED
+    from rich.console import Console
+
+    console = console or Console()
     mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
     display = Display(console, mode)
-    load_env_file()
     try:
+        load_env_file()
         task = read_task(args.task, sys.stdin)
         if args.output:
             check_output_path(args.output)
@@ -1994,32 +2022,28 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
-            why = (
-                "--demo was given"
-                if args.demo or args.demo_scenario
-                else "no OPENAI_API_KEY or OPENAI_BASE_URL"
-            )
+            why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
-        code = exit_code_for(state["stop_reason"])
         server_fault = state["stop_reason"] in ("config_error", "api_error")
         if server_fault:
-            display.error(state["stop_detail"] or state["stop_reason"])
-        if args.output and state["status"] == "approved":
+            display.error(state["stop_detail"] or str(state["stop_reason"]))
+        approved = state["status"] == "approved"
+        if args.output and approved:
             write_atomically(args.output, (state["result"] or "") + "\n")
         if mode == "json":
             console.print_json(json.dumps(run_summary(state, llm)))
         elif mode == "quiet":
-            if state["status"] == "approved":
-                console.print(Text(state["result"] or ""), soft_wrap=True)
+            if approved:
+                display.line(state["result"] or "", soft_wrap=True)
             elif not server_fault:  # that one line is already out
                 display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
         else:
             display.summary(state, llm.ledger, trace.path)
-            if args.output and state["status"] == "approved":
-                console.print(Text(f"result written to {args.output}", style="dim"))
-        return code
+            if args.output and approved:
+                display.line(f"result written to {args.output}", "dim")
+        return exit_code_for(state["stop_reason"])
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletion
 from rich.console import Console
 
 import multi_agent_system as mas
@@ -70,8 +71,7 @@ class FakeClient:
 
     def roles(self) -> list[str]:
         """Which agent made each call, read from the system prompt."""
-        names = {mas.PLANNER_PROMPT: "planner", mas.WORKER_PROMPT: "worker", mas.CRITIC_PROMPT: "critic"}
-        return [names.get(call["messages"][0]["content"], "?") for call in self.calls]
+        return [mas.request_role(call) or "?" for call in self.calls]
 
 
 def completion(
@@ -81,9 +81,10 @@ def completion(
     model: str = "gpt-4o-mini",
     **kwargs: Any,
 ) -> Any:
-    return mas.make_completion(
+    body = mas.completion_body(
         text, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **kwargs
     )
+    return ChatCompletion.model_validate(body)  # a real SDK object, as a server's reply becomes
 
 
 def verdict(approved: bool, feedback: str = "Fix the ending.") -> Any:

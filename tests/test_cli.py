@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, output, verdict
@@ -186,7 +187,7 @@ def test_ctrl_c_while_reading_the_task_from_stdin_exits_130(console, monkeypatch
 
 
 def test_a_long_error_is_still_one_line(console, monkeypatch) -> None:
-    narrow = mas.Display(mas.Console(file=io.StringIO(), width=40))
+    narrow = mas.Display(Console(file=io.StringIO(), width=40))
     narrow.error("x " * 60)
     assert narrow.errors.file.getvalue().count("\n") == 1
 

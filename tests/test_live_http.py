@@ -40,7 +40,7 @@ def test_a_real_run_over_http_end_to_end(server, console) -> None:
     assert data["approved"] and data["demo"] is False and data["total_tokens"] == 180
     assert server.headers[0]["authorization"] == "Bearer sk-loopback"
     assert server.requests[2]["response_format"]["type"] == "json_schema"
-    assert server.requests[0]["max_tokens"] == mas.ROLE_MAX_TOKENS["planner"]
+    assert server.requests[0]["max_tokens"] == mas.ROLES["planner"].max_tokens
 
 
 def test_a_429_is_retried_by_the_sdk_then_succeeds(server, console, tmp_path) -> None:

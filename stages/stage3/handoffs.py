@@ -257,8 +257,8 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
         reply = llm.complete(  # a snapshot of the messages: the list grows on
             agent.name, list(messages), tools=schemas or None, tool_choice="required" if insist else None
         )
-        calls = [Call(c.id, c.function.name, c.function.arguments) for c in reply.tool_calls]
-        message = reply.message.model_dump(exclude_none=True)
+        calls = [Call(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in reply.tool_calls]
+        message = reply.message
         if not calls and schemas:
             calls = calls_written_as_text(reply.content, record.turns)
             if calls:
