@@ -35,23 +35,13 @@ with their prompts, the facts code measures about a draft, and the budget
 gate. Part 2 is machinery: the model gateway, reading verdicts, output and
 trace, the offline demo model and the command line.
 
-Run it
-------
-::
+Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
+With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
+``OPENAI_BASE_URL`` any OpenAI-compatible server (Ollama, LM Studio, llama.cpp).
 
-    pip install -r requirements.txt
-    python multi_agent_system.py "Write a haiku about agents"      # no key: scripted demo model
-    python multi_agent_system.py "Write a haiku about agents" --verbose
-    python multi_agent_system.py --help
-
-With ``OPENAI_API_KEY`` set it uses OpenAI; with ``OPENAI_BASE_URL`` it talks to
-any OpenAI-compatible server (Ollama, LM Studio, llama.cpp, vLLM).
-
-Left out on purpose
--------------------
-Parallel workers, message queues, saving state between runs, streaming and a
-model-driven orchestrator. They are real techniques (CONCEPTS.md discusses
-them) but each would hide the loop this file exists to show.
+Left out on purpose: parallel workers, message queues, saved state, streaming
+and a model-driven orchestrator. CONCEPTS.md discusses them; each would hide
+the loop this file exists to show.
 """
 
 from __future__ import annotations
@@ -70,7 +60,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -182,30 +172,20 @@ class AgentSystemError(Exception):
     """Base class for this module's own errors."""
 
 
-class UsageError(AgentSystemError):
-    """A bad flag, an empty task or a configuration that cannot work. Exit code 2."""
-
-
 class OutOfOrderError(AgentSystemError):
     """An agent ran before what it needs existed: a bug in the caller, so fail fast."""
 
 
 class StopRun(AgentSystemError):
-    """Ends the loop. Carries the stop reason and the exit code it maps to."""
+    """Ends the loop with a stop reason (a key of STOP_REASONS) and one line of detail."""
 
-    def __init__(self, stop_reason: str, detail: str, exit_code: int = EXIT_NOT_APPROVED):
+    def __init__(self, stop_reason: str, detail: str):
         super().__init__(detail)
-        self.stop_reason = stop_reason
-        self.detail = detail
-        self.exit_code = exit_code
+        self.stop_reason, self.detail = stop_reason, detail
 
 
 class BudgetExhausted(StopRun):
     """A budget gate refused the next call (tokens, cost or time)."""
-
-
-class ModelUnavailable(StopRun):
-    """The server refused or kept failing; the SDK's retries are already spent."""
 
 
 @dataclass
@@ -536,10 +516,8 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
         if verdict.approved and facts.get("cut_off"):
             verdict = verdict.overruled("the draft was cut off: it is incomplete")
         show_verdict(llm, reply, verdict)
-    state["critic_approved"] = verdict.approved
-    state["critic_feedback"] = verdict.feedback or (
-        "Approved." if verdict.approved else f"Not approved: {verdict.why}."
-    )
+    feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
+    state["critic_approved"], state["critic_feedback"] = verdict.approved, feedback
     state["history"].append(
         HistoryItem(
             kind="review",
@@ -548,7 +526,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
             attempt=state["worker_attempts"],
             draft=clip(state["result"], DRAFT_MAX_CHARS),
             approved=verdict.approved,
-            feedback=clip(state["critic_feedback"], FEEDBACK_MAX_CHARS),
+            feedback=clip(feedback, FEEDBACK_MAX_CHARS),
         )
     )
     record_verdict(state, llm, verdict)
@@ -677,6 +655,15 @@ REQUEST_TIMEOUT_S = 120.0  # one request; small local models on a laptop CPU are
 SDK_MAX_RETRIES = 3  # the SDK retries 429, 5xx, timeouts and dropped connections with backoff
 ROLE_HEADER = "X-Agent-Role"  # sent with each request, so fakes and proxies know which agent asks
 
+
+class UsageError(AgentSystemError):
+    """A bad flag, an empty task or a configuration that cannot work. Exit code 2."""
+
+
+class ModelUnavailable(StopRun):
+    """The server refused or kept failing; the SDK's retries are already spent."""
+
+
 # List prices in USD per million tokens (input, output) as last checked. Edit
 # them to match your provider; a model missing here has an unknown cost.
 PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
@@ -733,42 +720,29 @@ class Ledger:
 
     roles: dict[str, RoleStats] = field(default_factory=dict)
 
-    def role(self, name: str) -> RoleStats:
-        return self.roles.setdefault(name, RoleStats())
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(r.prompt_tokens for r in self.roles.values())
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(r.completion_tokens for r in self.roles.values())
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @property
-    def cost_usd(self) -> float | None:
-        costs = [r.cost_usd for r in self.roles.values()]
-        return None if None in costs else sum(c for c in costs if c is not None)
-
-    @property
-    def calls(self) -> int:
-        return sum(r.calls for r in self.roles.values())
-
-    @property
-    def estimated(self) -> bool:
-        return any(r.estimated for r in self.roles.values())
-
     def add(self, role: str, prompt: int, completion: int, cost: float | None, seconds: float, estimated: bool) -> None:
-        stats = self.role(role)
+        stats = self.roles.setdefault(role, RoleStats())
         stats.calls += 1
         stats.prompt_tokens += prompt
         stats.completion_tokens += completion
         stats.cost_usd = None if cost is None or stats.cost_usd is None else stats.cost_usd + cost
         stats.seconds += seconds
         stats.estimated = stats.estimated or estimated
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(r, name) for r in self.roles.values())
+
+    calls = property(lambda self: self._sum("calls"))
+    prompt_tokens = property(lambda self: self._sum("prompt_tokens"))
+    completion_tokens = property(lambda self: self._sum("completion_tokens"))
+    total_tokens = property(lambda self: self.prompt_tokens + self.completion_tokens)
+    seconds = property(lambda self: sum(r.seconds for r in self.roles.values()))
+    estimated = property(lambda self: any(r.estimated for r in self.roles.values()))
+
+    @property
+    def cost_usd(self) -> float | None:  # None as soon as one role's price is unknown
+        costs = [r.cost_usd for r in self.roles.values()]
+        return None if None in costs else sum(c for c in costs if c is not None)
 
 
 @dataclass
@@ -1007,40 +981,37 @@ class LLM:
         return max(1.0, min(REQUEST_TIMEOUT_S, self.settings.timeout - self.elapsed()))
 
     def _explain(self, err: Any, model: str) -> StopRun:
-        """Turn any SDK error into one clear line, a stop reason and an exit code."""
-        openai = _openai()
-        where = self.settings.server()
+        """Turn any SDK error into one clear line and a stop reason (config_error: exit 2; api_error: exit 1)."""
+        openai, where, s = _openai(), self.settings.server(), self.settings
         detail = first_line(getattr(err, "message", None) or str(err))
-
-        def config(text: str) -> ModelUnavailable:
-            return ModelUnavailable("config_error", text, EXIT_USAGE)
-
+        status = getattr(err, "status_code", None)
+        fix, retried = "config_error", f"even after {SDK_MAX_RETRIES} retries"  # fix: the user must change something
         if isinstance(err, openai.AuthenticationError):
-            return config(f"{where} rejected the API key (401): check OPENAI_API_KEY")
+            return ModelUnavailable(fix, f"{where} rejected the API key (401): check OPENAI_API_KEY")
         if isinstance(err, openai.PermissionDeniedError):
-            return config(f"{where} denied access (403): {detail}")
+            return ModelUnavailable(fix, f"{where} denied access (403): {detail}")
         if isinstance(err, openai.NotFoundError):
-            return config(f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL")
-        if isinstance(err, openai.APITimeoutError):
-            if self.settings.timeout is not None and self.elapsed() >= self.settings.timeout:
-                return BudgetExhausted("timeout", f"{self.settings.timeout:g}s time limit reached during a call")
             return ModelUnavailable(
-                "api_error", f"{where} did not answer in time, even after {SDK_MAX_RETRIES} retries"
+                fix, f"model '{model}' was not found at {where} (404): check --model or OPENAI_MODEL"
             )
+        if isinstance(err, openai.APITimeoutError):
+            if s.timeout is not None and self.elapsed() >= s.timeout:
+                return BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached during a call")
+            return ModelUnavailable("api_error", f"{where} did not answer in time, {retried}")
         if isinstance(err, openai.APIConnectionError):
-            return config(f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
+            return ModelUnavailable(fix, f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
-                return config(f"{where}: quota exhausted (429): {detail}")
-            return ModelUnavailable("api_error", f"{where} is rate limiting (429) even after {SDK_MAX_RETRIES} retries")
+                return ModelUnavailable(fix, f"{where}: quota exhausted (429): {detail}")
+            return ModelUnavailable("api_error", f"{where} is rate limiting (429) {retried}")
         if isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return config(f"{where} refused the request ({err.status_code}): {detail}")
-        if isinstance(err, openai.APIStatusError) and err.status_code in (405, 501):
-            return config(f"{where} does not serve chat completions ({err.status_code}): is it OpenAI-compatible?")
-        if isinstance(err, openai.APIStatusError):
+            return ModelUnavailable(fix, f"{where} refused the request ({status}): {detail}")
+        if status in (405, 501):
             return ModelUnavailable(
-                "api_error", f"{where} failed ({err.status_code}) even after {SDK_MAX_RETRIES} retries: {detail}"
+                fix, f"{where} does not serve chat completions ({status}): is it OpenAI-compatible?"
             )
+        if status is not None:
+            return ModelUnavailable("api_error", f"{where} failed ({status}) {retried}: {detail}")
         return ModelUnavailable("api_error", f"{where}: {detail}")
 
     # -- accounting ---------------------------------------------------------
@@ -1050,9 +1021,7 @@ class LLM:
     ) -> Reply:
         if not getattr(completion, "choices", None):
             raise ModelUnavailable(
-                "config_error",
-                f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?",
-                EXIT_USAGE,
+                "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?"
             )
         choice = completion.choices[0]
         content = choice.message.content or ""
@@ -1458,7 +1427,7 @@ def spending_table(ledger: Ledger, label: str = "role") -> Table:
         str(ledger.prompt_tokens),
         str(ledger.completion_tokens),
         format_cost(ledger.cost_usd),
-        f"{sum(r.seconds for r in ledger.roles.values()):.1f}",
+        f"{ledger.seconds:.1f}",
         style="bold",
     )
     return table
@@ -1503,7 +1472,7 @@ class Trace:
     def event(self, kind: str, **fields: Any) -> None:
         if self._file is None:
             return
-        record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
+        record = {"ts": datetime.now(UTC).isoformat(), "run_id": self.run_id, "event": kind}
         record.update(fields)
         self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._file.flush()  # a crash or Ctrl-C must not lose what already happened
@@ -1626,12 +1595,12 @@ def completion_body(
     content: str | None,
     *,
     model: str,
-    prompt_tokens: int | None = None,
-    completion_tokens: int | None = None,
+    usage: tuple[int, int] | None = None,
     tool_calls: list[ToolCallSpec] | None = None,
     finish_reason: str = "stop",
 ) -> dict[str, Any]:
-    """The JSON a Chat Completions server sends back. Leave the token counts None for a server that sends no usage."""
+    """The JSON body a Chat Completions server sends back. ``usage`` is (prompt, completion) tokens; None
+    imitates a server that sends no usage."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = [
@@ -1643,17 +1612,18 @@ def completion_body(
             for name, args in tool_calls
         ]
         finish_reason = "tool_calls"
-    usage = None
-    if prompt_tokens is not None:
-        done = completion_tokens or 0
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
+    counts = (
+        None
+        if usage is None
+        else dict(zip(("prompt_tokens", "completion_tokens"), usage, strict=False), total_tokens=sum(usage))
+    )
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        "usage": usage,
+        "usage": counts,
     }
 
 
@@ -1690,24 +1660,18 @@ class ScriptedClient:
         out = self._respond(request)
         limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
         prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
-        model = request["model"]
         if isinstance(out, list):
-            body = completion_body(
-                None,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=min(limit, 20 * len(out)),
-                tool_calls=out,
+            written = min(limit, 20 * len(out))
+            return as_attributes(
+                completion_body(None, model=request["model"], usage=(prompt_tokens, written), tool_calls=out)
             )
-            return as_attributes(body)
         finish = "stop"
         if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
             out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
         written = min(limit, math.ceil(len(out.encode()) / 4))
-        body = completion_body(
-            out, model=model, prompt_tokens=prompt_tokens, completion_tokens=written, finish_reason=finish
+        return as_attributes(
+            completion_body(out, model=request["model"], usage=(prompt_tokens, written), finish_reason=finish)
         )
-        return as_attributes(body)
 
 
 # Critic verdicts, in order, per scenario; past the end, every verdict is "no".

@@ -23,13 +23,16 @@ BANNER = re.compile(r"^# -{20,}$")
 
 def sections(lines: list[str]) -> list[tuple[str, int, int]]:
     """(title, first line, last line), 1-based; the part before the first banner is "Docstring and imports"."""
-    starts = [i + 1 for i, line in enumerate(lines[:-1]) if BANNER.match(line) and lines[i + 1].startswith("# ")
-              and not BANNER.match(lines[i + 1])]
+    starts = [
+        i + 1
+        for i, line in enumerate(lines[:-1])
+        if BANNER.match(line) and lines[i + 1].startswith("# ") and not BANNER.match(lines[i + 1])
+    ]
     titles = [re.split(r"[:.]", lines[s][2:], maxsplit=1)[0].strip() for s in starts]
     bounds = [1, *starts]
     names = ["Docstring and imports", *titles]
     ends = [s - 1 for s in starts] + [len(lines)]
-    return list(zip(names, bounds, ends))
+    return list(zip(names, bounds, ends, strict=False))
 
 
 def definitions(source: str) -> dict[str, int]:

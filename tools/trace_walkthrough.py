@@ -90,10 +90,15 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             calls += 1
             role = event["role"]
             tokens = state["total_tokens"]
-            prompt, completion = tokens["prompt"] + event["prompt_tokens"], tokens["completion"] + event["completion_tokens"]
+            prompt, completion = (
+                tokens["prompt"] + event["prompt_tokens"],
+                tokens["completion"] + event["completion_tokens"],
+            )
             state["total_tokens"] = {"prompt": prompt, "completion": completion, "total": prompt + completion}
             cost = event["cost_usd"]
-            state["cost_usd"] = None if cost is None or state["cost_usd"] is None else round(state["cost_usd"] + cost, 9)
+            state["cost_usd"] = (
+                None if cost is None or state["cost_usd"] is None else round(state["cost_usd"] + cost, 9)
+            )
             reply = event["reply"].strip()
             spent = f"{event['prompt_tokens']} in / {event['completion_tokens']} out, max_tokens {event['max_tokens']}"
             if role == "planner":  # planner_agent
@@ -109,8 +114,10 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 facts = mas.measure_draft(reply)  # as orchestrate() does, then the cut-off flag
                 state["draft_facts"] = {k: facts[k] for k in ("words", "lines", "characters")}
                 state["draft_facts"]["cut_off"] = event["finish_reason"] == "length"
-                title = (f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
-                         f"in iteration {state['iteration']} ({spent}); `orchestrate()` then runs `measure_draft()`")
+                title = (
+                    f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
+                    f"in iteration {state['iteration']} ({spent}); `orchestrate()` then runs `measure_draft()`"
+                )
             elif role == "critic":
                 title = f"call {calls}: `critic_agent()` judges the draft ({spent})"
                 steps.append((title, snapshot_changes(before)))
@@ -133,8 +140,10 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             steps.append((title, changes))
         elif kind == "escalation":  # orchestrate, after decide_next_step
             state["history"].append({"kind": "escalation", "action": event["action"]})
-            title = (f"`decide_next_step()` returns \"{event['action']}\" "
-                     f"(worker_attempts={event['worker_attempts']}, plan_version={event['plan_version']})")
+            title = (
+                f'`decide_next_step()` returns "{event["action"]}" '
+                f"(worker_attempts={event['worker_attempts']}, plan_version={event['plan_version']})"
+            )
             steps.append((title, snapshot_changes(before)))
         elif kind == "end":
             state["status"] = "approved" if event["stop_reason"] == "approved" else "stopped"
@@ -147,8 +156,12 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
 def check_against_end(state: dict[str, Any], end: dict[str, Any], calls: int) -> None:
     """The replay must land where the real run did, or this script has drifted from the code."""
     expected = {
-        "total_tokens": end["total_tokens"], "iteration": end["iterations"], "plan_version": end["plan_version"],
-        "result": end["result"], "critic_approved": end["approved"], "calls": end["calls"],
+        "total_tokens": end["total_tokens"],
+        "iteration": end["iterations"],
+        "plan_version": end["plan_version"],
+        "result": end["result"],
+        "critic_approved": end["approved"],
+        "calls": end["calls"],
     }
     got = {**{k: state[k] for k in expected if k != "calls"}, "calls": calls}
     if got != expected:
@@ -161,12 +174,12 @@ def render(events: list[dict[str, Any]]) -> str:
     lines = [
         BEGIN,
         "",
-        f"Task: \"{start['task']}\" · scenario `{start['demo_scenario']}` · models {start['models']['planner']} · "
+        f'Task: "{start["task"]}" · scenario `{start["demo_scenario"]}` · models {start["models"]["planner"]} · '
         f"limits: {start['limits']['max_iterations']} iterations, {start['limits']['max_tokens']} tokens, "
         f"{start['limits']['max_plans']} plans.",
         "",
         "Step 0, `new_state()`: every key at its starting value (`plan_version` 0, `iteration` 0, "
-        "`history` empty, `status` \"running\").",
+        '`history` empty, `status` "running").',
         "",
     ]
     for number, (title, changes) in enumerate(steps, 1):
@@ -204,7 +217,9 @@ def run_demo(scenario: str, task: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Replay a trace as a walkthrough of the shared state (Markdown).")
     parser.add_argument("trace", nargs="?", type=Path, help="a logs/<run id>.jsonl file")
-    parser.add_argument("--demo", choices=sorted(mas.DEMO_SCENARIOS), help="run this demo scenario first and use its trace")
+    parser.add_argument(
+        "--demo", choices=sorted(mas.DEMO_SCENARIOS), help="run this demo scenario first and use its trace"
+    )
     parser.add_argument("--task", default="Write a haiku about agents", help="the task for --demo")
     parser.add_argument("--update", action="store_true", help="write the walkthrough into PROJECT.md")
     args = parser.parse_args(argv)

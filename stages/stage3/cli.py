@@ -31,12 +31,21 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--model", help=f"model for every agent (default: OPENAI_MODEL or {mas.DEFAULT_MODEL})")
     models.add_argument("--demo", action="store_true", help="use the scripted demo model even if a key is set")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-tokens", type=mas.positive(int), default=mas.MAX_TOTAL_TOKENS, metavar="N",
-                        help=f"token budget for the whole run (default {mas.MAX_TOTAL_TOKENS})")
+    limits.add_argument(
+        "--max-tokens",
+        type=mas.positive(int),
+        default=mas.MAX_TOTAL_TOKENS,
+        metavar="N",
+        help=f"token budget for the whole run (default {mas.MAX_TOTAL_TOKENS})",
+    )
     limits.add_argument("--timeout", type=mas.positive(float), metavar="SECONDS", help="time limit for the whole run")
     out = parser.add_argument_group("output")
-    out.add_argument("-v", "--verbose", action="store_true", help="show every prompt, model call, tool call and handoff")
-    out.add_argument("--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)")
+    out.add_argument(
+        "-v", "--verbose", action="store_true", help="show every prompt, model call, tool call and handoff"
+    )
+    out.add_argument(
+        "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
+    )
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace | int:
@@ -60,8 +69,12 @@ def open_run(
     """
     mas.load_env_file()
     settings = mas.settings_from_env(
-        dict(os.environ), model=args.model, demo=args.demo, max_tokens=args.max_tokens,
-        timeout=args.timeout, log_dir=args.log_dir,
+        dict(os.environ),
+        model=args.model,
+        demo=args.demo,
+        max_tokens=args.max_tokens,
+        timeout=args.timeout,
+        log_dir=args.log_dir,
     )
     trace = mas.Trace.in_dir(settings.log_dir, mas.new_run_id())
     if settings.demo and client is None:

@@ -106,11 +106,15 @@ def add_action_item(context: ResearchContext, step: str) -> str:
 
 def coordinator_check(context: ResearchContext, answer: str) -> str | None:
     if not context.notes:
-        return ("Do not answer yet: the research specialist has not been asked. Call the transfer_to_research "
-                'tool, like this: {"name": "transfer_to_research", "arguments": {"task": "..."}}')
+        return (
+            "Do not answer yet: the research specialist has not been asked. Call the transfer_to_research "
+            'tool, like this: {"name": "transfer_to_research", "arguments": {"task": "..."}}'
+        )
     if not context.action_items:
-        return ("Do not answer yet: research has reported, but there is no plan. Call the transfer_to_planner "
-                'tool, like this: {"name": "transfer_to_planner", "arguments": {"task": "..."}}')
+        return (
+            "Do not answer yet: research has reported, but there is no plan. Call the transfer_to_planner "
+            'tool, like this: {"name": "transfer_to_planner", "arguments": {"task": "..."}}'
+        )
     if not answer.strip():
         return "Now answer the user: write the plan as a numbered list."
     return None
@@ -119,15 +123,19 @@ def coordinator_check(context: ResearchContext, answer: str) -> str | None:
 def research_check(context: ResearchContext, answer: str) -> str | None:
     if context.notes:
         return None
-    return ('Nothing is saved yet. Call the record_note tool once per finding, '
-            'like this: {"name": "record_note", "arguments": {"note": "..."}}')
+    return (
+        "Nothing is saved yet. Call the record_note tool once per finding, "
+        'like this: {"name": "record_note", "arguments": {"note": "..."}}'
+    )
 
 
 def planner_check(context: ResearchContext, answer: str) -> str | None:
     if context.action_items:
         return None
-    return ('No steps are saved yet. Call read_notes, then add_action_item once per step, '
-            'like this: {"name": "add_action_item", "arguments": {"step": "..."}}')
+    return (
+        "No steps are saved yet. Call read_notes, then add_action_item once per step, "
+        'like this: {"name": "add_action_item", "arguments": {"step": "..."}}'
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -156,9 +164,15 @@ def build_agents() -> Agent:
         name="research",
         instructions=RESEARCH_PROMPT,
         handoff_description="Research specialist: gathers the key facts, risks and constraints for a question "
-                            "and saves them as notes. Call it first.",
-        tools=[Tool("record_note", "Save one research finding for the planner.", record_note,
-                    {"note": "one fact, risk or constraint, in one or two sentences"})],
+        "and saves them as notes. Call it first.",
+        tools=[
+            Tool(
+                "record_note",
+                "Save one research finding for the planner.",
+                record_note,
+                {"note": "one fact, risk or constraint, in one or two sentences"},
+            )
+        ],
         check_answer=research_check,
         style="cyan",
     )
@@ -166,17 +180,26 @@ def build_agents() -> Agent:
         name="planner",
         instructions=PLANNER_PROMPT,
         handoff_description="Planning specialist: turns the research notes into an ordered action plan. "
-                            "Call it after research has reported.",
+        "Call it after research has reported.",
         tools=[
             Tool("read_notes", "Read every note the research specialist saved.", read_notes),
-            Tool("add_action_item", "Append one step to the plan, in order.", add_action_item,
-                 {"step": "one concrete action, starting with a verb"}),
+            Tool(
+                "add_action_item",
+                "Append one step to the plan, in order.",
+                add_action_item,
+                {"step": "one concrete action, starting with a verb"},
+            ),
         ],
         check_answer=planner_check,
         style="yellow",
     )
-    return Agent(name="coordinator", instructions=COORDINATOR_PROMPT, handoffs=[research, planner],
-                 check_answer=coordinator_check, style="green")
+    return Agent(
+        name="coordinator",
+        instructions=COORDINATOR_PROMPT,
+        handoffs=[research, planner],
+        check_answer=coordinator_check,
+        style="green",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -215,10 +238,14 @@ def demo_responder() -> mas.Responder:
                 return [("transfer_to_planner", {"task": f"Make an ordered plan for: {task}"})]
             return f"Here is the plan the team agreed on:\n\n{results[-1]}"
         if agent == RESEARCH_PROMPT:
-            notes = _NOTES if task == DEFAULT_QUESTION else [
-                f"(scripted note) The question is: {mas.clip(task, 120)}",
-                "(scripted note) A canned model cannot research other questions; set a key to use a real one.",
-            ]
+            notes = (
+                _NOTES
+                if task == DEFAULT_QUESTION
+                else [
+                    f"(scripted note) The question is: {mas.clip(task, 120)}",
+                    "(scripted note) A canned model cannot research other questions; set a key to use a real one.",
+                ]
+            )
             if not results:
                 return [("record_note", {"note": note}) for note in notes]
             return f"I saved {len(notes)} notes covering the main risks and constraints."
@@ -243,12 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m stages.stage3.demo",
         description="A coordinator hands a question to Research, then to Planner, and answers with the plan.",
         epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 answered, 1 stopped early, 2 usage or configuration error, "
-               "130 interrupted",
+        "130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION, help="what to plan for (default: %(default)s)")
-    parser.add_argument("--max-turns", type=mas.positive(int), default=DEFAULT_MAX_TURNS, metavar="N",
-                        help=f"model calls allowed in the whole run (default {DEFAULT_MAX_TURNS})")
+    parser.add_argument(
+        "--max-turns",
+        type=mas.positive(int),
+        default=DEFAULT_MAX_TURNS,
+        metavar="N",
+        help=f"model calls allowed in the whole run (default {DEFAULT_MAX_TURNS})",
+    )
     cli.add_model_flags(parser)
     return parser
 
@@ -274,19 +306,26 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         with mas.sdk_retries_shown(display, llm.trace):
             result = run(build_agents(), question, context, llm, max_turns=args.max_turns)
         if args.verbose:
-            console.print(Panel(Text(json.dumps(asdict(context), indent=2, ensure_ascii=False)),
-                                title="run context at the end", border_style="dim"))
+            console.print(
+                Panel(
+                    Text(json.dumps(asdict(context), indent=2, ensure_ascii=False)),
+                    title="run context at the end",
+                    border_style="dim",
+                )
+            )
         display.spending(llm.ledger, "agent")
         ok = result.answered  # the answer itself was the coordinator's last panel
         if result.stop_reason in ("config_error", "api_error"):
             display.error(result.detail)
-        console.print(Text(
-            f"stop reason: {result.stop_reason} ({result.detail}) · "
-            f"{result.turns} turn(s), {len(result.handoffs)} handoff(s), {len(context.notes)} note(s), "
-            f"{len(context.action_items)} step(s), {llm.ledger.total_tokens} tokens, "
-            f"{mas.format_cost(llm.ledger.cost_usd)}, {llm.elapsed():.1f}s",
-            style="bold green" if ok else "bold red",
-        ))
+        console.print(
+            Text(
+                f"stop reason: {result.stop_reason} ({result.detail}) · "
+                f"{result.turns} turn(s), {len(result.handoffs)} handoff(s), {len(context.notes)} note(s), "
+                f"{len(context.action_items)} step(s), {llm.ledger.total_tokens} tokens, "
+                f"{mas.format_cost(llm.ledger.cost_usd)}, {llm.elapsed():.1f}s",
+                style="bold green" if ok else "bold red",
+            )
+        )
         return mas.exit_code_for(result.stop_reason, "answered")
     finally:
         llm.trace.close()

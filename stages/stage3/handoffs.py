@@ -218,7 +218,7 @@ def calls_written_as_text(content: str, turn: int) -> list[Call]:
     >>> calls_written_as_text("The plan has three steps.", 3)
     []
     """
-    calls = []
+    calls: list[Call] = []
     for data in mas.json_objects(content):
         if not isinstance(data.get("name"), str) or not ("arguments" in data or "parameters" in data):
             continue  # an ordinary JSON answer, not a call
@@ -270,8 +270,9 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             llm.display.note(f"{agent.name} (turn {record.turns}/{record.max_turns}) calls {len(calls)} tool(s)")
             for call in calls:
                 result = _answer(call, tools, agent, context, llm, record)
-                messages.append({"role": "tool", "tool_call_id": call.id,
-                                 "content": mas.clip(result, TOOL_RESULT_MAX_CHARS)})
+                messages.append(
+                    {"role": "tool", "tool_call_id": call.id, "content": mas.clip(result, TOOL_RESULT_MAX_CHARS)}
+                )
             continue
         objection = agent.check_answer(context, reply.content) if agent.check_answer else None
         if objection is None:
@@ -333,19 +334,35 @@ def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: in
     A bug in a tool is not caught: it is the code that is wrong, not the run.
     """
     record = RunRecord(max_turns)
-    llm.trace.event("start", agent=agent.name, request=request, demo=llm.settings.demo,
-                    server=llm.settings.server(), max_turns=max_turns)
+    llm.trace.event(
+        "start",
+        agent=agent.name,
+        request=request,
+        demo=llm.settings.demo,
+        server=llm.settings.server(),
+        max_turns=max_turns,
+    )
     result = RunResult("", "crashed", "an unexpected error ended the run", 0, record.handoffs)
     try:
         output = run_agent(agent, request, context, llm, record)
-        result = RunResult(output, "answered", f"{agent.name} answered after {record.turns} turn(s)",
-                           record.turns, record.handoffs)
+        result = RunResult(
+            output, "answered", f"{agent.name} answered after {record.turns} turn(s)", record.turns, record.handoffs
+        )
     except mas.StopRun as halt:
         result = RunResult("", halt.stop_reason, halt.detail, record.turns, record.handoffs)
     except KeyboardInterrupt:
         result = RunResult("", "interrupted", "stopped with Ctrl-C", record.turns, record.handoffs)
     finally:
-        llm.trace.event("end", stop_reason=result.stop_reason, detail=result.detail, turns=record.turns,
-                        handoffs=record.handoffs, calls=llm.ledger.calls, total_tokens=llm.ledger.total_tokens,
-                        cost_usd=llm.ledger.cost_usd, seconds=round(llm.elapsed(), 3), output=result.output)
+        llm.trace.event(
+            "end",
+            stop_reason=result.stop_reason,
+            detail=result.detail,
+            turns=record.turns,
+            handoffs=record.handoffs,
+            calls=llm.ledger.calls,
+            total_tokens=llm.ledger.total_tokens,
+            cost_usd=llm.ledger.cost_usd,
+            seconds=round(llm.elapsed(), 3),
+            output=result.output,
+        )
     return result

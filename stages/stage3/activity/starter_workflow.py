@@ -63,7 +63,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from rich.console import Console
 from rich.panel import Panel
@@ -79,7 +79,7 @@ from stages.stage3.handoffs import Agent, RunRecord, Tool, ToolError, run_agent
 # ---------------------------------------------------------------------------
 
 SEVERITIES = ("low", "medium", "high", "critical")  # rising; the threshold is one of them
-DEFAULT_THRESHOLD = "medium"  # low findings are reported and fixed, but do not block approval
+DEFAULT_THRESHOLD: Severity = "medium"  # low findings are reported and fixed, but do not block approval
 MAX_LOOPS = 5  # rounds before the CISO calls it off: two sides that cannot agree in 5 will not in 50
 MAX_FIX_COST = 30  # change points: about two full rewrites of a typical config
 BLUE_MAX_TURNS = 4  # Blue's model calls per round: a few lookups, then the config
@@ -101,7 +101,7 @@ RECOMMENDED_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 REQUIRED_HEADERS = ("Strict-Transport-Security", "Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options")
-STRICT_HEADERS = REQUIRED_HEADERS + ("Referrer-Policy", "Permissions-Policy")
+STRICT_HEADERS = (*REQUIRED_HEADERS, "Referrer-Policy", "Permissions-Policy")
 SAFE_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"}
 DEFAULT_USERNAMES = {"admin", "root", "administrator", "user", "test", "guest"}
 WEAK_PASSWORDS = {"", "admin", "password", "changeme", "123456", "root", "default", "secret", "letmein", "test"}
@@ -194,8 +194,14 @@ def _shape(value: Any) -> str:
     """What a JSON value is, for a finding's description."""
     if value is None:
         return "null"
-    return {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true or false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _words(key: Any) -> set[str]:
@@ -281,8 +287,11 @@ def _port_list_problem(value: Any) -> str | None:
     for item in value:
         if isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 65535:
             continue
-        if isinstance(item, str) and re.fullmatch(r"\s*\d{1,5}\s*(/\s*(tcp|udp))?\s*", item, re.I) \
-                and 0 < int(re.match(r"\s*(\d+)", item).group(1)) <= 65535:  # type: ignore[union-attr]
+        if (
+            isinstance(item, str)
+            and re.fullmatch(r"\s*\d{1,5}\s*(/\s*(tcp|udp))?\s*", item, re.I)
+            and 0 < int(item.strip().split("/")[0]) <= 65535
+        ):
             continue
         return f"one item is {json.dumps(item)[:40]}"
     return None
@@ -317,14 +326,26 @@ def check_debug(config: dict[str, Any], strict: bool) -> list[Finding]:
     value = config.get("debug")
     state = _switch(value)
     if state is None:
-        return [Finding("debug-format", "high", "debug",
-                        f"debug must be true or false; got {_shape(value)} ({json.dumps(value)[:60]}), "
-                        "which could mean on.", 'Set "debug": false.')]
+        return [
+            Finding(
+                "debug-format",
+                "high",
+                "debug",
+                f"debug must be true or false; got {_shape(value)} ({json.dumps(value)[:60]}), which could mean on.",
+                'Set "debug": false.',
+            )
+        ]
     if not state:
         return []
-    return [Finding("debug-mode", "high", "debug",
-                    "Debug mode is on: any error shows stack traces and settings to whoever caused it.",
-                    'Set "debug": false.')]
+    return [
+        Finding(
+            "debug-mode",
+            "high",
+            "debug",
+            "Debug mode is on: any error shows stack traces and settings to whoever caused it.",
+            'Set "debug": false.',
+        )
+    ]
 
 
 def check_ports(config: dict[str, Any], strict: bool) -> list[Finding]:
@@ -335,24 +356,41 @@ def check_ports(config: dict[str, Any], strict: bool) -> list[Finding]:
         if key in ("listen_ports", "ports"):
             problem = _port_list_problem(value)
             if problem:
-                found.append(Finding("ports-format", "high", key,
-                                     f"{key} must be a list of port numbers; {problem}, so the open ports "
-                                     "cannot be checked.", f'Write "{key}" as a list of numbers, e.g. [80, 443].'))
+                found.append(
+                    Finding(
+                        "ports-format",
+                        "high",
+                        key,
+                        f"{key} must be a list of port numbers; {problem}, so the open ports cannot be checked.",
+                        f'Write "{key}" as a list of numbers, e.g. [80, 443].',
+                    )
+                )
         if words & {"port", "ports", "listen"}:  # listen_ports, ports, http_port, listen, ...
             ports |= _port_numbers(value)
         for service in words & SERVICE_PORTS.keys():  # "telnet": true, "ftp": {"enabled": true}
             if _on(value):
                 ports.add(SERVICE_PORTS[service])
     found += [
-        Finding(f"port-{port}", "critical", "listen_ports",
-                f"Port {port} ({name}) is open: it carries passwords and data in clear text.",
-                f"Remove {port} from listen_ports; administer the server over SSH instead.")
-        for port, name in sorted(PLAINTEXT_PORTS.items()) if port in ports
+        Finding(
+            f"port-{port}",
+            "critical",
+            "listen_ports",
+            f"Port {port} ({name}) is open: it carries passwords and data in clear text.",
+            f"Remove {port} from listen_ports; administer the server over SSH instead.",
+        )
+        for port, name in sorted(PLAINTEXT_PORTS.items())
+        if port in ports
     ]
     if 80 in ports and _switch(config.get("redirect_http_to_https")) is not True:
-        found.append(Finding("port-80", "high", "redirect_http_to_https",
-                             "Port 80 serves plain HTTP instead of redirecting to HTTPS.",
-                             'Set "redirect_http_to_https": true, or stop listening on 80.'))
+        found.append(
+            Finding(
+                "port-80",
+                "high",
+                "redirect_http_to_https",
+                "Port 80 serves plain HTTP instead of redirecting to HTTPS.",
+                'Set "redirect_http_to_https": true, or stop listening on 80.',
+            )
+        )
     return found
 
 
@@ -367,22 +405,32 @@ def check_tls(config: dict[str, Any], strict: bool) -> list[Finding]:
         return [Finding("tls-version", severity, "tls.min_version", description, fix)]
 
     if not isinstance(tls, dict):
-        return finding("high", "No readable minimum TLS version, so broken old versions may be accepted"
-                       + ("." if tls is None else f': tls must be an object like {{"min_version": "1.2"}}; '
-                          f"got {_shape(tls)}."))
+        return finding(
+            "high",
+            "No readable minimum TLS version, so broken old versions may be accepted"
+            + ("." if tls is None else f': tls must be an object like {{"min_version": "1.2"}}; got {_shape(tls)}.'),
+        )
     if any(str(key).strip().lower() in SWITCH_KEYS and _switch(value) is not True for key, value in tls.items()):
         return finding("high", "TLS is switched off, or its switch cannot be read.")
     # Every version the config mentions counts, not only min_version: the weakest one is what is allowed.
-    given = [value for key, value in tls.items()
-             if key == "min_version" or (_words(key) & TLS_VERSION_WORDS and "alpn" not in _words(key))]
-    given += [value for key, value in config.items()
-              if key != "tls" and _words(key) & {"tls", "ssl"} and _words(key) & TLS_VERSION_WORDS]
+    given = [
+        value
+        for key, value in tls.items()
+        if key == "min_version" or (_words(key) & TLS_VERSION_WORDS and "alpn" not in _words(key))
+    ]
+    given += [
+        value
+        for key, value in config.items()
+        if key != "tls" and _words(key) & {"tls", "ssl"} and _words(key) & TLS_VERSION_WORDS
+    ]
     versions = []
     for value in (leaf for item in given for leaf in _strings(item)):
         version = tls_version(value) if value is not None else None
         if version is None:
-            return finding("high", f"The TLS version {json.dumps(value)[:40]} cannot be read, so broken old "
-                                   "versions may be accepted.")
+            return finding(
+                "high",
+                f"The TLS version {json.dumps(value)[:40]} cannot be read, so broken old versions may be accepted.",
+            )
         versions.append((version, value))
     if not versions:
         return finding("high", "No readable minimum TLS version, so broken old versions may be accepted.")
@@ -430,12 +478,18 @@ def check_headers(config: dict[str, Any], strict: bool) -> list[Finding]:
     given = config.get("headers")
     found = []
     if given is not None and not isinstance(given, dict):
-        found.append(Finding("headers-format", "high", "headers",
-                             f"headers must be an object of header name -> value; got {_shape(given)}, "
-                             "so no security header can be read.",
-                             "Write headers as an object, e.g. {\"X-Frame-Options\": \"DENY\"}."))
+        found.append(
+            Finding(
+                "headers-format",
+                "high",
+                "headers",
+                f"headers must be an object of header name -> value; got {_shape(given)}, "
+                "so no security header can be read.",
+                'Write headers as an object, e.g. {"X-Frame-Options": "DENY"}.',
+            )
+        )
     values: dict[str, list[Any]] = {}  # every spelling of a name counts: "x-frame-options" and "X-Frame-Options "
-    for key, value in (given.items() if isinstance(given, dict) else ()):
+    for key, value in given.items() if isinstance(given, dict) else ():
         values.setdefault(str(key).strip().lower(), []).append(value)
     for name in STRICT_HEADERS if strict else REQUIRED_HEADERS:
         given_values, fix = values.get(name.lower(), []), f'Add "{name}": "{RECOMMENDED_HEADERS[name]}" to headers.'
@@ -447,8 +501,15 @@ def check_headers(config: dict[str, Any], strict: bool) -> list[Finding]:
         elif strict:
             problem = next((weak for v in given_values if (weak := weak_header(name, v.strip()))), None)
         if problem:
-            found.append(Finding(f"header-{name.lower()}", "medium", f"headers.{name}",
-                                 f"The {name} header is not good enough: {problem}.", fix))
+            found.append(
+                Finding(
+                    f"header-{name.lower()}",
+                    "medium",
+                    f"headers.{name}",
+                    f"The {name} header is not good enough: {problem}.",
+                    fix,
+                )
+            )
     return found
 
 
@@ -474,21 +535,30 @@ def check_credentials(config: dict[str, Any], strict: bool) -> list[Finding]:
         elif username.strip().lower() in DEFAULT_USERNAMES:
             problems.append(f"the username {username.strip().lower()!r} is a default that attackers try first")
     # Any other key that holds a password literally (password, pass, pwd, secret...) is read too.
-    literal = [value for key, value in names.items()
-               if key not in SECRET_REFERENCE_KEYS and re.search(r"pass|pwd|secret", key)]
+    literal = [
+        value for key, value in names.items() if key not in SECRET_REFERENCE_KEYS and re.search(r"pass|pwd|secret", key)
+    ]
     references = [names[key] for key in SECRET_REFERENCE_KEYS if key in names]
     if any(not isinstance(ref, str) or not ref.strip() for ref in references):
         problems.append("a password_env, password_file or password_hash is empty or not text")
     lowered = {str(u).strip().lower() for u in usernames}
-    if any(not isinstance(p, str) or p.strip().lower() in WEAK_PASSWORDS or p.strip().lower() in lowered
-           for p in literal):
+    if any(
+        not isinstance(p, str) or p.strip().lower() in WEAK_PASSWORDS or p.strip().lower() in lowered for p in literal
+    ):
         problems.append("the password is empty or well known")
     elif not literal and not references and isinstance(config.get("admin"), dict):
         problems.append("no password is set at all")
     if not problems:
         return []
-    return [Finding("credentials", "critical", "admin", "Default or empty credentials: " + "; ".join(problems) + ".",
-                    'Use a non-default username and "password_env": the name of a variable holding the password.')]
+    return [
+        Finding(
+            "credentials",
+            "critical",
+            "admin",
+            "Default or empty credentials: " + "; ".join(problems) + ".",
+            'Use a non-default username and "password_env": the name of a variable holding the password.',
+        )
+    ]
 
 
 ANY_ORIGIN = "https://attacker.example"  # an origin no config should let in
@@ -528,7 +598,7 @@ def _cors_problems(cors: Any) -> tuple[bool, list[str]]:
         return _origin_problems("cors", cors)
     if not isinstance(cors, dict):
         return False, [f"cors holds {_shape(cors)}"]
-    wildcard, problems = False, []
+    wildcard, problems = False, list[str]()
     for key, value in cors.items():
         if "origin" in str(key).lower():
             wild, unreadable = _origin_problems(str(key), value)
@@ -541,7 +611,7 @@ def _cors_problems(cors: Any) -> tuple[bool, list[str]]:
 
 
 def check_cors(config: dict[str, Any], strict: bool) -> list[Finding]:
-    wildcard, problems = False, []
+    wildcard, problems = False, list[str]()
     for key, value in config.items():  # cors, cors_settings, allowed_origins at the top level...
         lowered = str(key).lower()
         if "cors" in lowered:
@@ -552,20 +622,31 @@ def check_cors(config: dict[str, Any], strict: bool) -> list[Finding]:
             continue
         wildcard, problems = wildcard or wild, problems + unreadable
     headers = config.get("headers")
-    for name, value in (headers.items() if isinstance(headers, dict) else ()):
+    for name, value in headers.items() if isinstance(headers, dict) else ():
         if str(name).strip().lower() == "access-control-allow-origin":
             wild, unreadable = _origin_problems("headers.Access-Control-Allow-Origin", value)
             wildcard, problems = wildcard or wild, problems + unreadable
     found = []
     if wildcard:
-        found.append(Finding("cors-wildcard", "high", "cors.allowed_origins",
-                             "CORS allows any origin (*): any website can call this server from a visitor's browser.",
-                             "List the exact origins that need access, e.g. the shop's own https:// address."))
+        found.append(
+            Finding(
+                "cors-wildcard",
+                "high",
+                "cors.allowed_origins",
+                "CORS allows any origin (*): any website can call this server from a visitor's browser.",
+                "List the exact origins that need access, e.g. the shop's own https:// address.",
+            )
+        )
     if problems:
-        found.append(Finding("cors-format", "high", "cors.allowed_origins",
-                             f"The allowed CORS origins cannot be read ({'; '.join(problems)}), so a wildcard "
-                             "cannot be ruled out.",
-                             'Write "cors": {"allowed_origins": [...]} as a list of exact https:// origins.'))
+        found.append(
+            Finding(
+                "cors-format",
+                "high",
+                "cors.allowed_origins",
+                f"The allowed CORS origins cannot be read ({'; '.join(problems)}), so a wildcard cannot be ruled out.",
+                'Write "cors": {"allowed_origins": [...]} as a list of exact https:// origins.',
+            )
+        )
     return found
 
 
@@ -629,12 +710,18 @@ def read_model_findings(text: str, iteration: int) -> tuple[list[Finding], list[
             continue
         severity = str(item.get("severity", "")).strip().lower()
         finding_id = "red-" + (re.sub(r"[^a-z0-9]+", "-", place.lower()).strip("-") or "general")
-        findings.setdefault(finding_id, Finding(
-            finding_id, severity if severity in SEVERITIES else "medium", place,  # type: ignore[arg-type]
-            mas.clip(str(item["description"]).strip(), 300),
-            mas.clip(str(item.get("fix") or item.get("suggested_fix") or "").strip(), 300),
-            source="model", found_in=iteration,
-        ))
+        findings.setdefault(
+            finding_id,
+            Finding(
+                finding_id,
+                cast(Severity, severity if severity in SEVERITIES else "medium"),
+                place,
+                mas.clip(str(item["description"]).strip(), 300),
+                mas.clip(str(item.get("fix") or item.get("suggested_fix") or "").strip(), 300),
+                source="model",
+                found_in=iteration,
+            ),
+        )
     if len(findings) > MAX_MODEL_FINDINGS:
         dropped.append(f"{len(findings) - MAX_MODEL_FINDINGS} finding(s) over the limit of {MAX_MODEL_FINDINGS}")
     return list(findings.values())[:MAX_MODEL_FINDINGS], dropped
@@ -731,9 +818,15 @@ def blue_team(state: AuditState, llm: mas.LLM, knowledge: dict[str, Any] | None)
     config, problem = read_config(reply)
     if config is None:
         llm.display.warn(f"the Blue Team's reply is not a configuration: {problem}")
-        return Finding("blue-format", "critical", "(whole reply)", f"The Blue Team's reply was unusable: {problem}.",
-                       "Reply with the complete configuration as one JSON object and nothing else.",
-                       source="format", found_in=state.iteration)
+        return Finding(
+            "blue-format",
+            "critical",
+            "(whole reply)",
+            f"The Blue Team's reply was unusable: {problem}.",
+            "Reply with the complete configuration as one JSON object and nothing else.",
+            source="format",
+            found_in=state.iteration,
+        )
     if state.config is not None:
         state.cost += count_changes(state.config, config)
     state.config = config
@@ -758,8 +851,10 @@ def red_team(state: AuditState, llm: mas.LLM, unreadable: Finding | None) -> Non
     if state.config is not None:
         scanner = check_config(state.config, state.strict)
         found += scanner
-        task = (f"Configuration under review (round {state.iteration}):\n```json\n{_config_json(state.config)}\n```\n\n"
-                f"The scanner already reported:\n{_finding_lines(scanner) or '- nothing'}")
+        task = (
+            f"Configuration under review (round {state.iteration}):\n```json\n{_config_json(state.config)}\n```\n\n"
+            f"The scanner already reported:\n{_finding_lines(scanner) or '- nothing'}"
+        )
         reply = llm.complete("red_team", [{"role": "system", "content": RED_PROMPT}, {"role": "user", "content": task}])
         from_model, dropped = read_model_findings(reply.content, state.iteration)
         found += from_model
@@ -770,8 +865,9 @@ def red_team(state: AuditState, llm: mas.LLM, unreadable: Finding | None) -> Non
     body = _finding_lines(state.open_findings) or "No findings."
     if resolved_now:
         body += f"\n\nResolved this round: {', '.join(resolved_now)}"
-    llm.display.step(f"Red Team · {len(state.open_findings)} open finding(s) · round {state.iteration}",
-                         body, reply, "red")
+    llm.display.step(
+        f"Red Team · {len(state.open_findings)} open finding(s) · round {state.iteration}", body, reply, "red"
+    )
 
 
 def _update_findings(state: AuditState, found: list[Finding], llm: mas.LLM) -> None:
@@ -805,15 +901,20 @@ def ciso_decision(open_findings: list[Finding], iteration: int, cost: int, optio
     """
     blocking = [f for f in open_findings if at_or_above(f.severity, options.threshold)]
     if cost > options.max_cost:
-        return Decision("reject", "cost_ceiling",
-                        f"fixes cost {cost} change points; the budget is {options.max_cost}", blocking)
+        return Decision(
+            "reject", "cost_ceiling", f"fixes cost {cost} change points; the budget is {options.max_cost}", blocking
+        )
     if not blocking:
-        return Decision("approve", "approved",
-                        f"no open finding at or above {options.threshold} after round {iteration}", blocking)
+        return Decision(
+            "approve", "approved", f"no open finding at or above {options.threshold} after round {iteration}", blocking
+        )
     if iteration >= options.max_loops:
-        return Decision("reject", "max_loops",
-                        f"{len(blocking)} blocking finding(s) still open after {iteration} of {options.max_loops} "
-                        "rounds", blocking)
+        return Decision(
+            "reject",
+            "max_loops",
+            f"{len(blocking)} blocking finding(s) still open after {iteration} of {options.max_loops} rounds",
+            blocking,
+        )
     return Decision("send back", None, f"{len(blocking)} finding(s) at or above {options.threshold}", blocking)
 
 
@@ -824,18 +925,24 @@ or why the configuration may ship. Do not change or question the decision."""
 
 def ciso(state: AuditState, llm: mas.LLM, decision: Decision, options: AuditOptions) -> None:
     """Explain the decision (the model writes only the words). Writes: rationale."""
-    task = "\n".join([
-        f"Decision: {decision.verdict.upper()}",
-        f"Reason: {decision.detail}",
-        f"Round {state.iteration} of {options.max_loops}; change cost {state.cost} of {options.max_cost} points.",
-        "Blocking findings:",
-        _finding_lines(decision.blocking) or "- none",
-    ])
+    task = "\n".join(
+        [
+            f"Decision: {decision.verdict.upper()}",
+            f"Reason: {decision.detail}",
+            f"Round {state.iteration} of {options.max_loops}; change cost {state.cost} of {options.max_cost} points.",
+            "Blocking findings:",
+            _finding_lines(decision.blocking) or "- none",
+        ]
+    )
     reply = llm.complete("ciso", [{"role": "system", "content": CISO_PROMPT}, {"role": "user", "content": task}])
     state.rationale = reply.content.strip() or decision.detail
     style = {"approve": "green", "send back": "yellow", "reject": "red"}[decision.verdict]
-    llm.display.step(f"CISO · {decision.verdict.upper()} · round {state.iteration} · change cost "
-                     f"{state.cost}/{options.max_cost}", state.rationale, reply, style)
+    llm.display.step(
+        f"CISO · {decision.verdict.upper()} · round {state.iteration} · change cost {state.cost}/{options.max_cost}",
+        state.rationale,
+        reply,
+        style,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -859,8 +966,14 @@ def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[s
     The state is returned in every case. A bug in the code is not caught.
     """
     state = AuditState(brief, strict=options.strict)
-    llm.trace.event("start", game="security_audit", brief=brief, demo=llm.settings.demo,
-                    server=llm.settings.server(), options=asdict(options))
+    llm.trace.event(
+        "start",
+        game="security_audit",
+        brief=brief,
+        demo=llm.settings.demo,
+        server=llm.settings.server(),
+        options=asdict(options),
+    )
 
     def stop(reason: str, detail: str) -> None:
         state.status = "approved" if reason == "approved" else "stopped"
@@ -875,9 +988,16 @@ def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[s
             red_team(state, llm, unreadable)
             decision = ciso_decision(state.open_findings, state.iteration, state.cost, options)
             ciso(state, llm, decision, options)
-            llm.trace.event("round", iteration=state.iteration, verdict=decision.verdict, detail=decision.detail,
-                            cost=state.cost, open=[f.id for f in state.open_findings],
-                            resolved=[f.id for f in state.resolved], config=state.config)
+            llm.trace.event(
+                "round",
+                iteration=state.iteration,
+                verdict=decision.verdict,
+                detail=decision.detail,
+                cost=state.cost,
+                open=[f.id for f in state.open_findings],
+                resolved=[f.id for f in state.resolved],
+                config=state.config,
+            )
             if decision.stop_reason:
                 stop(decision.stop_reason, decision.detail)
     except mas.StopRun as halt:
@@ -887,10 +1007,20 @@ def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[s
     finally:
         if state.stop_reason is None:  # an unexpected exception is on its way up
             stop("crashed", "an unexpected error ended the run")
-        llm.trace.event("end", stop_reason=state.stop_reason, detail=state.stop_detail, rounds=state.iteration,
-                        cost=state.cost, open=[f.id for f in state.open_findings], kb_lookups=state.kb_lookups,
-                        calls=llm.ledger.calls, total_tokens=llm.ledger.total_tokens, cost_usd=llm.ledger.cost_usd,
-                        seconds=round(llm.elapsed(), 3), config=state.config)
+        llm.trace.event(
+            "end",
+            stop_reason=state.stop_reason,
+            detail=state.stop_detail,
+            rounds=state.iteration,
+            cost=state.cost,
+            open=[f.id for f in state.open_findings],
+            kb_lookups=state.kb_lookups,
+            calls=llm.ledger.calls,
+            total_tokens=llm.ledger.total_tokens,
+            cost_usd=llm.ledger.cost_usd,
+            seconds=round(llm.elapsed(), 3),
+            config=state.config,
+        )
     return state
 
 
@@ -898,7 +1028,7 @@ def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[s
 # The scripted demo model: a believable audit, offline
 # ---------------------------------------------------------------------------
 
-_FIRST_DRAFT = {
+_FIRST_DRAFT: dict[str, Any] = {
     "server_name": "shop.example.com",
     "debug": True,  # left on from local testing
     "listen_ports": [80, 443, 23],  # Telnet, "for quick admin access"
@@ -949,10 +1079,15 @@ def demo_responder() -> mas.Responder:
             config, _ = read_config(task)
             findings = []
             if config and _on(config.get("server_tokens")):
-                findings.append({"severity": "low", "field": "server_tokens",
-                                 "description": "The Server header names the software and its version, "
-                                                "which tells an attacker which exploits to try.",
-                                 "fix": "Set server_tokens to false."})
+                findings.append(
+                    {
+                        "severity": "low",
+                        "field": "server_tokens",
+                        "description": "The Server header names the software and its version, "
+                        "which tells an attacker which exploits to try.",
+                        "fix": "Set server_tokens to false.",
+                    }
+                )
             return json.dumps({"findings": findings})
         if player == CISO_PROMPT:
             verdict = task.splitlines()[0].removeprefix("Decision: ")
@@ -960,8 +1095,10 @@ def demo_responder() -> mas.Responder:
             if verdict == "APPROVE":
                 return "Approved. Nothing at or above the threshold is open, so this configuration may ship."
             if verdict == "SEND BACK":
-                return (f"Sent back. {len(ids)} finding(s) block approval; start with {ids[0]}, since the "
-                        "worst problems come first. Keep every earlier fix in place.")
+                return (
+                    f"Sent back. {len(ids)} finding(s) block approval; start with {ids[0]}, since the "
+                    "worst problems come first. Keep every earlier fix in place."
+                )
             return "Rejected. " + task.splitlines()[1].removeprefix("Reason: ") + "; this needs a human decision."
         raise mas.AgentSystemError("the scripted demo model only knows the audit's three prompts")
 
@@ -978,21 +1115,44 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m stages.stage3.activity.starter_workflow",
         description="Red Team vs Blue Team: a server configuration is attacked and fixed until a CISO approves it.",
         epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 approved, 1 stopped without approval, "
-               "2 usage or configuration error, 130 interrupted",
+        "2 usage or configuration error, 130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("brief", nargs="?", default=DEFAULT_BRIEF, help="the server to configure (default: %(default)s)")
+    parser.add_argument(
+        "brief", nargs="?", default=DEFAULT_BRIEF, help="the server to configure (default: %(default)s)"
+    )
     game = parser.add_argument_group("the game")
-    game.add_argument("--strict", action="store_true", help="pickier Red Team: TLS 1.3 only, full header set, sane values")
+    game.add_argument(
+        "--strict", action="store_true", help="pickier Red Team: TLS 1.3 only, full header set, sane values"
+    )
     game.add_argument("--no-kb", action="store_true", help="take away the Blue Team's knowledge base")
-    game.add_argument("--threshold", choices=SEVERITIES, default=DEFAULT_THRESHOLD,
-                      help=f"lowest severity that blocks approval (default {DEFAULT_THRESHOLD})")
-    game.add_argument("--max-loops", type=mas.positive(int), default=MAX_LOOPS, metavar="N",
-                      help=f"rounds before the CISO stops the game (default {MAX_LOOPS})")
-    game.add_argument("--max-cost", type=mas.positive(int), default=MAX_FIX_COST, metavar="POINTS",
-                      help=f"change budget: each field a fix changes costs 1 point (default {MAX_FIX_COST})")
-    game.add_argument("--out", type=Path, default=OUT_FILE, metavar="FILE",
-                      help=f"where the approved config goes (default {OUT_FILE}); nothing is written otherwise")
+    game.add_argument(
+        "--threshold",
+        choices=SEVERITIES,
+        default=DEFAULT_THRESHOLD,
+        help=f"lowest severity that blocks approval (default {DEFAULT_THRESHOLD})",
+    )
+    game.add_argument(
+        "--max-loops",
+        type=mas.positive(int),
+        default=MAX_LOOPS,
+        metavar="N",
+        help=f"rounds before the CISO stops the game (default {MAX_LOOPS})",
+    )
+    game.add_argument(
+        "--max-cost",
+        type=mas.positive(int),
+        default=MAX_FIX_COST,
+        metavar="POINTS",
+        help=f"change budget: each field a fix changes costs 1 point (default {MAX_FIX_COST})",
+    )
+    game.add_argument(
+        "--out",
+        type=Path,
+        default=OUT_FILE,
+        metavar="FILE",
+        help=f"where the approved config goes (default {OUT_FILE}); nothing is written otherwise",
+    )
     cli.add_model_flags(parser)
     return parser
 
@@ -1004,8 +1164,13 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     if isinstance(args, int):
         return args
     display = cli.make_display(args, console)
-    options = AuditOptions(strict=args.strict, threshold=args.threshold, max_loops=args.max_loops,
-                           max_cost=args.max_cost, knowledge_base=not args.no_kb)
+    options = AuditOptions(
+        strict=args.strict,
+        threshold=args.threshold,
+        max_loops=args.max_loops,
+        max_cost=args.max_cost,
+        knowledge_base=not args.no_kb,
+    )
     try:
         if not args.brief.strip():
             raise mas.UsageError("the brief is empty: describe the server to configure")
@@ -1025,20 +1190,32 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         if approved:
             mas.write_atomically(args.out, json.dumps(state.config, indent=2, ensure_ascii=False) + "\n")
         if args.verbose:
-            console.print(Panel(Text(json.dumps(asdict(state), indent=2, ensure_ascii=False)),
-                                title="audit state at the end", border_style="dim"))
+            console.print(
+                Panel(
+                    Text(json.dumps(asdict(state), indent=2, ensure_ascii=False)),
+                    title="audit state at the end",
+                    border_style="dim",
+                )
+            )
         display.spending(llm.ledger, "agent")
-        console.print(Text(
-            f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.iteration} round(s), "
-            f"{len(state.resolved)} finding(s) resolved, {len(state.open_findings)} open, "
-            f"change cost {state.cost}/{options.max_cost}, {len(state.kb_lookups)} knowledge-base lookup(s), "
-            f"{llm.ledger.calls} calls, {llm.ledger.total_tokens} tokens, {mas.format_cost(llm.ledger.cost_usd)}, "
-            f"{llm.elapsed():.1f}s",
-            style="bold green" if approved else "bold red",
-        ))
-        console.print(Text(f"approved config written to {args.out}" if approved
-                           else f"nothing written to {args.out}: {STOP_REASONS.get(state.stop_reason or '', '')}",
-                           style="green" if approved else "red"))
+        console.print(
+            Text(
+                f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.iteration} round(s), "
+                f"{len(state.resolved)} finding(s) resolved, {len(state.open_findings)} open, "
+                f"change cost {state.cost}/{options.max_cost}, {len(state.kb_lookups)} knowledge-base lookup(s), "
+                f"{llm.ledger.calls} calls, {llm.ledger.total_tokens} tokens, {mas.format_cost(llm.ledger.cost_usd)}, "
+                f"{llm.elapsed():.1f}s",
+                style="bold green" if approved else "bold red",
+            )
+        )
+        console.print(
+            Text(
+                f"approved config written to {args.out}"
+                if approved
+                else f"nothing written to {args.out}: {STOP_REASONS.get(state.stop_reason or '', '')}",
+                style="green" if approved else "red",
+            )
+        )
         return mas.exit_code_for(state.stop_reason or "crashed", "approved")
     except OSError as err:
         display.error(f"cannot write {err.filename}: {err.strerror}")
