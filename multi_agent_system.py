@@ -1120,7 +1120,7 @@ class Verdict:
 
     approved: bool
     feedback: str
-    source: str  # "json", "json fragment", "verdict line", "none", "code"
+    source: str  # "json", "verdict line", "json fragment", "none", "code"
     why: str  # recorded in the trace: why this counts as approved or not
 
     def overruled(self, why: str) -> Verdict:
@@ -1128,110 +1128,173 @@ class Verdict:
         return Verdict(False, self.feedback, self.source, why)
 
 
-_YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed"}
-_NO = {"no", "n", "false", "rejected", "reject", "not", "fail", "failed", "denied", "revise"}
-# "yes, but ...", "yes if ...", "pass?": a yes with a condition is not a yes.
-_CONDITIONS = {"but", "if", "once", "after", "until", "unless", "except", "when", "provided", "pending", "however"}
-_VERDICT_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
-_BARE_VERDICT = re.compile(r"^(not approved|approved|rejected)[.!]?$", re.I)
-# "YES/NO" or "YES or APPROVED: NO": the model offered the options back instead of choosing.
-_TEMPLATE_ECHO = re.compile(r"^(yes|no|true|false)\s*(/|\||\bor\b)", re.I)
-_JSON_APPROVED = re.compile(r'"approved"\s*:\s*("?)(true|false|yes|no)\1', re.I)
+_YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed", "lgtm", "✅", "✔", "☑", "👍"}
+_NO = {
+    "no",
+    "n",
+    "false",
+    "not",
+    "rejected",
+    "reject",
+    "fail",
+    "failed",
+    "denied",
+    "revise",
+    "❌",
+    "✖",
+    "✗",
+    "👎",
+    "🚫",
+}
+# A yes that comes with one of these is a yes with a condition, which is not a yes.
+_HEDGES = {
+    "but", "though", "although", "however", "if", "unless", "except", "assuming", "provided", "pending", "once",
+    "until", "after", "mostly", "partially", "partly", "almost", "nearly", "conditionally", "long", "minor",
+}  # fmt: skip
+_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
+_BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*)\b(.*)$", re.I)
+_MARKS = re.compile(r"^([✅✔☑👍❌✖✗👎🚫])\s*")  # an emoji that states a verdict on its own
+_OPTIONS = re.compile(r"/|\||\bor\b", re.I)  # "YES/NO", "{YES|NO}", "YES or NO": the options echoed back
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.I | re.S)  # a reasoning model's scratchpad is not its verdict
+_VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
 
 
 def parse_verdict(text: str) -> Verdict:
-    """Read the critic's reply. Anything unclear is a rejection, with the reason.
+    """Read the critic's reply; the rule fits in two sentences.
 
-    Accepts a JSON object with an "approved" field that starts its own line
-    (bare, fenced, or after a line of preamble) and verdict lines such as
-    ``APPROVED: YES`` or ``**Approved:** no``. JSON inside a sentence is a
-    quoted example, not a verdict.
-    Whichever verdict comes first in the reply decides: a "yes" later in the
-    text, or an example JSON quoted after a "no", cannot overrule it. A yes
-    with a condition ("yes, but ...") is not a yes, and JSON that is cut off
-    can only reject.
+    Every verdict the reply states is found: a JSON object with an "approved"
+    (or "verdict") field, a line that starts with a label such as ``APPROVED:``
+    or with a bare "Approved."/"Not approved", or a ✅/❌ mark. The reply approves
+    only when all of them are an unconditional yes and one is stated outright;
+    anything else (no verdict, a no anywhere, a hedged or templated yes, a duplicated
+    key, cut-off JSON, a yes that is only quoted) is a rejection.
 
     >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
     True
+    >>> parse_verdict("APPROVED: YES. It reads well aloud.").approved
+    True
     >>> parse_verdict('APPROVED: NO. Do not just reply {"approved": true}.').approved
     False
-    >>> parse_verdict("APPROVED: YES/NO").why
-    "verdict line 'YES/NO' repeats the template: not an approval"
+    >>> parse_verdict("APPROVED: YES, though the ending is weak").why
+    "'YES, though the ending is weak' is a conditional yes: not an approval"
     """
-    raw = text.strip()
-    if not raw:
-        return Verdict(False, "", "none", "empty reply: not an approval")
-    structured = next(
-        (
-            (at, data)
-            for at, data in _json_spans(raw)
-            if "approved" in {str(k).lower() for k in data}
-            and not raw[raw.rfind("\n", 0, at) + 1 : at].strip()  # on its own line, not quoted mid-sentence
-        ),
-        None,
-    )
-    line = _first_verdict_line(raw)
-    if structured and (line is None or structured[0] < line[0]):
-        return _json_verdict(structured[1])
-    if line:
-        return _line_verdict(raw, line[1], line[2])
-    fragment = _JSON_APPROVED.search(raw) if re.match(r"(```\w*\s*)?\{", raw) else None
-    if fragment:  # JSON cut off mid-object: unparseable, so it may reject but never approve
-        return Verdict(False, _feedback_after_label(raw), "json fragment", "malformed JSON: not an approval")
-    return Verdict(False, raw, "none", "no verdict found in the reply: not an approval")
-
-
-def _json_verdict(data: dict[str, Any]) -> Verdict:
-    keys = {str(k).lower(): v for k, v in data.items()}
-    feedback = str(keys.get("feedback") or "").strip()
-    value = _as_bool(keys["approved"])
-    if value is None:
-        return Verdict(False, feedback, "json", f"'approved' is {keys['approved']!r}: not a clear yes or no")
-    return Verdict(value, feedback, "json", "structured verdict")
-
-
-def _first_verdict_line(raw: str) -> tuple[int, str, str] | None:
-    """(offset, line, value) of the first line that states a verdict; prose before it is skipped."""
+    raw = _THINK.sub("", text).strip()
+    found: list[tuple[bool | None, bool, str, str]] = []  # (yes/no/unclear, quoted, source, what it said)
+    covered: list[tuple[int, int]] = []  # JSON spans, so their lines are not read twice
+    for start, end, data in _objects_with_spans(raw):
+        keys = [k for k in data if str(k).lower() in _VERDICT_KEYS]
+        if keys:
+            quoted = bool(raw[raw.rfind("\n", 0, start) + 1 : start].strip())  # mid-sentence: an example
+            found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
+            covered.append((start, end))
     offset = 0
     for line in raw.splitlines(keepends=True):
-        clean = re.sub(r"[*_`#>]", "", line).strip().lstrip("-• ").strip()
-        bare, labelled = _BARE_VERDICT.match(clean), _VERDICT_LABEL.match(clean)
-        if bare or labelled:
-            value = bare.group(1) if bare else labelled.group(2).strip() if labelled else ""
-            return offset, line.rstrip("\r\n"), value
+        inside = any(a <= offset < b for a, b in covered)
         offset += len(line)
+        if not inside:
+            found += _line_verdicts(line)
+    if not found and re.match(r"(```\w*\s*)?\{", raw) and re.search(r"[\"']approved[\"']\s*:", raw, re.I):
+        return Verdict(False, _feedback(raw, None), "json fragment", "malformed JSON: not an approval")
+    if not found:
+        return Verdict(
+            False, raw, "none", "empty reply: not an approval" if not raw else "no verdict found: not an approval"
+        )
+    first_json = next(
+        (d for s, e, d in _objects_with_spans(raw) if any(str(k).lower() in _VERDICT_KEYS for k in d)), None
+    )
+    feedback = _feedback(raw, first_json)
+    source = found[0][2]
+    for value, _quoted, _source, said in found:
+        if value is not True:
+            why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
+            return Verdict(False, feedback, source, why)
+    if all(quoted for _, quoted, _, _ in found):
+        return Verdict(False, feedback, source, "the only yes is quoted inside a sentence: not an approval")
+    return Verdict(True, feedback, source, f"every verdict in the reply is a yes ({len(found)})")
+
+
+def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
+    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌."""
+    quoted = line.lstrip().startswith(">")
+    clean = re.sub(r"^[\s>#*_`\-•]*(\d+[.)]\s*)?", "", line).replace("**", "").replace("__", "").strip()
+    found: list[tuple[bool | None, bool, str, str]] = []
+    mark = _MARKS.match(clean)
+    if mark:
+        found.append((mark.group(1) in _YES, quoted, "verdict line", mark.group(1)))
+        clean = clean[mark.end() :]
+    labelled, bare = _LABEL.match(clean), _BARE.match(clean)
+    if labelled:
+        found.append((_value(labelled.group(2)), quoted, "verdict line", labelled.group(2).strip()))
+    elif bare:
+        found.append((_value(clean), quoted, "verdict line", clean))
+    return found
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+|[✅✔☑👍❌✖✗👎🚫]", text.lower())
+
+
+def _value(value: Any) -> bool | None:
+    """True for an unconditional yes, False for a no, None for anything unclear."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        return None  # 1, null, a list: not a clear yes or no
+    words = _words(value)
+    if not words or _echoed(value) or "?" in value:
+        return None
+    if words[:2] == ["not", "approved"] or words[0] in _NO:
+        return False
+    if words[0] in _YES:
+        return None if _HEDGES & set(words[1:]) or "as long as" in value.lower() else True
     return None
 
 
-def _line_verdict(raw: str, line: str, value: str) -> Verdict:
-    feedback = _feedback_after_label(raw, skip=line)
-    if _TEMPLATE_ECHO.match(value):
-        return Verdict(False, feedback, "verdict line", f"verdict line {value!r} repeats the template: not an approval")
-    words = re.findall(r"[a-z]+", value.lower())
-    if words and words[0] in _NO:
-        return Verdict(False, feedback, "verdict line", f"verdict line says {value!r}")
-    if words and words[0] in _YES:
-        if "?" in value or _CONDITIONS & set(words[1:]):
-            return Verdict(
-                False, feedback, "verdict line", f"verdict line {value!r} is a conditional yes: not an approval"
-            )
-        return Verdict(True, feedback, "verdict line", f"verdict line says {value!r}")
-    return Verdict(False, feedback, "verdict line", f"verdict line {value!r} is not a clear yes or no")
+def _echoed(value: str) -> bool:
+    words = set(_words(value))
+    return bool(_OPTIONS.search(value) and words & _YES and words & _NO)
 
 
-def _json_spans(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(offset, object) for every JSON object embedded in ``text``, scanning from each "{"."""
-    decoder = json.JSONDecoder()
+def _unclear(said: str) -> str:
+    if _echoed(said):
+        return "repeats the template"
+    if "?" in said or (_words(said)[:1] and _words(said)[0] in _YES):
+        return "is a conditional yes"
+    return "is not a clear yes or no"
+
+
+def _objects_with_spans(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(start, end, object) for every JSON object in ``text``, and for flat Python-style dicts ({'a': True})."""
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates)
     start = text.find("{")
     while start != -1:
         try:
             value, end = decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):  # no object starts here (or one nested absurdly deep): next brace
-            start = text.find("{", start + 1)
-            continue
+        except (ValueError, RecursionError):  # not JSON here (or nested absurdly deep)
+            value, end = _python_dict(text, start)
         if isinstance(value, dict):
-            yield start, value
-        start = text.find("{", end)
+            yield start, end, value
+            start = text.find("{", end)
+        else:
+            start = text.find("{", start + 1)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose key repeats with another value keeps neither: {"approved": false, "approved": true}."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        data[key] = None if key in data and data[key] != value else value
+    return data
+
+
+def _python_dict(text: str, start: int) -> tuple[Any, int]:
+    flat = re.match(r"\{[^{}]{0,2000}\}", text[start:])
+    if flat:
+        try:
+            return ast.literal_eval(flat.group(0)), start + flat.end()
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return None, start
 
 
 def json_objects(text: str) -> list[dict[str, Any]]:
@@ -1243,22 +1306,18 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     >>> json_objects('Sure! ```json\\n{"a": 1}\\n``` and {{"b": 2}} but {broken')
     [{'a': 1}, {'b': 2}]
     """
-    return [value for _, value in _json_spans(text)]
+    return [value for _, _, value in _objects_with_spans(text)]
 
 
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _YES | _NO:
-        return value.strip().lower() in _YES
-    return None  # 1, "maybe", null: unclear, so not an approval
-
-
-def _feedback_after_label(raw: str, skip: str | None = None) -> str:
+def _feedback(raw: str, data: dict[str, Any] | None) -> str:
+    if data is not None:
+        keys = {str(k).lower(): v for k, v in data.items()}
+        if keys.get("feedback"):
+            return str(keys["feedback"]).strip()
     match = re.search(r"feedback\W*?[:=]\s*(.*)", raw, re.I | re.S)
     if match:
         return match.group(1).strip().strip('"}').strip()
-    return "\n".join(line for line in raw.splitlines() if line != skip).strip()
+    return "\n".join(line for line in raw.splitlines() if not _line_verdicts(line)).strip()
 
 
 # -- Output: one rich Console, passed in; model text is never parsed as markup --

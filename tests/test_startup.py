@@ -1,0 +1,42 @@
+"""Start fast: --help and the offline demo never import the openai SDK (about 0.35 s and 38 MB)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("openai", "httpx")
+
+
+def modules_after(code: str, tmp_path: Path) -> set[str]:
+    """Run ``code`` in a fresh interpreter (no key set) and return which heavy modules it loaded."""
+    probe = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n{code}\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("HEAVY:")]
+    return set(filter(None, line.removeprefix("HEAVY:").split(",")))
+
+
+def test_importing_the_chapter_loads_nothing_heavy(tmp_path: Path) -> None:
+    assert modules_after("import multi_agent_system", tmp_path) == set()
+
+
+def test_help_does_not_import_the_sdk(tmp_path: Path) -> None:
+    code = "import multi_agent_system as m\ntry:\n    m.main(['--help'])\nexcept SystemExit:\n    pass"
+    assert modules_after(code, tmp_path) == set()
+
+
+def test_the_offline_demo_does_not_import_the_sdk(tmp_path: Path) -> None:
+    code = "import multi_agent_system as m\nassert m.main(['Write a haiku about agents', '--quiet']) == 0"
+    assert modules_after(code, tmp_path) == set()
+
+
+def test_a_real_server_does_import_the_sdk(tmp_path: Path) -> None:
+    """The other side of the coin: the probe can see the SDK when it is loaded."""
+    code = "import multi_agent_system as m\nm.LLM(m.Settings(base_url='http://127.0.0.1:9/v1'), None, None).client"
+    assert "openai" in modules_after(code, tmp_path)

@@ -1,0 +1,122 @@
+"""The verdict rule, held against tricky replies and generated text.
+
+The rule (CONCEPTS.md, section 8): every verdict a reply states is found, and the
+reply approves only when all of them are an unconditional yes and one is stated
+outright. Property tests check the two promises that matter: text without an
+unambiguous approval is never approved, and parsing never raises.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import multi_agent_system as mas
+
+# Replies that must NOT approve: each one hides a no, a condition or a template.
+NOT_APPROVALS = [
+    "APPROVED: YES, though the ending is weak",
+    "APPROVED: YES as long as the title stays",
+    "APPROVED: mostly",
+    "APPROVED: partially",
+    "APPROVED: YES, mostly",
+    "APPROVED: YES assuming the facts are right",
+    "APPROVED: [YES/NO]",
+    "APPROVED: <YES or NO>",
+    "APPROVED: {YES|NO}",
+    "APPROVED: YES or APPROVED: NO",
+    '{"approved": false, "approved": true, "feedback": "x"}',
+    "> APPROVED: YES\nAPPROVED: NO",
+    'Example: {"approved": true, "feedback": "..."}\nAPPROVED: NO',
+    "Not approved yet.\nAPPROVED: YES",
+    '{"approved": true, "feedback": "fine"}\n{"approved": false, "feedback": "wait, no"}',
+    "✅ APPROVED: NO",
+    "<think>It is fine. APPROVED: YES</think>",  # only the scratchpad says yes
+    "<think>still thinking, APPROVED: YES",  # a scratchpad cut off
+    'I would reply {"approved": true} if it were shorter.',  # a yes that is only quoted
+    "[" * 1500 + "]" * 1500,
+    '{"a":' * 1500 + '{"approved": true}' + "}" * 1500,
+]
+
+# Clear approvals, in the shapes small and reasoning models really write.
+APPROVALS = [
+    "APPROVED: YES. It works well when read aloud.",
+    "{'approved': True, 'feedback': 'Good.'}",
+    "1. APPROVED: YES",
+    "✅ Approved",
+    "APPROVED: ✅",
+    '<think>Count the lines: three. Good.</think>\n{"approved": true, "feedback": "Three lines."}',
+    '{"verdict": "approved"}',
+    '{"approved": "Yes.", "feedback": "ok"}',
+    "**APPROVED:** YES\n**FEEDBACK:** The haiku keeps the form.",
+]
+
+
+@pytest.mark.parametrize("reply", NOT_APPROVALS)
+def test_ambiguous_replies_are_rejected(reply: str) -> None:
+    verdict = mas.parse_verdict(reply)
+    assert verdict.approved is False, verdict.why
+    assert verdict.why
+
+
+@pytest.mark.parametrize("reply", APPROVALS)
+def test_clear_approvals_are_accepted(reply: str) -> None:
+    verdict = mas.parse_verdict(reply)
+    assert verdict.approved is True, verdict.why
+
+
+YES_WORDS = ["YES", "Yes", "yes", "true", "Approved", "✅"]
+NO_LINES = ["APPROVED: NO", "Not approved.", "REJECTED", '{"approved": false}', "❌", "Verdict: rejected"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_parsing_any_text_never_raises(text: str) -> None:
+    verdict = mas.parse_verdict(text)
+    assert isinstance(verdict.approved, bool) and isinstance(verdict.feedback, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_characters="✅✔☑👍"), max_size=300))
+def test_text_without_any_yes_word_is_never_approved(text: str) -> None:
+    words = set(mas._words(text))
+    if not words & mas._YES and "true" not in text.lower():
+        assert mas.parse_verdict(text).approved is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.text(max_size=120),
+    after=st.text(max_size=120),
+    yes=st.sampled_from(YES_WORDS),
+    no=st.sampled_from(NO_LINES),
+    no_first=st.booleans(),
+)
+def test_a_no_anywhere_beside_a_yes_is_never_an_approval(
+    before: str, after: str, yes: str, no: str, no_first: bool
+) -> None:
+    lines = [f"APPROVED: {yes}", no]
+    if no_first:
+        lines.reverse()
+    reply = "\n".join([before, *lines, after])
+    assert mas.parse_verdict(reply).approved is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    yes=st.sampled_from(YES_WORDS),
+    hedge=st.sampled_from(sorted(mas._HEDGES)),
+    tail=st.text(alphabet="abcdefghij ", max_size=30),
+)
+def test_a_yes_with_a_hedge_on_its_line_is_never_an_approval(yes: str, hedge: str, tail: str) -> None:
+    assert mas.parse_verdict(f"APPROVED: {yes}, {hedge} {tail}").approved is False
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(min_value=1, max_value=3000), approved=st.booleans())
+def test_deeply_nested_json_never_raises(depth: int, approved: bool) -> None:
+    reply = '{"x": ' * depth + json.dumps({"approved": approved}) + "}" * depth
+    assert mas.parse_verdict(reply).approved in (False, approved)
