@@ -4,14 +4,11 @@ The idea
 --------
 One model call that has to plan a job, do it and then judge its own work tends
 to do all three badly. Here three agents split the job. The Planner writes a
-short numbered plan. The Worker carries out the whole plan and returns a
-draft. The Critic compares the draft with the task and says yes or no, with
-reasons. The agents never call each other: each one reads and writes a single
-shared dict (``SharedState``), and an ordinary Python loop, not a model,
-decides who runs next. That makes every run traceable and every limit real.
+few steps. The Worker carries them out and returns a draft. The Critic says
+yes or no, with reasons. The agents never call each other: each reads and
+writes one shared dict (``SharedState``), and an ordinary Python loop, not a
+model, decides who runs next. That makes every run traceable and every limit real.
 
-The flow
---------
 ::
 
     planner ─> worker ─> critic ──approved──> stop: "approved"
@@ -20,20 +17,18 @@ The flow
                   │         ├─ 2nd rejection ─> planner writes a new plan
                   └─────────┘  (after --max-plans plans: stop, a human is needed)
 
-Two kinds of limit keep every run finite. The orchestrator counts rounds: it
-starts no round past ``MAX_ITERATIONS``. Before every single model call the
-budget gate (``completion_allowance``) checks the rest: a hard cap of
-``MAX_TOTAL_TOKENS`` tokens (the call's completion is clamped to what is
-left), and optional cost and time limits. So the loop always ends, and
-``state["stop_reason"]`` always says why.
+What code can check, code checks; the model judges the rest. Requirements a
+task states in countable terms ("at most 40 words", "exactly 5 bullet points",
+"a JSON array of 3 objects") are measured in every draft, and a failed check
+is a rejection no model can overturn. Limits are code too: the orchestrator
+starts no round past ``MAX_ITERATIONS``, and before every model call the budget
+gate (``completion_allowance``) enforces a hard cap of ``MAX_TOTAL_TOKENS``
+tokens, and optional cost and time limits. Every run ends, and
+``state["stop_reason"]`` says why.
 
-How to read this file
----------------------
-Part 1, the pattern, is everything down to the banner that says you may stop
-reading: limits, roles, the shared state, the orchestrator, the three agents
-with their prompts, the facts code measures about a draft, and the budget
-gate. Part 2 is machinery: the model gateway, reading verdicts, output and
-trace, the offline demo model and the command line.
+Part 1, down to the banner that says you may stop reading, is the pattern.
+Part 2 is machinery: the model gateway, reading verdicts and requirements,
+output and trace, the offline demo model and the command line.
 
 Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
 With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
@@ -57,7 +52,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,7 +126,11 @@ class Role:
 
 ROLES: dict[str, Role] = {
     role.name: role
-    for role in (Role("planner", "cyan", 500), Role("worker", "yellow", 1200), Role("critic", "magenta", 400))
+    for role in (
+        Role("planner", "cyan", 500),
+        Role("worker", "yellow", 1200),
+        Role("critic", "magenta", 400),
+    )
 }
 DEFAULT_ROLE_MAX_TOKENS = 800  # for roles that are not in ROLES (stage 3 has its own)
 
@@ -248,10 +247,11 @@ class SharedState(TypedDict):
     task             orchestrator, once at the start
     plan             planner (the current plan)
     plan_version     planner (1 for the first plan, +1 per re-plan)
+    requirements     orchestrator, found in the task; planner adds those it proposes that quote the task
     notes            any added agent, under its role's name; the worker reads them all
     result           worker (the newest draft; approved or not)
     worker_attempts  worker (+1 per draft); planner resets it to 0 with each new plan
-    draft_facts      orchestrator, measured by code from each draft before it is judged
+    draft_facts      orchestrator: what code measured in the newest draft, requirement checks included
     critic_approved  critic
     critic_feedback  critic
     history          planner, critic and orchestrator append; nobody edits or removes
@@ -266,6 +266,7 @@ class SharedState(TypedDict):
     task: str
     plan: str | None
     plan_version: int
+    requirements: list[Requirement]
     notes: dict[str, str]
     result: str | None
     worker_attempts: int
@@ -286,6 +287,7 @@ def new_state(task: str) -> SharedState:
         task=task,
         plan=None,
         plan_version=0,
+        requirements=requirements_from_task(task),
         notes={},
         result=None,
         worker_attempts=0,
@@ -337,7 +339,8 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
                 show_step(state, llm, "planner", planner_agent(state, llm))
             state["iteration"] += 1
             drafted = worker_agent(state, llm)
-            state["draft_facts"] = measure_draft(state["result"] or "", cut_off=drafted.finish_reason == "length")
+            cut_off = drafted.finish_reason == "length"
+            state["draft_facts"] = measure_draft(state["result"] or "", cut_off, state["requirements"])
             show_step(state, llm, "worker", drafted)
             show_step(state, llm, "critic", critic_agent(state, llm))
             if state["critic_approved"]:
@@ -380,16 +383,7 @@ def finish(state: SharedState, reason: str, detail: str) -> None:
     state["stop_reason"], state["stop_detail"] = reason, detail
 
 
-# -- The agents. Each reads the shared state, calls its model once, writes back --
-
-
-def clip(text: str, limit: int) -> str:
-    """Cut text to ``limit`` characters, saying that it was cut.
-
-    >>> clip("abcdefghij", 8)
-    'abcd […]'
-    """
-    return text if len(text) <= limit else text[: limit - 4] + " […]"
+# -- The agents. Each reads the shared state, calls its model, writes back -----
 
 
 def reviews(state: SharedState) -> list[HistoryItem]:
@@ -397,26 +391,41 @@ def reviews(state: SharedState) -> list[HistoryItem]:
 
 
 PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
-Turn the task into a numbered plan of 3 to 6 concrete steps that a single Worker will carry out in one pass.
-End with the checks the finished work must pass (length, form, format), taken from the task.
-Write only the plan. Do not do the work yourself and do not add a preamble."""
+Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
+Also list the task's requirements that code can count or test. For each give a kind (max_words, min_words, about_words, bullets, numbered, items, lines, sentences, json, json_array, json_keys, python, function, include, exclude), its value, and a quote: the exact words of the task it comes from.
+Reply with JSON: {"steps": ["..."], "checks": [{"kind": "...", "value": "...", "quote": "..."}]}."""
 
 
 def planner_agent(state: SharedState, llm: LLM) -> Reply:
-    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts."""
+    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts, requirements.
+
+    Code checks the plan is a plan: a reply that is really the answer, or that plans
+    the review process instead of the task, is sent back once, then replaced.
+    """
     failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
     parts = [f"Task:\n{state['task']}"]
     if failed:
-        parts.append("Earlier plans were rejected by the Critic. Write a different plan that avoids their problems.")
+        parts.append(
+            "Drafts made from earlier plans were rejected. Write a new plan for the task itself (what to write and how), "
+            "not for the review process. Avoid these problems:"
+        )
         for item in failed:
             last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
-            why = last[-1]["feedback"] if last else "(no feedback recorded)"
-            parts.append(
-                f"Plan v{item['plan_version']}:\n{clip(item['plan'], CLIP_CHARS)}\nWhy it failed: {clip(why, CLIP_CHARS)}"
-            )
-    reply = llm.complete("planner", [system(PLANNER_PROMPT), user("\n\n".join(parts))])
-    plan = reply.content.strip() or "(The planner returned nothing: work directly from the task.)"
-    state["plan"] = plan
+            parts.append(f"- {clip(last[-1]['feedback'] if last else '(no feedback recorded)', CLIP_CHARS)}")
+    messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
+    reply = llm.complete("planner", messages, schema=plan_schema())
+    steps, proposed = read_plan(reply.content)
+    problem = plan_problem(steps, reply, state)
+    if problem:  # one more try, told exactly what was wrong
+        llm.warn(f"the planner's reply is not a usable plan ({problem}): asking again")
+        messages += [reply.message, user(f"That is not a usable plan: {problem}. {PLAN_REMINDER}")]
+        reply = llm.complete("planner", messages, schema=plan_schema())
+        steps, proposed = read_plan(reply.content)
+        if problem := plan_problem(steps, reply, state):
+            llm.warn(f"still not a usable plan ({problem}): code writes one from the task and its requirements")
+            steps = fallback_plan(state)
+    state["requirements"] = merge_requirements(state["requirements"], accept_proposed(state["task"], proposed))
+    state["plan"] = plan = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
     state["plan_version"] += 1
     state["worker_attempts"] = 0  # attempts are counted per plan
     state["history"].append(
@@ -425,15 +434,15 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     return reply
 
 
-WORKER_PROMPT = """You are the Worker on a team of three agents: Planner, Worker, Critic.
-Carry out every step of the plan and return the finished work itself: no preamble, no notes about the plan, no commentary.
-When the Critic's feedback is included, fix every point it raises, and do not repeat a mistake it has already named."""
+WORKER_PROMPT = """You are the Worker on a team of agents. Do the task exactly as asked and reply with the finished work only:
+no preamble, no notes about the plan, no commentary. When the Critic's feedback is included, fix every point it raises."""
 
 
 def worker_agent(state: SharedState, llm: LLM) -> Reply:
     """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts.
 
-    Rejected drafts of the current plan go back as the worker's own earlier
+    The task comes first, in its own words, and the plan after it as help: a
+    small model given a plan first copies the plan. Rejected drafts of the current plan go back as the worker's own earlier
     turns, each followed by the critic's feedback: the chat shape models are
     trained on, so small models revise instead of echoing the prompt. Drafts
     of failed plans are not replayed (they would pull the worker back to the
@@ -441,19 +450,15 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
-    parts = [f"Task:\n{state['task']}", f"Plan v{state['plan_version']}:\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    parts = [state["task"], f"A plan that may help (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    if state["requirements"]:
+        parts.append("Code will check: " + "; ".join(r.quote for r in state["requirements"]) + ".")
     parts += [f"Notes from the {role}:\n{clip(note, NOTE_MAX_CHARS)}" for role, note in state["notes"].items()]
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     older = [r for r in shown if r not in recent]
     if older:
-        parts.append(
-            "Older feedback on this task (do not repeat these mistakes):\n"
-            + "\n".join(
-                f"- plan v{r['plan_version']}, draft {r['attempt']}: {clip(r['feedback'], CLIP_CHARS)}" for r in older
-            )
-        )
-    parts.append("Carry out the plan and return the finished work.")
+        parts.append("Older feedback on this task (do not repeat these mistakes):\n" + lessons(older))
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
     for r in recent:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
@@ -472,9 +477,9 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
 
 CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
 Decide whether the draft fully does the task. Do not rewrite it.
-The measured facts were computed by code: trust them over your own counting.
-Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change,
-in at most 80 words.
+Code has already measured the draft; its checks passed, so do not recount what it measured.
+Judge what code cannot: is it correct, on topic, complete, and in the form the task asks for?
+Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change, in at most 80 words.
 Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
 Reply with JSON: {"approved": true or false, "feedback": "..."}.
 If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
@@ -483,33 +488,32 @@ If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: N
 def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
     """Judge the newest draft. Writes: critic_approved, critic_feedback, and a review in history.
 
-    What code can check, code checks: an empty draft is rejected without a
-    model call, and a draft or verdict cut off at its token limit is never
+    What code can check, code checks: an empty draft, or one that fails a
+    requirement check, is rejected without a model call, with feedback saying
+    what was measured. A draft or verdict cut off at its token limit is never
     approved, whatever the model says. The model judges the rest.
     """
     if state["result"] is None or not state["plan"]:
         raise OutOfOrderError("critic_agent needs a plan and a draft: run planner_agent and worker_agent first")
-    facts = state["draft_facts"] or measure_draft(state["result"])
+    facts = state["draft_facts"] or measure_draft(state["result"], requirements=state["requirements"])
+    failed = [c for c in facts["checks"] if not c["passed"]]
     reply = None
     if not state["result"].strip():
         verdict = Verdict(False, "The draft was empty. Produce the complete work.", "code", "empty draft")
+    elif failed:  # a failed check is a rejection no model can overturn
+        feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
+        verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
         parts = [
             f"Task:\n{state['task']}",
             f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
-            f"Measured facts about the draft:\n{format_facts(facts)}",
+            f"Measured by code:\n{format_facts(facts)}",
         ]
         own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
         if own:
-            parts.append(
-                "Your earlier feedback on this task, oldest first:\n"
-                + "\n".join(
-                    f"- draft {r['attempt']} of plan v{r['plan_version']}: {clip(r['feedback'], CLIP_CHARS)}"
-                    for r in own
-                )
-            )
+            parts.append("Your earlier feedback on this task, oldest first:\n" + lessons(own))
         parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
-        reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], verdict=True)
+        reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], schema=verdict_schema())
         verdict = parse_verdict(reply.content)
         if verdict.approved and reply.finish_reason == "length":
             verdict = verdict.overruled("the verdict was cut off at max_tokens")
@@ -529,67 +533,54 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
             feedback=clip(feedback, FEEDBACK_MAX_CHARS),
         )
     )
-    record_verdict(state, llm, verdict)
+    record_verdict(state, llm, verdict, facts["checks"])
     return reply
 
 
-def system(text: str) -> dict[str, Any]:
-    return {"role": "system", "content": text}
+# -- What code can check, code checks ----------------------------------------
+
+ABOUT_TOLERANCE = 0.2  # "about 120 words" passes at 96-144 words: a fifth either way
+REPEAT_LIMIT = 3  # a line of four or more words seen this often means the model is looping
 
 
-def user(text: str) -> dict[str, Any]:
-    return {"role": "user", "content": text}
+@dataclass(frozen=True)
+class Requirement:
+    """Something the task asks for that code can measure, and the task's own words it comes from.
+
+    Found by ``requirements_from_task`` and proposed by the planner; a proposal
+    counts only when its quote really is in the task, so no model can invent one.
+    """
+
+    kind: str  # what to measure: "max_words", "bullets", "json_array", "function", ... (see measure())
+    value: Any  # the number, name or phrase to match
+    quote: str  # the words of the task it comes from
 
 
-# -- Grounded critique: what a model counts badly, code measures -------------
+def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requirement] = ()) -> dict[str, Any]:
+    """Count and check what models miscount, and check every requirement (plus two every draft must meet).
 
-_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
-
-
-def measure_draft(text: str, cut_off: bool = False) -> dict[str, Any]:
-    """Count and check what models miscount: words, lines, whether code parses.
-
-    >>> facts = measure_draft("one two\\nthree")
-    >>> facts["words"], facts["lines"]
-    (3, 2)
+    >>> facts = measure_draft("one two\\nthree", requirements=[Requirement("max_words", 2, "at most 2 words")])
+    >>> facts["words"], facts["lines"], [c["passed"] for c in facts["checks"]]
+    (3, 2, [False, True, True])
     >>> measure_draft("```python\\ndef f(:\\n```")["code_blocks"][0]["parses"]
     False
     """
-    blocks = []
-    for tag, code in _FENCE.findall(text):
-        language = tag.strip().lower() or "unlabelled"
-        check: dict[str, Any] = {"language": language, "parses": None}
-        try:
-            if language in ("python", "py", "python3"):
-                ast.parse(code)
-                check["parses"] = True
-            elif language == "json":
-                json.loads(code)
-                check["parses"] = True
-        except (SyntaxError, ValueError, RecursionError) as err:
-            check["parses"], check["error"] = False, first_line(str(err) or type(err).__name__, 120)
-        blocks.append(check)
+    always = [
+        Requirement("no_repeats", REPEAT_LIMIT, "no repeated lines"),
+        Requirement("no_empty_items", 0, "no empty items"),
+    ]
+    checks = []
+    for r in [*requirements, *always]:
+        passed, measured = measure(text, r)
+        checks.append({"requirement": r.quote, "kind": r.kind, "passed": passed, "measured": measured})
     return {
         "words": len(text.split()),
         "lines": len([line for line in text.splitlines() if line.strip()]),
         "characters": len(text),
-        "code_blocks": blocks,
+        "code_blocks": code_blocks(text),
         "cut_off": cut_off,  # the worker hit its token limit: the draft is incomplete
+        "checks": checks,
     }
-
-
-def format_facts(facts: dict[str, Any]) -> str:
-    lines = [
-        f"- words: {facts['words']}",
-        f"- non-empty lines: {facts['lines']}",
-        f"- characters: {facts['characters']}",
-    ]
-    if facts.get("cut_off"):
-        lines.append("- the draft was cut off at its token limit: it is incomplete")
-    for i, block in enumerate(facts["code_blocks"], 1):
-        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
-        lines.append(f"- code block {i} ({block['language']}): {status}")
-    return "\n".join(lines)
 
 
 # -- The budget gate: runs before every model call -------------------------
@@ -677,6 +668,144 @@ PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "gpt-5": (1.25, 10.00),
     DEMO_MODEL: (0.0, 0.0),
 }
+
+
+# -- Small helpers the agents use ------------------------------------------------
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to ``limit`` characters, saying that it was cut.
+
+    >>> clip("abcdefghij", 8)
+    'abcd […]'
+    """
+    return text if len(text) <= limit else text[: limit - 4] + " […]"
+
+
+def system(text: str) -> dict[str, Any]:
+    return {"role": "system", "content": text}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def lessons(items: list[HistoryItem]) -> str:
+    """Earlier feedback as a list, each clipped; feedback said word for word more than once is shown once."""
+    seen: dict[str, list[str]] = {}
+    for r in items:
+        seen.setdefault(clip(r["feedback"], CLIP_CHARS), []).append(f"plan v{r['plan_version']}, draft {r['attempt']}")
+    return "\n".join(f"- {', '.join(where)}: {feedback}" for feedback, where in seen.items())
+
+
+def code_blocks(text: str) -> list[dict[str, Any]]:
+    """Each fenced code block's language, and whether it parses (Python and JSON are checked)."""
+    blocks = []
+    for tag, code in _FENCE.findall(text):
+        language = tag.strip().lower() or "unlabelled"
+        check: dict[str, Any] = {"language": language, "parses": None}
+        try:
+            if language in ("python", "py", "python3"):
+                ast.parse(code)
+                check["parses"] = True
+            elif language == "json":
+                json.loads(code)
+                check["parses"] = True
+        except (SyntaxError, ValueError, RecursionError) as err:
+            check["parses"], check["error"] = False, first_line(str(err) or type(err).__name__, 120)
+        blocks.append(check)
+    return blocks
+
+
+def shown_checks(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checks worth showing: every requirement of the task, and the repetition check only when it fails."""
+    return [c for c in facts.get("checks", []) if c["kind"] not in ("no_repeats", "no_empty_items") or not c["passed"]]
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    lines = [
+        f"- words: {facts['words']}",
+        f"- non-empty lines: {facts['lines']}",
+        f"- characters: {facts['characters']}",
+    ]
+    if facts.get("cut_off"):
+        lines.append("- the draft was cut off at its token limit: it is incomplete")
+    for i, block in enumerate(facts["code_blocks"], 1):
+        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
+        lines.append(f"- code block {i} ({block['language']}): {status}")
+    for check in shown_checks(facts):
+        lines.append(f"- {'✓' if check['passed'] else '✗'} {check['requirement']}: {check['measured']}")
+    return "\n".join(lines)
+
+
+PLAN_MAX_STEPS = 8  # more than this is a list of answers, not a plan
+PLAN_MAX_WORDS = 160  # a plan longer than this is the work itself, written early
+PLAN_REMINDER = "Reply with 3 to 6 short steps that say how to do the task; do not write the finished work."
+# Words of the review process: a plan made of these plans the loop, not the task.
+_PROCESS_WORDS = {
+    "critic",
+    "feedback",
+    "review",
+    "reviewer",
+    "approval",
+    "approve",
+    "revise",
+    "revision",
+    "resubmit",
+    "submit",
+}
+
+
+def read_plan(text: str) -> tuple[list[str], Any]:
+    """(steps, proposed checks) from the planner's reply: the JSON it was asked for, or plain numbered lines."""
+    for data in json_objects(text):
+        steps = data.get("steps")
+        if isinstance(steps, list) and all(isinstance(s, str) for s in steps):
+            steps = [re.sub(r"^\s*(?:\d+[.):]|[-*•])\s*", "", s) for s in steps]  # numbers are added by code
+            return [" ".join(s.split()) for s in steps if s.strip()], data.get("checks")
+    lines = [
+        re.sub(r"^\s*(?:\d+[.):]|[-*•]|step \d+:?)\s*", "", line, flags=re.I).strip() for line in text.splitlines()
+    ]
+    return [line for line in lines if line], None
+
+
+def plan_problem(steps: list[str], reply: Reply, state: SharedState) -> str | None:
+    """Why these steps are not a usable plan, measured by code; None when they are."""
+    text = "\n".join(steps)
+    words = len(text.split())
+    word_goal = max(
+        (r.value for r in state["requirements"] if r.kind in ("about_words", "min_words", "exact_words")), default=0
+    )
+    if not steps:
+        return "it has no steps"
+    if reply.finish_reason == "length":
+        return "it was cut off at its token limit"
+    if len(steps) > PLAN_MAX_STEPS:
+        return f"it has {len(steps)} steps; a plan has 3 to 6"
+    if len({s.lower() for s in steps}) < len(steps) or _most_repeated_line(text)[1] >= 2:
+        return "it repeats the same step"
+    if "```" in text or re.search(r"^\s*[\[{]", text, re.M):
+        return "it contains the finished work (code or JSON); a plan only says what to do"
+    if words > PLAN_MAX_WORDS or (word_goal and words >= 0.6 * word_goal):
+        return f"it is {words} words long, as long as the answer itself"
+    process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & _PROCESS_WORDS)
+    if process * 2 >= len(steps):
+        return "it plans the review process (critic, feedback, revisions) instead of the task"
+    return None
+
+
+def fallback_plan(state: SharedState) -> list[str]:
+    """A plan made by code when the planner cannot make one: do the task, meet each requirement."""
+    steps = [f"Do exactly what the task asks: {clip(state['task'], 200)}"]
+    steps += [f"Make sure of this requirement: {r.quote}" for r in state["requirements"]]
+    return [*steps, "Return only the finished work, with nothing before or after it."]
+
+
+def merge_requirements(known: list[Requirement], more: list[Requirement]) -> list[Requirement]:
+    merged = {(r.kind, str(r.value).lower()): r for r in [*known, *more]}
+    return list(merged.values())
 
 
 # -- Prices and spending -------------------------------------------------------
@@ -787,6 +916,25 @@ def verdict_schema() -> dict[str, Any]:
     return {"name": "verdict", "strict": True, "schema": CriticVerdict.model_json_schema()}
 
 
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    """The planner's reply: short steps, and the task's measurable requirements, each quoting the task."""
+    from pydantic import BaseModel, ConfigDict
+
+    class ProposedCheck(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        kind: str
+        value: str
+        quote: str
+
+    class Plan(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        steps: list[str]
+        checks: list[ProposedCheck]
+
+    return {"name": "plan", "strict": True, "schema": Plan.model_json_schema()}
+
+
 RESPONSE_FORMATS = ("json_schema", "json_object", "text")
 
 
@@ -872,18 +1020,18 @@ class LLM:
         role: str,
         messages: list[dict[str, Any]],
         *,
-        verdict: bool = False,
+        schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
     ) -> Reply:
-        """Ask ``role``'s model for the next message. ``verdict`` asks for the verdict schema;
+        """Ask ``role``'s model for the next message. ``schema`` asks for structured output;
         ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it.
 
         Raises BudgetExhausted before a call that would break a budget, and
         ModelUnavailable when the server refuses or keeps failing.
         """
         model = self.settings.model_for(role)
-        guess = estimate_tokens(messages, ([tools] if tools else []) + ([verdict_schema()] if verdict else []))
+        guess = estimate_tokens(messages, ([tools] if tools else []) + ([schema] if schema else []))
         ledger = self.ledger
         limit = completion_allowance(
             role,
@@ -904,7 +1052,7 @@ class LLM:
         self.display.prompt(role, messages, limit)
         started = self._clock()
         with self.display.thinking(role, model):
-            completion = self._create(request, limit, verdict)
+            completion = self._create(request, limit, schema)
         reply = self._account(role, model, messages, completion, self._clock() - started, limit)
         self._calibrate(guess, reply)
         self.trace.event(
@@ -921,19 +1069,19 @@ class LLM:
             latency_s=round(reply.seconds, 3),
             max_tokens=limit,
             finish_reason=reply.finish_reason,
-            response_format=RESPONSE_FORMATS[self._format_level] if verdict else None,
+            response_format=RESPONSE_FORMATS[self._format_level] if schema else None,
         )
         return reply
 
     # -- the call, with capability fallbacks and errors in one place ---------
 
-    def _create(self, request: dict[str, Any], limit: int, verdict: bool) -> Any:
+    def _create(self, request: dict[str, Any], limit: int, schema: dict[str, Any] | None) -> Any:
         while True:
             attempt = dict(request, **{self._token_param: limit})
             if not self._tool_choice_ok:
                 attempt.pop("tool_choice", None)
-            if verdict:
-                attempt.update(self._response_format())
+            if schema:
+                attempt.update(self._response_format(schema))
             try:
                 return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
             except Exception as err:  # the SDK's error classes are looked up only once one is raised
@@ -941,37 +1089,37 @@ class LLM:
                 if not isinstance(err, openai.OpenAIError):
                     raise
                 refused = (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError)
-                if not (isinstance(err, refused) and self._fall_back(err, verdict)):
+                if not (isinstance(err, refused) and self._fall_back(err, schema is not None)):
                     raise self._explain(err, request["model"]) from err
 
-    def _response_format(self) -> dict[str, Any]:
+    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
         kind = RESPONSE_FORMATS[self._format_level]
         if kind == "json_schema":
-            return {"response_format": {"type": "json_schema", "json_schema": verdict_schema()}}
+            return {"response_format": {"type": "json_schema", "json_schema": schema}}
         if kind == "json_object":
             return {"response_format": {"type": "json_object"}}
         return {}
 
-    def _fall_back(self, err: Exception, verdict: bool) -> bool:
+    def _fall_back(self, err: Exception, structured: bool) -> bool:
         """Step down one capability the server refused; False if nothing is left to drop."""
         text = str(err).lower()
         if (
-            verdict
+            structured
             and self._format_level < len(RESPONSE_FORMATS) - 1
             and ("response_format" in text or "json_schema" in text or "json_object" in text)
         ):
             old = RESPONSE_FORMATS[self._format_level]
             self._format_level += 1
             new = RESPONSE_FORMATS[self._format_level]
-            self._warn(f"server refused response_format {old}; using {new} for the rest of the run")
+            self.warn(f"server refused response_format {old}; using {new} for the rest of the run")
             return True
         if self._tool_choice_ok and "tool_choice" in text:
             self._tool_choice_ok = False
-            self._warn("server refused tool_choice; leaving it out for the rest of the run")
+            self.warn("server refused tool_choice; leaving it out for the rest of the run")
             return True
         if self._token_param == "max_tokens" and "max_tokens" in text and "max_completion_tokens" in text:
             self._token_param = "max_completion_tokens"
-            self._warn("server wants max_completion_tokens; switching for the rest of the run")
+            self.warn("server wants max_completion_tokens; switching for the rest of the run")
             return True
         return False
 
@@ -1074,12 +1222,13 @@ class LLM:
     def _check_budget_share(self) -> None:
         used, cap = self.ledger.total_tokens, self.settings.max_tokens
         if used > cap:  # only if a server counted far more prompt tokens than estimated
-            self._warn(f"token budget exceeded ({used} > {cap}): the prompt estimate was low")
+            self.warn(f"token budget exceeded ({used} > {cap}): the prompt estimate was low")
         elif not self._warned_80 and used >= TOKEN_WARNING_SHARE * cap:
             self._warned_80 = True
-            self._warn(f"{used} of {cap} tokens used ({used / cap:.0%} of the budget)")
+            self.warn(f"{used} of {cap} tokens used ({used / cap:.0%} of the budget)")
 
-    def _warn(self, text: str) -> None:
+    def warn(self, text: str) -> None:
+        """A warning on screen and in the trace."""
         self.display.warn(text)
         self.trace.event("warning", message=text)
 
@@ -1157,6 +1306,12 @@ _MARKS = re.compile(r"^([✅✔☑👍❌✖✗👎🚫])\s*")  # an emoji that 
 _OPTIONS = re.compile(r"/|\||\bor\b", re.I)  # "YES/NO", "{YES|NO}", "YES or NO": the options echoed back
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.I | re.S)  # a reasoning model's scratchpad is not its verdict
 _VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
+# "approved": true with feedback that says "the draft does not fully meet the task" contradicts itself.
+_CONTRADICTS = re.compile(
+    r"\b(?:does not|doesn't|do not|did not|fails? to|is not|isn't|not)\s+(?:fully\s+|quite\s+|yet\s+|entirely\s+)?"
+    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b",
+    re.I,
+)
 
 
 def parse_verdict(text: str) -> Verdict:
@@ -1208,6 +1363,10 @@ def parse_verdict(text: str) -> Verdict:
         if value is not True:
             why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
             return Verdict(False, feedback, source, why)
+    if _CONTRADICTS.search(feedback):
+        return Verdict(
+            False, feedback, source, "the yes comes with feedback saying the draft falls short: not an approval"
+        )
     if all(quoted for _, quoted, _, _ in found):
         return Verdict(False, feedback, source, "the only yes is quoted inside a sentence: not an approval")
     return Verdict(True, feedback, source, f"every verdict in the reply is a yes ({len(found)})")
@@ -1318,6 +1477,294 @@ def _feedback(raw: str, data: dict[str, Any] | None) -> str:
     if match:
         return match.group(1).strip().strip('"}').strip()
     return "\n".join(line for line in raw.splitlines() if not _line_verdicts(line)).strip()
+
+
+# -- Requirements: found in the task's words, measured in the draft --------------
+
+_NUMBER_WORDS = {
+    word: n
+    for n, word in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+    )
+}  # fmt: skip
+_N = r"(\d{1,5}|" + "|".join(_NUMBER_WORDS) + r")"
+_NOT_ITEMS = r"(?!(?:sentences|paragraphs|words|lines|times|minutes|seconds|hours|days|years)\b)"
+_QUOTED = r"""["'“‘`]([^"'”’`]{1,60})["'”’`]"""
+# (pattern, kind): common ways a task states a measurable requirement; the groups hold its value.
+_PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
+    (rf"\beach (?:bullet|item|point|line|step)(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most) {_N} words\b", "item_max_words"),
+    (rf"\beach (?:bullet|item|point|line|step)(?: \w+)? (?:has |is |in )?(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
+    (rf"\bbetween {_N} and {_N} words\b", "word_range"),
+    (rf"\b{_N}\s*(?:-|–|to)\s*{_N} words\b", "word_range"),
+    (rf"\b(?:at most|no more than|not more than|maximum of|max(?:imum)?|up to|within) {_N} words\b", "max_words"),
+    (rf"\b(?:under|fewer than|less than|below) {_N} words\b", "below_words"),
+    (rf"\b{_N} words or (?:less|fewer)\b", "max_words"),
+    (rf"\bnot exceed(?:ing)? {_N} words\b", "max_words"),
+    (rf"\b(?:at least|no fewer than|no less than|minimum of|a minimum of) {_N} words\b", "min_words"),
+    (rf"\bmore than {_N} words\b", "above_words"),
+    (rf"\b(?:about|around|approximately|roughly|some|circa|~)\s*{_N} words\b", "about_words"),
+    (rf"\b{_N}-word\b", "about_words"),
+    (rf"\bexactly {_N} words\b", "exact_words"),
+    (rf"\b(?:exactly )?{_N} bullet(?:ed)?(?: points?|s)?\b", "bullets"),
+    (rf"\b(?:exactly )?{_N} numbered (?:steps?|items?|points?|lines?|instructions?)\b", "numbered"),
+    (rf"\b(?:exactly )?{_N} (?:steps?|instructions?)\b", "items"),
+    (rf"\b(?:list|give|name|suggest|provide|write)(?: me)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
+    (rf"\b(?:exactly |of )?{_N} (?:non-empty )?lines\b", "lines"),
+    (rf"\b(?:exactly |in )?{_N} sentences?\b", "sentences"),
+    (r"\bhaiku\b", "haiku"),
+    (rf"\bjson array of {_N}\b", "json_array"),
+    (r"\b(?:(?:return|output|reply|respond|answer|give|produce|format)\b[^.]{0,30}\bjson|json (?:array|object|list)|(?:as|in|valid) json)\b", "json"),
+    (r"\bwith (?:the )?(?:keys|fields|properties) ([\w\"'`]+(?:(?:,\s*|,? and |\s+)[\w\"'`]+)*)", "json_keys"),
+    (r"\b(?:python )?(?:function|def)(?: named| called)?\s+`?([A-Za-z_]\w*)\s*\(", "function"),
+    (r"\b(?:python )?function (?:named|called) `?([A-Za-z_]\w*)`?", "function"),
+    (r"\bclass (?:named|called) `?([A-Za-z_]\w*)`?", "class"),
+    (r"\b(?:python (?:code|function|script|program|snippet|class)|(?:write|implement|code)\b[^.]{0,40}\bin python)\b", "python"),
+    (rf"\b(?:without|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}", "exclude"),
+    (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}", "include"),
+    (r"\b(?:every|each) line (?:starts|begins|must start|must begin) with (?:the letter |an? )?[\"']?([A-Za-z])\b", "line_start"),
+    (r"\b(?:in )?(?:all caps|all capital letters|all uppercase|uppercase letters|capital letters only)\b", "uppercase"),
+]  # fmt: skip
+# "under 50 words" is at most 49; "more than 50 words" is at least 51.
+_SHIFT = {"below_words": ("max_words", -1), "above_words": ("min_words", 1), "item_below_words": ("item_max_words", -1)}
+
+
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else _NUMBER_WORDS[text.lower()]
+
+
+def requirements_from_task(task: str) -> list[Requirement]:
+    """The measurable requirements a task states in common phrasings; each quotes the task.
+
+    >>> [(r.kind, r.value) for r in requirements_from_task("Explain closures in at most 40 words.")]
+    [('max_words', 40)]
+    >>> [(r.kind, r.value) for r in requirements_from_task("Write a haiku about rain")]
+    [('lines', 3)]
+    """
+    found: list[Requirement] = []
+    taken: list[tuple[int, int]] = []
+    for pattern, kind in _PHRASINGS:
+        for match in re.finditer(pattern, task, re.I):
+            if any(a <= match.start() < b for a, b in taken) and kind not in ("json", "python", "json_keys"):
+                continue  # "between 80 and 100 words" is one requirement, not three
+            quote = match.group(0).strip()
+            groups = [g for g in match.groups() if g]
+            found += _read_requirement(kind, groups, quote)
+            taken.append((match.start(), match.end()))
+    unique: dict[tuple[str, str], Requirement] = {}
+    for r in found:
+        unique.setdefault((r.kind, str(r.value).lower()), r)
+    kinds = {r.kind for r in unique.values()}
+    return [
+        r
+        for r in unique.values()
+        if not (r.kind == "json" and kinds & {"json_array", "json_keys"})  # the stronger check covers it
+        and not (r.kind == "python" and kinds & {"function", "class"})
+        and not (r.kind == "items" and kinds & {"bullets", "numbered"})
+    ]
+
+
+def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirement]:
+    try:
+        if kind == "word_range":
+            low, high = sorted(_number(g) for g in groups[:2])
+            return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
+        if kind in _SHIFT:
+            real, shift = _SHIFT[kind]
+            return [Requirement(real, _number(groups[0]) + shift, quote)]
+        if kind == "haiku":
+            return [Requirement("lines", 3, quote)]
+        if kind == "json_keys":
+            keys = [k.strip("\"'`") for k in re.split(r",\s*|,?\s+and\s+|\s+", groups[0]) if k.strip("\"'`")]
+            keys = [k for k in keys if k.lower() not in ("the", "a", "an", "each", "of", "with")]
+            return [Requirement(kind, keys, quote)] if keys else []
+        if kind in ("json", "python", "uppercase"):
+            return [Requirement(kind, True, quote)]
+        if kind in ("function", "class", "include", "exclude", "line_start"):
+            return [Requirement(kind, groups[0], quote)]
+        return [Requirement(kind, _number(groups[0]), quote)]
+    except (KeyError, ValueError, IndexError):
+        return []
+
+
+# -- Measuring: one function per kind, each returns (passed, what was measured) --
+
+_BULLET = re.compile(r"^\s*[-*•]\s+\S")
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
+
+
+def _list_lines(draft: str, pattern: re.Pattern[str] | None = None) -> list[str]:
+    lines = [line for line in draft.splitlines() if line.strip()]
+    if pattern is not None:
+        return [line for line in lines if pattern.match(line)]
+    marked = [line for line in lines if _BULLET.match(line) or _NUMBERED.match(line)]
+    return marked or lines
+
+
+def _sentences(text: str) -> int:
+    text = re.sub(r"```.*?```", " ", text, flags=re.S).strip()
+    ends = len(re.findall(r"[.!?]+[\"')\]]*(?=\s|$)", text))
+    return ends + (1 if text and not re.search(r"[.!?][\"')\]]*$", text) else 0)
+
+
+def _json_value(draft: str) -> Any:
+    """The draft's JSON: the whole draft, a fenced block, or the first array or object in it."""
+    for candidate in [draft, *(code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "json"))]:
+        try:
+            return json.loads(candidate)
+        except (ValueError, RecursionError):
+            pass
+    decoder = json.JSONDecoder()
+    for start in (i for i, c in enumerate(draft) if c in "[{"):
+        try:
+            return decoder.raw_decode(draft, start)[0]
+        except (ValueError, RecursionError):
+            continue
+    return None
+
+
+def _python_tree(draft: str) -> ast.Module | None:
+    blocks = [code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "python", "py", "python3")]
+    for code in [*blocks, draft]:
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def measure(draft: str, r: Requirement) -> tuple[bool, str]:
+    """Whether ``draft`` meets ``r``, and what was measured, in words a model can act on."""
+    words = len(draft.split())
+    v = r.value
+    if r.kind == "max_words":
+        return words <= v, f"{_count(words, 'word')}; the task asks for at most {v}"
+    if r.kind == "min_words":
+        return words >= v, f"{_count(words, 'word')}; the task asks for at least {v}"
+    if r.kind == "about_words":
+        low, high = math.floor(v * (1 - ABOUT_TOLERANCE)), math.ceil(v * (1 + ABOUT_TOLERANCE))
+        return low <= words <= high, f"{_count(words, 'word')}; the task asks for about {v} ({low}-{high})"
+    if r.kind == "exact_words":
+        return words == v, f"{_count(words, 'word')}; the task asks for exactly {v}"
+    if r.kind in ("bullets", "numbered", "items", "lines"):
+        pattern = {"bullets": _BULLET, "numbered": _NUMBERED}.get(r.kind)
+        found = len(_list_lines(draft, pattern)) if r.kind != "lines" else len(_list_lines(draft, re.compile(".")))
+        noun = {"bullets": "bullet point", "numbered": "numbered item", "items": "item", "lines": "non-empty line"}
+        return found == v, f"{_count(found, noun[r.kind])}; the task asks for exactly {v}"
+    if r.kind == "sentences":
+        found = _sentences(draft)
+        return found == v, f"{_count(found, 'sentence')}; the task asks for exactly {v}"
+    if r.kind == "item_max_words":
+        longest = max(
+            (len(re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).split()) for line in _list_lines(draft)), default=0
+        )
+        return longest <= v, f"the longest item has {_count(longest, 'word')}; the task asks for at most {v} each"
+    if r.kind in ("json", "json_array", "json_keys"):
+        data = _json_value(draft)
+        if data is None:
+            return False, "no valid JSON found in the draft; the task asks for JSON"
+        if r.kind == "json_array":
+            if not isinstance(data, list):
+                return False, f"the JSON is {type(data).__name__}, not an array; the task asks for an array of {v}"
+            return len(data) == v, f"a JSON array of {len(data)}; the task asks for {v}"
+        if r.kind == "json_keys":
+            objects = data if isinstance(data, list) else [data]
+            missing = sorted({k for o in objects for k in v if not (isinstance(o, dict) and k in o)})
+            return not missing, f"missing keys {', '.join(missing)}" if missing else f"every object has {', '.join(v)}"
+        return True, "valid JSON"
+    if r.kind in ("python", "function", "class"):
+        tree = _python_tree(draft)
+        if tree is None:
+            return False, "the Python code does not parse; the task asks for working Python"
+        if r.kind == "python":
+            return True, "the Python code parses"
+        kind = ast.ClassDef if r.kind == "class" else (ast.FunctionDef, ast.AsyncFunctionDef)
+        names = [n.name for n in ast.walk(tree) if isinstance(n, kind)]
+        return v in names, f"defines {', '.join(names) or 'nothing'}; the task asks for {r.kind} {v}"
+    if r.kind in ("include", "exclude"):
+        present = re.search(rf"(?<!\w){re.escape(v)}(?!\w)", draft, re.I) is not None
+        if r.kind == "include":
+            return present, f"contains '{v}'" if present else f"'{v}' is missing; the task asks for it"
+        return not present, f"'{v}' appears; the task forbids it" if present else f"does not contain '{v}'"
+    if r.kind == "line_start":
+        bad = [
+            line.strip()
+            for line in _list_lines(draft, re.compile("."))
+            if not line.strip().lower().startswith(v.lower())
+        ]
+        return (
+            not bad,
+            f"{_count(len(bad), 'line')} do not start with '{v}'" if bad else f"every line starts with '{v}'",
+        )
+    if r.kind == "uppercase":
+        lower = sum(c.islower() for c in draft)
+        return lower == 0, f"{_count(lower, 'lowercase letter')}; the task asks for capitals only"
+    if r.kind == "no_empty_items":  # "- -" or "3." with nothing after it: list markers with no words
+        prose = re.sub(r"```.*?(```|$)", "", draft, flags=re.S)  # code and JSON are not list items
+        marked = [m.group(1) for m in re.finditer(r"^\s*(?:[-*•]|\d+[.)])(?=\s|$)(.*)$", prose, re.M)]
+        empty = [rest for rest in marked if not re.search(r"\w", rest)]
+        return not empty, f"{_count(len(empty), 'list item')} with no words in it" if empty else "no empty items"
+    if r.kind == "no_repeats":
+        line, times_seen = _most_repeated_line(draft)
+        if times_seen < v:
+            return True, "no line repeated"
+        return False, f"the draft repeats itself: '{clip(line, 60)}' appears {times(times_seen)}"
+    return False, f"unknown requirement kind {r.kind!r}: not checked"
+
+
+def _most_repeated_line(draft: str) -> tuple[str, int]:
+    """The longer line (four words or more) repeated most often, and how often."""
+    counts: dict[str, int] = {}
+    for line in draft.splitlines():
+        key = " ".join(line.lower().split())
+        if len(key.split()) >= 4:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "", 0
+    line = max(counts, key=lambda k: counts[k])
+    return line, counts[line]
+
+
+PLAN_CHECK_KINDS = (
+    "max_words", "min_words", "about_words", "exact_words", "bullets", "numbered", "items", "lines", "sentences",
+    "item_max_words", "json", "json_array", "json_keys", "python", "function", "class", "include", "exclude",
+    "line_start", "uppercase",
+)  # fmt: skip
+
+
+def accept_proposed(task: str, proposed: Any) -> list[Requirement]:
+    """Checks the planner proposed that code can trust: a known kind, a quote that is in the task, a value in the quote.
+
+    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "30", "quote": "at most 30 words"}])
+    [Requirement(kind='max_words', value=30, quote='at most 30 words')]
+    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "30", "quote": "at most 20 words"}])
+    []
+    """
+    accepted = []
+    flat_task = " ".join(task.lower().split())
+    for item in proposed if isinstance(proposed, list) else []:
+        if not isinstance(item, dict) or item.get("kind") not in PLAN_CHECK_KINDS:
+            continue
+        quote, value = " ".join(str(item.get("quote", "")).split()), str(item.get("value", "")).strip()
+        if not quote or quote.lower() not in flat_task or not value:
+            continue  # an invented requirement: the task never says it
+        from_quote = [r for r in requirements_from_task(quote) if r.kind == item["kind"]]
+        if from_quote:  # code reads the quote itself rather than trusting the model's value
+            accepted += from_quote
+            continue
+        if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", quote, re.I) is None:
+            continue  # the value is not in the words quoted
+        if item["kind"] in ("json", "python", "uppercase"):
+            accepted.append(Requirement(item["kind"], True, quote))
+        elif item["kind"] in ("include", "exclude", "function", "class", "line_start"):
+            accepted.append(Requirement(item["kind"], value, quote))
+        elif value.isdigit() or value.lower() in _NUMBER_WORDS:
+            accepted.append(Requirement(item["kind"], _number(value), quote))
+    return accepted
 
 
 # -- Output: one rich Console, passed in; model text is never parsed as markup --
@@ -1567,6 +2014,7 @@ def record_start(state: SharedState, llm: LLM) -> None:
         demo_scenario=s.demo_scenario if s.demo else None,
         server=s.server(),
         models={role: s.model_for(role) for role in ROLES},
+        requirements=[vars(r) for r in state["requirements"]],
         limits={
             "max_iterations": s.max_iterations,
             "max_tokens": s.max_tokens,
@@ -1588,6 +2036,12 @@ def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> N
     elif role == "critic":
         verdict = "APPROVED" if state["critic_approved"] else "REJECTED"
         title, body = f"Critic · {verdict} · iteration {state['iteration']}", state["critic_feedback"] or ""
+        checklist = [
+            f"{'✓' if c['passed'] else '✗'} {c['requirement']}: {c['measured']}"
+            for c in shown_checks(state["draft_facts"])
+        ]
+        if checklist:
+            body += "\n\nchecked by code:\n" + "\n".join(checklist)
     else:
         title, body = role.replace("_", " ").capitalize(), reply.content if reply else ""
     style = ROLES[role].colour if role in ROLES else "white"
@@ -1599,9 +2053,10 @@ def show_verdict(llm: LLM, reply: Reply, verdict: Verdict) -> None:
     llm.display.note(f"verdict read from {verdict.source}: {verdict.why}")
 
 
-def record_verdict(state: SharedState, llm: LLM, verdict: Verdict) -> None:
+def record_verdict(state: SharedState, llm: LLM, verdict: Verdict, checks: list[dict[str, Any]]) -> None:
     llm.trace.event(
         "verdict",
+        checks=checks,
         iteration=state["iteration"],
         plan_version=state["plan_version"],
         attempt=state["worker_attempts"],
@@ -1741,20 +2196,21 @@ DEMO_SCENARIOS: dict[str, list[bool]] = {
     "exhaust": [],  # never approves: stops with escalation_exhausted
 }
 
-# Rejected drafts break the form (four lines); approved ones keep it, so the story holds.
+# The first rejected haiku breaks the form (four lines), so code rejects it with no model call;
+# the second keeps the form but drifts off the subject, so the critic's model has to catch it.
 _HAIKU_REJECTED = [
     "Three small minds confer\nOne plans, one writes, one reads it through\nThe loop turns once more\nand once more, until it rests",
-    "Plans become drafts, drafts\nbecome notes from a careful eye\nnotes become new drafts\nround and round",
+    "Grey waves fold on sand\nthe gulls lift and fall again\nsalt wind fills the dunes",
 ]
 _HAIKU_APPROVED = [
     "Planner sketches steps\nWorker shapes words to the plan\nCritic nods, well done",
     "Steps laid out in rows\none hand writes, one eye reviews\nthe draft comes back clean",
 ]
 _HAIKU_FEEDBACK = [
-    "Too long for the form: a haiku has exactly three lines (5, 7 and 5 syllables), and the measured "
-    "facts show four. Cut the last line and keep the imagery about agents.",
-    "Still four lines. The plan never fixes the 5-7-5 form before writing, so the drafts keep "
-    "drifting: the plan itself needs to change.",
+    "Three lines, as code measured, but the poem is about the sea, not about agents. Keep the form and make "
+    "the images about agents working together.",
+    "Still off the subject. The plan never says the haiku must be about agents, so the drafts drift: the plan "
+    "itself needs to change.",
 ]
 _GENERIC_FEEDBACK = [
     "Too general: the draft restates the task instead of doing it. Add one concrete example and cut the filler.",
@@ -1784,22 +2240,23 @@ def demo_script(scenario: str) -> Responder:
         haiku = "haiku" in task.lower()
         if role == "planner":
             first = (
-                "1. Settle the form first: three lines of 5, 7 and 5 syllables."
+                "Fix the form first: three lines of 5, 7 and 5 syllables, about agents."
                 if n > 1
-                else "1. List what the task asks for."
+                else "List what the task asks for."
             )
-            return (
-                f"{first}\n2. Draft it in one pass: {clip(task, 80)}\n3. Read it back and tighten every line.\n"
-                "Checks: it answers the task exactly and nothing more."
-            )
+            steps = [first, f"Write it in one pass: {clip(task, 80)}", "Read it back and tighten every line."]
+            if "response_format" in request:
+                return json.dumps({"steps": steps, "checks": []})
+            return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
         if role == "worker":
             will_pass = n - 1 < len(verdicts) and verdicts[n - 1]
             if haiku:
                 drafts = _HAIKU_APPROVED if will_pass else _HAIKU_REJECTED
                 return drafts[(n - 1) % len(drafts)]
             return f"(scripted draft {n}) A short answer to: {task}\n\nIt covers the task in a few plain sentences."
-        if role == "critic":
-            approved = verdicts[n - 1] if n - 1 < len(verdicts) else False
+        if role == "critic":  # it judges the newest draft, so it follows the worker's count
+            draft = counts.get("worker", 1)
+            approved = verdicts[draft - 1] if draft - 1 < len(verdicts) else False
             lines = _HAIKU_FEEDBACK if haiku else _GENERIC_FEEDBACK
             feedback = "Meets the task." if approved else lines[(n - 1) % len(lines)]
             if "response_format" in request:

@@ -9,6 +9,7 @@ unambiguous approval is never approved, and parsing never raises.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -120,3 +121,22 @@ def test_a_yes_with_a_hedge_on_its_line_is_never_an_approval(yes: str, hedge: st
 def test_deeply_nested_json_never_raises(depth: int, approved: bool) -> None:
     reply = '{"x": ' * depth + json.dumps({"approved": approved}) + "}" * depth
     assert mas.parse_verdict(reply).approved in (False, approved)
+
+
+REAL_REPLIES = Path(__file__).parent / "data" / "critic_replies.jsonl"
+
+
+def real_replies() -> list[dict[str, object]]:
+    return [json.loads(line) for line in REAL_REPLIES.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_real_replies_from_the_local_model_are_read_as_a_person_reads_them() -> None:
+    """Critic replies collected from Qwen2.5-Coder-1.5B runs, each labelled by reading it; see tests/data."""
+    replies = real_replies()
+    assert len(replies) >= 15
+    wrong = [
+        (r["should_approve"], r["reply"])
+        for r in replies
+        if mas.parse_verdict(str(r["reply"])).approved != r["should_approve"]
+    ]
+    assert wrong == []
