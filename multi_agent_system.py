@@ -85,19 +85,22 @@ TASK_MAX_CHARS = 4_000  # longer tasks are refused up front with a clear message
 PLAN_MAX_CHARS = 3_000  # a plan as shown to the worker and critic
 DRAFT_MAX_CHARS = 6_000  # a draft as shown to the critic, or back to the worker
 FEEDBACK_MAX_CHARS = 1_500  # one round of critic feedback, in full
-NOTE_MAX_CHARS = 1_500  # what an added agent (a researcher, say) leaves for the worker
+NOTES_MAX_CHARS = 1_500  # what added agents (a researcher, say) leave for the worker, all together
+CHECKLIST_MAX_CHARS = 600  # the worker's line of requirements that code will check
 CLIP_CHARS = 300  # an old plan or old feedback, shortened
 HISTORY_WHOLE = 2  # newest reviews of the current plan the worker sees whole (draft and feedback)
 HISTORY_MAX = 6  # reviews shown at all; older ones stay in the trace only
 EARLIER_PLANS_SHOWN = 3  # failed plans the planner is reminded of
 OWN_FEEDBACK_SHOWN = 3  # earlier verdicts the critic is reminded of
 SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest system prompt fits in this
-# The worker's prompt is the largest: system, task, plan, two whole reviews and
-# four clipped ones, plus headings. Tested in tests/test_orchestrator.py.
+# The worker's prompt is the largest: system, task, plan, notes, checklist, two
+# whole reviews and four clipped ones, plus headings. Tested in tests/test_orchestrator.py.
 PROMPT_MAX_CHARS = (
     SYSTEM_PROMPT_MAX_CHARS
     + TASK_MAX_CHARS
     + PLAN_MAX_CHARS
+    + NOTES_MAX_CHARS
+    + CHECKLIST_MAX_CHARS
     + HISTORY_WHOLE * (DRAFT_MAX_CHARS + FEEDBACK_MAX_CHARS)
     + (HISTORY_MAX - HISTORY_WHOLE) * CLIP_CHARS
     + 1_000
@@ -452,8 +455,11 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
     parts = [state["task"], f"A plan that may help (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
     if state["requirements"]:
-        parts.append("Code will check: " + "; ".join(r.quote for r in state["requirements"]) + ".")
-    parts += [f"Notes from the {role}:\n{clip(note, NOTE_MAX_CHARS)}" for role, note in state["notes"].items()]
+        checklist = "; ".join(spelled_out(r) for r in state["requirements"])
+        parts.append(clip(f"Code will check: {checklist}.", CHECKLIST_MAX_CHARS))
+    if state["notes"]:
+        notes = "\n\n".join(f"Notes from the {role}:\n{note}" for role, note in state["notes"].items())
+        parts.append(clip(notes, NOTES_MAX_CHARS))
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     older = [r for r in shown if r not in recent]
@@ -464,7 +470,7 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
         messages.append(
             user(
-                f"The Critic rejected that draft (plan v{r['plan_version']}, draft {r['attempt']}):\n"
+                f"That draft was rejected (plan v{r['plan_version']}, draft {r['attempt']}):\n"
                 f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
                 "Return a new, complete version that fixes every point, and nothing else."
             )
@@ -511,7 +517,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
         ]
         own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
         if own:
-            parts.append("Your earlier feedback on this task, oldest first:\n" + lessons(own))
+            parts.append("Earlier feedback on this task (yours, or code's), oldest first:\n" + lessons(own))
         parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
         reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], schema=verdict_schema())
         verdict = parse_verdict(reply.content)
@@ -717,6 +723,18 @@ def code_blocks(text: str) -> list[dict[str, Any]]:
             check["parses"], check["error"] = False, first_line(str(err) or type(err).__name__, 120)
         blocks.append(check)
     return blocks
+
+
+def spelled_out(r: Requirement) -> str:
+    """A requirement as the worker should read it: the task's words, and the measure when they hide it.
+
+    >>> spelled_out(Requirement("lines", 3, "haiku")), spelled_out(Requirement("max_words", 40, "at most 40 words"))
+    ('haiku (lines: 3)', 'at most 40 words')
+    """
+    if r.value is True or str(r.value).lower() in r.quote.lower():
+        return r.quote
+    value = ", ".join(r.value) if isinstance(r.value, list) else r.value
+    return f"{r.quote} ({r.kind.replace('_', ' ')}: {value})"
 
 
 def shown_checks(facts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1322,7 +1340,8 @@ def parse_verdict(text: str) -> Verdict:
     or with a bare "Approved."/"Not approved", or a ✅/❌ mark. The reply approves
     only when all of them are an unconditional yes and one is stated outright;
     anything else (no verdict, a no anywhere, a hedged or templated yes, a duplicated
-    key, cut-off JSON, a yes that is only quoted) is a rejection.
+    key, cut-off JSON, a yes that is only quoted, a yes whose own feedback says the
+    draft falls short) is a rejection. A reasoning model's <think> block is skipped.
 
     >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
     True
@@ -2239,11 +2258,13 @@ def demo_script(scenario: str) -> Responder:
         task = _task_in(request)
         haiku = "haiku" in task.lower()
         if role == "planner":
-            first = (
-                "Fix the form first: three lines of 5, 7 and 5 syllables, about agents."
-                if n > 1
-                else "List what the task asks for."
-            )
+            first = "List what the task asks for."
+            if n > 1:
+                first = (
+                    "Fix the form first: three lines of 5, 7 and 5 syllables, about agents."
+                    if haiku
+                    else "Say what a finished answer must contain."
+                )
             steps = [first, f"Write it in one pass: {clip(task, 80)}", "Read it back and tighten every line."]
             if "response_format" in request:
                 return json.dumps({"steps": steps, "checks": []})
@@ -2280,7 +2301,7 @@ real models (environment or .env):
   OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_MODEL=llama3.2  Ollama (no key needed)
   OPENAI_BASE_URL=http://localhost:1234/v1                       LM Studio
   OPENAI_BASE_URL=http://localhost:8080/v1                       llama.cpp server
-  PLANNER_MODEL / WORKER_MODEL / CRITIC_MODEL                    one model per role
+  {role_envs}{pad}one model per role
 
 exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration error, 130 interrupted
 traces: one JSON line per event in logs/<run id>.jsonl"""
@@ -2314,7 +2335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="multi_agent_system.py",
         description="A Planner, a Worker and a Critic work one task together, under hard budgets.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(role_envs=" / ".join(r.env for r in ROLES.values()), pad="  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("task", nargs="?", help='what to do, in quotes; "-" reads it from standard input')

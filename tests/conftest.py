@@ -1,14 +1,21 @@
 """Shared test fixtures: a fake OpenAI client, a network guard, captured output.
 
 Every test runs offline and without a key. The fake client hands back real
-``openai`` response objects from a queue, records every request, and fails the
-test loudly when the code asks for more replies than the test scripted.
+``openai`` response objects from scripted queues (one queue, or one per role),
+records every request, and fails the test loudly when the code asks for more
+replies than the test scripted.
+
+Tests of the loop build their queues and expected numbers from the chapter's
+constants (``per_role``, ``ladder``), so a student who changes a limit,
+rewords a prompt or adds an agent breaks only the tests about that change.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -47,31 +54,114 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 class FakeClient:
-    """Stands in for ``openai.OpenAI``: replies come from a queue, in order.
+    """Stands in for ``openai.OpenAI``: replies come from scripted queues.
 
-    Queue items are ChatCompletion objects (see ``completion``) or exceptions,
-    which are raised as the server's answer. ``calls`` records every request.
+    Two forms:
+
+    ``FakeClient(r1, r2, ...)``
+        one queue, answered in call order whoever asks (stage 3's tests use this);
+    ``FakeClient(planner=[...], worker=[...], critic=[...])``
+        one queue per role, chosen by the request's role header (``mas.request_role``).
+        A role whose queue runs dry fails the test, naming the role and the call;
+        ``critic=[]`` therefore means "the critic must not be called". A role given
+        no queue at all (an agent a student added, say "researcher") gets the
+        labelled reply ``"(fake <role> reply)"``, recorded in ``defaulted``, so
+        adding an agent does not break the tests of the others. Its usage is
+        honest (the prompt counted as the gateway estimates it), so the extra
+        call does not teach the gateway to scale up every later estimate.
+
+    Queue items are ChatCompletion objects (see ``completion``), exceptions,
+    which are raised as the server's answer, or callables that get the request
+    and return either (for a reply that depends on what was spent before it).
+    ``calls`` records every request.
     """
 
-    def __init__(self, *replies: Any):
+    def __init__(self, *replies: Any, **by_role: list[Any]):
+        if replies and by_role:
+            raise TypeError("FakeClient takes one queue of replies or one queue per role, not both")
         self.queue = list(replies)
+        self.by_role = {role: list(queue) for role, queue in by_role.items()} if by_role else None
         self.calls: list[dict[str, Any]] = []
+        self.defaulted: list[str] = []  # roles that had no queue, once per call they made
         self.chat = self
         self.completions = self
 
     def create(self, **request: Any) -> Any:
         self.calls.append(request)
-        if not self.queue:
-            last = request["messages"][0]["content"][:60]
-            raise AssertionError(f"FakeClient: unexpected call #{len(self.calls)} (system prompt {last!r}…)")
-        item = self.queue.pop(0)
+        item = self._next(request)
+        if callable(item) and not isinstance(item, BaseException):
+            item = item(request)
         if isinstance(item, BaseException):
             raise item
         return item
 
-    def roles(self) -> list[str]:
-        """Which agent made each call, read from the system prompt."""
-        return [mas.request_role(call) or "?" for call in self.calls]
+    def _next(self, request: dict[str, Any]) -> Any:
+        number, role = len(self.calls), mas.request_role(request)
+        if self.by_role is None:
+            if not self.queue:
+                first = request["messages"][0]["content"][:60]
+                raise AssertionError(f"FakeClient: unexpected call #{number} from {role!r} (first message {first!r}…)")
+            return self.queue.pop(0)
+        if role is None:
+            raise AssertionError(f"FakeClient: call #{number} has no {mas.ROLE_HEADER} header, so no role to answer")
+        if role not in self.by_role:
+            self.defaulted.append(role)
+            return default_reply(role, request)
+        queue = self.by_role[role]
+        if not queue:
+            raise AssertionError(
+                f"FakeClient: the {role}'s call {self.roles().count(role)} (call #{number} in all) "
+                f"has no scripted reply: the {role} queue ran dry"
+            )
+        return queue.pop(0)
+
+    def roles(self, *only: str) -> list[str]:
+        """Which agent made each call, read from the role header; ``only`` keeps just those roles."""
+        seen = [mas.request_role(call) or "?" for call in self.calls]
+        return [role for role in seen if role in only] if only else seen
+
+    def calls_of(self, role: str) -> list[dict[str, Any]]:
+        """The requests one role sent, in order."""
+        return [call for call in self.calls if mas.request_role(call) == role]
+
+
+LOOP_ROLES = ("planner", "worker", "critic")  # the chapter's own agents; tests of the loop follow only these
+
+
+def per_role(verdicts: list[bool], plans: int) -> dict[str, list[Any]]:
+    """Per-role queues for a run: ``plans`` plans, one draft per verdict, the critic's verdicts in order."""
+    return {
+        "planner": [completion(f"1. Step one of plan {n}.") for n in range(1, plans + 1)],
+        "worker": [completion(f"draft {n}") for n in range(1, len(verdicts) + 1)],
+        "critic": [verdict(ok, f"feedback {n}") for n, ok in enumerate(verdicts, 1)],
+    }
+
+
+@dataclass(frozen=True)
+class Ladder:
+    rounds: int  # worker+critic rounds
+    plans: int
+    stop_reason: str
+
+
+def ladder(verdicts: list[bool], max_plans: int | None = None, max_iterations: int | None = None) -> Ladder:
+    """What the escalation ladder promises for a critic that gives ``verdicts`` (then "no" for ever).
+
+    Worked out from the rules, not by running the loop: each plan gets
+    REJECTIONS_BEFORE_REPLAN rounds; round k runs under plan ceil(k / R); after
+    max_plans plans are rejected the run gives up, and no round starts past
+    max_iterations (give_up is decided first when both fall on the same round).
+    """
+    per_plan = mas.REJECTIONS_BEFORE_REPLAN
+    max_plans = mas.MAX_PLANS if max_plans is None else max_plans
+    max_iterations = mas.MAX_ITERATIONS if max_iterations is None else max_iterations
+    last_round = min(max_iterations, max_plans * per_plan)
+    if True in verdicts and verdicts.index(True) + 1 <= last_round:
+        rounds, reason = verdicts.index(True) + 1, "approved"
+    else:
+        rounds = last_round
+        reason = "escalation_exhausted" if max_plans * per_plan <= max_iterations else "max_iterations"
+    return Ladder(rounds, math.ceil(rounds / per_plan), reason)
 
 
 def completion(
@@ -81,10 +171,14 @@ def completion(
     model: str = "gpt-4o-mini",
     **kwargs: Any,
 ) -> Any:
-    body = mas.completion_body(
-        text, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **kwargs
-    )
+    usage = None if prompt_tokens is None else (prompt_tokens, completion_tokens or 0)
+    body = mas.completion_body(text, model=model, usage=usage, **kwargs)
     return ChatCompletion.model_validate(body)  # a real SDK object, as a server's reply becomes
+
+
+def default_reply(role: str, request: dict[str, Any]) -> Any:
+    """What an agent no test scripted gets: a labelled reply whose prompt is counted as the gateway estimates it."""
+    return completion(f"(fake {role} reply)", mas.estimate_tokens(request["messages"]), 20)
 
 
 def verdict(approved: bool, feedback: str = "Fix the ending.") -> Any:

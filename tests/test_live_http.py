@@ -2,6 +2,8 @@
 
 These cover what a fake client cannot: the SDK's own retries, its typed
 exceptions, and the json_schema fallback as a real server would trigger it.
+Answers are scripted per role (``server.by_role``), so an agent a student adds
+gets a default answer and changes none of these tests.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def server(monkeypatch):
         monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
         monkeypatch.setenv("OPENAI_MODEL", "gpt-4o-mini")
         yield srv
+    assert not srv.unexpected, f"requests the test scripted no answer for: {srv.unexpected}"
 
 
 def ok(text: str, **kwargs: Any) -> tuple[int, dict, dict]:
@@ -34,24 +37,28 @@ def ok(text: str, **kwargs: Any) -> tuple[int, dict, dict]:
 
 
 def test_a_real_run_over_http_end_to_end(server, console) -> None:
-    server.answers += [ok("1. Write it."), ok("three\nshort\nlines"), ok(VERDICT_YES)]
+    server.by_role = {
+        "planner": [ok("1. Write it.")],
+        "worker": [ok("three\nshort\nlines")],
+        "critic": [ok(VERDICT_YES)],
+    }
     assert mas.main(["Write a haiku", "--json"], console=console) == 0
     data = json.loads(output(console))
-    assert data["approved"] and data["demo"] is False and data["total_tokens"] == 180
+    assert data["approved"] and data["demo"] is False
+    assert data["total_tokens"] == server.tokens_reported >= 3 * 60  # what the server counted, every agent's calls
     assert server.headers[0]["authorization"] == "Bearer sk-loopback"
-    assert server.requests[2]["response_format"]["type"] == "json_schema"
-    assert server.requests[0]["max_tokens"] == mas.ROLES["planner"].max_tokens
+    assert [r["response_format"]["type"] for r in server.requests_of("critic")] == ["json_schema"]
+    assert server.requests_of("planner")[0]["max_tokens"] == mas.ROLES["planner"].max_tokens
 
 
 def test_a_429_is_retried_by_the_sdk_then_succeeds(server, console, tmp_path) -> None:
-    server.answers += [
-        ok("1. plan"),
-        (429, error_body("Rate limit reached", "rate_limit_error"), FAST_RETRY),
-        ok("draft"),
-        ok(VERDICT_YES),
-    ]
+    server.by_role = {
+        "planner": [ok("1. plan")],
+        "worker": [(429, error_body("Rate limit reached", "rate_limit_error"), FAST_RETRY), ok("draft")],
+        "critic": [ok(VERDICT_YES)],
+    }
     assert mas.main(["task", "--verbose"], console=console) == 0
-    assert len(server.requests) == 4  # the worker's request was sent twice
+    assert len(server.requests_of("worker")) == 2  # the worker's request was sent twice
     assert "openai SDK: Retrying request" in output(console)
     (trace,) = (tmp_path / "logs").glob("*.jsonl")
     assert "Retrying request" in trace.read_text()
@@ -59,25 +66,31 @@ def test_a_429_is_retried_by_the_sdk_then_succeeds(server, console, tmp_path) ->
 
 def test_json_schema_refused_falls_back_for_the_rest_of_the_run(server, console, tmp_path) -> None:
     refuse = (400, error_body("response_format json_schema is not supported by this server"), {})
-    server.answers += [
-        ok("1. plan"),
-        ok("draft 1"),
-        refuse,  # critic asks for json_schema: refused
-        ok('{"approved": false, "feedback": "again"}'),  # the same call, with json_object
-        ok("draft 2"),
-        ok('{"approved": true, "feedback": "ok"}'),  # next critic call goes straight to json_object
-    ]
+    server.by_role = {
+        "planner": [ok("1. plan")],
+        "worker": [ok("draft 1"), ok("draft 2")],
+        "critic": [
+            refuse,  # critic asks for json_schema: refused
+            ok('{"approved": false, "feedback": "again"}'),  # the same call, with json_object
+            ok('{"approved": true, "feedback": "ok"}'),  # next critic call goes straight to json_object
+        ],
+    }
     assert mas.main(["task"], console=console) == 0
-    formats = [r.get("response_format", {}).get("type") for r in server.requests]
-    assert formats == [None, None, "json_schema", "json_object", None, "json_object"]
+    formats = [r.get("response_format", {}).get("type") for r in server.requests_of("critic")]
+    assert formats == ["json_schema", "json_object", "json_object"]
+    assert [r for r in server.requests_of("worker") if "response_format" in r] == []  # drafts are free text
     assert "using json_object for the rest of the run" in output(console)
 
 
 def test_plain_text_is_the_last_fallback(server, console) -> None:
     refuse = (422, error_body("unknown field: response_format"), {})
-    server.answers += [ok("p"), ok("d"), refuse, refuse, ok("**Approved:** Yes\n**Feedback:** fine")]
+    server.by_role = {
+        "planner": [ok("p")],
+        "worker": [ok("d")],
+        "critic": [refuse, refuse, ok("**Approved:** Yes\n**Feedback:** fine")],
+    }
     assert mas.main(["task"], console=console) == 0
-    assert "response_format" not in server.requests[-1]
+    assert "response_format" not in server.requests_of("critic")[-1]
 
 
 def test_max_tokens_refused_switches_to_max_completion_tokens(server, console) -> None:
@@ -86,14 +99,18 @@ def test_max_tokens_refused_switches_to_max_completion_tokens(server, console) -
         error_body("Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead."),
         {},
     )
-    server.answers += [refuse, ok("p"), ok("d"), ok(VERDICT_YES)]
+    server.by_role = {"planner": [refuse, ok("p")], "worker": [ok("d")], "critic": [ok(VERDICT_YES)]}
     assert mas.main(["task"], console=console) == 0
     assert "max_tokens" in server.requests[0] and "max_tokens" not in server.requests[1]
     assert all(r["max_completion_tokens"] > 0 for r in server.requests[1:])
 
 
 def test_usage_missing_over_http_is_estimated(server, console) -> None:
-    server.answers += [ok("p", usage=False), ok("d", usage=False), ok(VERDICT_YES, usage=False)]
+    server.by_role = {
+        "planner": [ok("p", usage=False)],
+        "worker": [ok("d", usage=False)],
+        "critic": [ok(VERDICT_YES, usage=False)],
+    }
     assert mas.main(["task", "--json"], console=console) == 0
     data = json.loads(output(console))
     assert data["usage_estimated"] is True and data["total_tokens"] > 0
@@ -115,9 +132,7 @@ def test_usage_missing_over_http_is_estimated(server, console) -> None:
         (400, error_body("messages: bad"), "refused the request (400)"),
     ],
 )
-def test_configuration_errors_are_one_line_and_exit_2(
-    server, console, tmp_path, status, body, expected
-) -> None:
+def test_configuration_errors_are_one_line_and_exit_2(server, console, tmp_path, status, body, expected) -> None:
     server.answers += [(status, body, {})]
     assert mas.main(["task"], console=console) == 2
     errors = [line for line in output(console).splitlines() if line.startswith("error:")]
@@ -129,13 +144,15 @@ def test_configuration_errors_are_one_line_and_exit_2(
 
 def test_a_server_that_keeps_failing_stops_with_api_error_and_keeps_the_work(server, console) -> None:
     failing = (503, error_body("overloaded", "server_error"), FAST_RETRY)
-    server.answers += [ok("1. plan"), ok("a draft")] + [failing] * (mas.SDK_MAX_RETRIES + 1)
+    server.by_role = {
+        "planner": [ok("1. plan")],
+        "worker": [ok("a draft")],
+        "critic": [failing] * (mas.SDK_MAX_RETRIES + 1),
+    }
     assert mas.main(["task", "--json"], console=console) == 1
-    data = json.loads(
-        output(console).split("\n", 1)[1] if output(console).startswith("error") else output(console)
-    )
+    data = json.loads(output(console).split("\n", 1)[1] if output(console).startswith("error") else output(console))
     assert data["stop_reason"] == "api_error" and data["result"] == "a draft"
-    assert len(server.requests) == 2 + mas.SDK_MAX_RETRIES + 1
+    assert len(server.requests_of("critic")) == mas.SDK_MAX_RETRIES + 1
 
 
 def test_an_unreachable_server_is_one_line_and_exit_2(console, monkeypatch) -> None:

@@ -1,17 +1,28 @@
-"""The loop's promises: escalation, budgets, history, stop reasons. All against the real agents."""
+"""The loop's promises: escalation, budgets, history, stop reasons. All against the real agents.
+
+Replies are queued per role, and call counts are asserted per role, so an agent a
+student adds (it gets a labelled default reply) changes none of these tests. The
+expected numbers come from the chapter's constants: a plan is rejected
+REJECTIONS_BEFORE_REPLAN times before a re-plan, an "always rejected" run lasts
+max_iterations rounds. Where a test passes limits of its own, its expectations are
+derived from them.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, verdict
+from conftest import LOOP_ROLES, FakeClient, completion, ladder, per_role, verdict
 
+R = mas.REJECTIONS_BEFORE_REPLAN  # rejections of one plan before the planner is asked again
 HAIKU_4_LINES = "one\ntwo\nthree\nfour"
 HAIKU_3_LINES = "one\ntwo\nthree"
+POEM = "Write a short poem about agents"  # states no requirement code could check: the critic's verdicts decide
 
 
 def events(llm: mas.LLM, kind: str) -> list[dict[str, Any]]:
@@ -19,103 +30,111 @@ def events(llm: mas.LLM, kind: str) -> list[dict[str, Any]]:
     return [e for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == kind]
 
 
+def reviews(state: mas.SharedState) -> list[mas.HistoryItem]:
+    return [item for item in state["history"] if item["kind"] == "review"]
+
+
 # -- the escalation ladder, one test per path ----------------------------------
 
 
+def counts(client: FakeClient) -> list[int]:
+    """Calls made by the planner, the worker and the critic."""
+    return [client.roles().count(role) for role in LOOP_ROLES]
+
+
+def ladder_actions(plans: int, last: str) -> list[str]:
+    """The escalation events of ``plans`` plans each rejected R times: revise, ..., replan, ..., then ``last``."""
+    return (["revise"] * (R - 1) + ["replan"]) * (plans - 1) + ["revise"] * (R - 1) + [last]
+
+
 def test_approval_on_the_first_try_takes_three_calls(make_llm) -> None:
-    client = FakeClient(completion("1. Write it."), completion(HAIKU_3_LINES), verdict(True, "Good."))
+    client = FakeClient(
+        planner=[completion("1. Write it.")], worker=[completion(HAIKU_3_LINES)], critic=[verdict(True, "Good.")]
+    )
     llm = make_llm(client)
     state = mas.orchestrate("Write a haiku", llm)
-    assert client.roles() == ["planner", "worker", "critic"]
+    assert client.roles(*LOOP_ROLES) == ["planner", "worker", "critic"]
     assert (state["stop_reason"], state["status"], state["iteration"]) == ("approved", "approved", 1)
     assert state["result"] == HAIKU_3_LINES
-    assert state["total_tokens"] == {"prompt": 300, "completion": 60, "total": 360}
+    spent = {
+        role: (llm.ledger.roles[role].prompt_tokens, llm.ledger.roles[role].completion_tokens) for role in LOOP_ROLES
+    }
+    assert spent == dict.fromkeys(LOOP_ROLES, (100, 20))  # each reply's usage, counted once
+    ledger = llm.ledger  # the state mirrors the ledger, every agent's calls included
+    assert state["total_tokens"] == {
+        "prompt": ledger.prompt_tokens,
+        "completion": ledger.completion_tokens,
+        "total": ledger.prompt_tokens + ledger.completion_tokens,
+    }
     assert mas.exit_code_for(state["stop_reason"]) == 0
 
 
 def test_first_rejection_means_the_worker_revises_with_the_feedback(make_llm) -> None:
     client = FakeClient(
-        completion("1. Write it."),
-        completion(HAIKU_4_LINES),
-        verdict(False, "Cut the fourth line."),
-        completion(HAIKU_3_LINES),
-        verdict(True),
+        planner=[completion("1. Write it.")],
+        worker=[completion(HAIKU_4_LINES), completion(HAIKU_3_LINES)],
+        critic=[verdict(False, "Cut the fourth line."), verdict(True)],
     )
-    state = mas.orchestrate("Write a haiku", make_llm(client))
-    assert client.roles() == ["planner", "worker", "critic", "worker", "critic"]
+    state = mas.orchestrate(POEM, make_llm(client))
+    assert client.roles(*LOOP_ROLES) == ["planner", "worker", "critic", "worker", "critic"]
     assert state["stop_reason"] == "approved" and state["plan_version"] == 1
-    revision = client.calls[3]["messages"]
+    revision = client.calls_of("worker")[1]["messages"]
     assert revision[2] == {"role": "assistant", "content": HAIKU_4_LINES}  # its own rejected draft
     assert "Cut the fourth line." in revision[3]["content"]
 
 
 def test_second_rejection_escalates_to_a_new_plan_told_why(make_llm) -> None:
-    client = FakeClient(
-        completion("1. Plan A."),
-        completion("draft 1"),
-        verdict(False, "Wrong form."),
-        completion("draft 2"),
-        verdict(False, "Still the wrong form."),
-        completion("1. Plan B."),
-        completion("draft 3"),
-        verdict(True),
-    )
-    llm = make_llm(client)
-    state = mas.orchestrate("Write a haiku", llm)
-    assert client.roles() == [
-        "planner",
-        "worker",
-        "critic",
-        "worker",
-        "critic",
-        "planner",
-        "worker",
-        "critic",
-    ]
-    replan = client.calls[5]["messages"][1]["content"]
-    assert "Plan A." in replan and "Still the wrong form." in replan
-    assert (state["plan"], state["plan_version"], state["worker_attempts"]) == ("1. Plan B.", 2, 1)
-    assert [e["action"] for e in events(llm, "escalation")] == ["revise", "replan"]
+    """Plan 1 is rejected REJECTIONS_BEFORE_REPLAN times (twice by default); plan 2 is told why; its first draft passes."""
+    client = FakeClient(**per_role([False] * R + [True], plans=2))
+    llm = make_llm(client, max_plans=2, max_iterations=R + 1)  # exactly the room this path needs
+    state = mas.orchestrate(POEM, llm)
+    assert client.roles(*LOOP_ROLES) == ["planner"] + ["worker", "critic"] * R + ["planner", "worker", "critic"]
+    first_plan, replan = (call["messages"][1]["content"] for call in client.calls_of("planner"))
+    assert f"feedback {R}" in replan and f"feedback {R}" not in first_plan  # told why plan 1 failed
+    assert (state["plan"], state["plan_version"], state["worker_attempts"]) == ("1. Step one of plan 2.", 2, 1)
+    assert [e["action"] for e in events(llm, "escalation")] == ["revise"] * (R - 1) + ["replan"]
+    assert state["stop_reason"] == "approved"
 
 
 def test_escalation_exhausted_after_max_plans_each_rejected_twice(make_llm) -> None:
-    replies = []
-    for n in range(3):
-        replies += [completion(f"plan {n}"), completion("d"), verdict(False), completion("d"), verdict(False)]
-    client = FakeClient(*replies)
-    llm = make_llm(client, max_plans=3)
+    """max_plans plans, each rejected REJECTIONS_BEFORE_REPLAN times (twice by default): a human is needed."""
+    plans = 3
+    client = FakeClient(**per_role([False] * (plans * R), plans=plans))  # one call more of any agent would run dry
+    llm = make_llm(client, max_plans=plans, max_iterations=plans * R + 1)  # the iteration limit is not what stops it
     state = mas.orchestrate("task", llm)
-    assert len(client.calls) == 15 and client.roles().count("planner") == 3
-    assert (state["stop_reason"], state["iteration"], state["plan_version"]) == ("escalation_exhausted", 6, 3)
-    assert events(llm, "escalation")[-1]["action"] == "give_up"
+    assert counts(client) == [plans, plans * R, plans * R]
+    assert (state["stop_reason"], state["iteration"], state["plan_version"]) == (
+        "escalation_exhausted",
+        plans * R,
+        plans,
+    )
+    assert [e["action"] for e in events(llm, "escalation")] == ladder_actions(plans, "give_up")
+    assert mas.times(R) in state["stop_detail"]  # the message is built from the constant
     assert mas.exit_code_for(state["stop_reason"]) == 1
 
 
-def test_always_rejected_stops_at_max_iterations_without_a_wasted_planner_call(make_llm) -> None:
-    """10 iterations, re-plans after rounds 2, 4, 6 and 8; none after round 10."""
-    replies = []
-    for n in range(5):
-        replies += [completion(f"plan {n}"), completion("d"), verdict(False), completion("d"), verdict(False)]
-    client = FakeClient(*replies)  # a sixth planner call would find the queue empty and fail
-    state = mas.orchestrate("task", make_llm(client, max_plans=99))
-    assert len(client.calls) == 25
-    assert client.roles().count("planner") == 5 and client.roles()[-1] == "critic"
-    assert (state["stop_reason"], state["iteration"]) == ("max_iterations", 10)
+@pytest.mark.parametrize("limit", [None, 2 * R], ids=["MAX_ITERATIONS", "2 x REJECTIONS_BEFORE_REPLAN"])
+def test_always_rejected_stops_at_max_iterations_without_a_wasted_planner_call(make_llm, limit: int | None) -> None:
+    """Never approved, plans to spare: the run stops at the iteration limit, with a new plan every
+    REJECTIONS_BEFORE_REPLAN rounds and none after the last round (a limit that is a multiple of it
+    ends on a re-plan decision: that plan is never paid for)."""
+    rounds = mas.MAX_ITERATIONS if limit is None else limit
+    plans = math.ceil(rounds / R)
+    client = FakeClient(**per_role([False] * rounds, plans=plans))  # one planner call more would run dry
+    limits = {} if limit is None else {"max_iterations": limit}
+    state = mas.orchestrate("task", make_llm(client, max_plans=plans + 1, **limits))
+    assert counts(client) == [plans, rounds, rounds]
+    assert client.roles(*LOOP_ROLES)[-1] == "critic"
+    assert (state["stop_reason"], state["iteration"]) == ("max_iterations", rounds)
+    assert mas.exit_code_for(state["stop_reason"]) == 1
 
 
 def test_an_odd_iteration_limit_still_never_pays_for_an_unused_plan(make_llm) -> None:
-    client = FakeClient(
-        completion("p1"),
-        completion("d"),
-        verdict(False),
-        completion("d"),
-        verdict(False),
-        completion("p2"),
-        completion("d"),
-        verdict(False),
-    )
-    state = mas.orchestrate("task", make_llm(client, max_iterations=3))
-    assert len(client.calls) == 8 and state["stop_reason"] == "max_iterations"
+    """A limit one round past a re-plan: the second plan is used for that round, then the run stops."""
+    limit = R + 1
+    client = FakeClient(**per_role([False] * limit, plans=2))
+    state = mas.orchestrate("task", make_llm(client, max_iterations=limit, max_plans=limit + 1))
+    assert counts(client) == [2, limit, limit] and state["stop_reason"] == "max_iterations"
 
 
 @pytest.mark.parametrize(
@@ -136,21 +155,34 @@ def test_decide_next_step_every_branch(attempts: int, plan: int, expected: str) 
 # -- the scripted demo model walks the same paths -------------------------------
 
 
-@pytest.mark.parametrize(
-    "scenario, calls, reason",
-    [
-        ("approve", 3, "approved"),
-        ("revise", 5, "approved"),
-        ("escalate", 8, "approved"),
-        ("exhaust", 15, "escalation_exhausted"),
-    ],
-)
-def test_demo_scenarios(make_llm, scenario: str, calls: int, reason: str) -> None:
+@pytest.mark.parametrize("scenario", sorted(mas.DEMO_SCENARIOS))
+def test_demo_scenarios(make_llm, scenario: str) -> None:
+    """Each scenario's verdicts walk the ladder the rules predict (see conftest.ladder), with the default limits."""
     client = mas.ScriptedClient(mas.demo_script(scenario))
-    state = mas.orchestrate("Write a haiku about agents", make_llm(client, demo=True))
-    assert (len(client.requests), state["stop_reason"]) == (calls, reason)
-    if reason == "approved":
+    llm = make_llm(client, demo=True)
+    state = mas.orchestrate("Write a haiku about agents", llm)
+    expected = ladder(mas.DEMO_SCENARIOS[scenario], llm.settings.max_plans, llm.settings.max_iterations)
+    roles = [mas.request_role(request) for request in client.requests]
+    judged = reviews(state)  # one a round, whether code or the critic decided
+    assert [roles.count("planner"), roles.count("worker"), len(judged)] == [
+        expected.plans,
+        expected.rounds,
+        expected.rounds,
+    ]
+    assert (state["stop_reason"], state["iteration"], state["plan_version"]) == (
+        expected.stop_reason,
+        expected.rounds,
+        expected.plans,
+    )
+    if expected.stop_reason == "approved":
         assert mas.measure_draft(state["result"])["lines"] == 3
+
+
+def test_the_demo_scenarios_are_named_for_their_paths() -> None:
+    """approve, revise and escalate approve after 0, 1 and REJECTIONS_BEFORE_REPLAN rejections; exhaust never does."""
+    verdicts = mas.DEMO_SCENARIOS
+    assert (verdicts["approve"], verdicts["revise"]) == ([True], [False, True])
+    assert verdicts["escalate"] == [False] * R + [True] and True not in verdicts["exhaust"]
 
 
 # -- budget gates --------------------------------------------------------------
@@ -171,47 +203,83 @@ def test_token_cap_is_never_exceeded_and_completions_are_clamped(make_llm) -> No
 
 
 def test_a_call_that_cannot_fit_is_not_made(make_llm) -> None:
-    client = FakeClient(completion("plan", 400, 100), completion("draft", 400, 100))
-    state = mas.orchestrate("task", make_llm(client, max_tokens=1_100))
-    assert len(client.calls) == 2  # the critic's call would not fit, so it never happened
+    budget = 2_000
+    left = mas.MIN_USEFUL_COMPLETION // 2  # what the worker's reply leaves: no call can fit in it
+
+    def draft_that_fills_the_budget(request: dict[str, Any]) -> Any:
+        return completion("draft", 100, budget - llm.ledger.total_tokens - 100 - left)
+
+    client = FakeClient(planner=[completion("plan")], worker=[draft_that_fills_the_budget], critic=[])
+    llm = make_llm(client, max_tokens=budget)
+    state = mas.orchestrate("task", llm)
+    assert client.roles(*LOOP_ROLES) == ["planner", "worker"]  # the critic's call would not fit, so it never happened
+    assert state["total_tokens"]["total"] == budget - left
     assert state["stop_reason"] == "token_budget" and "critic call skipped" in state["stop_detail"]
     assert state["result"] == "draft"  # the work already paid for is kept
 
 
 def test_warns_once_at_80_percent_of_the_token_budget(make_llm, console) -> None:
-    # 850 + 1050 = 76%, then the critic's 120 tokens cross 80%
-    client = FakeClient(completion("p", 100, 750), completion("d", 100, 950), verdict(True))
-    llm = make_llm(client, max_tokens=2_500)
+    """The planner and worker spend just under TOKEN_WARNING_SHARE (80%) of the budget; the critic crosses it."""
+    budget = 10_000
+    threshold = mas.TOKEN_WARNING_SHARE * budget
+    planner_tokens = math.floor(threshold) - 60 - 120  # the worker then spends 120: 60 short of the threshold
+    client = FakeClient(
+        planner=[completion("p", 100, planner_tokens - 100)], worker=[completion("d")], critic=[verdict(True)]
+    )
+    llm = make_llm(client, max_tokens=budget)
     mas.orchestrate("task", llm)
-    warnings = [e["message"] for e in events(llm, "warning")]
-    assert len([w for w in warnings if "of the budget" in w]) == 1
+    trace = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
+    spent, crossing = 0, None
+    for i, event in enumerate(trace):
+        if event["event"] == "call":
+            spent += event["prompt_tokens"] + event["completion_tokens"]
+            crossing = i if crossing is None and spent >= threshold else crossing
+    warned = [i for i, e in enumerate(trace) if e["event"] == "warning" and "of the budget" in e["message"]]
+    assert crossing is not None and warned == [crossing - 1]  # once, logged with the call that crossed the line
     assert "of the budget" in console.file.getvalue()
 
 
 def test_cost_cap_stops_before_it_is_crossed_and_cost_is_real(make_llm) -> None:
-    # gpt-4o-mini: 1000 in + 500 out = $0.00045 a call
-    client = FakeClient(completion("p", 1000, 500), completion("d", 1000, 500))
-    state = mas.orchestrate("task", make_llm(client, max_cost=0.00092))
+    # gpt-4o-mini: 1000 in + 500 out = $0.00045 a call at the listed price
+    per_million_in, per_million_out = mas.PRICES_PER_MILLION["gpt-4o-mini"]
+    per_call = (1000 * per_million_in + 500 * per_million_out) / 1_000_000
+    left = mas.MIN_USEFUL_COMPLETION * per_million_out / 1_000_000 / 2  # less than the smallest useful reply
+    client = FakeClient(planner=[completion("p", 1000, 500)], worker=[completion("d", 1000, 500)], critic=[])
+    llm = make_llm(client, max_cost=2 * per_call + left)
+    state = mas.orchestrate("task", llm)
     assert state["stop_reason"] == "cost_budget"
-    assert len(client.calls) == 2  # $0.00002 left cannot pay for the critic's prompt
-    assert state["cost_usd"] == pytest.approx(0.0009)
-    assert mas.format_cost(state["cost_usd"]) == "$0.000900"
+    assert client.roles(*LOOP_ROLES) == ["planner", "worker"]  # what is left cannot pay for the critic's call
+    assert [llm.ledger.roles[role].cost_usd for role in ("planner", "worker")] == pytest.approx([per_call] * 2)
+    assert state["cost_usd"] == pytest.approx(sum(r.cost_usd for r in llm.ledger.roles.values()))
+    assert mas.exit_code_for(state["stop_reason"]) == 1
 
 
 def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None:
-    # gpt-4o-mini: 100 in + 740 out = $0.000459 a call
-    client = FakeClient(completion("p", 100, 740), completion("d", 100, 740), verdict(True, "ok"))
-    mas.orchestrate("task", make_llm(client, max_cost=0.00105))
-    critic = client.calls[2]
+    max_cost = 0.00105
     price = mas.price_for("gpt-4o-mini")
+    left = 0.00015  # after the worker: the critic's prompt and some, not all, of its 400 tokens
+
+    def draft_that_leaves_a_little(request: dict[str, Any]) -> Any:
+        spendable = max_cost - llm.ledger.cost_usd - left - 100 * price.input_per_token
+        return completion("d", 100, math.floor(spendable / price.output_per_token))
+
+    client = FakeClient(
+        planner=[completion("p", 100, 740)], worker=[draft_that_leaves_a_little], critic=[verdict(True, "ok")]
+    )
+    llm = make_llm(client, max_cost=max_cost)
+    mas.orchestrate("task", llm)
+    calls = events(llm, "call")
+    first_critic = next(i for i, call in enumerate(calls) if call["role"] == "critic")
+    spent = sum(call["cost_usd"] for call in calls[:first_critic])
+    critic = client.calls_of("critic")[0]
     prompt = mas.estimate_tokens(critic["messages"], [mas.verdict_schema()])
     worst_case = prompt * price.input_per_token + critic["max_tokens"] * price.output_per_token
     assert critic["max_tokens"] < mas.ROLES["critic"].max_tokens
-    assert 2 * 0.000459 + worst_case <= 0.00105
+    assert spent + worst_case <= max_cost
 
 
 def test_unknown_price_is_reported_as_unknown(make_llm) -> None:
-    client = FakeClient(completion("p", model="llama3.2"), completion("d"), verdict(True))
+    client = FakeClient(planner=[completion("p", model="llama3.2")], worker=[completion("d")], critic=[verdict(True)])
     state = mas.orchestrate("task", make_llm(client, default_model="llama3.2"))
     assert state["cost_usd"] is None and mas.format_cost(None) == "cost unknown"
 
@@ -224,16 +292,16 @@ def test_timeout_stops_before_the_next_call(make_llm) -> None:
             now[0] += 30  # every call takes 30 seconds
             return super().create(**request)
 
-    client = SlowClient(completion("p"), completion("d"))
+    client = SlowClient(planner=[completion("p")], worker=[completion("d")], critic=[])
     llm = make_llm(client, timeout=50)
     llm._clock, llm._started = (lambda: now[0]), 0.0
     state = mas.orchestrate("task", llm)
-    assert len(client.calls) == 2 and state["stop_reason"] == "timeout"
+    assert len(client.calls) == 2 and state["stop_reason"] == "timeout"  # calls at 0 s and 30 s; none at 60 s
     assert client.calls[1]["timeout"] == pytest.approx(20)  # a call gets only the time left
 
 
 def test_ctrl_c_keeps_the_draft_and_writes_the_end_event(make_llm) -> None:
-    client = FakeClient(completion("p"), completion("draft"), KeyboardInterrupt())
+    client = FakeClient(planner=[completion("p")], worker=[completion("draft")], critic=[KeyboardInterrupt()])
     llm = make_llm(client)
     state = mas.orchestrate("task", llm)
     assert state["stop_reason"] == "interrupted" and state["result"] == "draft"
@@ -242,12 +310,15 @@ def test_ctrl_c_keeps_the_draft_and_writes_the_end_event(make_llm) -> None:
 
 
 def test_usage_missing_from_the_server_is_estimated_and_marked(make_llm) -> None:
-    client = FakeClient(completion("p", None, None), completion("d"), verdict(True))
+    client = FakeClient(planner=[completion("p", None, None)], worker=[completion("d")], critic=[verdict(True)])
     llm = make_llm(client)
     state = mas.orchestrate("task", llm)
     assert llm.ledger.roles["planner"].estimated and llm.ledger.estimated
-    assert state["total_tokens"]["total"] > 240
-    assert events(llm, "call")[0]["usage_estimated"] is True
+    assert not llm.ledger.roles["worker"].estimated
+    others = [call for call in events(llm, "call") if call["role"] != "planner"]
+    reported = sum(call["prompt_tokens"] + call["completion_tokens"] for call in others)
+    assert state["total_tokens"]["total"] > reported  # the planner's estimate is counted too
+    assert [call["usage_estimated"] for call in events(llm, "call") if call["role"] == "planner"] == [True]
 
 
 # -- agents, history and grounded critique --------------------------------------
@@ -266,30 +337,32 @@ def test_agents_called_out_of_order_fail_fast_without_a_call(make_llm) -> None:
 
 def test_critic_sees_measured_facts_plan_and_its_earlier_feedback(make_llm) -> None:
     client = FakeClient(
-        completion("1. Three lines."),
-        completion(HAIKU_4_LINES),
-        verdict(False, "Cut line four."),
-        completion("```python\ndef f(:\n```"),
-        verdict(True),
+        planner=[completion("1. Three lines.")],
+        worker=[completion(HAIKU_4_LINES), completion("```python\ndef f(:\n```")],
+        critic=[verdict(False, "Cut line four."), verdict(True)],
     )
-    mas.orchestrate("Write a haiku", make_llm(client))
-    first, second = client.calls[2]["messages"][1]["content"], client.calls[4]["messages"][1]["content"]
+    mas.orchestrate(POEM, make_llm(client))
+    first, second = (call["messages"][1]["content"] for call in client.calls_of("critic"))
     assert "non-empty lines: 4" in first and "1. Three lines." in first
     assert "does NOT parse" in second and "Cut line four." in second
-    assert client.calls[2]["response_format"]["type"] == "json_schema"
+    assert client.calls_of("critic")[0]["response_format"]["type"] == "json_schema"
 
 
 def test_an_empty_draft_is_rejected_by_code_without_a_critic_call(make_llm) -> None:
-    client = FakeClient(completion("p"), completion("  "), completion("real draft"), verdict(True))
+    client = FakeClient(
+        planner=[completion("p")], worker=[completion("  "), completion("real draft")], critic=[verdict(True)]
+    )
     state = mas.orchestrate("task", make_llm(client))
-    assert client.roles() == ["planner", "worker", "worker", "critic"]
+    assert client.roles(*LOOP_ROLES) == ["planner", "worker", "worker", "critic"]
     assert state["stop_reason"] == "approved"
-    assert state["history"][1]["feedback"].startswith("The draft was empty")
+    assert reviews(state)[0]["feedback"].startswith("The draft was empty")
 
 
 def test_history_records_plans_reviews_and_escalations(make_llm) -> None:
     client = FakeClient(
-        completion("p"), completion("d1"), verdict(False, "no"), completion("d2"), verdict(True)
+        planner=[completion("p")],
+        worker=[completion("d1"), completion("d2")],
+        critic=[verdict(False, "no"), verdict(True)],
     )
     state = mas.orchestrate("task", make_llm(client))
     assert [h["kind"] for h in state["history"]] == ["plan", "review", "escalation", "review"]
@@ -297,32 +370,41 @@ def test_history_records_plans_reviews_and_escalations(make_llm) -> None:
 
 
 def test_prompt_size_stays_bounded_as_iterations_grow(make_llm) -> None:
-    """Drafts and feedback far longer than any cap, for ten rounds: no prompt outgrows the bound."""
+    """Drafts and feedback far longer than any cap, for two plans' worth of rounds past a full
+    history window: no prompt outgrows the bound, and the same step of the next plan costs the same."""
     long_draft, long_feedback = "word " * 4_000, "fix " * 2_000
-    replies = []
-    for _ in range(5):
-        replies += [
-            completion("step " * 1_000),
-            completion(long_draft),
-            verdict(False, long_feedback),
-            completion(long_draft),
-            verdict(False, long_feedback),
-        ]
-    client = FakeClient(*replies)
-    mas.orchestrate("t" * mas.TASK_MAX_CHARS, make_llm(client, max_plans=99, max_tokens=10**9))
+    # a plan longer than PLAN_MAX_CHARS that is still a plan: six steps of 24 long words
+    long_plan = "\n".join(f"{i}. " + " ".join(f"step{i}word{j}-{'x' * 18}" for j in range(24)) for i in range(1, 7))
+    assert len(long_plan) > mas.PLAN_MAX_CHARS
+    plans = mas.HISTORY_MAX // R + 3
+    rounds = plans * R
+    client = FakeClient(
+        planner=[completion(long_plan) for _ in range(plans)],
+        worker=[completion(long_draft) for _ in range(rounds)],
+        critic=[verdict(False, long_feedback) for _ in range(rounds)],
+    )
+    llm = make_llm(client, max_plans=plans + 1, max_iterations=rounds, max_tokens=10**9)
+    mas.orchestrate("t" * mas.TASK_MAX_CHARS, llm)
     sizes = [sum(len(m["content"]) for m in call["messages"]) for call in client.calls]
     assert max(sizes) <= mas.PROMPT_MAX_CHARS
-    worker_sizes = [s for s, role in zip(sizes, client.roles(), strict=True) if role == "worker"]
-    # once the history window is full, the same step of the next plan costs the same (give or take digits)
-    assert worker_sizes[-1] <= worker_sizes[-3] + 20 and worker_sizes[-2] <= worker_sizes[-4] + 20
+    worker_sizes = [size for size, role in zip(sizes, client.roles(), strict=True) if role == "worker"]
+    assert len(worker_sizes) == rounds
+    # the history window is full for both of the last two plans: step by step they cost the same (give or take digits)
+    for step in range(1, R + 1):
+        assert worker_sizes[-step] <= worker_sizes[-step - R] + 20, step
+    system_prompts = {call["messages"][0]["content"] for call in client.calls}  # every agent's, added ones too
+    assert max(len(p) for p in system_prompts) <= mas.SYSTEM_PROMPT_MAX_CHARS
     assert (
-        max(len(p) for p in (mas.PLANNER_PROMPT, mas.WORKER_PROMPT, mas.CRITIC_PROMPT))
-        <= mas.SYSTEM_PROMPT_MAX_CHARS
+        max(len(p) for p in (mas.PLANNER_PROMPT, mas.WORKER_PROMPT, mas.CRITIC_PROMPT)) <= mas.SYSTEM_PROMPT_MAX_CHARS
     )
 
 
 def test_markup_in_model_text_is_printed_literally(make_llm, console) -> None:
-    client = FakeClient(completion("[bold red]plan[/]"), completion("[link=x]draft[/link]"), verdict(True))
+    client = FakeClient(
+        planner=[completion("1. Keep [bold red]plan[/] literal")],
+        worker=[completion("[link=x]draft[/link]")],
+        critic=[verdict(True)],
+    )
     mas.orchestrate("task", make_llm(client, default_model="odd[/]model"))
     shown = console.file.getvalue()
     assert "[bold red]plan[/]" in shown and "[link=x]draft[/link]" in shown
@@ -330,7 +412,7 @@ def test_markup_in_model_text_is_printed_literally(make_llm, console) -> None:
 
 
 def test_verbose_shows_full_prompts(make_llm, console) -> None:
-    client = FakeClient(completion("p"), completion("d"), verdict(True))
+    client = FakeClient(planner=[completion("p")], worker=[completion("d")], critic=[verdict(True)])
     mas.orchestrate("a very particular task", make_llm(client, mode="verbose"))
     assert "prompt → planner" in console.file.getvalue()
     assert mas.PLANNER_PROMPT.splitlines()[0] in console.file.getvalue()
@@ -349,68 +431,90 @@ def test_importing_the_module_does_no_work(tmp_path) -> None:
         "import multi_agent_system\n"
     )
     root = Path(mas.__file__).parent
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(root), "OPENAI_API_KEY": "sk-x", "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(root), "OPENAI_API_KEY": "sk-x", "PATH": "/usr/bin:/bin"},
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert list(tmp_path.iterdir()) == []  # no logs/ folder, no trace
 
 
 def test_critic_is_told_when_the_draft_was_cut_off(make_llm) -> None:
     client = FakeClient(
-        completion("p"),
-        completion("half a dra", finish_reason="length"),
-        verdict(False),
-        completion("whole draft"),
-        verdict(True),
+        planner=[completion("p")],
+        worker=[completion("half a dra", finish_reason="length"), completion("whole draft")],
+        critic=[verdict(False), verdict(True)],
     )
     mas.orchestrate("task", make_llm(client))
-    assert "cut off at its token limit" in client.calls[2]["messages"][1]["content"]
-    assert "cut off" not in client.calls[4]["messages"][1]["content"]
+    first, second = (call["messages"][1]["content"] for call in client.calls_of("critic"))
+    assert "cut off at its token limit" in first
+    assert "cut off" not in second
 
 
 def test_after_a_replan_old_drafts_are_lessons_not_turns(make_llm) -> None:
-    client = FakeClient(
-        completion("plan A"), completion("draft A1"), verdict(False, "fb A1"),
-        completion("draft A2"), verdict(False, "fb A2"),
-        completion("plan B"), completion("draft B1"), verdict(True),
-    )  # fmt: skip
-    mas.orchestrate("task", make_llm(client))
-    first_on_new_plan = client.calls[6]["messages"]
+    queues = per_role([False] * R + [True], plans=2)
+    queues["worker"] = [completion(f"text of draft A{n}") for n in range(1, R + 1)] + [completion("text of draft B1")]
+    client = FakeClient(**queues)
+    mas.orchestrate("task", make_llm(client, max_plans=2, max_iterations=R + 1))
+    first_on_new_plan = client.calls_of("worker")[R]["messages"]
     assert [m["role"] for m in first_on_new_plan] == ["system", "user"]
-    assert "fb A1" in first_on_new_plan[1]["content"] and "fb A2" in first_on_new_plan[1]["content"]
-    assert "draft A2" not in first_on_new_plan[1]["content"]
+    lessons = first_on_new_plan[1]["content"]
+    assert [f"feedback {n}" in lessons for n in range(1, R + 1)] == [True] * R  # every rejection of plan 1
+    assert "text of draft A" not in lessons
 
 
 def test_a_verdict_cut_off_at_max_tokens_is_not_an_approval(make_llm) -> None:
     client = FakeClient(
-        completion("p"), completion("d"), completion('{"approved": true, "feedback": "Fine"}', finish_reason="length"),
-        completion("d2"), verdict(True),
-    )  # fmt: skip
+        planner=[completion("p")],
+        worker=[completion("d"), completion("d2")],
+        critic=[completion('{"approved": true, "feedback": "Fine"}', finish_reason="length"), verdict(True)],
+    )
     llm = make_llm(client)
     state = mas.orchestrate("task", llm)
-    assert state["history"][1]["approved"] is False and state["iteration"] == 2
+    assert reviews(state)[0]["approved"] is False and state["iteration"] == 2
     assert events(llm, "verdict")[0]["why"] == "the verdict was cut off at max_tokens"
 
 
 def test_a_cut_off_draft_is_never_approved_whatever_the_critic_says(make_llm) -> None:
-    client = FakeClient(completion("p"), completion("half a dr", finish_reason="length"), verdict(True),
-                        completion("whole draft"), verdict(True))
+    client = FakeClient(
+        planner=[completion("p")],
+        worker=[completion("half a dr", finish_reason="length"), completion("whole draft")],
+        critic=[verdict(True), verdict(True)],
+    )
     state = mas.orchestrate("task", make_llm(client))
-    assert state["history"][1]["approved"] is False and state["result"] == "whole draft"
+    assert reviews(state)[0]["approved"] is False and state["result"] == "whole draft"
     assert state["stop_reason"] == "approved" and state["iteration"] == 2
 
 
 def test_verbose_shows_the_critics_raw_reply(make_llm, console) -> None:
-    client = FakeClient(completion("p"), completion("d"), completion("Thinking...\nAPPROVED: YES"))
+    client = FakeClient(
+        planner=[completion("p")], worker=[completion("d")], critic=[completion("Thinking...\nAPPROVED: YES")]
+    )
     mas.orchestrate("task", make_llm(client, mode="verbose"))
     assert "raw reply ← critic" in console.file.getvalue() and "Thinking..." in console.file.getvalue()
 
 
-def test_estimates_learn_when_a_server_counts_more_prompt_tokens(make_llm) -> None:
-    """The planner's ~100-token prompt is counted as 900: the worker's estimate is scaled, and no longer fits."""
-    client = FakeClient(completion("plan", 900, 100), completion("never sent"))
-    state = mas.orchestrate("task", make_llm(client, max_tokens=2_000))
-    assert len(client.calls) == 1 and state["stop_reason"] == "token_budget"
+@pytest.mark.parametrize("counted", [10, 1], ids=["counted 10x the estimate", "counted as estimated"])
+def test_estimates_learn_when_a_server_counts_more_prompt_tokens(make_llm, counted: int) -> None:
+    """A server that counts 10 times the estimated prompt tokens makes later estimates larger too: a call
+    that fits on the plain estimate is refused. With honest counts, and the same spending, it is made."""
+    messages = [mas.user("x" * 300)]
+    guess = mas.estimate_tokens(messages)
+    spent = 20 * guess  # the first call's prompt + completion, the same in both cases
+    client = FakeClient(
+        planner=[completion("first", counted * guess, spent - counted * guess)], worker=[completion("second")]
+    )
+    llm = make_llm(client, max_tokens=spent + guess + mas.MIN_USEFUL_COMPLETION + 50)  # room on the plain estimate
+    llm.complete("planner", messages)
+    if counted == 1:
+        assert llm.complete("worker", messages).content == "second"
+    else:
+        with pytest.raises(mas.BudgetExhausted, match="worker call skipped"):
+            llm.complete("worker", messages)
+        assert client.roles() == ["planner"]
 
 
 def test_tool_schemas_count_towards_the_estimate() -> None:

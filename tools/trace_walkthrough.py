@@ -13,10 +13,15 @@ Or let the script run the demo itself (offline, nothing written to logs/):
 
 The trace does not store the state; it stores what happened (events ``start``,
 ``call``, ``verdict``, ``escalation``, ``warning``, ``end``). This script replays
-those events with the same rules the agents and ``orchestrate`` follow, so you
-can check the replay against the trace's own ``end`` event: the totals must
-agree, and the script fails loudly if they do not. Run ids, timestamps and
-latencies are left out, so the same scenario always gives the same text.
+those events with the same rules the agents and ``orchestrate`` follow: it reads
+each plan with ``read_plan``, measures each draft with ``measure_draft`` against
+the requirements the ``start`` event lists, and takes a ``verdict`` event with no
+critic call before it as a rejection made by code. Three checks keep the replay
+honest, and it fails loudly when one does not hold: the requirements it finds in
+the task are the ones the ``start`` event records, the checks it measures are the
+ones each ``verdict`` event records, and its totals are those of the ``end``
+event. Run ids, timestamps and latencies are left out, so the same scenario
+always gives the same text.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -50,8 +56,14 @@ def cell(value: Any) -> str:
         text = text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
         text = '"' + text + '"'
     elif isinstance(value, dict):
-        text = ", ".join(f"{k}={v}" for k, v in value.items() if not isinstance(v, list) or v)
-        text = "{" + text + "}"
+        shown = [
+            f"checks: {checks_cell(v)}" if k == "checks" else f"{k}={v}"
+            for k, v in value.items()
+            if not isinstance(v, list) or v
+        ]
+        text = "{" + ", ".join(shown) + "}"
+    elif isinstance(value, list) and all(isinstance(v, dict) and "quote" in v for v in value):
+        text = "; ".join(f'{v["kind"]} {v["value"]} ("{v["quote"]}")' for v in value) or "[]"
     else:
         text = json.dumps(value)
     return text.replace("|", "\\|")
@@ -70,21 +82,34 @@ def history_cell(history: list[dict[str, Any]]) -> str:
     return f"{len(history)} {'entry' if len(history) == 1 else 'entries'}: " + ", ".join(names) if names else "[]"
 
 
+def plain(value: Any) -> Any:
+    """A JSON copy of a value: requirements become dicts, and later steps cannot change this one."""
+    return json.loads(json.dumps(value, default=vars))
+
+
+def checks_cell(checks: list[dict[str, Any]]) -> str:
+    """Requirement checks as marks: ✗ haiku, ✓ no repeated lines, ..."""
+    return ", ".join(f"{'✓' if c['passed'] else '✗'} {c['requirement']}" for c in checks)
+
+
 def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
     """Rebuild the shared state after each step. Returns (start event, [(step title, changed keys)])."""
     start = events[0]
     if start["event"] != "start":
         raise ValueError("a trace begins with a start event")
-    state: dict[str, Any] = dict(mas.new_state(start["task"]))
+    state: Any = dict(mas.new_state(start["task"]))  # a plain dict, read by the chapter's functions as SharedState
+    if "requirements" in start and plain(state["requirements"]) != start["requirements"]:
+        raise ValueError("the requirements found in the task differ from the trace's start event")
     steps: list[tuple[str, dict[str, Any]]] = []
     calls = 0
+    planner_retry = False  # the previous call was a planner reply that was not a usable plan
 
     def snapshot_changes(before: dict[str, Any], *always: str) -> dict[str, Any]:
-        changed = {k: v for k, v in state.items() if before.get(k) != v or k in always}
-        return json.loads(json.dumps(changed))  # a copy: later steps must not change this one
+        now = plain(state)
+        return {k: v for k, v in now.items() if before.get(k) != v or k in always}
 
     for event in events[1:]:
-        before = json.loads(json.dumps(state))
+        before = plain(state)
         kind = event["event"]
         if kind == "call":
             calls += 1
@@ -99,21 +124,38 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             state["cost_usd"] = (
                 None if cost is None or state["cost_usd"] is None else round(state["cost_usd"] + cost, 9)
             )
-            reply = event["reply"].strip()
+            reply = event["reply"]
             spent = f"{event['prompt_tokens']} in / {event['completion_tokens']} out, max_tokens {event['max_tokens']}"
-            if role == "planner":  # planner_agent
-                state["plan"] = reply or "(The planner returned nothing: work directly from the task.)"
+            if role == "planner":  # planner_agent: read the steps, check them, maybe ask once more
+                steps_read, proposed = mas.read_plan(reply)
+                problem = mas.plan_problem(steps_read, cast(Any, SimpleNamespace(**event)), state)
+                if problem and not planner_retry:
+                    planner_retry = True
+                    title = f"call {calls}: `planner_agent()` gets no usable plan ({problem}) and asks again ({spent})"
+                    steps.append((title, snapshot_changes(before)))
+                    continue
+                if problem:
+                    steps_read = mas.fallback_plan(state)
+                planner_retry = False
+                accepted = mas.accept_proposed(state["task"], proposed)
+                state["requirements"] = mas.merge_requirements(state["requirements"], accepted)
+                state["plan"] = "\n".join(f"{i}. {step}" for i, step in enumerate(steps_read, 1))
                 state["plan_version"] += 1
                 state["worker_attempts"] = 0
                 state["history"].append({"kind": "plan", "plan_version": state["plan_version"]})
-                title = f"call {calls}: `planner_agent()` writes plan v{state['plan_version']} ({spent})"
+                if problem:
+                    title = (
+                        f"call {calls}: `planner_agent()` gets no usable plan again ({problem}), "
+                        f"so `fallback_plan()` writes plan v{state['plan_version']} ({spent})"
+                    )
+                else:
+                    title = f"call {calls}: `planner_agent()` writes plan v{state['plan_version']} ({spent})"
             elif role == "worker":  # orchestrate adds the iteration, worker_agent the draft
                 state["iteration"] += 1
-                state["result"] = reply
+                state["result"] = reply.strip()
                 state["worker_attempts"] += 1
-                facts = mas.measure_draft(reply)  # as orchestrate() does, then the cut-off flag
-                state["draft_facts"] = {k: facts[k] for k in ("words", "lines", "characters")}
-                state["draft_facts"]["cut_off"] = event["finish_reason"] == "length"
+                cut_off = event["finish_reason"] == "length"
+                state["draft_facts"] = mas.measure_draft(state["result"], cut_off, state["requirements"])
                 title = (
                     f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
                     f"in iteration {state['iteration']} ({spent}); `orchestrate()` then runs `measure_draft()`"
@@ -122,10 +164,13 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 title = f"call {calls}: `critic_agent()` judges the draft ({spent})"
                 steps.append((title, snapshot_changes(before)))
                 continue  # the verdict event that follows carries the decision
-            else:
-                title = f"call {calls}: {role}"
+            else:  # an agent a student added: it leaves a note for the worker
+                state["notes"][role] = reply.strip()
+                title = f"call {calls}: the {role} writes its note ({spent})"
             steps.append((title, snapshot_changes(before)))
-        elif kind == "verdict":  # critic_agent, after parse_verdict
+        elif kind == "verdict":  # critic_agent, after the requirement checks and parse_verdict
+            if "checks" in event and event["checks"] != state["draft_facts"].get("checks"):
+                raise ValueError(f"the replay measured other checks than the trace records: {event['checks']}")
             state["critic_approved"] = event["approved"]
             state["critic_feedback"] = event["feedback"]
             state["history"].append({"kind": "review", "iteration": event["iteration"], "approved": event["approved"]})
@@ -135,8 +180,8 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 title, earlier = steps.pop()
                 changes = {**earlier, **changes}
                 title = title.replace("judges the draft", f"{verdict} (read from {event['source']}: {event['why']})")
-            else:  # an empty draft is rejected by code, with no call
-                title = f"`critic_agent()` {verdict} without a call ({event['why']})"
+            else:  # a failed check or an empty draft is rejected by code, with no call
+                title = f"`critic_agent()` {verdict} without a model call ({event['why']})"
             steps.append((title, changes))
         elif kind == "escalation":  # orchestrate, after decide_next_step
             state["history"].append({"kind": "escalation", "action": event["action"]})
@@ -179,7 +224,8 @@ def render(events: list[dict[str, Any]]) -> str:
         f"{start['limits']['max_plans']} plans.",
         "",
         "Step 0, `new_state()`: every key at its starting value (`plan_version` 0, `iteration` 0, "
-        '`history` empty, `status` "running").',
+        '`history` and `notes` empty, `status` "running"); `requirements_from_task()` has read the task\'s '
+        f"measurable requirements into `requirements`: {cell(start.get('requirements', []))}.",
         "",
     ]
     for number, (title, changes) in enumerate(steps, 1):

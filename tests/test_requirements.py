@@ -1,0 +1,193 @@
+"""What code can check, code checks: requirements found in a task, and measured in a draft."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import multi_agent_system as mas
+from conftest import FakeClient, completion, verdict
+
+R = mas.Requirement
+
+
+def found(task: str) -> set[tuple[str, object]]:
+    return {
+        (r.kind, tuple(r.value) if isinstance(r.value, list) else r.value) for r in mas.requirements_from_task(task)
+    }
+
+
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        ("Summarise the report in no more than 60 words.", {("max_words", 60)}),
+        ("Describe a sunset in under twenty words", {("max_words", 19)}),
+        ("An essay of at least 200 words on bees", {("min_words", 200)}),
+        ("Write roughly 150 words about trains", {("about_words", 150)}),
+        ("Draft a 250-word cover letter", {("about_words", 250)}),
+        ("Between 40 and 60 words, explain DNS", {("min_words", 40), ("max_words", 60)}),
+        ("Give me exactly seven bullet points on sleep", {("bullets", 7)}),
+        ("List four rivers in Europe", {("items", 4)}),
+        ("Write 6 numbered steps to plant a tree", {("numbered", 6)}),
+        ("A limerick in 5 lines", {("lines", 5)}),
+        ("Explain gravity in three sentences.", {("sentences", 3)}),
+        (
+            "Output a JSON array of 4 objects with keys city and country",
+            {("json_array", 4), ("json_keys", ("city", "country"))},
+        ),
+        ("Implement a Python function called merge_sorted(a, b)", {("function", "merge_sorted")}),
+        ("Write a class named Stack in Python code", {("class", "Stack")}),
+        (
+            'A tweet that mentions the word "launch" but never uses the word "cheap"',
+            {("include", "launch"), ("exclude", "cheap")},
+        ),
+        ("Write a haiku about winter", {("lines", 3)}),
+        ("Tell me about your day.", set()),
+        ("Explain what JSON is, and what Python is used for.", set()),  # a mention is not a format
+        ("Write 2 paragraphs about cats", set()),  # paragraphs are not list items
+    ],
+)
+def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tuple[str, object]]) -> None:
+    assert found(task) == expected
+
+
+def test_every_requirement_quotes_the_task() -> None:
+    task = "In at most 30 words, list 3 colours, each item under 4 words, without the word 'red'."
+    requirements = mas.requirements_from_task(task)
+    assert requirements and all(r.quote.lower() in task.lower() for r in requirements)
+
+
+@pytest.mark.parametrize(
+    "draft, requirement, passes",
+    [
+        ("one two three", R("max_words", 3, ""), True),
+        ("one two three four", R("max_words", 3, ""), False),
+        (" ".join(["w"] * int(120 * (1 - mas.ABOUT_TOLERANCE))), R("about_words", 120, ""), True),
+        (" ".join(["w"] * (int(120 * (1 + mas.ABOUT_TOLERANCE)) + 1)), R("about_words", 120, ""), False),
+        ("- a\n- b\n- c", R("bullets", 3, ""), True),
+        ("- a\n- b", R("bullets", 3, ""), False),
+        ("1. a\n2. b\n3. c\n4. d", R("numbered", 3, ""), False),
+        ("APPLE\nPEAR\nPLUM", R("items", 3, ""), True),
+        ("APPLE\nPEAR\nPlum", R("uppercase", True, ""), False),
+        ("It rains. It pours.", R("sentences", 2, ""), True),
+        ('```json\n[{"a": 1}, {"a": 2}]\n```', R("json_array", 2, ""), True),
+        ('[{"a": 1}, {"b": 2}]', R("json_keys", ["a"], ""), False),
+        ("not json at all", R("json", True, ""), False),
+        ("```python\ndef is_even(n):\n    return n % 2 == 0\n```", R("function", "is_even", ""), True),
+        ("```python\ndef is_odd(n):\n    return n % 2\n```", R("function", "is_even", ""), False),
+        ("```python\ndef is_even(n:\n```", R("function", "is_even", ""), False),
+        ("The deep blue sea.", R("include", "deep blue", ""), True),
+        ("The waters are calm.", R("exclude", "water", ""), True),  # a whole word only
+        ("Water everywhere.", R("exclude", "water", ""), False),
+        ("Cats\ncome\nclose", R("line_start", "C", ""), True),
+        ("Cats\nsit", R("line_start", "C", ""), False),
+        ("- -\n- -\n- -", R("no_empty_items", 0, ""), False),
+        ("1. Tea\n2.\n3. Milk", R("no_empty_items", 0, ""), False),
+        ('```json\n[\n  {\n    "a": 1\n  }\n]\n```', R("no_empty_items", 0, ""), True),  # JSON braces are not items
+        ("[\n  {\n  }\n]", R("no_empty_items", 0, ""), True),
+        ("- one - two\n- three", R("no_empty_items", 0, ""), True),
+    ],
+)
+def test_each_kind_is_measured(draft: str, requirement: mas.Requirement, passes: bool) -> None:
+    passed, measured = mas.measure(draft, requirement)
+    assert passed is passes and measured
+
+
+def test_a_failed_word_check_says_what_was_measured_and_what_is_required() -> None:
+    passed, measured = mas.measure(" ".join(["w"] * 212), R("about_words", 120, "about 120 words"))
+    assert not passed and measured.startswith("212 words") and "about 120" in measured
+
+
+def test_a_draft_that_repeats_itself_fails_every_time() -> None:
+    looping = "\n".join(["The loop turns once more and again."] * mas.REPEAT_LIMIT)
+    checks = mas.measure_draft(looping)["checks"]
+    assert [c["passed"] for c in checks if c["kind"] == "no_repeats"] == [False]
+
+
+def test_the_planner_can_add_a_check_only_by_quoting_the_task() -> None:
+    task = "Write a product blurb; keep each line short, and mention 'waterproof'."
+    proposed = [
+        {"kind": "include", "value": "waterproof", "quote": "mention 'waterproof'"},  # quoted: kept
+        {"kind": "max_words", "value": "20", "quote": "at most 20 words"},  # invented: the task never says it
+        {"kind": "teleport", "value": "1", "quote": "Write a product blurb"},  # not a kind code can check
+    ]
+    assert mas.accept_proposed(task, proposed) == [R("include", "waterproof", "mention 'waterproof'")]
+
+
+def test_a_proposal_is_read_by_code_not_by_the_model() -> None:
+    """The model's value is ignored when code can read the quote itself."""
+    task = "Answer in at most 25 words."
+    (kept,) = mas.accept_proposed(task, [{"kind": "max_words", "value": "250", "quote": "at most 25 words"}])
+    assert kept.value == 25
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_finding_requirements_never_raises_and_always_quotes(task: str) -> None:
+    for r in mas.requirements_from_task(task):
+        assert r.quote.lower() in task.lower()
+
+
+@settings(max_examples=200, deadline=None)
+@given(draft=st.text(max_size=300), kind=st.sampled_from(mas.PLAN_CHECK_KINDS))
+def test_measuring_never_raises(draft: str, kind: str) -> None:
+    value = {"json_keys": ["a"], "include": "x", "exclude": "x", "function": "f", "class": "C", "line_start": "a"}
+    passed, measured = mas.measure(draft, R(kind, value.get(kind, 3), "q"))
+    assert isinstance(passed, bool) and measured
+
+
+# -- in the loop -------------------------------------------------------------------------------------
+
+
+def test_a_failed_check_is_a_rejection_without_a_critic_call(make_llm) -> None:
+    too_long = " ".join(["word"] * 60)
+    client = FakeClient(
+        planner=[completion(json.dumps({"steps": ["Say it briefly."], "checks": []}))],
+        worker=[completion(too_long), completion("Short and sweet.")],
+        critic=[verdict(True, "Good.")],
+    )
+    llm = make_llm(client)
+    state = mas.orchestrate("Describe tea in at most 40 words.", llm)
+    assert state["stop_reason"] == "approved" and state["result"] == "Short and sweet."
+    assert client.roles().count("critic") == 1  # the too-long draft never reached the critic's model
+    review = next(h for h in state["history"] if h["kind"] == "review")
+    assert not review["approved"] and "60 words" in review["feedback"] and "at most 40" in review["feedback"]
+    revision = client.calls_of("worker")[1]["messages"][-1]["content"]
+    assert "60 words" in revision  # the worker is told what was measured
+
+
+def test_no_model_can_approve_a_draft_that_fails_a_check(make_llm) -> None:
+    """Even when the critic's model would say yes, a failing draft is never approved."""
+    client = FakeClient(
+        planner=[completion("1. Write it.")] * mas.MAX_PLANS,
+        worker=[completion("- one\n- two")] * mas.MAX_ITERATIONS,
+        critic=[verdict(True)] * mas.MAX_ITERATIONS,
+    )
+    state = mas.orchestrate("Give exactly 3 bullet points on rain.", make_llm(client))
+    assert state["status"] != "approved" and client.roles().count("critic") == 0
+
+
+def test_a_plan_that_is_really_the_answer_is_asked_again(make_llm) -> None:
+    essay = " ".join(f"Owls{i} hunt at night and see well in the dark." for i in range(8))  # 80 words
+    good = json.dumps({"steps": ["Pick three facts about owls.", "Write them up."], "checks": []})
+    owls = completion(" ".join(["owl"] * 100))
+    client = FakeClient(planner=[completion(essay), completion(good)], worker=[owls], critic=[verdict(True)])
+    llm = make_llm(client)
+    state = mas.orchestrate("Write about 100 words on owls.", llm)
+    assert client.roles().count("planner") == 2
+    assert state["plan"] == "1. Pick three facts about owls.\n2. Write them up."
+    retry = client.calls_of("planner")[1]["messages"][-1]["content"]
+    assert "as long as the answer" in retry  # the planner is told what code measured
+
+
+def test_a_plan_about_the_review_process_is_replaced_by_code_after_one_retry(make_llm) -> None:
+    process = "1. Read the Critic's feedback.\n2. Revise the draft.\n3. Submit it to the Critic for approval."
+    client = FakeClient(
+        planner=[completion(process), completion(process)], worker=[completion("d")], critic=[verdict(True)]
+    )
+    state = mas.orchestrate("Write a riddle about clocks.", make_llm(client))
+    assert client.roles().count("planner") == 2
+    assert state["plan"] and "Critic" not in state["plan"] and "riddle about clocks" in state["plan"]
