@@ -37,8 +37,12 @@ GOOD: dict[str, Any] = {
 BASIC: dict[str, Any] = {
     **GOOD,
     "tls": {"min_version": "1.2"},
-    "headers": {"strict-transport-security": "max-age=60", "Content-Security-Policy": "default-src *",
-                "X-Content-Type-Options": "yes", "X-Frame-Options": "ALLOWALL"},
+    "headers": {
+        "strict-transport-security": "max-age=60",
+        "Content-Security-Policy": "default-src *",
+        "X-Content-Type-Options": "yes",
+        "X-Frame-Options": "ALLOWALL",
+    },
 }
 
 
@@ -69,8 +73,12 @@ def test_a_good_config_passes_every_rule(strict):
 def test_a_basic_config_passes_normal_rules_and_fails_strict_ones():
     assert ids(BASIC, strict=False) == []
     assert set(ids(BASIC, strict=True)) == {
-        "tls-version", "header-strict-transport-security", "header-content-security-policy",
-        "header-x-content-type-options", "header-x-frame-options", "header-referrer-policy",
+        "tls-version",
+        "header-strict-transport-security",
+        "header-content-security-policy",
+        "header-x-content-type-options",
+        "header-x-frame-options",
+        "header-referrer-policy",
         "header-permissions-policy",
     }
 
@@ -110,16 +118,30 @@ def test_each_rule_catches_its_mistake(config, expected, severity, strict):
     "config, expected",
     [
         (changed(GOOD, tls={"min_version": "1.2"}), "tls-version"),
-        (changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=300"}),
-         "header-strict-transport-security"),
-        (changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=31536000"}),
-         "header-strict-transport-security"),
-        (changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "default-src 'self' 'unsafe-inline'"}),
-         "header-content-security-policy"),
-        (changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "script-src 'self'"}),
-         "header-content-security-policy"),
-        (changed(GOOD, headers={**GOOD["headers"], "X-Content-Type-Options": "sniff"}), "header-x-content-type-options"),
-        (changed(GOOD, headers={**GOOD["headers"], "X-Frame-Options": "ALLOW-FROM https://x"}), "header-x-frame-options"),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=300"}),
+            "header-strict-transport-security",
+        ),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=31536000"}),
+            "header-strict-transport-security",
+        ),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "default-src 'self' 'unsafe-inline'"}),
+            "header-content-security-policy",
+        ),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "script-src 'self'"}),
+            "header-content-security-policy",
+        ),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "X-Content-Type-Options": "sniff"}),
+            "header-x-content-type-options",
+        ),
+        (
+            changed(GOOD, headers={**GOOD["headers"], "X-Frame-Options": "ALLOW-FROM https://x"}),
+            "header-x-frame-options",
+        ),
         (changed(GOOD, headers={**GOOD["headers"], "Referrer-Policy": "unsafe-url"}), "header-referrer-policy"),
         (without_header("Referrer-Policy"), "header-referrer-policy"),
         (without_header("Permissions-Policy"), "header-permissions-policy"),
@@ -132,8 +154,11 @@ def test_strict_rules_are_pickier(config, expected):
 
 @pytest.mark.parametrize(
     "config",
-    [{}, {"debug": None, "listen_ports": "not ports", "tls": "1.3", "headers": ["x"], "admin": "root", "cors": None},
-     {"listen_ports": [None, {"p": 1}], "tls": {"min_version": None}, "admin": {"username": 7, "password": 7}}],
+    [
+        {},
+        {"debug": None, "listen_ports": "not ports", "tls": "1.3", "headers": ["x"], "admin": "root", "cors": None},
+        {"listen_ports": [None, {"p": 1}], "tls": {"min_version": None}, "admin": {"username": 7, "password": 7}},
+    ],
 )
 def test_rules_never_crash_on_odd_json(config):
     for strict in (False, True):
@@ -184,8 +209,9 @@ BYPASSES = [
 
 
 @pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize("config, expected", BYPASSES,
-                         ids=[f"{i}-{'+'.join(sorted(expected))}" for i, (_, expected) in enumerate(BYPASSES)])
+@pytest.mark.parametrize(
+    "config, expected", BYPASSES, ids=[f"{i}-{'+'.join(sorted(expected))}" for i, (_, expected) in enumerate(BYPASSES)]
+)
 def test_odd_shapes_and_other_spellings_cannot_bypass_the_rules(config, expected, strict):
     findings = check_config(config, strict)
     found = {f.id for f in findings}
@@ -200,8 +226,15 @@ def test_odd_shapes_and_other_spellings_cannot_bypass_the_rules(config, expected
         changed(GOOD, listen_ports=["443/tcp", "8443"], ssh_port=22, support_email="ops@shop.example.com"),
         changed(GOOD, listen_ports=[443], redirect_http_to_https={"enabled": False}, listen="10.0.0.21:443"),
         changed(GOOD, debug={"enabled": False}, telnet=False, ftp={"enabled": "off"}),
-        changed(GOOD, cors={"allow_origins": ["https://shop.example.com"], "allow_methods": ["*"],
-                            "allow_headers": ["*"], "allow_origin_regex": r"https://[a-z]+\.shop\.example\.com"}),
+        changed(
+            GOOD,
+            cors={
+                "allow_origins": ["https://shop.example.com"],
+                "allow_methods": ["*"],
+                "allow_headers": ["*"],
+                "allow_origin_regex": r"https://[a-z]+\.shop\.example\.com",
+            },
+        ),
         changed(GOOD, tls={"min_version": "TLSv1.3", "max_version": "1.3", "alpn_protocols": ["h2", "http/1.1"]}),
         changed(GOOD, admin={"user": "ops-lead", "password_file": "/run/secrets/admin"}),
         changed(GOOD, cors=None),
@@ -228,11 +261,15 @@ def test_a_bypass_with_a_silent_red_model_is_never_approved(console):
     "text, expected",
     [
         ('{"debug": false}', {"debug": False}),
-        ('Here you go:\n```json\n{"debug": false, "tls": {"min_version": "1.3"}}\n```\nAll fixed.',
-         {"debug": False, "tls": {"min_version": "1.3"}}),
+        (
+            'Here you go:\n```json\n{"debug": false, "tls": {"min_version": "1.3"}}\n```\nAll fixed.',
+            {"debug": False, "tls": {"min_version": "1.3"}},
+        ),
         ('{"server": {"debug": false, "listen_ports": [443]}}', {"debug": False, "listen_ports": [443]}),
-        ('For example {"a": 1} is wrong; the config is {"debug": false, "listen_ports": [443]}',
-         {"debug": False, "listen_ports": [443]}),
+        (
+            'For example {"a": 1} is wrong; the config is {"debug": false, "listen_ports": [443]}',
+            {"debug": False, "listen_ports": [443]},
+        ),
     ],
 )
 def test_blue_team_json_is_read_tolerantly(text, expected):
@@ -246,12 +283,16 @@ def test_a_reply_without_a_json_object_is_not_a_config(text):
 
 
 def test_model_findings_on_rule_fields_are_dropped_and_severities_normalised():
-    reply = json.dumps({"findings": [
-        {"severity": "critical", "field": "tls.min_version", "description": "TLS is fine, actually"},
-        {"severity": "severe", "field": "logging", "description": "No access log.", "fix": "Log requests."},
-        {"severity": "low", "field": "logging", "description": "Duplicate of the above."},
-        {"severity": "high", "field": "rate_limit", "description": ""},
-    ]})
+    reply = json.dumps(
+        {
+            "findings": [
+                {"severity": "critical", "field": "tls.min_version", "description": "TLS is fine, actually"},
+                {"severity": "severe", "field": "logging", "description": "No access log.", "fix": "Log requests."},
+                {"severity": "low", "field": "logging", "description": "Duplicate of the above."},
+                {"severity": "high", "field": "rate_limit", "description": ""},
+            ]
+        }
+    )
     findings, dropped = audit.read_model_findings(reply, iteration=2)
     assert [(f.id, f.severity, f.source, f.found_in) for f in findings] == [("red-logging", "medium", "model", 2)]
     assert dropped == ["tls.min_version: the rules decide this field"]
@@ -293,8 +334,9 @@ def test_the_ciso_decides_in_code(open_findings, iteration, cost, options, verdi
 # -- whole games ----------------------------------------------------------------------------
 
 
-def players(blue: Callable[[int, dict[str, Any]], Any], red: str = '{"findings": []}',
-            ciso: str = "APPROVED, ship it!") -> mas.ScriptedClient:
+def players(
+    blue: Callable[[int, dict[str, Any]], Any], red: str = '{"findings": []}', ciso: str = "APPROVED, ship it!"
+) -> mas.ScriptedClient:
     """A scripted client for the three players; ``blue(n, request)`` answers the Blue Team's n-th call."""
     count = 0
 
@@ -402,7 +444,9 @@ def test_a_regression_is_reported(console):
 def test_knowledge_base_lookups(make_llm):
     state = audit.AuditState("brief")
     knowledge = audit.load_knowledge_base()
-    assert json.loads(audit.lookup_secure_default(knowledge, state, "TLS"))["setting"] == {"tls": {"min_version": "1.3"}}
+    assert json.loads(audit.lookup_secure_default(knowledge, state, "TLS"))["setting"] == {
+        "tls": {"min_version": "1.3"}
+    }
     assert json.loads(audit.lookup_secure_default(knowledge, state, "telnet"))["topic"] == "ports"
     with pytest.raises(audit.ToolError, match="topics: debug"):
         audit.lookup_secure_default(knowledge, state, "quantum firewall")

@@ -60,8 +60,14 @@ def test_coordinator_hands_off_and_gets_control_back(make_llm):
 
     assert result.answered and result.output == "final answer"
     assert result.handoffs == ["coordinator -> research", "coordinator -> planner"]
-    assert systems(client) == ["You coordinate.", "You research.", "You research.",
-                               "You coordinate.", "You plan.", "You coordinate."]
+    assert systems(client) == [
+        "You coordinate.",
+        "You research.",
+        "You research.",
+        "You coordinate.",
+        "You plan.",
+        "You coordinate.",
+    ]
     assert client.calls[1]["messages"][1] == {"role": "user", "content": "find facts"}  # the task handed over
     # Control came back: the coordinator's next turn holds research's answer as the tool's result.
     back = client.calls[3]["messages"]
@@ -75,7 +81,10 @@ def test_the_coordinator_sees_one_transfer_tool_per_specialist(make_llm):
     client = FakeClient(completion("I can answer directly."))
     run(team(), "q", Notebook(), make_llm(client))
     tools = {t["function"]["name"]: t["function"]["description"] for t in client.calls[0]["tools"]}
-    assert tools == {"transfer_to_research": "Finds facts; call it first.", "transfer_to_planner": "Turns facts into a plan."}
+    assert tools == {
+        "transfer_to_research": "Finds facts; call it first.",
+        "transfer_to_planner": "Turns facts into a plan.",
+    }
 
 
 @pytest.mark.parametrize(
@@ -132,8 +141,9 @@ def test_check_answer_sends_a_premature_answer_back(make_llm, console):
         return None if context.notes else "Save a note first."
 
     agent = Agent("research", "You research.", tools=[NOTE_TOOL], check_answer=needs_a_note)
-    client = FakeClient(completion("too early"), completion("still early"),
-                        calls(("record_note", {"note": "n"})), completion("done"))
+    client = FakeClient(
+        completion("too early"), completion("still early"), calls(("record_note", {"note": "n"})), completion("done")
+    )
     result = run(agent, "q", Notebook(), make_llm(client))
 
     assert result.answered and result.output == "done"
@@ -156,7 +166,8 @@ def test_the_run_context_is_written_by_tools_and_shown_to_models_only_through_th
     first_note = context.notes[0]
     seen_by = [
         (request["messages"][0]["content"], message["role"])
-        for request in client.requests for message in request["messages"]
+        for request in client.requests
+        for message in request["messages"]
         if first_note in str(message.get("content")) or first_note in json.dumps(message.get("tool_calls", ""))
     ]
     # Research wrote it (its own tool call), and the planner read it through read_notes; the coordinator never saw it.
