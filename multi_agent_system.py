@@ -254,7 +254,7 @@ class SharedState(TypedDict):
     notes            any added agent, under its role's name; the worker reads them all
     result           worker (the newest draft; approved or not)
     worker_attempts  worker (+1 per draft); planner resets it to 0 with each new plan
-    draft_facts      orchestrator: what code measured in the newest draft, requirement checks included
+    draft_facts      worker: what code measured in its newest draft, requirement checks included
     critic_approved  critic
     critic_feedback  critic
     history          planner, critic and orchestrator append; nobody edits or removes
@@ -341,10 +341,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
             if step == "replan":
                 show_step(state, llm, "planner", planner_agent(state, llm))
             state["iteration"] += 1
-            drafted = worker_agent(state, llm)
-            cut_off = drafted.finish_reason == "length"
-            state["draft_facts"] = measure_draft(state["result"] or "", cut_off, state["requirements"])
-            show_step(state, llm, "worker", drafted)
+            show_step(state, llm, "worker", worker_agent(state, llm))
             show_step(state, llm, "critic", critic_agent(state, llm))
             if state["critic_approved"]:
                 finish(state, "approved", f"approved on iteration {state['iteration']}")
@@ -476,8 +473,9 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
             )
         )
     reply = llm.complete("worker", messages)
-    state["result"] = reply.content.strip()
+    state["result"] = draft = reply.content.strip()
     state["worker_attempts"] += 1
+    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", state["requirements"])
     return reply
 
 
@@ -501,7 +499,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
     """
     if state["result"] is None or not state["plan"]:
         raise OutOfOrderError("critic_agent needs a plan and a draft: run planner_agent and worker_agent first")
-    facts = state["draft_facts"] or measure_draft(state["result"], requirements=state["requirements"])
+    facts = state["draft_facts"]  # measured by code when the worker wrote the draft
     failed = [c for c in facts["checks"] if not c["passed"]]
     reply = None
     if not state["result"].strip():
@@ -806,9 +804,10 @@ def plan_problem(steps: list[str], reply: Reply, state: SharedState) -> str | No
         return "it repeats the same step"
     if "```" in text or re.search(r"^\s*[\[{]", text, re.M):
         return "it contains the finished work (code or JSON); a plan only says what to do"
-    if words > PLAN_MAX_WORDS or (word_goal and words >= 0.6 * word_goal):
+    if words > PLAN_MAX_WORDS or (word_goal and words >= max(60, 0.6 * word_goal)):
         return f"it is {words} words long, as long as the answer itself"
-    process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & _PROCESS_WORDS)
+    process_words = _PROCESS_WORDS - set(re.findall(r"[a-z]+", state["task"].lower()))  # "write a review" is a task
+    process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & process_words)
     if process * 2 >= len(steps):
         return "it plans the review process (critic, feedback, revisions) instead of the task"
     return None
@@ -1327,7 +1326,8 @@ _VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
 # "approved": true with feedback that says "the draft does not fully meet the task" contradicts itself.
 _CONTRADICTS = re.compile(
     r"\b(?:does not|doesn't|do not|did not|fails? to|is not|isn't|not)\s+(?:fully\s+|quite\s+|yet\s+|entirely\s+)?"
-    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b",
+    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b"
+    r"|\b(?:missing|lacks|lacking)\b",
     re.I,
 )
 
@@ -1358,7 +1358,9 @@ def parse_verdict(text: str) -> Verdict:
     for start, end, data in _objects_with_spans(raw):
         keys = [k for k in data if str(k).lower() in _VERDICT_KEYS]
         if keys:
-            quoted = bool(raw[raw.rfind("\n", 0, start) + 1 : start].strip())  # mid-sentence: an example
+            before = raw[raw.rfind("\n", 0, start) + 1 : start].strip()
+            after = raw[end : (raw.find("\n", end) + 1 or len(raw) + 1) - 1].strip(" `")
+            quoted = bool(after) or bool(before and before[-1] not in ":.!")  # mid-sentence: an example
             found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
             covered.append((start, end))
     offset = 0
@@ -1512,8 +1514,10 @@ _NOT_ITEMS = r"(?!(?:sentences|paragraphs|words|lines|times|minutes|seconds|hour
 _QUOTED = r"""["'“‘`]([^"'”’`]{1,60})["'”’`]"""
 # (pattern, kind): common ways a task states a measurable requirement; the groups hold its value.
 _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
-    (rf"\beach (?:bullet|item|point|line|step)(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most) {_N} words\b", "item_max_words"),
-    (rf"\beach (?:bullet|item|point|line|step)(?: \w+)? (?:has |is |in )?(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
+    (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most|up to) {_N} words\b", "item_max_words"),
+    (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
+    (rf"\b(?:of )?(?:at most|no more than|up to) {_N} words each\b", "item_max_words"),
+    (rf"\b(?:of )?(?:under|fewer than|less than) {_N} words each\b", "item_below_words"),
     (rf"\bbetween {_N} and {_N} words\b", "word_range"),
     (rf"\b{_N}\s*(?:-|–|to)\s*{_N} words\b", "word_range"),
     (rf"\b(?:at most|no more than|not more than|maximum of|max(?:imum)?|up to|within) {_N} words\b", "max_words"),
@@ -1523,7 +1527,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:at least|no fewer than|no less than|minimum of|a minimum of) {_N} words\b", "min_words"),
     (rf"\bmore than {_N} words\b", "above_words"),
     (rf"\b(?:about|around|approximately|roughly|some|circa|~)\s*{_N} words\b", "about_words"),
-    (rf"\b{_N}-word\b", "about_words"),
+    (rf"(?<!for a )(?<!for an )\b{_N}-word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
     (rf"\bexactly {_N} words\b", "exact_words"),
     (rf"\b(?:exactly )?{_N} bullet(?:ed)?(?: points?|s)?\b", "bullets"),
     (rf"\b(?:exactly )?{_N} numbered (?:steps?|items?|points?|lines?|instructions?)\b", "numbered"),
@@ -1531,7 +1535,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:list|give|name|suggest|provide|write)(?: me)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
     (rf"\b(?:exactly |of )?{_N} (?:non-empty )?lines\b", "lines"),
     (rf"\b(?:exactly |in )?{_N} sentences?\b", "sentences"),
-    (r"\bhaiku\b", "haiku"),
+    (r"\b(?:a|one|the) haiku\b", "haiku"),
     (rf"\bjson array of {_N}\b", "json_array"),
     (r"\b(?:(?:return|output|reply|respond|answer|give|produce|format)\b[^.]{0,30}\bjson|json (?:array|object|list)|(?:as|in|valid) json)\b", "json"),
     (r"\bwith (?:the )?(?:keys|fields|properties) ([\w\"'`]+(?:(?:,\s*|,? and |\s+)[\w\"'`]+)*)", "json_keys"),
@@ -1541,9 +1545,12 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (r"\b(?:python (?:code|function|script|program|snippet|class)|(?:write|implement|code)\b[^.]{0,40}\bin python)\b", "python"),
     (rf"\b(?:without|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}", "include"),
+    (rf"\b(?:without|never|avoid\w*|do not (?:use|mention)|don't (?:use|mention)) {_QUOTED}", "exclude"),
+    (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}", "include"),
     (r"\b(?:every|each) line (?:starts|begins|must start|must begin) with (?:the letter |an? )?[\"']?([A-Za-z])\b", "line_start"),
     (r"\b(?:in )?(?:all caps|all capital letters|all uppercase|uppercase letters|capital letters only)\b", "uppercase"),
 ]  # fmt: skip
+_KEY_LIST_ENDS = {"for", "of", "in", "to", "with", "from", "about", "each", "per", "that", "where", "describing"}
 # "under 50 words" is at most 49; "more than 50 words" is at least 51.
 _SHIFT = {"below_words": ("max_words", -1), "above_words": ("min_words", 1), "item_below_words": ("item_max_words", -1)}
 
@@ -1595,7 +1602,8 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
             return [Requirement("lines", 3, quote)]
         if kind == "json_keys":
             keys = [k.strip("\"'`") for k in re.split(r",\s*|,?\s+and\s+|\s+", groups[0]) if k.strip("\"'`")]
-            keys = [k for k in keys if k.lower() not in ("the", "a", "an", "each", "of", "with")]
+            stop = next((i for i, k in enumerate(keys) if k.lower() in _KEY_LIST_ENDS), len(keys))
+            keys = [k for k in keys[:stop] if k.lower() not in ("the", "a", "an")]
             return [Requirement(kind, keys, quote)] if keys else []
         if kind in ("json", "python", "uppercase"):
             return [Requirement(kind, True, quote)]
@@ -1671,7 +1679,13 @@ def measure(draft: str, r: Requirement) -> tuple[bool, str]:
         return words == v, f"{_count(words, 'word')}; the task asks for exactly {v}"
     if r.kind in ("bullets", "numbered", "items", "lines"):
         pattern = {"bullets": _BULLET, "numbered": _NUMBERED}.get(r.kind)
-        found = len(_list_lines(draft, pattern)) if r.kind != "lines" else len(_list_lines(draft, re.compile(".")))
+        found = (
+            len(_list_lines(draft, pattern))
+            if r.kind != "lines"
+            else len(_list_lines(draft, re.compile(r"(?!\s*```)")))
+        )
+        if r.kind == "items" and found == 1:  # "France, Spain and Italy." on one line is three items
+            found = len([part for part in re.split(r",|;|\band\b", draft) if part.strip(" .\n")])
         noun = {"bullets": "bullet point", "numbered": "numbered item", "items": "item", "lines": "non-empty line"}
         return found == v, f"{_count(found, noun[r.kind])}; the task asks for exactly {v}"
     if r.kind == "sentences":
@@ -1736,16 +1750,20 @@ def measure(draft: str, r: Requirement) -> tuple[bool, str]:
 
 
 def _most_repeated_line(draft: str) -> tuple[str, int]:
-    """The longer line (four words or more) repeated most often, and how often."""
+    """The longer line (four words or more, outside code) repeated most often, and how often.
+
+    A refrain is not a loop: a line counts as repeated only when its copies are a third of the lines or more.
+    """
     counts: dict[str, int] = {}
-    for line in draft.splitlines():
+    lines = [line for line in re.sub(r"```.*?(```|$)", "", draft, flags=re.S).splitlines() if line.strip()]
+    for line in lines:
         key = " ".join(line.lower().split())
         if len(key.split()) >= 4:
             counts[key] = counts.get(key, 0) + 1
     if not counts:
         return "", 0
     line = max(counts, key=lambda k: counts[k])
-    return line, counts[line]
+    return (line, counts[line]) if counts[line] * 3 >= len(lines) else (line, 1)
 
 
 PLAN_CHECK_KINDS = (
@@ -1756,33 +1774,23 @@ PLAN_CHECK_KINDS = (
 
 
 def accept_proposed(task: str, proposed: Any) -> list[Requirement]:
-    """Checks the planner proposed that code can trust: a known kind, a quote that is in the task, a value in the quote.
+    """Checks the planner proposed that code can trust: the quote is in the task, and code reads it as that kind.
 
-    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "30", "quote": "at most 30 words"}])
+    The model only points at words of the task; code decides what they require, so no model can invent one.
+
+    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "300", "quote": "at most 30 words"}])
     [Requirement(kind='max_words', value=30, quote='at most 30 words')]
-    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "30", "quote": "at most 20 words"}])
+    >>> accept_proposed("List 5 fruits.", [{"kind": "max_words", "value": "5", "quote": "5"}])
     []
     """
-    accepted = []
-    flat_task = " ".join(task.lower().split())
+    accepted: list[Requirement] = []
+    flat_task = " ".join(task.split())
     for item in proposed if isinstance(proposed, list) else []:
         if not isinstance(item, dict) or item.get("kind") not in PLAN_CHECK_KINDS:
             continue
-        quote, value = " ".join(str(item.get("quote", "")).split()), str(item.get("value", "")).strip()
-        if not quote or quote.lower() not in flat_task or not value:
-            continue  # an invented requirement: the task never says it
-        from_quote = [r for r in requirements_from_task(quote) if r.kind == item["kind"]]
-        if from_quote:  # code reads the quote itself rather than trusting the model's value
-            accepted += from_quote
-            continue
-        if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", quote, re.I) is None:
-            continue  # the value is not in the words quoted
-        if item["kind"] in ("json", "python", "uppercase"):
-            accepted.append(Requirement(item["kind"], True, quote))
-        elif item["kind"] in ("include", "exclude", "function", "class", "line_start"):
-            accepted.append(Requirement(item["kind"], value, quote))
-        elif value.isdigit() or value.lower() in _NUMBER_WORDS:
-            accepted.append(Requirement(item["kind"], _number(value), quote))
+        quote = " ".join(str(item.get("quote", "")).split())
+        if quote and re.search(rf"(?<!\w){re.escape(quote)}(?!\w)", flat_task, re.I):
+            accepted += [r for r in requirements_from_task(quote) if r.kind == item["kind"]]
     return accepted
 
 

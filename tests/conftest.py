@@ -41,14 +41,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise AssertionError(f"a test tried to reach the network: {address!r}")
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    for name in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "OPENAI_MODEL",
-        "PLANNER_MODEL",
-        "WORKER_MODEL",
-        "CRITIC_MODEL",
-    ):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", *(role.env for role in mas.ROLES.values())):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # traces land in tmp_path/logs, and no .env is found
 

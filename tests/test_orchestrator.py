@@ -190,7 +190,7 @@ def test_the_demo_scenarios_are_named_for_their_paths() -> None:
 
 def test_token_cap_is_never_exceeded_and_completions_are_clamped(make_llm) -> None:
     client = mas.ScriptedClient(mas.demo_script("exhaust"))
-    llm = make_llm(client, demo=True, max_tokens=2_500, max_plans=99)
+    llm = make_llm(client, demo=True, max_tokens=2_500, max_plans=99, max_iterations=99)  # only the budget can stop it
     state = mas.orchestrate("Write a haiku about agents", llm)
     assert state["stop_reason"] == "token_budget"
     assert 0 < state["total_tokens"]["total"] <= 2_500

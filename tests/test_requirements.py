@@ -48,6 +48,12 @@ def found(task: str) -> set[tuple[str, object]]:
         ("Tell me about your day.", set()),
         ("Explain what JSON is, and what Python is used for.", set()),  # a mention is not a format
         ("Write 2 paragraphs about cats", set()),  # paragraphs are not list items
+        ("Give me five tips for sleep, each under 10 words", {("items", 5), ("item_max_words", 9)}),
+        ("3 bullet points of at most 10 words each", {("bullets", 3), ("item_max_words", 10)}),
+        ("Write 3 haiku about rain", set()),  # three poems, not three lines
+        ("A 300-word essay with a two-word title", {("about_words", 300)}),
+        ("Suggest 3 titles for a 500-word blog post", {("items", 3)}),  # the post's length is not the answer's
+        ("Return JSON with keys name, age and email for a user", {("json_keys", ("name", "age", "email"))}),
     ],
 )
 def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tuple[str, object]]) -> None:
@@ -89,6 +95,14 @@ def test_every_requirement_quotes_the_task() -> None:
         ('```json\n[\n  {\n    "a": 1\n  }\n]\n```', R("no_empty_items", 0, ""), True),  # JSON braces are not items
         ("[\n  {\n  }\n]", R("no_empty_items", 0, ""), True),
         ("- one - two\n- three", R("no_empty_items", 0, ""), True),
+        ("France, Spain and Italy.", R("items", 3, ""), True),  # a list on one line
+        ("```python\nprint(1)\nprint(2)\n```", R("lines", 2, ""), True),  # fences are not lines
+        ("```python\n" + "for x in xs:\n    pass\n" * 3 + "```", R("no_repeats", mas.REPEAT_LIMIT, ""), True),
+        (  # a refrain sung three times among ten other lines is a song, not a loop
+            "\n".join(["sing the long refrain now"] * 3 + [f"verse line number {n} here" for n in range(10)]),
+            R("no_repeats", mas.REPEAT_LIMIT, ""),
+            True,
+        ),
     ],
 )
 def test_each_kind_is_measured(draft: str, requirement: mas.Requirement, passes: bool) -> None:
@@ -108,11 +122,13 @@ def test_a_draft_that_repeats_itself_fails_every_time() -> None:
 
 
 def test_the_planner_can_add_a_check_only_by_quoting_the_task() -> None:
-    task = "Write a product blurb; keep each line short, and mention 'waterproof'."
+    task = "Write a product blurb; keep each line short, and mention 'waterproof'. List 5 uses."
     proposed = [
         {"kind": "include", "value": "waterproof", "quote": "mention 'waterproof'"},  # quoted: kept
         {"kind": "max_words", "value": "20", "quote": "at most 20 words"},  # invented: the task never says it
         {"kind": "teleport", "value": "1", "quote": "Write a product blurb"},  # not a kind code can check
+        {"kind": "max_words", "value": "5", "quote": "5"},  # in the task, but code does not read it as a word limit
+        {"kind": "uppercase", "value": "yes", "quote": "a"},
     ]
     assert mas.accept_proposed(task, proposed) == [R("include", "waterproof", "mention 'waterproof'")]
 

@@ -39,6 +39,9 @@ NOT_APPROVALS = [
     "<think>still thinking, APPROVED: YES",  # a scratchpad cut off
     'I would reply {"approved": true} if it were shorter.',  # a yes that is only quoted
     "[" * 1500 + "]" * 1500,
+    '{"approved": true, "feedback": "ok"} Wait, actually, no: the ending is wrong.',  # prose after the JSON
+    '{"approved": true, "feedback": "Missing the third bullet."}',  # a yes whose feedback says it falls short
+    '{"approved": true, "feedback": "The draft does not fully meet the task."}',
     '{"a":' * 1500 + '{"approved": true}' + "}" * 1500,
 ]
 
@@ -53,6 +56,7 @@ APPROVALS = [
     '{"verdict": "approved"}',
     '{"approved": "Yes.", "feedback": "ok"}',
     "**APPROVED:** YES\n**FEEDBACK:** The haiku keeps the form.",
+    'Sure! {"approved": true, "feedback": "Three lines, on topic."}',  # a preamble that ends a sentence
 ]
 
 
