@@ -761,17 +761,9 @@ PLAN_MAX_WORDS = 160  # a plan longer than this is the work itself, written earl
 PLAN_REMINDER = "Reply with 3 to 6 short steps that say how to do the task; do not write the finished work."
 # Words of the review process: a plan made of these plans the loop, not the task.
 _PROCESS_WORDS = {
-    "critic",
-    "feedback",
-    "review",
-    "reviewer",
-    "approval",
-    "approve",
-    "revise",
-    "revision",
-    "resubmit",
+    "critic", "feedback", "review", "reviewer", "approval", "approve", "revise", "revision", "resubmit",
     "submit",
-}
+}  # fmt: skip
 
 
 def read_plan(text: str) -> tuple[list[str], Any]:
@@ -1296,22 +1288,9 @@ class Verdict:
 
 _YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed", "lgtm", "✅", "✔", "☑", "👍"}
 _NO = {
-    "no",
-    "n",
-    "false",
-    "not",
-    "rejected",
-    "reject",
-    "fail",
-    "failed",
-    "denied",
-    "revise",
-    "❌",
-    "✖",
-    "✗",
-    "👎",
+    "no", "n", "false", "not", "rejected", "reject", "fail", "failed", "denied", "revise", "❌", "✖", "✗", "👎",
     "🚫",
-}
+}  # fmt: skip
 # A yes that comes with one of these is a yes with a condition, which is not a yes.
 _HEDGES = {
     "but", "though", "although", "however", "if", "unless", "except", "assuming", "provided", "pending", "once",
