@@ -158,7 +158,7 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 state["draft_facts"] = mas.measure_draft(state["result"], cut_off, state["requirements"])
                 title = (
                     f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
-                    f"in iteration {state['iteration']} ({spent}); `orchestrate()` then runs `measure_draft()`"
+                    f"in iteration {state['iteration']} ({spent}) and measures it with `measure_draft()`"
                 )
             elif role == "critic":
                 title = f"call {calls}: `critic_agent()` judges the draft ({spent})"
