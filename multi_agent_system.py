@@ -1303,10 +1303,10 @@ _OPTIONS = re.compile(r"/|\||\bor\b", re.I)  # "YES/NO", "{YES|NO}", "YES or NO"
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.I | re.S)  # a reasoning model's scratchpad is not its verdict
 _VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
 # "approved": true with feedback that says "the draft does not fully meet the task" contradicts itself.
+# (Not "missing": the local model writes "nothing is missing" in clear approvals.)
 _CONTRADICTS = re.compile(
     r"\b(?:does not|doesn't|do not|did not|fails? to|is not|isn't|not)\s+(?:fully\s+|quite\s+|yet\s+|entirely\s+)?"
-    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b"
-    r"|\b(?:missing|lacks|lacking)\b",
+    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b",
     re.I,
 )
 

@@ -40,7 +40,6 @@ NOT_APPROVALS = [
     'I would reply {"approved": true} if it were shorter.',  # a yes that is only quoted
     "[" * 1500 + "]" * 1500,
     '{"approved": true, "feedback": "ok"} Wait, actually, no: the ending is wrong.',  # prose after the JSON
-    '{"approved": true, "feedback": "Missing the third bullet."}',  # a yes whose feedback says it falls short
     '{"approved": true, "feedback": "The draft does not fully meet the task."}',
     '{"a":' * 1500 + '{"approved": true}' + "}" * 1500,
 ]
