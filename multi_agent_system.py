@@ -544,7 +544,7 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
 # -- What code can check, code checks ----------------------------------------
 
 ABOUT_TOLERANCE = 0.2  # "about 120 words" passes at 96-144 words: a fifth either way
-REPEAT_LIMIT = 3  # a line of four or more words seen this often means the model is looping
+REPEAT_LIMIT = 3  # a line (4+ words) this often, and a third of all lines: the model is looping, not writing a refrain
 
 
 @dataclass(frozen=True)
