@@ -1334,11 +1334,14 @@ def parse_verdict(text: str) -> Verdict:
     raw = _THINK.sub("", text).strip()
     found: list[tuple[bool | None, bool, str, str]] = []  # (yes/no/unclear, quoted, source, what it said)
     covered: list[tuple[int, int]] = []  # JSON spans, so their lines are not read twice
+    first_json: dict[str, Any] | None = None  # its "feedback" is the feedback
     for start, end, data in _objects_with_spans(raw):
         keys = [k for k in data if str(k).lower() in _VERDICT_KEYS]
         if keys:
+            first_json = first_json or data
+            line_end = raw.find("\n", end)
             before = raw[raw.rfind("\n", 0, start) + 1 : start].strip()
-            after = raw[end : (raw.find("\n", end) + 1 or len(raw) + 1) - 1].strip(" `")
+            after = raw[end : line_end if line_end != -1 else len(raw)].strip(" `")
             quoted = bool(after) or bool(before and before[-1] not in ":.!")  # mid-sentence: an example
             found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
             covered.append((start, end))
@@ -1354,9 +1357,6 @@ def parse_verdict(text: str) -> Verdict:
         return Verdict(
             False, raw, "none", "empty reply: not an approval" if not raw else "no verdict found: not an approval"
         )
-    first_json = next(
-        (d for s, e, d in _objects_with_spans(raw) if any(str(k).lower() in _VERDICT_KEYS for k in d)), None
-    )
     feedback = _feedback(raw, first_json)
     source = found[0][2]
     for value, _quoted, _source, said in found:
