@@ -1204,6 +1204,8 @@ class LLM:
                 return BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached during a call")
             return ModelUnavailable("api_error", f"{where} did not answer in time, {retried}")
         if isinstance(err, openai.APIConnectionError):
+            if type(err.__cause__).__name__ not in ("ConnectError", "ConnectTimeout", "NoneType"):
+                return ModelUnavailable("api_error", f"the connection to {where} broke mid-reply, {retried}")
             return ModelUnavailable(fix, f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
@@ -1224,6 +1226,8 @@ class LLM:
     def _account(
         self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
     ) -> Reply:
+        if isinstance(completion, str):  # the SDK hands back the text of a body that was not JSON
+            raise self._not_json(json.JSONDecodeError("not JSON", completion, 0))
         if not getattr(completion, "choices", None):
             raise ModelUnavailable(
                 "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?"
