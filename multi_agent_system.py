@@ -1304,6 +1304,9 @@ _SECRET = re.compile(
 )
 
 
+SECRET_MIN_CHARS = 16  # real keys are longer; a short one ("local", "ollama") is a placeholder, and scrubbing it mangles words
+
+
 def redact(text: str, *secrets: str | None) -> str:
     """``text`` with the given secrets, and anything that looks like a key, replaced by [redacted].
 
@@ -1313,7 +1316,7 @@ def redact(text: str, *secrets: str | None) -> str:
     "Invalid header 'Authorization: Bearer [redacted]' (api_key=[redacted])"
     """
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= SECRET_MIN_CHARS:
             text = text.replace(secret, "[redacted]")
     return _SECRET.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
 
@@ -2081,7 +2084,7 @@ class Trace:
         return cls(log_dir / f"{run_id}.jsonl", run_id)
 
     def hide(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= SECRET_MIN_CHARS:
             self._secrets.append(secret)
 
     def event(self, kind: str, **fields: Any) -> None:
