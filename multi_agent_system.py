@@ -54,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,8 +150,8 @@ def times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-# How each run can end. Exit codes: 0 approved, 1 stopped without approval,
-# 2 usage or configuration error, 130 interrupted (Ctrl-C).
+# How each run can end. Exit codes: 0 approved, 1 stopped without approval
+# (stopped_by_user too), 2 usage or configuration error (replay_mismatch too), 130 interrupted (Ctrl-C).
 STOP_REASONS = {
     "approved": "the critic approved the draft",
     "max_iterations": "the iteration limit was reached without approval",
@@ -162,6 +162,8 @@ STOP_REASONS = {
     "config_error": "the model server refused the configuration (key, model, address)",
     "api_error": "the model server kept failing after retries",
     "interrupted": "stopped with Ctrl-C",
+    "stopped_by_user": "a person stopped the run (q at a --step pause, or stop at the --human rung)",
+    "replay_mismatch": "a request differed from the recorded run being replayed (--replay)",
     "crashed": "an unexpected error, a bug in the code, ended the run",
 }
 EXIT_APPROVED, EXIT_NOT_APPROVED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -206,6 +208,7 @@ class Settings:
     max_cost: float | None = None  # USD ceiling; needs a known price for every model used
     timeout: float | None = None  # seconds for the whole run, checked before every call
     log_dir: Path = Path("logs")
+    replay: str | None = None  # a recorded trace whose replies stand in for the model (--replay)
 
     def model_for(self, role: str) -> str:
         return DEMO_MODEL if self.demo else self.models.get(role) or self.default_model
@@ -213,6 +216,8 @@ class Settings:
     def server(self) -> str:
         if self.demo:
             return "scripted demo model (offline)"
+        if self.replay:
+            return f"replies replayed from {self.replay} (offline)"
         return self.base_url or "https://api.openai.com/v1"
 
 
@@ -230,10 +235,11 @@ class HistoryItem(TypedDict, total=False):
 
     kind "plan"       (planner):      plan_version, plan
     kind "review"     (critic):       iteration, plan_version, attempt, draft, approved, feedback
-    kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up")
+    kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up", "accept")
+    kind "human"      (a person, --human): iteration, plan_version, action, feedback
     """
 
-    kind: Literal["plan", "review", "escalation"]
+    kind: Literal["plan", "review", "escalation", "human"]
     iteration: int
     plan_version: int
     attempt: int
@@ -309,7 +315,7 @@ def new_state(task: str) -> SharedState:
 
 # -- The orchestrator: plain Python decides who runs next --------------------
 
-NextStep = Literal["revise", "replan", "give_up"]
+NextStep = Literal["revise", "replan", "give_up", "accept"]  # only a person (--human) ever says "accept"
 
 
 def orchestrate(task: str, llm: LLM) -> SharedState:
@@ -324,6 +330,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     config_error          the server refused the key, the model or the request, or could not be reached
     api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries
     interrupted           Ctrl-C
+    stopped_by_user       a person said stop (--step, --human)
 
     The state is returned in every case, with the last draft and the stop reason.
     OutOfOrderError is not caught: it means the code is wrong, not the run.
@@ -347,7 +354,12 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
                 finish(state, "approved", f"approved on iteration {state['iteration']}")
                 return state
             step = decide_next_step(state["worker_attempts"], state["plan_version"], settings)
+            if step != "revise" and llm.human is not None:  # the top rung: a person decides, if one is there
+                step = llm.human.decide(state, llm, step)
             record_escalation(state, llm, step)
+            if step == "accept":
+                finish(state, "approved", f"a human approved the draft of iteration {state['iteration']}")
+                return state
             if step == "give_up":
                 raise StopRun(
                     "escalation_exhausted",
@@ -1009,6 +1021,8 @@ class LLM:
         self._tool_choice_ok = True  # some servers refuse tool_choice; then it is dropped
         self._warned_80 = False
         self._estimate_scale = 1.0  # raised when a server counts more prompt tokens than estimated
+        self.before_call: Callable[[str, list[dict[str, Any]], int], None] | None = None  # --step pauses here
+        self.human: HumanRung | None = None  # --human: the person at the top of the ladder
 
     @property
     def client(self) -> Any:
@@ -1058,6 +1072,8 @@ class LLM:
             request["tools"] = tools
             if tool_choice:
                 request["tool_choice"] = tool_choice
+        if self.before_call is not None:  # --step: the person at the front of the class says when
+            self.before_call(role, messages, limit)
         self.display.prompt(role, messages, limit)
         started = self._clock()
         with self.display.thinking(role, model):
@@ -1823,6 +1839,13 @@ class Display:
                 "offline demo",
                 "red",
             )
+        if settings.replay:
+            self.panel(
+                f"Replayed replies, not a live model: every reply comes from the recorded run {settings.replay}, "
+                "and a request that differs from the recording stops the run.",
+                "replay",
+                "red",
+            )
         models = ", ".join(f"{r}={settings.model_for(r)}" for r in roles or ROLES)
         self.line(f"run {run_id} · {settings.server()} · {models}", "dim")
         if trace_path:
@@ -2050,8 +2073,13 @@ def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> N
             body += "\n\nchecked by code:\n" + "\n".join(checklist)
     else:
         title, body = role.replace("_", " ").capitalize(), reply.content if reply else ""
-    style = ROLES[role].colour if role in ROLES else "white"
+    draw_step(llm, role, title, body, reply, ROLES[role].colour if role in ROLES else "white")
+
+
+def draw_step(llm: LLM, role: str, title: str, body: str, reply: Reply | None, style: str) -> None:
+    """A panel on screen, and the same panel in the trace, so --show can draw it again."""
     llm.display.step(title, body, reply, style)
+    llm.trace.event("step", role=role, title=title, body=body, style=style, replied=reply is not None)
 
 
 def show_verdict(llm: LLM, reply: Reply, verdict: Verdict) -> None:
@@ -2078,12 +2106,7 @@ def record_escalation(state: SharedState, llm: LLM, step: str) -> None:
     where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
     llm.trace.event("escalation", **where, worker_attempts=state["worker_attempts"], action=step)
     state["history"].append(HistoryItem(kind="escalation", action=step, **where))  # type: ignore[typeddict-item]
-    if step == "revise":
-        llm.display.note(f"rejected {times(state['worker_attempts'])} on this plan: the worker revises")
-    elif step == "replan":
-        llm.display.warn(
-            f"plan v{state['plan_version']} was rejected {times(state['worker_attempts'])}: escalating to the planner"
-        )
+    show_escalation(llm.display, step, state["worker_attempts"], state["plan_version"])
 
 
 def record_end(state: SharedState, llm: LLM) -> None:
@@ -2277,6 +2300,397 @@ def demo_script(scenario: str) -> Responder:
     return respond
 
 
+# -- The classroom: step through, show, replay and draw a run; the human rung --
+#
+# What an instructor needs in front of a class, kept out of the loop's way: each
+# mode is a hook the loop already has (LLM.before_call, LLM.human, the client) or
+# a reader of the trace a run leaves behind.
+
+STEP_SUMMARY_CHARS = 160  # how much of a prompt --step shows: enough to say what is asked, not the whole prompt
+HUMAN_ASKS = 3  # unreadable answers at the human rung before the ladder's own step is kept
+
+
+class Answers:
+    """Lines typed by the person at the front of the class, or piped in by a script.
+
+    ``ask`` returns the line without its newline, or None once input has ended:
+    then --step stops pausing and the run carries on by itself.
+    """
+
+    def __init__(self, stream: Any, display: Display):
+        self.stream, self.display = stream, display
+        self.ended = False
+        self.is_terminal = bool(getattr(stream, "isatty", lambda: False)())
+
+    def ask(self, question: str) -> str | None:
+        if self.ended:
+            return None
+        out = self.display.console if self.display.chatty else self.display.errors
+        from rich.text import Text
+
+        out.print(Text(question, style="bold"), end="")
+        line = self.stream.readline()
+        if not line:  # end of input
+            self.ended = True
+            out.print(Text("(end of input: the run goes on without pausing)", style="dim"))
+            return None
+        if not self.is_terminal:  # echo a scripted answer, so the transcript reads like a session
+            out.print(Text(line.rstrip("\n")))
+        return line.strip()
+
+
+def prompt_summary(messages: list[dict[str, Any]]) -> str:
+    """What a request asks, in a line: its last message's opening words and the size of it all.
+
+    >>> prompt_summary([system("You are..."), user("Task:\\nWrite a haiku about agents")])
+    '2 messages, ~19 tokens · last (user): Task: Write a haiku about agents'
+    """
+    last = messages[-1] if messages else {"role": "?", "content": ""}
+    said = first_line(str(last.get("content") or ""), STEP_SUMMARY_CHARS)
+    return f"{len(messages)} messages, ~{estimate_tokens(messages)} tokens · last ({last['role']}): {said}"
+
+
+class Stepper:
+    """--step: a pause before every model call, showing what is about to be sent."""
+
+    def __init__(self, answers: Answers, display: Display):
+        self.answers, self.display = answers, display
+
+    def pause(self, role: str, messages: list[dict[str, Any]], max_tokens: int, spent: int, budget: int) -> None:
+        if self.answers.ended:
+            return
+        body = f"{prompt_summary(messages)}\nmax_tokens {max_tokens} · {spent} tokens so far · {budget - spent} of {budget} left"
+        if self.display.chatty:
+            self.display.panel(body, f"next call: {role}", "blue")
+        answer = self.answers.ask("Enter sends it, q then Enter stops the run: ")
+        if answer is not None and answer.lower() in ("q", "quit", "stop"):
+            raise StopRun("stopped_by_user", f"stopped at the pause before the {role}'s call")
+
+
+def attach_stepper(llm: LLM, answers: Answers) -> None:
+    stepper = Stepper(answers, llm.display)
+    llm.before_call = lambda role, messages, limit: stepper.pause(
+        role, messages, limit, llm.ledger.total_tokens, llm.settings.max_tokens
+    )
+
+
+# The human rung: what a person may answer when the ladder would re-plan or give up.
+HUMAN_CHOICES: dict[str, tuple[NextStep, str]] = {
+    "a": ("accept", "approve the last draft"),
+    "f": ("revise", "give the worker feedback, and it revises"),
+    "p": ("replan", "ask the planner for a new plan"),
+    "s": ("give_up", "stop the run"),
+}
+
+
+class HumanRung:
+    """--human: the top of the escalation ladder is a person at the terminal.
+
+    The person's choice is recorded in history and trace like a verdict. The
+    loop's gates still hold: a revision or a new plan is one more round, and
+    the iteration, token, cost and time limits refuse it as they refuse any.
+    A person may allow a plan past --max-plans: that limit exists to ask them.
+    """
+
+    def __init__(self, answers: Answers):
+        self.answers = answers
+
+    def decide(self, state: SharedState, llm: LLM, step: NextStep) -> NextStep:
+        display = llm.display
+        would = "re-plan" if step == "replan" else "give up"
+        menu = "\n".join(f"  {key}  {what}" for key, (_, what) in HUMAN_CHOICES.items())
+        display.panel(
+            f"The critic rejected draft {state['worker_attempts']} of plan v{state['plan_version']}, and the ladder would "
+            f"{would}. The last draft and its feedback are above.\n{menu}",
+            f"Your call · iteration {state['iteration']}",
+            "bright_blue",
+        )
+        for _ in range(HUMAN_ASKS):
+            answer = self.answers.ask(f"{'/'.join(HUMAN_CHOICES)}: ")
+            if answer is None:
+                break
+            if answer[:1].lower() in HUMAN_CHOICES:
+                chosen, _ = HUMAN_CHOICES[answer[:1].lower()]
+                feedback = ""
+                if chosen == "revise":
+                    feedback = clip(self.answers.ask("feedback for the worker: ") or "", NOTES_MAX_CHARS)
+                    state["notes"]["human"] = feedback  # the worker reads every note
+                record_human(state, llm, chosen, feedback)
+                if chosen == "give_up":
+                    raise StopRun("stopped_by_user", f"a human stopped the run at iteration {state['iteration']}")
+                return chosen
+        display.warn(f"no answer from the human: the ladder's own step ({step}) is kept")
+        return step
+
+
+def record_human(state: SharedState, llm: LLM, action: str, feedback: str) -> None:
+    where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
+    llm.trace.event("human", **where, action=action, feedback=feedback)
+    state["history"].append(HistoryItem(kind="human", action=action, feedback=feedback, **where))  # type: ignore[typeddict-item]
+
+
+def attach_classroom(llm: LLM, args: argparse.Namespace, stdin: Any) -> None:
+    """Wire --step and --human to the person at the keyboard (or to lines piped in)."""
+    answers = Answers(stdin, llm.display)
+    if getattr(args, "step", False):
+        attach_stepper(llm, answers)
+    if getattr(args, "human", False):
+        if answers.is_terminal:
+            llm.human = HumanRung(answers)
+        else:
+            llm.display.warn("--human needs a terminal and none is attached: the ladder decides alone")
+
+
+# -- Reading a recorded run back --
+
+
+class ReplayMismatch(StopRun):
+    """A request differs from the recorded run that is being replayed (exit 2)."""
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """A trace's events, or UsageError with one clear line: missing, not a trace, or cut short."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read the trace {path}: {getattr(err, 'strerror', None) or err}") from err
+    lines, events = text.splitlines(), list[dict[str, Any]]()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            if number == len(lines) and not text.endswith("\n"):  # the writer stopped mid-line
+                raise UsageError(f"{path} is cut short: its last line is half written") from None
+            raise UsageError(f"{path} is not a trace: line {number} is not JSON") from None
+        if not isinstance(event, dict) or "event" not in event:
+            raise UsageError(f"{path} is not a trace: line {number} is not a trace event")
+        events.append(event)
+    if not events or events[0]["event"] != "start":
+        raise UsageError(f"{path} is not a trace: it does not begin with a start event")
+    if events[-1]["event"] != "end":
+        raise UsageError(f"{path} is cut short: it has no end event (the run was killed before it finished)")
+    return events
+
+
+def reply_from(event: dict[str, Any]) -> Reply:
+    """A recorded call, as the Reply the gateway made of it live."""
+    content = event.get("reply") or ""
+    return Reply(
+        event["role"],
+        event["model"],
+        content,
+        {"role": "assistant", "content": content},
+        event.get("tool_calls") or [],
+        event["prompt_tokens"],
+        event["completion_tokens"],
+        bool(event.get("usage_estimated")),
+        event.get("cost_usd"),
+        event.get("latency_s") or 0.0,
+        event.get("finish_reason"),
+        event.get("max_tokens") or 0,
+    )
+
+
+def show_escalation(display: Display, step: str, attempts: int, plan_version: int) -> None:
+    if step == "revise":
+        display.note(f"rejected {times(attempts)} on this plan: the worker revises")
+    elif step == "replan":
+        display.warn(f"plan v{plan_version} was rejected {times(attempts)}: escalating to the planner")
+
+
+def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) -> int:
+    """--show: draw a recorded run again from its trace, as it looked live. No model, no key."""
+    events = read_trace(path)
+    start = events[0]
+    if display.chatty:
+        display.panel(f"A recorded run, drawn from {path}: no model is called.", "recorded run", "blue")
+        if start.get("demo"):
+            display.panel("It was played by the scripted demo model, not a real LLM.", "offline demo", "red")
+        models = ", ".join(f"{role}={model}" for role, model in start.get("models", {}).items())
+        display.line(f"run {start.get('run_id')} · {start.get('server')} · {models}", "dim")
+    ledger, last = Ledger(), dict[str, Reply]()
+    for event in events:
+        kind = event["event"]
+        if kind == "call":
+            if stepper is not None:
+                budget = start.get("limits", {}).get("max_tokens") or MAX_TOTAL_TOKENS
+                stepper.pause(
+                    event["role"], event.get("prompt") or [], event.get("max_tokens") or 0, ledger.total_tokens, budget
+                )
+            reply = last[event["role"]] = reply_from(event)
+            ledger.add(
+                reply.role, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.seconds, reply.estimated
+            )
+        elif kind == "step":
+            display.step(
+                event["title"], event["body"], last.get(event["role"]) if event.get("replied") else None, event["style"]
+            )
+        elif kind == "warning":
+            display.warn(event["message"])
+        elif kind == "escalation":
+            show_escalation(display, event["action"], event["worker_attempts"], event["plan_version"])
+    end = events[-1]
+    state = new_state(start.get("task") or "")
+    state["result"], state["stop_reason"], state["stop_detail"] = (
+        end.get("result"),
+        end["stop_reason"],
+        end.get("detail"),
+    )
+    state["status"] = "approved" if end["stop_reason"] == "approved" else "stopped"
+    state["iteration"], state["plan_version"] = end.get("iterations") or 0, end.get("plan_version") or 0
+    display.summary(state, ledger, path)
+    return EXIT_APPROVED
+
+
+def first_difference(recorded: list[dict[str, Any]], sent: list[dict[str, Any]]) -> str | None:
+    """Where a request first differs from the recorded one, in one line; None when they match.
+
+    >>> first_difference([user("Write a haiku")], [user("Write a poem")])
+    "message 1 (user) differs at character 9: recorded 'haiku' but now 'poem'"
+    """
+    for i, (old, new) in enumerate(zip(recorded, sent, strict=False), 1):
+        if old.get("role") != new.get("role"):
+            return f"message {i} is from the {new.get('role')}, recorded from the {old.get('role')}"
+        a, b = str(old.get("content") or ""), str(new.get("content") or "")
+        if a != b:
+            at = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            return (
+                f"message {i} ({new.get('role')}) differs at character {at + 1}: "
+                f"recorded {first_line(a[at : at + 40], 40)!r} but now {first_line(b[at : at + 40], 40)!r}"
+            )
+    if len(recorded) != len(sent):
+        return f"it has {len(sent)} messages, the recording {len(recorded)}"
+    return None
+
+
+class ReplayClient:
+    """Stands in for ``openai.OpenAI`` with a recorded run's replies: the real loop, offline.
+
+    Requests are matched per role, in order. A request that is not the recorded
+    one ends the run (ReplayMismatch, exit 2): a replay never falls through to a
+    live model, so a changed prompt shows up as a failed replay.
+    """
+
+    def __init__(self, events: list[dict[str, Any]], source: Path):
+        self.source = source
+        self.recorded: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["event"] == "call":
+                self.recorded.setdefault(event["role"], []).append(event)
+        self.used: dict[str, int] = {}
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        role = request_role(request) or "unknown role"
+        n = self.used[role] = self.used.get(role, 0) + 1
+        queue = self.recorded.get(role, [])
+        if n > len(queue):
+            raise ReplayMismatch(
+                "replay_mismatch", f"the {role}'s call {n} is not in {self.source} ({len(queue)} recorded)"
+            )
+        event = queue[n - 1]
+        if problem := first_difference(event.get("prompt") or [], request["messages"]):
+            raise ReplayMismatch("replay_mismatch", f"the {role}'s request {n} is not the recorded one: {problem}")
+        usage = None if event.get("usage_estimated") else (event["prompt_tokens"], event["completion_tokens"])
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in event.get("tool_calls") or []]
+        body = completion_body(event.get("reply"), model=request["model"], usage=usage, tool_calls=calls or None)
+        body["choices"][0]["finish_reason"] = event.get("finish_reason") or "stop"
+        return as_attributes(body)
+
+
+def replay_setup(path: Path, settings: Settings) -> tuple[Settings, ReplayClient]:
+    """Settings and client for --replay: the recorded models, no server, no key."""
+    events = read_trace(path)
+    models = events[0].get("models") or {}
+    replayed = replace(settings, demo=False, replay=str(path), api_key=None, base_url=None, models=dict(models))
+    return replayed, ReplayClient(events, path)
+
+
+# -- Drawing a recorded run --
+
+MERMAID_UNSAFE = re.compile(r"[;#<>{}\[\]]")  # characters that end or break a Mermaid statement
+
+
+def mermaid_text(text: str, limit: int = 60) -> str:
+    return first_line(MERMAID_UNSAFE.sub(" ", str(text)), limit)
+
+
+def mermaid_diagram(events: list[dict[str, Any]]) -> str:
+    """A recorded run as a Mermaid sequence diagram: who called whom, the tokens, verdicts and the stop."""
+    called = dict.fromkeys(e["role"] for e in events if e["event"] == "call")
+    roles = [*ROLES, *[r for r in called if r not in ROLES]]
+    alias = {role: f"{role[:1].upper()}{i}" for i, role in enumerate(roles)}  # ids no Mermaid keyword can clash with
+    lines = ["sequenceDiagram", "    participant O as orchestrator"]
+    lines += [f"    participant {alias[r]} as {r}" for r in roles]
+    if any(e["event"] == "human" for e in events):
+        lines.append("    participant H as human")
+    critic = alias.get("critic", "O")
+    numbers: dict[str, int] = {}
+    for e in events:
+        kind = e["event"]
+        if kind == "call":
+            who = alias[e["role"]]
+            n = numbers[e["role"]] = numbers.get(e["role"], 0) + 1
+            mark = "~" if e.get("usage_estimated") else ""
+            lines.append(f"    O->>{who}: {e['role']} call {n} · {mark}{e['prompt_tokens']} tokens in")
+            cut = " · cut off" if e.get("finish_reason") == "length" else ""
+            lines.append(f"    {who}-->>O: {mark}{e['completion_tokens']} tokens out{cut}")
+        elif kind == "verdict":
+            said = "APPROVED" if e["approved"] else "REJECTED"
+            where = critic if e.get("source") != "code" else "O"
+            lines.append(f"    Note over {where}: {said} by {e.get('source')} · {mermaid_text(e.get('why') or '')}")
+        elif kind == "escalation":
+            lines.append(
+                f"    Note over O: {mermaid_text(e['action'])} (plan v{e['plan_version']}, iteration {e['iteration']})"
+            )
+        elif kind == "human":
+            lines.append("    O->>H: the ladder asks")
+            lines.append(
+                f"    H-->>O: {mermaid_text(e['action'])} {mermaid_text(e.get('feedback') or '', 40)}".rstrip()
+            )
+        elif kind == "decision":
+            used = f" → overridden, {e['used']}" if e.get("overridden") else ""
+            lines.append(f"    Note over O: chose {mermaid_text(e.get('choice') or 'nothing')}{used}")
+        elif kind == "end":
+            tokens = (e.get("total_tokens") or {}).get("total", 0)
+            lines.append(f"    Note over O: stop · {e['stop_reason']} · {e.get('calls', 0)} calls, {tokens} tokens")
+    return "\n".join(lines)
+
+
+def show_or_draw(args: argparse.Namespace, display: Display, stdin: Any) -> int:
+    """--show and --diagram: read a recorded run; a bad file gets one line and exit 2."""
+    try:
+        if args.diagram:
+            display.line(mermaid_diagram(read_trace(args.diagram)), soft_wrap=True)
+            return EXIT_APPROVED
+        stepper = Stepper(Answers(stdin, display), display) if args.step else None
+        return show_recorded(args.show, display, stepper)
+    except UsageError as err:
+        display.error(str(err))
+        return EXIT_USAGE
+    except StopRun as halt:  # q at a --step pause
+        display.line(f"stop: {halt.detail}", "bold red")
+        return EXIT_NOT_APPROVED
+
+
+def add_classroom_flags(p: argparse.ArgumentParser) -> None:
+    room = p.add_argument_group("classroom")
+    room.add_argument("--step", action="store_true", help="pause before every model call (Enter goes on, q stops)")
+    room.add_argument(
+        "--human", action="store_true", help="ask the person at the terminal when the ladder would re-plan or give up"
+    )
+    recorded = room.add_mutually_exclusive_group()
+    recorded.add_argument("--show", type=Path, metavar="TRACE", help="draw a recorded run again, with no model")
+    recorded.add_argument(
+        "--replay", type=Path, metavar="TRACE", help="run the loop with a recorded run's replies as the model"
+    )
+    recorded.add_argument(
+        "--diagram", type=Path, metavar="TRACE", help="print a recorded run as a Mermaid sequence diagram"
+    )
+
+
 # -- The command line ---------------------------------------------------------
 
 EPILOG = """quickstart:
@@ -2300,7 +2714,7 @@ def exit_code_for(stop_reason: str | None, success: str = "approved") -> int:
         return EXIT_APPROVED
     if stop_reason == "interrupted":
         return EXIT_INTERRUPTED
-    if stop_reason == "config_error":
+    if stop_reason in ("config_error", "replay_mismatch"):
         return EXIT_USAGE
     return EXIT_NOT_APPROVED
 
@@ -2361,6 +2775,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
     )
+    add_classroom_flags(p)  # --step, --human, --show, --replay, --diagram
     return p
 
 
@@ -2480,8 +2895,16 @@ def write_atomically(path: Path, text: str) -> None:
         raise OSError(err.errno, err.strerror, str(path)) from err
 
 
-def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
-    """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    console: Console | None = None,
+    client: Any = None,
+    loop: Callable[[str, LLM], SharedState] = orchestrate,
+    script: Callable[[str], Responder] = demo_script,
+) -> int:
+    """The command line. ``console`` and ``client`` let tests capture output and fake the API;
+    ``loop`` and ``script`` let a variant (stages/variants/) swap the orchestrator and its demo replies."""
     try:
         args = build_parser().parse_args(argv)  # before rich is imported: --help stays fast
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
@@ -2491,12 +2914,16 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     console = console or Console()
     mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
     display = Display(console, mode)
+    if args.show or args.diagram:  # a recorded run: no task, no model, no key
+        return show_or_draw(args, display, sys.stdin)
     try:
         load_env_file()
         task = read_task(args.task, sys.stdin)
         if args.output:
             check_output_path(args.output)
         settings = settings_from_args(args, dict(os.environ))
+        if args.replay:
+            settings, client = replay_setup(args.replay, settings)
         run_id = new_run_id()
         trace = Trace.in_dir(settings.log_dir, run_id)
     except UsageError as err:
@@ -2505,16 +2932,17 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     except KeyboardInterrupt:  # Ctrl-C while the task was still being typed into stdin
         return EXIT_INTERRUPTED
     if settings.demo and client is None:
-        client = ScriptedClient(demo_script(settings.demo_scenario or "revise"))
+        client = ScriptedClient(script(settings.demo_scenario or "revise"))
     llm = LLM(settings, display, trace, client=client)
+    attach_classroom(llm, args, sys.stdin)
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
-            state = orchestrate(task, llm)
-        server_fault = state["stop_reason"] in ("config_error", "api_error")
+            state = loop(task, llm)
+        server_fault = state["stop_reason"] in ("config_error", "api_error", "replay_mismatch")
         if server_fault:
             display.error(state["stop_detail"] or str(state["stop_reason"]))
         approved = state["status"] == "approved"
