@@ -2343,7 +2343,7 @@ def prompt_summary(messages: list[dict[str, Any]]) -> str:
     """What a request asks, in a line: its last message's opening words and the size of it all.
 
     >>> prompt_summary([system("You are..."), user("Task:\\nWrite a haiku about agents")])
-    '2 messages, ~19 tokens · last (user): Task: Write a haiku about agents'
+    '2 messages, ~29 tokens · last (user): Task: Write a haiku about agents'
     """
     last = messages[-1] if messages else {"role": "?", "content": ""}
     said = first_line(str(last.get("content") or ""), STEP_SUMMARY_CHARS)
@@ -2867,6 +2867,7 @@ def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
         "usage_estimated": llm.ledger.estimated,
         "cost_usd": state["cost_usd"],
         "demo": llm.settings.demo,
+        "replayed_from": llm.settings.replay,  # --replay: the recorded run whose replies stood in for the model
         "run_id": llm.trace.run_id,
         "trace": str(llm.trace.path) if llm.trace.path else None,
     }

@@ -91,6 +91,8 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     decisions: list[dict[str, Any]] = []
     try:
         while True:
+            # The one place the iteration limit is enforced: before any call of a new
+            # round, so a plan that no round could use is never paid for.
             if state["iteration"] >= settings.max_iterations:
                 raise StopRun("max_iterations", f"{settings.max_iterations} iterations without approval")
             if step == "replan":
@@ -115,7 +117,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     except KeyboardInterrupt:
         finish(state, "interrupted", "stopped with Ctrl-C")
     finally:
-        record_end(state, llm)
+        record_end(state, llm)  # also when an unexpected exception is on its way up: stop "crashed"
         show_comparison(llm, decisions)
     return state
 
@@ -218,7 +220,10 @@ def show_comparison(llm: LLM, decisions: list[dict[str, Any]]) -> None:
         table.add_column(column)
     for d in decisions:
         table.add_row(
-            str(d["iteration"]), d["choice"] or "(none)", d["ladder"], d["used"] + (" (override)" if d["overridden"] else "")
+            str(d["iteration"]),
+            d["choice"] or "(none)",
+            d["ladder"],
+            d["used"] + (" (override)" if d["overridden"] else ""),
         )
     llm.display.console.print(table)
     agreed = sum(d["choice"] == d["ladder"] for d in decisions)
