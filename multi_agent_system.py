@@ -2396,36 +2396,41 @@ class HumanRung:
         self.answers = answers
 
     def decide(self, state: SharedState, llm: LLM, step: NextStep) -> NextStep:
-        display = llm.display
         would = "re-plan" if step == "replan" else "give up"
         menu = "\n".join(f"  {key}  {what}" for key, (_, what) in HUMAN_CHOICES.items())
-        display.panel(
-            f"The critic rejected draft {state['worker_attempts']} of plan v{state['plan_version']}, and the ladder would "
-            f"{would}. The last draft and its feedback are above.\n{menu}",
-            f"Your call · iteration {state['iteration']}",
-            "bright_blue",
+        question = (
+            f"The critic rejected draft {state['worker_attempts']} of plan v{state['plan_version']}, and the ladder "
+            f"would {would}. The last draft and its feedback are above.\n{menu}"
         )
+        draw_step(llm, "human", f"Your call · iteration {state['iteration']}", question, None, "bright_blue")
+        said: list[list[str]] = []  # [question, answer] pairs, so --show can print them again
         for _ in range(HUMAN_ASKS):
-            answer = self.answers.ask(f"{'/'.join(HUMAN_CHOICES)}: ")
+            answer = self.ask(f"{'/'.join(HUMAN_CHOICES)}: ", said)
             if answer is None:
                 break
             if answer[:1].lower() in HUMAN_CHOICES:
                 chosen, _ = HUMAN_CHOICES[answer[:1].lower()]
                 feedback = ""
                 if chosen == "revise":
-                    feedback = clip(self.answers.ask("feedback for the worker: ") or "", NOTES_MAX_CHARS)
+                    feedback = clip(self.ask("feedback for the worker: ", said) or "", NOTES_MAX_CHARS)
                     state["notes"]["human"] = feedback  # the worker reads every note
-                record_human(state, llm, chosen, feedback)
+                record_human(state, llm, chosen, feedback, said)
                 if chosen == "give_up":
                     raise StopRun("stopped_by_user", f"a human stopped the run at iteration {state['iteration']}")
                 return chosen
-        display.warn(f"no answer from the human: the ladder's own step ({step}) is kept")
+        record_human(state, llm, "none", "", said)
+        llm.warn(f"no answer from the human: the ladder's own step ({step}) is kept")
         return step
 
+    def ask(self, question: str, said: list[list[str]]) -> str | None:
+        answer = self.answers.ask(question)
+        said.append([question, "" if answer is None else answer])
+        return answer
 
-def record_human(state: SharedState, llm: LLM, action: str, feedback: str) -> None:
+
+def record_human(state: SharedState, llm: LLM, action: str, feedback: str, said: list[list[str]]) -> None:
     where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
-    llm.trace.event("human", **where, action=action, feedback=feedback)
+    llm.trace.event("human", **where, action=action, feedback=feedback, said=said)
     state["history"].append(HistoryItem(kind="human", action=action, feedback=feedback, **where))  # type: ignore[typeddict-item]
 
 
@@ -2441,7 +2446,7 @@ def attach_classroom(llm: LLM, args: argparse.Namespace, stdin: Any) -> None:
             llm.display.warn("--human needs a terminal and none is attached: the ladder decides alone")
 
 
-# -- Reading a recorded run back --
+# -- Reading a recorded run back: show it, or replay it as the model --
 
 
 class ReplayMismatch(StopRun):
@@ -2529,6 +2534,9 @@ def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) 
             )
         elif kind == "warning":
             display.warn(event["message"])
+        elif kind == "human" and display.chatty:
+            for question, answer in event.get("said") or []:
+                display.line(f"{question}{answer}", "bold")
         elif kind == "escalation":
             show_escalation(display, event["action"], event["worker_attempts"], event["plan_version"])
     end = events[-1]
@@ -2608,9 +2616,15 @@ def replay_setup(path: Path, settings: Settings) -> tuple[Settings, ReplayClient
     return replayed, ReplayClient(events, path)
 
 
-# -- Drawing a recorded run --
+# -- Drawing a recorded run, and the classroom's flags --
 
 MERMAID_UNSAFE = re.compile(r"[;#<>{}\[\]]")  # characters that end or break a Mermaid statement
+LADDER_WORDS = {  # each rung of the ladder, as a diagram note
+    "revise": "revise · the worker tries again",
+    "replan": "re-plan · the planner writes a new plan",
+    "give_up": "give up · a human is needed",
+    "accept": "accept · a human approved the draft",
+}
 
 
 def mermaid_text(text: str, limit: int = 60) -> str:
@@ -2620,39 +2634,36 @@ def mermaid_text(text: str, limit: int = 60) -> str:
 def mermaid_diagram(events: list[dict[str, Any]]) -> str:
     """A recorded run as a Mermaid sequence diagram: who called whom, the tokens, verdicts and the stop."""
     called = dict.fromkeys(e["role"] for e in events if e["event"] == "call")
-    roles = [*ROLES, *[r for r in called if r not in ROLES]]
-    alias = {role: f"{role[:1].upper()}{i}" for i, role in enumerate(roles)}  # ids no Mermaid keyword can clash with
-    lines = ["sequenceDiagram", "    participant O as orchestrator"]
-    lines += [f"    participant {alias[r]} as {r}" for r in roles]
+    alias = {"orchestrator": "O", "human": "H"}
+    for role in [*ROLES, *called]:  # one capital letter each (no Mermaid keyword is one letter); a digit on a clash
+        ids = [role[:1].upper(), *(f"{role[:1].upper()}{n}" for n in range(2, 99))]
+        alias.setdefault(role, next(a for a in ids if a not in alias.values()))
+    shown = ["orchestrator", *ROLES, *[r for r in called if r not in ROLES]]
     if any(e["event"] == "human" for e in events):
-        lines.append("    participant H as human")
-    critic = alias.get("critic", "O")
+        shown.append("human")
+    lines = ["sequenceDiagram", *(f"    participant {alias[r]} as {r}" for r in shown)]
     numbers: dict[str, int] = {}
     for e in events:
         kind = e["event"]
         if kind == "call":
-            who = alias[e["role"]]
-            n = numbers[e["role"]] = numbers.get(e["role"], 0) + 1
+            who, role = alias[e["role"]], e["role"]
+            n = numbers[role] = numbers.get(role, 0) + 1
             mark = "~" if e.get("usage_estimated") else ""
-            lines.append(f"    O->>{who}: {e['role']} call {n} · {mark}{e['prompt_tokens']} tokens in")
             cut = " · cut off" if e.get("finish_reason") == "length" else ""
+            lines.append(f"    O->>{who}: {role} call {n} · {mark}{e['prompt_tokens']} tokens in")
             lines.append(f"    {who}-->>O: {mark}{e['completion_tokens']} tokens out{cut}")
         elif kind == "verdict":
             said = "APPROVED" if e["approved"] else "REJECTED"
-            where = critic if e.get("source") != "code" else "O"
-            lines.append(f"    Note over {where}: {said} by {e.get('source')} · {mermaid_text(e.get('why') or '')}")
+            by, where = ("code", "O") if e.get("source") == "code" else ("the critic", alias["critic"])
+            lines.append(f"    Note over {where}: {said} by {by} · {mermaid_text(e.get('feedback') or '', 50)}")
         elif kind == "escalation":
-            lines.append(
-                f"    Note over O: {mermaid_text(e['action'])} (plan v{e['plan_version']}, iteration {e['iteration']})"
-            )
+            lines.append(f"    Note over O: {LADDER_WORDS.get(e['action'], mermaid_text(e['action']))}")
         elif kind == "human":
-            lines.append("    O->>H: the ladder asks")
-            lines.append(
-                f"    H-->>O: {mermaid_text(e['action'])} {mermaid_text(e.get('feedback') or '', 40)}".rstrip()
-            )
+            feedback = mermaid_text(e.get("feedback") or "", 40)
+            lines += ["    O->>H: your call", f"    H-->>O: {mermaid_text(e['action'])} {feedback}".rstrip()]
         elif kind == "decision":
-            used = f" → overridden, {e['used']}" if e.get("overridden") else ""
-            lines.append(f"    Note over O: chose {mermaid_text(e.get('choice') or 'nothing')}{used}")
+            used = f" · overridden, {e['used']}" if e.get("overridden") else ""
+            lines.append(f"    Note over O: the director chose {mermaid_text(e.get('choice') or 'nothing')}{used}")
         elif kind == "end":
             tokens = (e.get("total_tokens") or {}).get("total", 0)
             lines.append(f"    Note over O: stop · {e['stop_reason']} · {e.get('calls', 0)} calls, {tokens} tokens")

@@ -257,7 +257,7 @@ def test_diagram_draws_every_call_verdict_escalation_and_the_stop(console, examp
         [e for e in events if e["event"] == "verdict"]
     )
     assert sum(1 for e in events if e["event"] == "escalation") == len(
-        re.findall(r"Note over O: (revise|replan)", "\n".join(lines))
+        re.findall(r"Note over O: (revise|re-plan) · ", "\n".join(lines))
     )
     assert lines[-1].startswith(f"    Note over O: stop · {events[-1]['stop_reason']}")
 
@@ -342,3 +342,16 @@ def test_human_without_a_terminal_behaves_as_without_the_flag_and_says_so_once(t
     assert from_first_panel(said) == from_first_panel(output(without)).replace(
         *re.findall(r"logs/\S+\.jsonl", output(without))[-1:], *re.findall(r"logs/\S+\.jsonl", said)[-1:]
     )
+
+
+def test_a_humans_turn_is_shown_and_drawn_again_from_the_trace(make_llm, console, tmp_path) -> None:
+    client = FakeClient(**per_role([False] * R + [True], plans=1))
+    mas.orchestrate("task", human_llm(make_llm, client, "x\nf\nName them.\n"))  # one unreadable answer first
+    live = output(console)
+    again = fresh_console()
+    assert mas.main(["--show", str(tmp_path / "trace.jsonl")], console=again) == mas.EXIT_APPROVED
+    shown = output(again)
+    assert shown.count("Your call · iteration 2") == live.count("Your call · iteration 2") == 1
+    assert "a/f/p/s: x" in shown and "feedback for the worker: Name them." in shown
+    diagram = mas.mermaid_diagram(mas.read_trace(tmp_path / "trace.jsonl"))
+    assert "participant H as human" in diagram and "H-->>O: revise Name them." in diagram

@@ -116,7 +116,7 @@ def test_the_variants_recorded_runs_show_replay_and_draw(console, tmp_path) -> N
     assert md.main(["--show", str(trace)], console=console) == 0
     assert "Director · " in output(console)
     assert md.main(["--diagram", str(trace)], console=console) == 0
-    assert "participant D3 as director" in output(console)
+    assert "participant D as director" in output(console)
     assert md.main(["--replay", str(trace), "Write a haiku about agents", "--quiet"], console=console) == 1
 
 
