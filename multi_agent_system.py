@@ -34,9 +34,10 @@ Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
 With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
 ``OPENAI_BASE_URL`` any OpenAI-compatible server (Ollama, LM Studio, llama.cpp).
 
-Left out on purpose: parallel workers, message queues, saved state, streaming
-and a model-driven orchestrator. CONCEPTS.md discusses them; each would hide
-the loop this file exists to show.
+Left out on purpose: parallel workers, message queues, saved state and
+streaming. CONCEPTS.md discusses them; each would hide the loop this file
+exists to show. A model-driven orchestrator is its own short file beside this
+one, stages/variants/model_driven.py, so the two can be diffed.
 """
 
 from __future__ import annotations
@@ -1985,8 +1986,10 @@ def format_cost(cost: float | None) -> str:
 class Trace:
     """One JSON object per line, per event, for reading a run afterwards.
 
-    Events: start, call, verdict, escalation, warning, end. The API key is never
-    given to this class, so it cannot leak into a trace.
+    Events: start, call (the full request and reply, so --replay can match it),
+    verdict, escalation, warning, step (each panel as drawn, for --show), human
+    (--human), end. The API key is never given to this class, so it cannot leak
+    into a trace.
     """
 
     def __init__(self, path: Path | None, run_id: str):
@@ -2609,10 +2612,15 @@ class ReplayClient:
 
 
 def replay_setup(path: Path, settings: Settings) -> tuple[Settings, ReplayClient]:
-    """Settings and client for --replay: the recorded models, no server, no key."""
+    """Settings and client for --replay: the recorded models (an added role's too), no server, no key."""
     events = read_trace(path)
-    models = events[0].get("models") or {}
-    replayed = replace(settings, demo=False, replay=str(path), api_key=None, base_url=None, models=dict(models))
+    models = dict(events[0].get("models") or {})
+    calls = [e for e in events if e["event"] == "call"]
+    models.update({e["role"]: e["model"] for e in calls})
+    default = calls[0]["model"] if calls else settings.default_model
+    replayed = replace(
+        settings, demo=False, replay=str(path), api_key=None, base_url=None, models=models, default_model=default
+    )
     return replayed, ReplayClient(events, path)
 
 

@@ -18,8 +18,11 @@ from conftest import LOOP_ROLES, FakeClient, output, per_role
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.jsonl"))
+# Runs of the chapter's own loop; a run of stages/variants/model_driven.py replays with that program (its tests)
+CHAPTER_EXAMPLES = [p for p in EXAMPLES if '"event": "decision"' not in p.read_text()]
 R = mas.REJECTIONS_BEFORE_REPLAN
 HAIKU = "Write a haiku about agents"
+DEMO_MODEL_NAME = mas.DEMO_MODEL
 
 
 class Typed(io.StringIO):
@@ -163,7 +166,7 @@ def test_a_missing_trace_gets_one_clear_line(console, tmp_path) -> None:
 # -- --replay ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("example", CHAPTER_EXAMPLES, ids=lambda p: p.name)
 def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -> None:
     """A recorded run on a real model is a regression test: the same requests, the same replies, the same end."""
     recorded = events_of(example)
@@ -180,14 +183,14 @@ def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -
 
 
 def test_replay_says_plainly_that_replies_are_replayed(console) -> None:
-    example = EXAMPLES[0]
+    example = CHAPTER_EXAMPLES[0]
     mas.main(["--replay", str(example), events_of(example)[0]["task"]], console=console)
     shown = output(console)
     assert "Replayed replies, not a live model" in shown and "Scripted demo model" not in shown
 
 
 def test_a_changed_prompt_fails_the_replay_naming_the_role_and_message(console, monkeypatch) -> None:
-    example = EXAMPLES[0]
+    example = CHAPTER_EXAMPLES[0]
     monkeypatch.setattr(mas, "WORKER_PROMPT", mas.WORKER_PROMPT + " Be brief.")
     code = mas.main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
     (line,) = output(console).strip().splitlines()
@@ -196,7 +199,7 @@ def test_a_changed_prompt_fails_the_replay_naming_the_role_and_message(console, 
 
 
 def test_a_different_task_fails_at_the_planners_first_request(console, tmp_path) -> None:
-    example = EXAMPLES[0]
+    example = CHAPTER_EXAMPLES[0]
     code = mas.main(["--replay", str(example), "Write a limerick", "--json"], console=console)
     assert code == mas.EXIT_USAGE
     assert json.loads(output(console).split("\n", 1)[1])["stop_reason"] == "replay_mismatch"
@@ -220,10 +223,17 @@ def test_replay_never_falls_through_to_a_live_model(tmp_path, make_llm) -> None:
     assert "the critic's call 1 is not in" in (state["stop_detail"] or "")
 
 
+def test_at_least_two_real_model_runs_are_shipped() -> None:
+    assert len(CHAPTER_EXAMPLES) >= 2
+    for example in EXAMPLES:
+        start = events_of(example, "start")[0]
+        assert not start["demo"] and DEMO_MODEL_NAME not in start["models"].values()
+
+
 def test_a_replay_trace_holds_no_key(console, tmp_path, monkeypatch) -> None:
     secret = "sk-test-SECRET-replay-777"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
-    example = EXAMPLES[0]
+    example = CHAPTER_EXAMPLES[0]
     mas.main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
     assert secret not in only_trace(tmp_path / "logs").read_text() and secret not in output(console)
     for recorded in EXAMPLES:  # the shipped recordings carry prompts and replies, never a key

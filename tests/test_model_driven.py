@@ -158,3 +158,23 @@ def test_the_loop_differs_from_the_chapters_in_a_few_lines() -> None:
     changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert len(changed) <= 10, "\n".join(changed)
     assert any("choose_next_step(state, llm, decisions)" in line for line in changed)
+
+
+def test_the_recorded_real_model_run_replays(console, tmp_path) -> None:
+    """examples/name-model-driven.jsonl: the director chose a re-plan where the ladder would revise."""
+    example = ROOT / "examples" / "name-model-driven.jsonl"
+    events = [json.loads(line) for line in example.read_text().splitlines()]
+    start, end = events[0], events[-1]
+    code = md.main(["--replay", str(example), start["task"], "--json"], console=console)
+    text = output(console)
+    summary = json.loads(text[text.index("{") :])
+    assert code == mas.exit_code_for(end["stop_reason"])
+    assert (summary["stop_reason"], summary["calls"], summary["tokens"]) == (
+        end["stop_reason"],
+        end["calls"],
+        end["total_tokens"],
+    )
+    (trace,) = (tmp_path / "logs").glob("*.jsonl")
+    assert [(d["choice"], d["used"]) for d in decisions_in(trace)] == [
+        (d["choice"], d["used"]) for d in decisions_in(example)
+    ]
