@@ -2509,6 +2509,10 @@ class HumanRung:
             f"would {would}. The last draft and its feedback are above.\n{menu}"
         )
         draw_step(llm, "human", f"Your call · iteration {state['iteration']}", question, None, "bright_blue")
+        if not llm.display.chatty:  # --quiet or --json: the panel is not drawn, and the person still needs the menu
+            from rich.text import Text
+
+            llm.display.errors.print(Text(question))
         said: list[list[str]] = []  # [question, answer] pairs, so --show can print them again
         for _ in range(HUMAN_ASKS):
             answer = self.ask(f"{'/'.join(HUMAN_CHOICES)}: ", said)
@@ -2543,9 +2547,14 @@ def record_human(state: SharedState, llm: LLM, action: str, feedback: str, said:
 def attach_classroom(llm: LLM, args: argparse.Namespace, stdin: Any) -> None:
     """Wire --step and --human to the person at the keyboard (or to lines piped in)."""
     answers = Answers(stdin, llm.display)
-    if getattr(args, "step", False):
+    if (args.step or args.human) and args.task == "-":
+        llm.display.warn(
+            "the task came from standard input, which leaves nothing to read answers from: no pauses, no questions"
+        )
+        answers.ended = True
+    if args.step:
         attach_stepper(llm, answers)
-    if getattr(args, "human", False):
+    if args.human:
         if answers.is_terminal:
             llm.human = HumanRung(answers)
         else:
@@ -2714,15 +2723,29 @@ class ReplayClient:
         return as_attributes(body)
 
 
+LIMIT_FIELDS = ("max_iterations", "max_tokens", "max_plans", "max_cost", "timeout")  # the start event's limits
+
+
 def replay_setup(path: Path, settings: Settings) -> tuple[Settings, ReplayClient]:
-    """Settings and client for --replay: the recorded models (an added role's too), no server, no key."""
+    """Settings and client for --replay: the recorded models (an added role's too) and limits, no server, no key.
+
+    The recorded limits apply, whatever the flags say: the budget gate must refuse what it refused live.
+    """
     events = read_trace(path)
     models = dict(events[0].get("models") or {})
     calls = [e for e in events if e["event"] == "call"]
     models.update({e["role"]: e["model"] for e in calls})
     default = calls[0]["model"] if calls else settings.default_model
+    limits = {k: v for k, v in (events[0].get("limits") or {}).items() if k in LIMIT_FIELDS}
     replayed = replace(
-        settings, demo=False, replay=str(path), api_key=None, base_url=None, models=models, default_model=default
+        settings,
+        demo=False,
+        replay=str(path),
+        api_key=None,
+        base_url=None,
+        models=models,
+        default_model=default,
+        **limits,
     )
     return replayed, ReplayClient(events, path)
 

@@ -365,3 +365,23 @@ def test_a_humans_turn_is_shown_and_drawn_again_from_the_trace(make_llm, console
     assert "a/f/p/s: x" in shown and "feedback for the worker: Name them." in shown
     diagram = mas.mermaid_diagram(mas.read_trace(tmp_path / "trace.jsonl"))
     assert "participant H as human" in diagram and "H-->>O: revise Name them." in diagram
+
+
+def test_a_replay_keeps_the_recorded_limits(console, tmp_path) -> None:
+    """The budget gate refuses in a replay what it refused live, whatever the flags say."""
+    rec = tmp_path / "rec"
+    argv = ["task", "--demo-scenario", "exhaust", "--max-plans", "1", "--log-dir", str(rec), "--quiet"]
+    assert mas.main(argv, console=fresh_console()) == mas.EXIT_NOT_APPROVED
+    recording = only_trace(rec)
+    code = mas.main(
+        ["--replay", str(recording), "task", "--json", "--log-dir", str(tmp_path / "again")], console=console
+    )
+    summary = json.loads(output(console)[output(console).index("{") :])
+    assert code == mas.EXIT_NOT_APPROVED and summary["stop_reason"] == "escalation_exhausted" and summary["plans"] == 1
+
+
+def test_a_task_read_from_stdin_leaves_no_answers_and_says_so(console, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("Write a haiku about agents"))
+    assert mas.main(["-", "--step"], console=console) == mas.EXIT_APPROVED
+    shown = output(console)
+    assert "nothing to read answers from" in " ".join(shown.split()) and "next call: " not in shown
