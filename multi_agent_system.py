@@ -2525,6 +2525,9 @@ class HumanRung:
                     feedback = clip(self.ask("feedback for the worker: ", said) or "", NOTES_MAX_CHARS)
                     state["notes"]["human"] = feedback  # the worker reads every note
                 record_human(state, llm, chosen, feedback, said)
+                failed = [c["measured"] for c in state["draft_facts"].get("checks", []) if not c["passed"]]
+                if chosen == "accept" and failed:  # a person may overrule code, but not silently
+                    llm.warn(f"a human approved a draft that fails a check code made: {'; '.join(failed)}")
                 if chosen == "give_up":
                     raise StopRun("stopped_by_user", f"a human stopped the run at iteration {state['iteration']}")
                 return chosen

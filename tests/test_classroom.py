@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import multi_agent_system as mas
-from conftest import LOOP_ROLES, FakeClient, output, per_role
+from conftest import LOOP_ROLES, FakeClient, completion, output, per_role
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.jsonl"))
@@ -385,3 +385,14 @@ def test_a_task_read_from_stdin_leaves_no_answers_and_says_so(console, tmp_path,
     assert mas.main(["-", "--step"], console=console) == mas.EXIT_APPROVED
     shown = output(console)
     assert "nothing to read answers from" in " ".join(shown.split()) and "next call: " not in shown
+
+
+def test_a_human_who_approves_a_draft_that_fails_a_check_is_told_and_it_is_traced(make_llm, console, tmp_path) -> None:
+    client = FakeClient(
+        planner=[completion("1. Answer briefly.")], worker=[completion("one two three four")] * R, critic=[]
+    )
+    llm = human_llm(make_llm, client, "a\n")
+    state = mas.orchestrate("Answer in at most 3 words.", llm)
+    assert state["stop_reason"] == "approved"
+    warnings = [e["message"] for e in events_of(tmp_path / "trace.jsonl", "warning")]
+    assert any("a human approved a draft that fails a check" in w for w in warnings)
