@@ -1251,6 +1251,9 @@ class LLM:
             )
         choice = completion.choices[0]
         content = choice.message.content or ""
+        refusal = getattr(choice.message, "refusal", None)
+        if refusal and not content:  # the model declined: say so, rather than pass on an empty reply silently
+            self.warn(f"the {role}'s model refused: {first_line(redact(str(refusal)), 120)}")
         tool_calls = [
             {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
             for c in getattr(choice.message, "tool_calls", None) or []
@@ -3111,6 +3114,23 @@ def write_atomically(path: Path, text: str) -> None:
         raise OSError(err.errno, err.strerror, str(path)) from err
 
 
+def ctrl_c_exits(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a program's ``main`` so that Ctrl-C where no run catches it (start-up, the last
+    lines of output) exits 130 with one line instead of a traceback. A run that is under
+    way catches Ctrl-C itself, to write its trace's ``end`` event and keep its work."""
+
+    @functools.wraps(main)
+    def guarded(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: stopped with Ctrl-C\n")
+            return EXIT_INTERRUPTED
+
+    return guarded
+
+
+@ctrl_c_exits
 def main(
     argv: list[str] | None = None,
     *,
@@ -3121,20 +3141,6 @@ def main(
 ) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API;
     ``loop`` and ``script`` let a variant (stages/variants/) swap the orchestrator and its demo replies."""
-    try:
-        return _cli(argv, console, client, loop, script)
-    except KeyboardInterrupt:  # Ctrl-C during start-up, before there is a run to stop
-        sys.stderr.write("interrupted: stopped with Ctrl-C before the run started\n")
-        return EXIT_INTERRUPTED
-
-
-def _cli(
-    argv: list[str] | None,
-    console: Console | None,
-    client: Any,
-    loop: Callable[[str, LLM], SharedState],
-    script: Callable[[str], Responder],
-) -> int:
     try:
         args = build_parser().parse_args(argv)  # before rich is imported: --help stays fast
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
@@ -3175,8 +3181,6 @@ def _cli(
         with sdk_retries_shown(display, trace):
             state = loop(task, llm)
         return report(state, llm, args, mode)
-    except KeyboardInterrupt:  # Ctrl-C after the loop ended: the trace already has its end event
-        return EXIT_INTERRUPTED
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
         kept = f"; the result was saved to {rescued}" if rescued else ""

@@ -210,3 +210,32 @@ if __name__ == "__main__":
         update_readme()
     else:
         sys.stdout.write("\n".join(matrix_rows()) + "\n")
+
+
+def test_json_mode_never_shows_an_echoed_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FaultServer(mas.demo_script("revise"), FAULTS["key_echoed_500"], key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        code = mas.main(["Write a haiku", "--json", "--log-dir", str(tmp_path / "logs")], console=console)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    data = json.loads(shown[shown.index("{") :])
+    assert code == mas.EXIT_NOT_APPROVED and data["stop_reason"] == "api_error"
+    assert "[redacted]" in data["stop_detail"] and KEY not in shown
+
+
+def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK would sleep out a Retry-After of 30 s, three times; the run's deadline cuts it short."""
+    slow = Fault(
+        "slow_429", lambda s, r, b: ("json", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "30"})
+    )
+    with FaultServer(mas.demo_script("revise"), slow, key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        started = time.monotonic()
+        code = mas.main(
+            ["Write a haiku", "--timeout", str(HANG_TIMEOUT_S), "--log-dir", str(tmp_path)], console=console
+        )
+    assert time.monotonic() - started <= HANG_TIMEOUT_S + GRACE_S
+    assert code == mas.EXIT_NOT_APPROVED and "timeout" in console.file.getvalue()  # type: ignore[attr-defined]
