@@ -2574,6 +2574,17 @@ class ReplayMismatch(StopRun):
     """A request differs from the recorded run that is being replayed (exit 2)."""
 
 
+# What --show, --replay and --diagram read from each kind of event; a trace without them cannot be drawn or replayed.
+TRACE_FIELDS = {
+    "call": ("role", "model", "prompt", "reply", "prompt_tokens", "completion_tokens"),
+    "step": ("role", "title", "body", "style"),
+    "verdict": ("approved",),
+    "escalation": ("action", "iteration", "plan_version", "worker_attempts"),
+    "human": ("action",),
+    "end": ("stop_reason",),
+}
+
+
 def read_trace(path: Path) -> list[dict[str, Any]]:
     """A trace's events, or UsageError with one clear line: missing, not a trace, or cut short."""
     try:
@@ -2592,6 +2603,12 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
             raise UsageError(f"{path} is not a trace: line {number} is not JSON") from None
         if not isinstance(event, dict) or "event" not in event:
             raise UsageError(f"{path} is not a trace: line {number} is not a trace event")
+        missing = [key for key in TRACE_FIELDS.get(event["event"], ()) if key not in event]
+        if missing or not all(isinstance(event.get(k, 0), int) for k in ("prompt_tokens", "completion_tokens")):
+            raise UsageError(
+                f"{path} is not a trace of this program: its {event['event']} event on line {number} "
+                f"lacks {', '.join(missing) or 'token counts'}"
+            )
         events.append(event)
     if not events or events[0]["event"] != "start":
         raise UsageError(f"{path} is not a trace: it does not begin with a start event")

@@ -396,3 +396,51 @@ def test_a_human_who_approves_a_draft_that_fails_a_check_is_told_and_it_is_trace
     assert state["stop_reason"] == "approved"
     warnings = [e["message"] for e in events_of(tmp_path / "trace.jsonl", "warning")]
     assert any("a human approved a draft that fails a check" in w for w in warnings)
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["event", "role", "prompt_tokens", "title", "action"]),
+            st.one_of(
+                st.integers(), st.text(max_size=5), st.sampled_from(["start", "call", "step", "end", "escalation"])
+            ),
+            max_size=4,
+        ),
+        max_size=5,
+    )
+)
+def test_any_json_lines_are_read_whole_or_refused_in_one_line(tmp_path_factory, events) -> None:
+    """Whatever a file holds, --show either draws it or says in one line why not; never a traceback."""
+    path = tmp_path_factory.mktemp("t") / "any.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    try:
+        read = mas.read_trace(path)
+    except mas.UsageError as err:
+        assert "\n" not in str(err)
+        return
+    mas.show_recorded(path, mas.Display(fresh_console()))
+    mas.mermaid_diagram(read)
+
+
+def test_a_trace_missing_any_one_field_is_drawn_or_refused_in_one_line(tmp_path) -> None:
+    """Drop each field of each event of a real trace in turn: --show and --diagram never raise."""
+    mas.main(
+        [HAIKU, "--demo-scenario", "approve", "--quiet", "--log-dir", str(tmp_path / "rec")], console=fresh_console()
+    )
+    events = events_of(only_trace(tmp_path / "rec"))
+    broken = tmp_path / "broken.jsonl"
+    tried = 0
+    for i, event in enumerate(events):
+        for key in event:
+            damaged = [dict(e) for e in events]
+            del damaged[i][key]
+            broken.write_text("".join(json.dumps(e) + "\n" for e in damaged))
+            for flag in ("--show", "--diagram"):
+                console = fresh_console()
+                code = mas.main([flag, str(broken)], console=console)
+                tried += 1
+                assert code in (mas.EXIT_APPROVED, mas.EXIT_USAGE), (flag, event["event"], key)
+                if code == mas.EXIT_USAGE:
+                    assert output(console).count("error: ") == 1
+    assert tried > 100
