@@ -15,7 +15,8 @@ model, decides who runs next. That makes every run traceable and every limit rea
                   ^         │ rejected
                   │         ├─ 1st rejection of this plan ─> worker revises
                   │         ├─ 2nd rejection ─> planner writes a new plan
-                  └─────────┘  (after --max-plans plans: stop, a human is needed)
+                  └─────────┘  (after --max-plans plans: stop, a human is needed;
+                                with --human, one is asked at the terminal)
 
 What code can check, code checks; the model judges the rest. Requirements a
 task states in countable terms ("at most 40 words", "exactly 5 bullet points",
@@ -2662,7 +2663,10 @@ def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) 
                 stepper.pause(
                     event["role"], event.get("prompt") or [], event.get("max_tokens") or 0, ledger.total_tokens, budget
                 )
+            display.prompt(event["role"], event.get("prompt") or [], event.get("max_tokens") or 0)  # --verbose
             reply = last[event["role"]] = reply_from(event)
+            if reply.role == "critic":
+                display.raw_reply("critic", reply.content)  # --verbose, as show_verdict() does live
             ledger.add(
                 reply.role, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.seconds, reply.estimated
             )
@@ -2672,6 +2676,8 @@ def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) 
             )
         elif kind == "warning":
             display.warn(event["message"])
+        elif kind == "verdict" and event.get("source") != "code":
+            display.note(f"verdict read from {event.get('source')}: {event.get('why')}")
         elif kind == "human" and display.chatty:
             for question, answer in event.get("said") or []:
                 display.line(f"{question}{answer}", "bold")

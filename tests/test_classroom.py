@@ -444,3 +444,14 @@ def test_a_trace_missing_any_one_field_is_drawn_or_refused_in_one_line(tmp_path)
                 if code == mas.EXIT_USAGE:
                     assert output(console).count("error: ") == 1
     assert tried > 100
+
+
+def test_show_in_verbose_mode_also_shows_the_prompts_and_raw_verdicts(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    live = Console(file=io.StringIO(), width=120, color_system=None)
+    mas.main([HAIKU, "--demo-scenario", "escalate", "--verbose"], console=live)
+    again = fresh_console()
+    mas.main(["--show", str(only_trace(Path("logs"))), "--verbose"], console=again)
+    shown, said = output(again), output(live)
+    for needle in ("prompt → planner (max_tokens", "raw reply ← critic", "verdict read from json"):
+        assert shown.count(needle) == said.count(needle) > 0, needle
