@@ -6,6 +6,7 @@ import ast
 import difflib
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,21 @@ def test_the_recorded_real_model_run_replays(console, tmp_path) -> None:
     assert [(d["choice"], d["used"]) for d in decisions_in(trace)] == [
         (d["choice"], d["used"]) for d in decisions_in(example)
     ]
+
+
+def test_step_pauses_before_the_directors_calls_too(console, tmp_path, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n" * 50))
+    assert md.main(["Write a haiku about agents", "--demo-scenario", "escalate", "--step"], console=console) == 0
+    (trace,) = (tmp_path / "logs").glob("*.jsonl")
+    calls = [e["role"] for e in map(json.loads, trace.read_text().splitlines()) if e["event"] == "call"]
+    assert re.findall(r"next call: (\w+)", output(console)) == calls and md.DIRECTOR in calls
+
+
+def test_a_human_still_stands_above_the_director(make_llm) -> None:
+    from test_classroom import human_llm
+
+    client = FakeClient(**per_role([False, True], plans=2), director=[decision("give_up", "hopeless")])
+    state = md.orchestrate("task", human_llm(make_llm, client, "p\n"))
+    assert state["stop_reason"] == "approved" and state["plan_version"] == 2  # the person asked for a new plan
