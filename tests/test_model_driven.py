@@ -161,9 +161,12 @@ def test_the_loop_differs_from_the_chapters_in_a_few_lines() -> None:
     assert any("choose_next_step(state, llm, decisions)" in line for line in changed)
 
 
-def test_the_recorded_real_model_run_replays(console, tmp_path) -> None:
-    """examples/name-model-driven.jsonl: the director chose a re-plan where the ladder would revise."""
-    example = ROOT / "examples" / "name-model-driven.jsonl"
+VARIANT_EXAMPLES = [p for p in sorted((ROOT / "examples").glob("*.jsonl")) if '"event": "decision"' in p.read_text()]
+
+
+@pytest.mark.parametrize("example", VARIANT_EXAMPLES, ids=lambda p: p.name)
+def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -> None:
+    """Runs of this variant on a real model replay through it: the same requests, decisions and end."""
     events = [json.loads(line) for line in example.read_text().splitlines()]
     start, end = events[0], events[-1]
     code = md.main(["--replay", str(example), start["task"], "--json"], console=console)
@@ -179,6 +182,10 @@ def test_the_recorded_real_model_run_replays(console, tmp_path) -> None:
     assert [(d["choice"], d["used"]) for d in decisions_in(trace)] == [
         (d["choice"], d["used"]) for d in decisions_in(example)
     ]
+
+
+def test_a_variant_run_on_a_real_model_is_shipped() -> None:
+    assert VARIANT_EXAMPLES and all(md.DIRECTOR in p.read_text() for p in VARIANT_EXAMPLES)
 
 
 def test_step_pauses_before_the_directors_calls_too(console, tmp_path, monkeypatch) -> None:
