@@ -1322,7 +1322,7 @@ _SECRET = re.compile(
 )
 
 
-SECRET_MIN_CHARS = 16  # real keys are longer; a short one ("local", "ollama") is a placeholder, and scrubbing it mangles words
+SECRET_MIN_CHARS = 16  # real keys are longer; a short "key" ("local") is a placeholder, not worth mangling words
 
 
 def redact(text: str, *secrets: str | None) -> str:
