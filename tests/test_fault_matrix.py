@@ -292,3 +292,29 @@ def test_a_placeholder_key_is_not_scrubbed_from_ordinary_words(tmp_path: Path) -
 )
 def test_redact_never_leaves_the_configured_key(before: str, after: str, key: str) -> None:
     assert key not in mas.redact(before + key + after, key).replace("[redacted]", "")
+
+
+def test_an_abandoned_call_does_not_speak_in_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call abandoned at one run's time limit must not put SDK retry lines into a later run's output."""
+    with FaultServer(mas.demo_script("revise"), FAULTS["hang"], key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        first = mas.main(["Write a haiku", "--timeout", "1", "--log-dir", str(tmp_path / "a")], console=console)
+        monkeypatch.delenv("OPENAI_BASE_URL")
+        monkeypatch.delenv("OPENAI_API_KEY")
+        later = Console(file=StringIO(), width=100, color_system=None)
+        script = mas.demo_script("revise")
+
+        def slow(request: dict[str, Any]) -> Any:  # keeps this run going while the SDK would still be retrying
+            time.sleep(0.6)
+            return script(request)
+
+        second = mas.main(
+            ["Write a haiku about agents", "--verbose", "--log-dir", str(tmp_path / "b")],
+            console=later,
+            client=mas.ScriptedClient(slow),
+        )
+    (trace,) = (tmp_path / "b").glob("*.jsonl")
+    assert (first, second) == (mas.EXIT_NOT_APPROVED, mas.EXIT_APPROVED)
+    assert "openai SDK" not in later.file.getvalue() + trace.read_text()  # type: ignore[attr-defined]
