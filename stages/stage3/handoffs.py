@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from rich.text import Text
@@ -58,7 +58,7 @@ import multi_agent_system as mas
 # Constants
 # ---------------------------------------------------------------------------
 
-DEFAULT_MAX_TURNS = 12  # model calls per run; the stage 3 demo needs 8 when all goes well
+DEFAULT_MAX_TURNS = 12  # model calls per run; the stage 3 demo needs 6 when all goes well, so 2 retries each
 HANDOFF_PREFIX = "transfer_to_"  # the naming convention models have seen most in training
 TOOL_RESULT_MAX_CHARS = 2_000  # a tool result as the model sees it; the context keeps everything
 SHOWN_CHARS = 160  # tool arguments and results in --verbose lines; the trace keeps them whole
@@ -116,7 +116,13 @@ class Agent:
     tools: list[Tool] = field(default_factory=list)
     handoffs: list[Agent] = field(default_factory=list)
     check_answer: Callable[[Any, str], str | None] | None = None
-    """A guardrail in code: (context, answer) -> None to accept, or what to tell the model instead."""
+    """A guardrail in code: (context, answer) -> None to accept, or what to tell the model instead.
+    It may also keep what the answer holds: when a reply is the work (a list of notes), no tool is needed."""
+    tool_choice: Callable[[Any, int], str | None] | None = None
+    """(context, tool results so far) -> "required", "none", or None to let the model choose.
+    Small models call tools well when they must and answer well when they cannot; choosing is what they get wrong."""
+    ready: Callable[[Any], str | None] | None = None
+    """For a specialist: (context) -> None if a handoff to it makes sense now, or why not (sent back as an error)."""
     style: str = "white"  # the colour of this agent's panels
 
 
@@ -205,6 +211,8 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
     except ValueError as err:
         reason = f"{err.msg} at char {err.pos}" if isinstance(err, json.JSONDecodeError) else str(err)
         raise ToolError(f"the arguments are not valid JSON ({reason}): send one JSON object") from None
+    except RecursionError:  # a reply nested a thousand levels deep is a broken reply, not a crash
+        raise ToolError("the arguments are nested too deeply: send one flat JSON object") from None
     if not isinstance(value, dict):
         raise ToolError(f"the arguments must be a JSON object, not {type(value).__name__}")
     return value
@@ -252,14 +260,16 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
         {"role": "user", "content": task},
     ]
     insist = False  # after a refused answer, the next turn must call a tool
+    results = 0  # tool results this agent has had, for its tool_choice
     while True:
         record.take_turn(agent.name)
+        choice = "required" if insist else agent.tool_choice(context, results) if agent.tool_choice else None
         reply = llm.complete(  # a snapshot of the messages: the list grows on
-            agent.name, list(messages), tools=schemas or None, tool_choice="required" if insist else None
+            agent.name, list(messages), tools=schemas or None, tool_choice=choice if schemas else None
         )
         calls = [Call(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in reply.tool_calls]
         message = reply.message
-        if not calls and schemas:
+        if not calls and schemas and choice != "none":  # told not to call a tool, JSON in the text is the answer
             calls = calls_written_as_text(reply.content, record.turns)
             if calls:
                 llm.display.note(f"{agent.name} wrote its tool call as text; treating it as a call")
@@ -273,6 +283,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
                 messages.append(
                     {"role": "tool", "tool_call_id": call.id, "content": mas.clip(result, TOOL_RESULT_MAX_CHARS)}
                 )
+                results += 1
             continue
         objection = agent.check_answer(context, reply.content) if agent.check_answer else None
         if objection is None:
@@ -309,6 +320,9 @@ def _answer(
 
 
 def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: mas.LLM, record: RunRecord) -> str:
+    not_now = specialist.ready(context) if specialist.ready else None
+    if not_now:
+        raise ToolError(not_now)
     task = task.strip() or f"Do your part of the job for {caller.name}."
     record.handoffs.append(f"{caller.name} -> {specialist.name}")
     llm.trace.event("handoff", source=caller.name, target=specialist.name, task=task)
@@ -331,6 +345,8 @@ def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: in
     api_error     the server kept failing after the SDK's retries
     interrupted   Ctrl-C
 
+    Whatever the tools wrote into ``context`` stays there however the run ends,
+    and the trace's ``end`` event holds it too (when it is a dataclass).
     A bug in a tool is not caught: it is the code that is wrong, not the run.
     """
     record = RunRecord(max_turns)
@@ -364,5 +380,6 @@ def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: in
             cost_usd=llm.ledger.cost_usd,
             seconds=round(llm.elapsed(), 3),
             output=result.output,
+            context=asdict(context) if is_dataclass(context) and not isinstance(context, type) else None,
         )
     return result
