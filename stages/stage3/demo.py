@@ -97,17 +97,19 @@ def list_items(answer: str) -> list[str]:
 
     >>> list_items("Here they are:\\n1. Tests first.\\n2) CI next.\\n- Then review.")
     ['Tests first.', 'CI next.', 'Then review.']
-    >>> list_items('["one", "two"]')
-    ['one', 'two']
+    >>> list_items('["one", "two"]'), list_items('{"steps": ["one"]}')
+    (['one', 'two'], ['one'])
     >>> list_items("No list here.")
     []
     """
     text = answer.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         try:
             value = json.loads(text)
         except (ValueError, RecursionError):
             value = None
+        if isinstance(value, dict) and len(value) == 1:  # {"notes": [...]}: structured output
+            value = next(iter(value.values()))
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return [item.strip() for item in value if item.strip()]
     items = []
@@ -126,6 +128,20 @@ def read_notes(context: ResearchContext) -> str:
 
 # Each specialist's reply is its work: code reads the list out of it into the
 # run context. A tool call per note was the step small models got wrong most.
+
+
+def list_schema(name: str, least: int, most: int) -> dict[str, Any]:
+    """Structured output for a specialist's answer: {name: [least..most short strings]}."""
+    items = {"type": "array", "items": {"type": "string", "maxLength": NOTE_MAX_CHARS}, "minItems": least}
+    return {
+        "name": name,
+        "schema": {
+            "type": "object",
+            "properties": {name: {**items, "maxItems": most}},
+            "required": [name],
+            "additionalProperties": False,
+        },
+    }
 
 
 def take_notes(context: ResearchContext, answer: str) -> str | None:
@@ -169,8 +185,8 @@ def coordinator_check(context: ResearchContext, answer: str) -> str | None:
         return "Do not answer yet: call the transfer_to_research tool first."
     if not context.action_items:
         return "Do not answer yet: research has reported; call the transfer_to_planner tool."
-    if not answer.strip():
-        return "Now answer the user: write the plan as a numbered list."
+    if not list_items(answer):  # a tool call written as text, or an empty reply, is not the plan
+        return "The plan is ready. Answer the user now: write the planner's steps as a numbered list."
     return None
 
 
@@ -180,12 +196,12 @@ def coordinator_check(context: ResearchContext, answer: str) -> str | None:
 
 RESEARCH_PROMPT = """You are the research specialist on a small team.
 List the 3 to 5 facts, risks or constraints that matter most for the question you are given.
-Reply with a numbered list only, one sentence per item. Do not write a plan."""
+Reply with JSON only: {"notes": ["one sentence", "..."]}. Do not write a plan."""
 
 PLANNER_PROMPT = """You are the planning specialist on a small team.
 First call read_notes to get what the research specialist found.
-Then reply with 3 to 6 concrete steps, in the order they should happen, as a numbered list only.
-Start each step with a verb."""
+Then reply with 3 to 6 concrete steps, in the order they should happen, each starting with a verb.
+Reply with JSON only: {"steps": ["...", "..."]}."""
 
 COORDINATOR_PROMPT = """You coordinate two specialists and never do their work yourself.
 Step 1: call transfer_to_research with the user's question.
@@ -200,7 +216,8 @@ def build_agents() -> Agent:
         instructions=RESEARCH_PROMPT,
         handoff_description="Research specialist: lists the key facts, risks and constraints for a question. "
         "Call it first.",
-        check_answer=take_notes,  # no tools: its numbered list is the notes
+        check_answer=take_notes,  # no tools: its list is the notes
+        answer_schema=list_schema("notes", 3, 5),
         ready=research_ready,
         style="cyan",
     )
@@ -212,6 +229,7 @@ def build_agents() -> Agent:
         tools=[Tool("read_notes", "Read every note the research specialist saved.", read_notes)],
         tool_choice=lambda context, results: "required" if results == 0 else "none",  # read first, then write
         check_answer=take_plan,
+        answer_schema=list_schema("steps", 3, 6),
         ready=planner_ready,
         style="yellow",
     )
@@ -259,7 +277,8 @@ def demo_responder() -> mas.Responder:
                 return [("transfer_to_research", {"task": task})]
             if len(results) == 1:
                 return [("transfer_to_planner", {"task": f"Make an ordered plan for: {task}"})]
-            return f"Here is the plan the team agreed on:\n\n{results[-1]}"
+            plan = "\n".join(f"{i}. {step}" for i, step in enumerate(list_items(results[-1]), 1))
+            return f"Here is the plan the team agreed on:\n\n{plan}"
         if agent == RESEARCH_PROMPT:
             notes = (
                 _NOTES
@@ -269,11 +288,11 @@ def demo_responder() -> mas.Responder:
                     "(scripted note) A canned model cannot research other questions; set a key to use a real one.",
                 ]
             )
-            return "\n".join(f"{i}. {note}" for i, note in enumerate(notes, 1))
+            return json.dumps({"notes": notes})
         if agent == PLANNER_PROMPT:
             if not results:
                 return [("read_notes", {})]
-            return "\n".join(f"{i}. {step}" for i, step in enumerate(_STEPS, 1))
+            return json.dumps({"steps": _STEPS})
         raise mas.AgentSystemError("the scripted demo model only knows the stage 3 demo's prompts")
 
     return respond

@@ -123,6 +123,8 @@ class Agent:
     Small models call tools well when they must and answer well when they cannot; choosing is what they get wrong."""
     ready: Callable[[Any], str | None] | None = None
     """For a specialist: (context) -> None if a handoff to it makes sense now, or why not (sent back as an error)."""
+    answer_schema: dict[str, Any] | None = None
+    """Structured output for the answer (``LLM.complete``'s ``schema``), when a tool call would be overkill."""
     style: str = "white"  # the colour of this agent's panels
 
 
@@ -178,6 +180,19 @@ def _function_schema(name: str, description: str, parameters: dict[str, str], re
             "name": name,
             "description": description,
             "parameters": {"type": "object", "properties": properties, "required": required},
+        },
+    }
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tool call as structured output: {"name": one of the tools, "arguments": {...}}."""
+    names = [tool["function"]["name"] for tool in tools]
+    return {
+        "name": "tool_call",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "enum": names}, "arguments": {"type": "object"}},
+            "required": ["name", "arguments"],
         },
     }
 
@@ -264,8 +279,17 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
     while True:
         record.take_turn(agent.name)
         choice = "required" if insist else agent.tool_choice(context, results) if agent.tool_choice else None
+        if not schemas:
+            choice = None
+        # Servers that ignore tool_choice (llama.cpp without a tool grammar) still honour a JSON schema,
+        # so a required call is also asked for as structured output: a call written as text, read below.
+        schema = None  # while the model may choose between calling and answering, its reply is free
+        if choice == "required":
+            schema = call_schema(schemas)
+        elif choice == "none" or not schemas:
+            schema = agent.answer_schema
         reply = llm.complete(  # a snapshot of the messages: the list grows on
-            agent.name, list(messages), tools=schemas or None, tool_choice=choice if schemas else None
+            agent.name, list(messages), tools=schemas or None, tool_choice=choice, schema=schema
         )
         calls = [Call(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in reply.tool_calls]
         message = reply.message
@@ -291,7 +315,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             return reply.content.strip()
         _say(llm, f"✗ {agent.name} tried to answer too early: {objection}", "yellow")
         llm.trace.event("answer_refused", agent=agent.name, answer=reply.content, reason=objection)
-        insist = bool(schemas)
+        insist = bool(schemas) and choice != "none"  # told to answer, it must answer again, not call
         messages.pop()  # a refused answer would anchor the next try, and the prompt would grow with each
         if messages[-1] != {"role": "user", "content": objection}:
             messages.append({"role": "user", "content": objection})
