@@ -186,7 +186,7 @@ def coordinator_check(context: ResearchContext, answer: str) -> str | None:
     if not context.action_items:
         return "Do not answer yet: research has reported; call the transfer_to_planner tool."
     if not list_items(answer):  # a tool call written as text, or an empty reply, is not the plan
-        return "The plan is ready. Answer the user now: write the planner's steps as a numbered list."
+        return 'The plan is ready. Answer the user now, with JSON only: {"plan": ["step", "..."]}.'
     return None
 
 
@@ -206,7 +206,7 @@ Reply with JSON only: {"steps": ["...", "..."]}."""
 COORDINATOR_PROMPT = """You coordinate two specialists and never do their work yourself.
 Step 1: call transfer_to_research with the user's question.
 Step 2: when research reports back, call transfer_to_planner and ask for an ordered plan.
-Step 3: when the planner reports back, answer the user with the plan as a numbered list, and nothing else."""
+Step 3: when the planner reports back, answer the user with the plan: {"plan": ["step", "..."]}."""
 
 
 def build_agents() -> Agent:
@@ -239,6 +239,7 @@ def build_agents() -> Agent:
         handoffs=[research, planner],
         tool_choice=coordinator_choice,
         check_answer=coordinator_check,
+        answer_schema=list_schema("plan", 3, MAX_ACTION_ITEMS),  # once there is a plan, the answer is it
         style="green",
     )
 
@@ -277,8 +278,7 @@ def demo_responder() -> mas.Responder:
                 return [("transfer_to_research", {"task": task})]
             if len(results) == 1:
                 return [("transfer_to_planner", {"task": f"Make an ordered plan for: {task}"})]
-            plan = "\n".join(f"{i}. {step}" for i, step in enumerate(list_items(results[-1]), 1))
-            return f"Here is the plan the team agreed on:\n\n{plan}"
+            return json.dumps({"plan": list_items(results[-1])}, indent=2)
         if agent == RESEARCH_PROMPT:
             notes = (
                 _NOTES
@@ -315,8 +315,8 @@ def show_partial(console: Console, context: ResearchContext) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stages.stage3.demo",
-        description="A coordinator hands a question to Research, then to Planner, and answers with the plan.",
-        epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 answered, 1 stopped early, 2 usage or configuration error, "
+        description="A coordinator hands a question to Research, then to Planner,\nand answers with the plan.",
+        epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 answered, 1 stopped early, 2 usage or configuration error,\n"
         "130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

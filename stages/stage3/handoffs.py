@@ -184,6 +184,10 @@ def _function_schema(name: str, description: str, parameters: dict[str, str], re
     }
 
 
+def _ready(target: Tool | Agent | None, context: Any) -> bool:
+    return not (isinstance(target, Agent) and target.ready and target.ready(context))
+
+
 def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     """A tool call as structured output: {"name": one of the tools, "arguments": {...}}."""
     names = [tool["function"]["name"] for tool in tools]
@@ -284,8 +288,8 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
         # Servers that ignore tool_choice (llama.cpp without a tool grammar) still honour a JSON schema,
         # so a required call is also asked for as structured output: a call written as text, read below.
         schema = None  # while the model may choose between calling and answering, its reply is free
-        if choice == "required":
-            schema = call_schema(schemas)
+        if choice == "required":  # only the moves that make sense now: a handoff that is not ready is left out
+            schema = call_schema([t for t in schemas if _ready(tools.get(t["function"]["name"]), context)] or schemas)
         elif choice == "none" or not schemas:
             schema = agent.answer_schema
         reply = llm.complete(  # a snapshot of the messages: the list grows on

@@ -186,8 +186,8 @@ def show_outcome(console: Console, state: AuditState) -> None:
 def build_parser(prog: str, default_brief: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Red Team vs Blue Team: a server configuration is attacked and fixed until a CISO "
-        "approves it.",
+        description="Red Team vs Blue Team: a server configuration is attacked and fixed\n"
+        "until a CISO approves it.",
         epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 approved, 1 not approved, 2 usage or configuration "
         "error,\n130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,

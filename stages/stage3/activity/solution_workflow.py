@@ -378,10 +378,26 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     game = parser.add_argument_group("the game")
     game.add_argument("--strict", action="store_true", help="TLS 1.3 only, six headers with sane values")
     game.add_argument("--no-kb", action="store_true", help="take away the Blue Team's knowledge base")
-    game.add_argument("--threshold", choices=SEVERITIES, default=starter.THRESHOLD, help="lowest blocking severity")
-    game.add_argument("--max-loops", type=mas.positive(int), default=MAX_LOOPS, metavar="N", help="round limit")
-    game.add_argument("--max-cost", type=mas.positive(int), default=MAX_FIX_COST, metavar="POINTS", help="change budget")
-    game.add_argument("--out", type=Path, default=OUT_FILE, metavar="FILE", help="where an approved config goes")
+    game.add_argument(
+        "--threshold",
+        choices=SEVERITIES,
+        default=starter.THRESHOLD,
+        metavar="LEVEL",
+        help=f"lowest severity that blocks approval: {', '.join(SEVERITIES)} (default %(default)s)",
+    )
+    game.add_argument(
+        "--max-loops", type=mas.positive(int), default=MAX_LOOPS, metavar="N", help="round limit (default %(default)s)"
+    )
+    game.add_argument(
+        "--max-cost",
+        type=mas.positive(int),
+        default=MAX_FIX_COST,
+        metavar="POINTS",
+        help="change budget: each field a fix changes costs 1 point (default %(default)s)",
+    )
+    game.add_argument(
+        "--out", type=Path, default=OUT_FILE, metavar="FILE", help="where an approved config goes (default %(default)s)"
+    )
 
     def play_game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
         mas.check_output_path(args.out)  # before any model call is paid for
