@@ -218,6 +218,7 @@ def build_agents() -> Agent:
         "Call it first.",
         check_answer=take_notes,  # no tools: its list is the notes
         answer_schema=list_schema("notes", 3, 5),
+        report=lambda context, answer: f"Research saved {len(context.notes)} notes; the planner can read them.",
         ready=research_ready,
         style="cyan",
     )
@@ -230,6 +231,7 @@ def build_agents() -> Agent:
         tool_choice=lambda context, results: "required" if results == 0 else "none",  # read first, then write
         check_answer=take_plan,
         answer_schema=list_schema("steps", 3, 6),
+        report=lambda context, answer: "\n".join(f"{i}. {s}" for i, s in enumerate(context.action_items, 1)),
         ready=planner_ready,
         style="yellow",
     )

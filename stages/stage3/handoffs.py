@@ -123,6 +123,8 @@ class Agent:
     Small models call tools well when they must and answer well when they cannot; choosing is what they get wrong."""
     ready: Callable[[Any], str | None] | None = None
     """For a specialist: (context) -> None if a handoff to it makes sense now, or why not (sent back as an error)."""
+    report: Callable[[Any, str], str] | None = None
+    """For a specialist: (context, answer) -> what the caller is told when it finishes; by default its answer."""
     answer_schema: dict[str, Any] | None = None
     """Structured output for the answer (``LLM.complete``'s ``schema``), when a tool call would be overkill."""
     style: str = "white"  # the colour of this agent's panels
@@ -356,6 +358,8 @@ def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: ma
     llm.trace.event("handoff", source=caller.name, target=specialist.name, task=task)
     _say(llm, f"⇢ {caller.name} hands off to {specialist.name}: {mas.clip(task, SHOWN_CHARS)}", specialist.style)
     answer = run_agent(specialist, task, context, llm, record)
+    if specialist.report:
+        answer = specialist.report(context, answer)
     llm.trace.event("handoff_return", source=specialist.name, target=caller.name, answer=answer)
     _say(llm, f"⇠ {specialist.name} hands control back to {caller.name}", specialist.style)
     return answer or f"({specialist.name} finished without a written answer)"

@@ -198,7 +198,7 @@ server_tokens (true/false). When findings are listed, fix every one and keep ear
 
 
 def blue_team(
-    state: AuditState, llm: mas.LLM, tools: Sequence[Tool] = (), prompt: str = BLUE_PROMPT
+    state: AuditState, llm: mas.LLM, tools: Sequence[Tool] = (), prompt: str | None = None
 ) -> Finding | None:
     """Draft or fix the config. Writes state.config; returns a finding when the reply is unusable."""
     task = [f"Draft the configuration for: {state.brief}"]
@@ -206,7 +206,7 @@ def blue_team(
         task = [f"Fix this configuration for: {state.brief}", f"```json\n{show_config(state.config)}\n```"]
     if state.findings:
         task.append("Open findings:\n" + "\n".join(f.line() for f in state.findings))
-    agent = Agent("blue_team", prompt, tools=list(tools), style="blue")
+    agent = Agent("blue_team", prompt or BLUE_PROMPT, tools=list(tools), style="blue")
     reply = run_agent(agent, "\n\n".join(task), state, llm, RunRecord(BLUE_MAX_TURNS))
     config, problem = read_config(reply)
     if config is None:
@@ -224,14 +224,15 @@ Reply with JSON only: {"findings": [{"severity": "low, medium, high or critical"
 
 
 def ask_red_model(
-    state: AuditState, llm: mas.LLM, scanner: list[Finding], prompt: str = RED_PROMPT
+    state: AuditState, llm: mas.LLM, scanner: list[Finding], prompt: str | None = None
 ) -> tuple[list[Finding], mas.Reply]:
     """The Red Team's model, shown the config and what the rules found."""
     task = (
         f"Configuration, round {state.round}:\n```json\n{show_config(state.config)}\n```\n\n"
         "The automatic checks found:\n" + ("\n".join(f.line() for f in scanner) or "- nothing")
     )
-    reply = llm.complete("red_team", [{"role": "system", "content": prompt}, {"role": "user", "content": task}])
+    messages = [{"role": "system", "content": prompt or RED_PROMPT}, {"role": "user", "content": task}]
+    reply = llm.complete("red_team", messages)
     found = [Finding(**item, source="model", found_in=state.round) for item in model_findings(reply.content)]
     if len(found) > MAX_MODEL_FINDINGS:
         llm.display.warn(f"the Red Team's model reported {len(found)} findings; the first {MAX_MODEL_FINDINGS} count")
