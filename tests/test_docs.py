@@ -1,6 +1,6 @@
 """The documents stay true to the code.
 
-What is checked, in README.md, CONCEPTS.md, PROJECT.md and stages/stage3/README.md:
+What is checked, in README.md, CONCEPTS.md, PROJECT.md, stages/stage3/README.md and its EXERCISE.md:
 
 * Every name in `backticks` exists. ``name()`` must be a def or class (``Class.method()`` a
   method of that class); a bare identifier must be defined, assigned, imported, an argument,
@@ -46,7 +46,7 @@ import pytest
 pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "CONCEPTS.md", "PROJECT.md", "stages/stage3/README.md"]
+DOCS = ["README.md", "CONCEPTS.md", "PROJECT.md", "stages/stage3/README.md", "stages/stage3/activity/EXERCISE.md"]
 SKIP_DIRS = {".git", ".venv", ".venv-ci", "logs", "__pycache__", ".pytest_cache", "node_modules"}
 
 # Backticked text that is not a name in the code, each with the reason.

@@ -174,7 +174,10 @@ def test_strict_mode_is_pickier():
 
 def test_the_schema_names_what_is_wrong():
     found = {f.id: f for f in starter.schema_findings({**GOOD, "Debug": True, "tls": {"min_version": 3}})}
-    assert found["schema-unknown-Debug"].field == "Debug" and "not a known key" in found["schema-unknown-Debug"].description
+    assert (
+        found["schema-unknown-Debug"].field == "Debug"
+        and "not a known key" in found["schema-unknown-Debug"].description
+    )
     assert "schema-invalid-tls-min-version" in found
     assert all(f.source == "schema" for f in found.values())
     missing = starter.schema_findings({k: v for k, v in GOOD.items() if k != "admin"})

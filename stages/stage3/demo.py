@@ -66,7 +66,7 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from stages.stage3 import cli
-from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, ToolError, run
+from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, run
 
 DEFAULT_QUESTION = "How should a team of four start adding automated tests to an old Python web app that has none?"
 MAX_NOTES = 8  # research notes kept; more would crowd the planner's prompt

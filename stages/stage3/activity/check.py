@@ -340,7 +340,7 @@ def task_save(module: ModuleType) -> Result:
         return False, "a config that never gets fixed was approved"
     if rejected.saved.exists():
         return False, f"{SAVED_FILE} was written although the config was not approved"
-    return True, f"written, valid JSON, only on approval"
+    return True, "written, valid JSON, only on approval"
 
 
 TASKS: dict[int, tuple[str, Callable[[ModuleType], Result]]] = {

@@ -112,7 +112,10 @@ def show_config(config: dict[str, Any] | None) -> str:
     """
     if not isinstance(config, dict) or not config:
         return json.dumps(config)
-    lines = [f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}" for key, value in config.items()]
+    lines = [
+        f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+        for key, value in config.items()
+    ]
     return mas.clip("{\n" + ",\n".join(lines) + "\n}", CONFIG_MAX_CHARS)
 
 
@@ -183,11 +186,10 @@ def show_outcome(console: Console, state: AuditState) -> None:
 # ---------------------------------------------------------------------------
 
 
-def build_parser(prog: str, default_brief: str) -> argparse.ArgumentParser:
+def game_parser(prog: str, default_brief: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Red Team vs Blue Team: a server configuration is attacked and fixed\n"
-        "until a CISO approves it.",
+        description="Red Team vs Blue Team: a server configuration is attacked and fixed\nuntil a CISO approves it.",
         epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 approved, 1 not approved, 2 usage or configuration "
         "error,\n130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -232,7 +234,13 @@ def run_cli(
             display.spending(llm.ledger, "agent")
             show_outcome(console, state)
             style = "bold green" if state.stop_reason == "approved" else "bold red"
-            display.line(f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.round} round(s)", style)
+            ledger = llm.ledger
+            display.line(
+                f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.round} round(s), "
+                f"{ledger.calls} calls, {ledger.total_tokens} tokens, {mas.format_cost(ledger.cost_usd)}, "
+                f"{llm.elapsed():.1f}s",
+                style,
+            )
         return mas.exit_code_for(state.stop_reason, "approved")
     except (mas.UsageError, OSError) as err:  # a bad --out path, a full disk: one line, no traceback
         display.error(str(err) if isinstance(err, mas.UsageError) else f"cannot write {err.filename}: {err.strerror}")

@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 import multi_agent_system as mas
-from stages.stage3.activity.machinery import read_config
+from stages.stage3.activity.machinery import read_config, show_config
 
 FIRST_DRAFT: dict[str, Any] = {
     "server_name": "shop.example.com",
@@ -110,7 +110,7 @@ def demo_responder() -> mas.Responder:
         task = messages[1]["content"]
         config, _ = read_config(task)
         if config is None:
-            return f"Here is a first draft.\n```json\n{json.dumps(FIRST_DRAFT, indent=2)}\n```"
+            return f"Here is a first draft.\n```json\n{show_config(FIRST_DRAFT)}\n```"
         listed = findings_in(task)
         results = [str(m.get("content") or "") for m in messages if m["role"] == "tool"]
         tools = request.get("tools") or []
@@ -128,7 +128,7 @@ def demo_responder() -> mas.Responder:
                 fix_from_memory(fixed, fid, where, attempts)
             elif fid.startswith("schema-unknown-") and "." not in where:
                 fixed.pop(where, None)  # an unknown key is dropped whatever the knowledge base says
-        return json.dumps(fixed, indent=2)
+        return show_config(fixed)
 
     def red(request: dict[str, Any]) -> str:
         config, _ = read_config(request["messages"][1]["content"])

@@ -38,7 +38,7 @@ from rich.console import Console
 
 import multi_agent_system as mas
 from stages.stage3.activity import starter_workflow as starter
-from stages.stage3.activity.machinery import build_parser, play, result_of, run_cli
+from stages.stage3.activity.machinery import game_parser, play, result_of, run_cli
 from stages.stage3.activity.starter_workflow import SEVERITIES, AuditState, Finding
 from stages.stage3.handoffs import Tool, ToolError
 
@@ -269,9 +269,13 @@ def ciso_decision(open_findings: list[Finding], round_: int, cost: int, options:
     """
     stuck = starter.blocking(open_findings, options.threshold)
     if cost > options.max_cost:
-        return Decision("reject", "cost_ceiling", f"fixes cost {cost} change points; the budget is {options.max_cost}", stuck)
+        return Decision(
+            "reject", "cost_ceiling", f"fixes cost {cost} change points; the budget is {options.max_cost}", stuck
+        )
     if not stuck:
-        return Decision("approve", "approved", f"no open finding at or above {options.threshold} after round {round_}", stuck)
+        return Decision(
+            "approve", "approved", f"no open finding at or above {options.threshold} after round {round_}", stuck
+        )
     if round_ >= options.max_loops:
         disputed = sum(f.source == "disputed" for f in stuck)
         human = f", {disputed} of them disputed: a human should rule on those" if disputed else ""
@@ -371,10 +375,8 @@ def save_if_approved(state: SolutionState, out: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
-    from stages.stage3.activity.players import demo_responder
-
-    parser = build_parser("python -m stages.stage3.activity.solution_workflow", starter.DEFAULT_BRIEF)
+def build_parser() -> argparse.ArgumentParser:
+    parser = game_parser("python -m stages.stage3.activity.solution_workflow", starter.DEFAULT_BRIEF)
     game = parser.add_argument_group("the game")
     game.add_argument("--strict", action="store_true", help="TLS 1.3 only, six headers with sane values")
     game.add_argument("--no-kb", action="store_true", help="take away the Blue Team's knowledge base")
@@ -399,13 +401,23 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
         "--out", type=Path, default=OUT_FILE, metavar="FILE", help="where an approved config goes (default %(default)s)"
     )
 
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
+    from stages.stage3.activity.players import demo_responder
+
+    parser = build_parser()
+
     def play_game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
         mas.check_output_path(args.out)  # before any model call is paid for
         options = AuditOptions(args.strict, args.threshold, args.max_loops, args.max_cost, not args.no_kb)
         state = run_audit(args.brief.strip(), llm, options, load_knowledge_base() if options.knowledge_base else None)
         save_if_approved(state, args.out)
         if llm.display.chatty:
-            llm.display.line(f"approved config written to {args.out}" if state.saved_to else f"nothing written to {args.out}")
+            llm.display.line(
+                f"approved config written to {args.out}" if state.saved_to else f"nothing written to {args.out}"
+            )
         return state
 
     return run_cli(argv, console, client, parser, play_game, demo_responder, solution_result)

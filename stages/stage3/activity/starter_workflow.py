@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 import multi_agent_system as mas
-from stages.stage3.activity.machinery import build_parser, model_findings, play, read_config, run_cli, show_config
+from stages.stage3.activity.machinery import game_parser, model_findings, play, read_config, run_cli, show_config
 from stages.stage3.handoffs import STOP_REASONS as HANDOFF_STOP_REASONS
 from stages.stage3.handoffs import Agent, RunRecord, Tool, run_agent
 
@@ -197,9 +197,7 @@ the NAME of the environment variable holding the password}), cors ({"allowed_ori
 server_tokens (true/false). When findings are listed, fix every one and keep earlier fixes."""
 
 
-def blue_team(
-    state: AuditState, llm: mas.LLM, tools: Sequence[Tool] = (), prompt: str | None = None
-) -> Finding | None:
+def blue_team(state: AuditState, llm: mas.LLM, tools: Sequence[Tool] = (), prompt: str | None = None) -> Finding | None:
     """Draft or fix the config. Writes state.config; returns a finding when the reply is unusable."""
     task = [f"Draft the configuration for: {state.brief}"]
     if state.config is not None:
@@ -212,8 +210,7 @@ def blue_team(
     if config is None:
         llm.display.warn(f"the Blue Team's reply is not a configuration: {problem}")
         return Finding("blue-format", "critical", "(reply)", f"The reply was unusable: {problem}.", "format")
-    state.config = config
-    llm.display.step(f"Blue Team · configuration · round {state.round}", show_config(config), None, "blue")
+    state.config = config  # run_agent has shown the reply
     return None
 
 
@@ -297,6 +294,10 @@ def run_audit(brief: str, llm: mas.LLM) -> AuditState:
 # ---------------------------------------------------------------------------
 
 
+def build_parser() -> argparse.ArgumentParser:
+    return game_parser("python -m stages.stage3.activity.starter_workflow", DEFAULT_BRIEF)
+
+
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """``console`` and ``client`` let tests and check.py capture the output and stand in for the API."""
     from stages.stage3.activity.players import demo_responder  # the offline players, only when needed
@@ -304,8 +305,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     def game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
         return run_audit(args.brief.strip(), llm)
 
-    parser = build_parser("python -m stages.stage3.activity.starter_workflow", DEFAULT_BRIEF)
-    return run_cli(argv, console, client, parser, game, demo_responder)
+    return run_cli(argv, console, client, build_parser(), game, demo_responder)
 
 
 if __name__ == "__main__":
