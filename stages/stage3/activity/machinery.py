@@ -28,27 +28,12 @@ if TYPE_CHECKING:
     from stages.stage3.activity.starter_workflow import AuditState
 
 CONFIG_MAX_CHARS = 4_000  # a config as a model is shown it; a sensible one is under 1,000
-MAX_DEPTH = 8  # nesting levels a config may have; the schema needs 3, and a reply 1,000 deep is broken
+MAX_DEPTH = 8  # nesting a config may have (the schema needs 3); stricter than the chapter's JSON_MAX_DEPTH
 FINDING_SEVERITIES = ("low", "medium", "high", "critical")  # the same as starter_workflow.SEVERITIES
 
 # ---------------------------------------------------------------------------
 # Reading model replies: tolerant of form, never of content
 # ---------------------------------------------------------------------------
-
-
-def depth(value: Any) -> int:
-    """How many containers deep a value nests, counted without recursion (a hostile reply may nest 1,500).
-
-    >>> depth({"a": [1, {"b": 2}]}), depth(3)
-    (3, 0)
-    """
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if level <= MAX_DEPTH + 1 and isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            todo += [(inner, level + 1) for inner in (item.values() if isinstance(item, dict) else item)]
-    return deepest
 
 
 def read_config(text: str) -> tuple[dict[str, Any] | None, str]:
@@ -67,7 +52,7 @@ def read_config(text: str) -> tuple[dict[str, Any] | None, str]:
     config = max(objects, key=lambda obj: len(str(obj)))  # the config, not an example in the prose
     if len(config) == 1 and isinstance(next(iter(config.values())), dict) and "tls" not in config:
         config = next(iter(config.values()))  # {"config": {...}}
-    if depth(config) > MAX_DEPTH:
+    if mas.nesting_depth(config) > MAX_DEPTH:
         return None, f"the JSON nests more than {MAX_DEPTH} levels deep"
     return config, ""
 
