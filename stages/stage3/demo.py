@@ -72,6 +72,7 @@ DEFAULT_QUESTION = "How should a team of four start adding automated tests to an
 MAX_NOTES = 8  # research notes kept; more would crowd the planner's prompt
 MAX_ACTION_ITEMS = 8  # a plan longer than this is a backlog, not a plan
 NOTE_MAX_CHARS = 400  # one note or action item; a paragraph, not an essay
+ITEM_MIN_CHARS = 25  # a sentence, not "read_notes": small models otherwise list tool-like names as steps
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +133,8 @@ def read_notes(context: ResearchContext) -> str:
 
 def list_schema(name: str, least: int, most: int) -> dict[str, Any]:
     """Structured output for a specialist's answer: {name: [least..most short strings]}."""
-    items = {"type": "array", "items": {"type": "string", "maxLength": NOTE_MAX_CHARS}, "minItems": least}
+    sentence = {"type": "string", "minLength": ITEM_MIN_CHARS, "maxLength": NOTE_MAX_CHARS}
+    items = {"type": "array", "items": sentence, "minItems": least}
     return {
         "name": name,
         "schema": {
@@ -200,8 +202,9 @@ Reply with JSON only: {"notes": ["one sentence", "..."]}. Do not write a plan.""
 
 PLANNER_PROMPT = """You are the planning specialist on a small team.
 First call read_notes to get what the research specialist found.
-Then reply with 3 to 6 concrete steps, in the order they should happen, each starting with a verb.
-Reply with JSON only: {"steps": ["...", "..."]}."""
+Then reply with 3 to 6 concrete steps for the team, in the order they should happen.
+Each step is one plain sentence that starts with a verb, such as "Set up pytest and run it in CI on every pull request."
+Never name a tool in a step. Reply with JSON only: {"steps": ["...", "..."]}."""
 
 COORDINATOR_PROMPT = """You coordinate two specialists and never do their work yourself.
 Step 1: call transfer_to_research with the user's question.

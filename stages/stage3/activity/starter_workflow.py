@@ -257,8 +257,8 @@ def red_team(state: AuditState, llm: mas.LLM, unusable: Finding | None) -> None:
 
 
 CISO_PROMPT = """You are the CISO. You read the Red Team's findings and decide.
-If any finding is medium, high or critical, send the configuration back to the Blue Team.
-If there are none, approve it. Stop the game after 5 rounds if the teams cannot agree.
+If any finding is medium, high or critical, return the configuration to the Blue Team for fixing.
+When none is left, approve it. Stop the game after 5 rounds if the teams cannot agree.
 Reply with JSON only: {"approved": true or false, "feedback": "what to fix first, or why it may ship"}."""
 
 
