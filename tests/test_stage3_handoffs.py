@@ -296,3 +296,23 @@ def test_doctests_of_the_stage3_modules_pass():
     for module in (handoffs, demo, machinery, solution_workflow):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("program", ["demo", "audit"])
+def test_the_walkthrough_tool_says_in_one_line_that_it_cannot_read_a_stage3_trace(program, console, capsys):
+    import importlib
+    import sys
+
+    from stages.stage3.activity import starter_workflow
+
+    main = demo.main if program == "demo" else starter_workflow.main
+    assert main(["--demo"], console=console) == 0
+    (trace,) = Path("logs").glob("*.jsonl")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    try:
+        walkthrough = importlib.import_module("trace_walkthrough")
+    finally:
+        sys.path.pop(0)
+    assert walkthrough.main([str(trace)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "stage 3" in err[0] and "Traceback" not in err[0]
