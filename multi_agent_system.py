@@ -1204,6 +1204,8 @@ class LLM:
                 return BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached during a call")
             return ModelUnavailable("api_error", f"{where} did not answer in time, {retried}")
         if isinstance(err, openai.APIConnectionError):
+            if type(err.__cause__).__name__ not in ("ConnectError", "ConnectTimeout", "NoneType"):
+                return ModelUnavailable("api_error", f"the connection to {where} broke mid-reply, {retried}")
             return ModelUnavailable(fix, f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
@@ -1224,12 +1226,17 @@ class LLM:
     def _account(
         self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
     ) -> Reply:
+        if isinstance(completion, str):  # the SDK hands back the text of a body that was not JSON
+            raise self._not_json(json.JSONDecodeError("not JSON", completion, 0))
         if not getattr(completion, "choices", None):
             raise ModelUnavailable(
                 "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?"
             )
         choice = completion.choices[0]
         content = choice.message.content or ""
+        refusal = getattr(choice.message, "refusal", None)
+        if refusal and not content:  # the model declined: say so, rather than pass on an empty reply silently
+            self.warn(f"the {role}'s model refused: {first_line(redact(str(refusal)), 120)}")
         tool_calls = [
             {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
             for c in getattr(choice.message, "tool_calls", None) or []
@@ -2646,16 +2653,25 @@ def write_atomically(path: Path, text: str) -> None:
         raise OSError(err.errno, err.strerror, str(path)) from err
 
 
+def ctrl_c_exits(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a program's ``main`` so that Ctrl-C where no run catches it (start-up, the last
+    lines of output) exits 130 with one line instead of a traceback. A run that is under
+    way catches Ctrl-C itself, to write its trace's ``end`` event and keep its work."""
+
+    @functools.wraps(main)
+    def guarded(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: stopped with Ctrl-C\n")
+            return EXIT_INTERRUPTED
+
+    return guarded
+
+
+@ctrl_c_exits
 def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
-    try:
-        return _cli(argv, console, client)
-    except KeyboardInterrupt:  # Ctrl-C during start-up, before there is a run to stop
-        sys.stderr.write("interrupted: stopped with Ctrl-C before the run started\n")
-        return EXIT_INTERRUPTED
-
-
-def _cli(argv: list[str] | None, console: Console | None, client: Any) -> int:
     try:
         args = build_parser().parse_args(argv)  # before rich is imported: --help stays fast
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
@@ -2691,8 +2707,6 @@ def _cli(argv: list[str] | None, console: Console | None, client: Any) -> int:
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
         return report(state, llm, args, mode)
-    except KeyboardInterrupt:  # Ctrl-C after the loop ended: the trace already has its end event
-        return EXIT_INTERRUPTED
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
         kept = f"; the result was saved to {rescued}" if rescued else ""

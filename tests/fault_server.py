@@ -48,6 +48,11 @@ class Fault:
     needs_timeout: bool = False  # a hang is only bounded by --timeout
     refused: bool = False  # nothing listens: the base URL points at a closed port
     what: str = ""
+    # What every program must do: "recovers" (ends as if nothing happened), a stop reason
+    # ("api_error", "config_error", "timeout"), or "not_approved" (goes on, never approves
+    # garbage, ends at its own limits). ``unlike`` names programs that differ, and how.
+    expect: str = "not_approved"
+    unlike: tuple[tuple[str, str], ...] = ()
 
 
 def _status(status: int, message: str, code: str | None = None, **headers: str) -> Callable[..., Any]:
@@ -141,45 +146,80 @@ HTML = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>It wo
 FAULTS = {
     f.name: f
     for f in (
-        Fault("rate_limit_once", _status(429, "Rate limit reached for requests"), 1, what="429 once"),
-        Fault("rate_limit_forever", _status(429, "Rate limit reached for requests"), what="429 every time"),
+        Fault(
+            "rate_limit_once", _status(429, "Rate limit reached for requests"), 1, what="429 once", expect="recovers"
+        ),
+        Fault(
+            "rate_limit_forever",
+            _status(429, "Rate limit reached for requests"),
+            what="429 every time",
+            expect="api_error",
+        ),
         Fault(
             "rate_limit_retry_after",
             lambda s, r, b: _error(429, "Rate limit reached", None, {"retry-after": "1", "retry-after-ms": "1000"}),
             1,
             what="429 once, Retry-After: 1",
+            expect="recovers",
         ),
         Fault(
             "insufficient_quota",
             _status(429, "You exceeded your current quota, please check your plan.", "insufficient_quota"),
             what="429 insufficient_quota",
+            expect="config_error",
         ),
-        Fault("server_error_once", _status(500, "The server had an error"), 1, what="500 once"),
-        Fault("server_error_forever", _status(500, "The server had an error"), what="500 every time"),
-        Fault("unavailable_once", _status(503, "Service unavailable"), 1, what="503 once"),
-        Fault("unavailable_forever", _status(503, "Service unavailable"), what="503 every time"),
+        Fault("server_error_once", _status(500, "The server had an error"), 1, what="500 once", expect="recovers"),
         Fault(
-            "server_error_mid_run", _status(500, "The server had an error"), after=2, what="500 from the 3rd call on"
+            "server_error_forever", _status(500, "The server had an error"), what="500 every time", expect="api_error"
         ),
-        Fault("hang", _hang, needs_timeout=True, what="accepts, never answers"),
-        Fault("refused", _hang, refused=True, what="connection refused"),
-        Fault("dropped", _drop, what="connection dropped mid-reply"),
-        Fault("invalid_json", _raw("application/json", b'{"id": "x", "choices": [{'), what="200, body not JSON"),
-        Fault("html_as_json", _raw("application/json", HTML), what="200, HTML sent as application/json"),
-        Fault("html", _raw("text/html; charset=utf-8", HTML), what="200, HTML page"),
-        Fault("empty_choices", _reply(lambda b: b.update(choices=[])), what="200, choices: []"),
+        Fault("unavailable_once", _status(503, "Service unavailable"), 1, what="503 once", expect="recovers"),
+        Fault("unavailable_forever", _status(503, "Service unavailable"), what="503 every time", expect="api_error"),
+        Fault(
+            "server_error_mid_run",
+            _status(500, "The server had an error"),
+            after=2,
+            what="500 from the 3rd call on",
+            expect="api_error",
+        ),
+        Fault("hang", _hang, needs_timeout=True, what="accepts, never answers", expect="timeout"),
+        Fault("refused", _hang, refused=True, what="connection refused", expect="config_error"),
+        Fault("dropped", _drop, what="connection dropped mid-reply", expect="api_error"),
+        Fault(
+            "invalid_json",
+            _raw("application/json", b'{"id": "x", "choices": [{'),
+            what="200, body not JSON",
+            expect="api_error",
+        ),
+        Fault(
+            "html_as_json",
+            _raw("application/json", HTML),
+            what="200, HTML sent as application/json",
+            expect="config_error",
+        ),
+        Fault("html", _raw("text/html; charset=utf-8", HTML), what="200, HTML page", expect="config_error"),
+        Fault("empty_choices", _reply(lambda b: b.update(choices=[])), what="200, choices: []", expect="config_error"),
         Fault("empty_content", _reply(_set_content("")), what='content: ""'),
         Fault("null_content", _reply(_set_content(None)), what="content: null"),
         Fault("refusal", _reply(_refusal), what="a refusal"),
-        Fault("length", _reply(_cut_off), what='finish_reason: "length"'),
-        Fault("unauthorized", _status(401, "Incorrect API key provided"), what="401"),
-        Fault("unknown_model", _status(404, "The model does not exist", "model_not_found"), what="404 unknown model"),
-        Fault("json_schema_refused", _schema_refused, what="json_schema refused (400)"),
-        Fault("usage_missing", _reply(_no_usage), what="no usage in replies"),
-        Fault("bad_tool_arguments", _reply(_bad_tool_args), what="tool call arguments not JSON"),
+        Fault("length", _reply(_cut_off), what='finish_reason: "length"', unlike=(("handoffs", "recovers"),)),
+        Fault("unauthorized", _status(401, "Incorrect API key provided"), what="401", expect="config_error"),
+        Fault(
+            "unknown_model",
+            _status(404, "The model does not exist", "model_not_found"),
+            what="404 unknown model",
+            expect="config_error",
+        ),
+        Fault("json_schema_refused", _schema_refused, what="json_schema refused (400)", expect="recovers"),
+        Fault("usage_missing", _reply(_no_usage), what="no usage in replies", expect="recovers"),
+        Fault(
+            "bad_tool_arguments",
+            _reply(_bad_tool_args),
+            what="tool call arguments not JSON",
+            unlike=(("chapter", "recovers"),),
+        ),
         Fault("deep_json", _reply(_deep), what=f"JSON nested {DEEP} deep"),
-        Fault("key_echoed_400", _echo_key(400), what="400 whose message echoes the key"),
-        Fault("key_echoed_500", _echo_key(500), what="500 whose message echoes the key"),
+        Fault("key_echoed_400", _echo_key(400), what="400 whose message echoes the key", expect="config_error"),
+        Fault("key_echoed_500", _echo_key(500), what="500 whose message echoes the key", expect="api_error"),
     )
 }
 
@@ -236,6 +276,11 @@ class FaultServer:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def setup(self) -> None:
+                super().setup()
+                # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args: Any) -> None:
                 pass

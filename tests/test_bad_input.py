@@ -303,3 +303,45 @@ def test_ctrl_c_between_calls_keeps_the_trace(console, tmp_path: Path, monkeypat
     assert code == mas.EXIT_INTERRUPTED
     assert events[-1]["event"] == "end" and events[-1]["stop_reason"] == "interrupted"
     assert "last draft (not approved)" in shown
+
+
+RESPONDERS: dict[str, Callable[[], mas.Responder]] = {
+    "chapter": lambda: mas.demo_script("revise"),
+    "handoffs": demo.demo_responder,
+    "audit": starter_workflow.demo_responder,
+}
+
+
+@pytest.mark.parametrize(("name", "main", "argv"), PROGRAMS, ids=IDS)
+def test_ctrl_c_at_start_up_exits_130_in_every_program(capsys, console, monkeypatch, name, main, argv) -> None:
+    def interrupt(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mas, "load_env_file", interrupt)
+    assert main(argv, console=console) == mas.EXIT_INTERRUPTED
+    assert "Traceback" not in output(console) + capsys.readouterr().err
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+@pytest.mark.parametrize(("name", "main", "argv"), PROGRAMS, ids=IDS)
+def test_ctrl_c_mid_call_in_every_program_keeps_the_trace(console, tmp_path: Path, name, main, argv, at: int) -> None:
+    responder, count = RESPONDERS[name](), 0
+
+    def respond(request: dict[str, Any]) -> Any:
+        nonlocal count
+        count += 1
+        if count == at:
+            raise KeyboardInterrupt
+        return responder(request)
+
+    code = main(argv, console=console, client=mas.ScriptedClient(respond))
+    (path,) = (tmp_path / "logs").glob("*.jsonl")
+    end = json.loads(path.read_text().splitlines()[-1])
+    assert code == mas.EXIT_INTERRUPTED
+    assert end["event"] == "end" and end["stop_reason"] == "interrupted"
+    assert "Traceback" not in output(console)
+
+
+def test_run_ids_do_not_repeat_within_a_process() -> None:
+    ids = [mas.new_run_id() for _ in range(200_000)]
+    assert len(set(ids)) == len(ids)

@@ -11,9 +11,9 @@ line, a documented stop reason and exit code, and in every case:
 - the API key appears nowhere: not on screen, not in the trace, not in any file written,
 - a time limit holds, SDK retries included.
 
-README.md carries this matrix as a table; ``test_readme_matrix_is_current`` keeps
-it in step with ``FAULTS`` and ``ENTRY_POINTS`` (``python tests/test_fault_matrix.py``
-prints it).
+Each fault also says what the run must do (``Fault.expect``), and each cell checks it.
+README.md carries the matrix as a table; ``test_readme_matrix_is_current`` keeps it
+in step (``python tests/test_fault_matrix.py --update`` rewrites it).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as a script, to print or rewrite the README's table
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import pytest
 from rich.console import Console
@@ -138,8 +141,17 @@ def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pyte
     assert cell.code in DOCUMENTED_EXITS and cell.code == mas.exit_code_for(reason, entry.success), (cell.code, reason)
     assert "Traceback" not in cell.out
     errors = ERROR.findall(cell.out)
+    expect = expected(fault, entry)
+    if expect == "recovers":
+        assert reason == entry.success and not errors, cell.out
+    elif expect == "not_approved":
+        assert reason not in (entry.success, "config_error", "api_error") and not errors, cell.out
+    else:
+        assert reason == expect, cell.out
     if reason in ("config_error", "api_error"):
         assert len(errors) == 1, f"expected one error line:\n{cell.out}"
+    if fault.after and entry.name == "chapter":  # work paid for before the fault is kept
+        assert end["result"] and "last draft (not approved)" in cell.out
     assert KEY not in cell.out and not any(KEY in text for text in cell.files.values()), "the key leaked"
     assert KEY[-12:] not in cell.out and not any(KEY[-12:] in text for text in cell.files.values()), (
         "part of the key leaked"
@@ -151,14 +163,79 @@ def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pyte
     assert cell.seconds <= limit + GRACE_S, f"{cell.seconds:.1f}s against a {limit}s limit"
 
 
+def expected(fault: Fault, entry: EntryPoint) -> str:
+    return dict(fault.unlike).get(entry.name, fault.expect)
+
+
+OUTCOMES = {
+    "recovers": "recovers",
+    "not_approved": "never approves; stops at its limits (exit 1)",
+    "api_error": "`api_error`, exit 1",
+    "config_error": "`config_error`, exit 2",
+    "timeout": "`timeout`, exit 1",
+}
+
+
 def matrix_rows() -> list[str]:
-    """The README's table: one row per fault, one column per entry point, what a run does."""
-    head = "| fault | " + " | ".join(f"`{e.name}`" for e in ENTRY_POINTS) + " |"
+    """The README's table: one row per fault, one column per entry point, what the run does."""
+    head = "| server fault | " + " | ".join(f"`{e.command}`" for e in ENTRY_POINTS) + " |"
     rows = [head, "|" + "---|" * (len(ENTRY_POINTS) + 1)]
     for fault in FAULTS.values():
-        rows.append(f"| {fault.what} | " + " | ".join("tested" for _ in ENTRY_POINTS) + " |")
+        cells = [OUTCOMES[expected(fault, entry)] for entry in ENTRY_POINTS]
+        rows.append(f"| {fault.what} | " + " | ".join(cells) + " |")
     return rows
 
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- fault matrix: python tests/test_fault_matrix.py -->", "<!-- end of fault matrix -->"
+
+
+@pytest.mark.docs
+def test_readme_matrix_is_current() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "README.md lost its fault matrix markers"
+    shown = text.split(BEGIN, 1)[1].split(END, 1)[0].strip().splitlines()
+    assert shown == matrix_rows(), "README.md's fault matrix is stale: run python tests/test_fault_matrix.py --update"
+
+
+def update_readme() -> None:
+    text = README.read_text(encoding="utf-8")
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(before + BEGIN + "\n" + "\n".join(matrix_rows()) + "\n" + END + after, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    sys.stdout.write("\n".join(matrix_rows()) + "\n")
+    if "--update" in sys.argv:
+        update_readme()
+    else:
+        sys.stdout.write("\n".join(matrix_rows()) + "\n")
+
+
+def test_json_mode_never_shows_an_echoed_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FaultServer(mas.demo_script("revise"), FAULTS["key_echoed_500"], key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        code = mas.main(["Write a haiku", "--json", "--log-dir", str(tmp_path / "logs")], console=console)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    data = json.loads(shown[shown.index("{") :])
+    assert code == mas.EXIT_NOT_APPROVED and data["stop_reason"] == "api_error"
+    assert "[redacted]" in data["stop_detail"] and KEY not in shown
+
+
+def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK would sleep out a Retry-After of 30 s, three times; the run's deadline cuts it short."""
+    slow = Fault(
+        "slow_429", lambda s, r, b: ("json", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "30"})
+    )
+    with FaultServer(mas.demo_script("revise"), slow, key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        started = time.monotonic()
+        code = mas.main(
+            ["Write a haiku", "--timeout", str(HANG_TIMEOUT_S), "--log-dir", str(tmp_path)], console=console
+        )
+    assert time.monotonic() - started <= HANG_TIMEOUT_S + GRACE_S
+    assert code == mas.EXIT_NOT_APPROVED and "timeout" in console.file.getvalue()  # type: ignore[attr-defined]

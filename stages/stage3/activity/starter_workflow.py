@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     return game_parser("python -m stages.stage3.activity.starter_workflow", DEFAULT_BRIEF)
 
 
+@mas.ctrl_c_exits
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """``console`` and ``client`` let tests and check.py capture the output and stand in for the API."""
     from stages.stage3.activity.players import demo_responder  # the offline players, only when needed
