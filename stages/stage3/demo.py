@@ -66,7 +66,7 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from stages.stage3 import cli
-from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, run
+from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, calls_written_as_text, run
 
 DEFAULT_QUESTION = "How should a team of four start adding automated tests to an old Python web app that has none?"
 MAX_NOTES = 8  # research notes kept; more would crowd the planner's prompt
@@ -87,6 +87,7 @@ class ResearchContext:
     action_items: list[str] = field(default_factory=list)
 
 
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')  # one complete JSON string
 _ITEM = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*•])\s+(.+)$")  # "1. x", "2) x", "- x", "* x"
 
 
@@ -98,8 +99,8 @@ def list_items(answer: str) -> list[str]:
 
     >>> list_items("Here they are:\\n1. Tests first.\\n2) CI next.\\n- Then review.")
     ['Tests first.', 'CI next.', 'Then review.']
-    >>> list_items('["one", "two"]'), list_items('{"steps": ["one"]}')
-    (['one', 'two'], ['one'])
+    >>> list_items('["one", "two"]'), list_items('{"steps": ["one"]}'), list_items('{"steps": ["one", "tw')
+    (['one', 'two'], ['one'], ['one'])
     >>> list_items("No list here.")
     []
     """
@@ -113,12 +114,22 @@ def list_items(answer: str) -> list[str]:
             value = next(iter(value.values()))
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return [item.strip() for item in value if item.strip()]
+        if value is None and "[" in text:  # cut off at max_tokens: the items that were finished still count
+            finished = [_string(q) for q in _QUOTED.findall(text[text.index("[") :])]
+            return [item.strip() for item in finished if item.strip()]
     items = []
     for line in answer.splitlines():
         match = _ITEM.match(line)
         if match and match.group(1).strip(" *"):
             items.append(match.group(1).strip().strip("*").strip())
     return items
+
+
+def _string(quoted: str) -> str:
+    try:
+        return str(json.loads(quoted))
+    except ValueError:  # a bad escape: keep the text as written
+        return quoted[1:-1]
 
 
 def read_notes(context: ResearchContext) -> str:
@@ -187,7 +198,7 @@ def coordinator_check(context: ResearchContext, answer: str) -> str | None:
         return "Do not answer yet: call the transfer_to_research tool first."
     if not context.action_items:
         return "Do not answer yet: research has reported; call the transfer_to_planner tool."
-    if not list_items(answer):  # a tool call written as text, or an empty reply, is not the plan
+    if not answer.strip() or calls_written_as_text(answer, 0):  # a call written as text is not the plan
         return 'The plan is ready. Answer the user now, with JSON only: {"plan": ["step", "..."]}.'
     return None
 

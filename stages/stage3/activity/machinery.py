@@ -207,6 +207,8 @@ def run_cli(
     except mas.UsageError as err:
         display.error(str(err))
         return mas.EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C before the run has a trace: nothing to keep yet
+        return mas.EXIT_INTERRUPTED
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("blue_team", "red_team", "ciso"))
         with mas.sdk_retries_shown(display, llm.trace):

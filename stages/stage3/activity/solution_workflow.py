@@ -405,8 +405,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
-    from stages.stage3.activity.players import demo_responder
-
     parser = build_parser()
 
     def play_game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
@@ -420,7 +418,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
             )
         return state
 
-    return run_cli(argv, console, client, parser, play_game, demo_responder, solution_result)
+    return run_cli(argv, console, client, parser, play_game, starter.demo_responder, solution_result)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from rich.console import Console
 
 import multi_agent_system as mas
 from stages.stage3.activity.machinery import game_parser, model_findings, play, read_config, run_cli, show_config
+from stages.stage3.activity.players import demo_responder  # the scripted players, for offline games
 from stages.stage3.handoffs import STOP_REASONS as HANDOFF_STOP_REASONS
 from stages.stage3.handoffs import Agent, RunRecord, Tool, run_agent
 
@@ -301,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
 @mas.ctrl_c_exits
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """``console`` and ``client`` let tests and check.py capture the output and stand in for the API."""
-    from stages.stage3.activity.players import demo_responder  # the offline players, only when needed
 
     def game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
         return run_audit(args.brief.strip(), llm)
