@@ -340,7 +340,7 @@ def solution_round(state: SolutionState, llm: mas.LLM, options: AuditOptions, kn
     before = copy.deepcopy(state.config)
     tools = [knowledge_base_tool(knowledge)] if knowledge else []
     looked_up = len(state.kb_lookups)
-    unusable = starter.blue_team(state, llm, tools, BLUE_PROMPT)
+    unusable = starter.blue_team(state, llm, tools, BLUE_PROMPT, look_up_first if state.findings else None)
     if len(state.kb_lookups) > looked_up and llm.display.chatty:
         llm.display.line(f"Blue Team looked up: {', '.join(state.kb_lookups[looked_up:])}", "blue")
     if before is not None and state.config is not None:
@@ -350,6 +350,11 @@ def solution_round(state: SolutionState, llm: mas.LLM, options: AuditOptions, kn
     explain(state, llm, decision, options)
     if decision.stop_reason:
         state.stop_reason, state.stop_detail = decision.stop_reason, decision.detail
+
+
+def look_up_first(state: Any, results: int) -> str:
+    """With findings to fix, a lookup first is the sensible move, and small models skip it unless made to."""
+    return "required" if results == 0 else "none"
 
 
 def solution_result(state: AuditState) -> dict[str, Any]:

@@ -198,14 +198,20 @@ the NAME of the environment variable holding the password}), cors ({"allowed_ori
 server_tokens (true/false). When findings are listed, fix every one and keep earlier fixes."""
 
 
-def blue_team(state: AuditState, llm: mas.LLM, tools: Sequence[Tool] = (), prompt: str | None = None) -> Finding | None:
+def blue_team(
+    state: AuditState,
+    llm: mas.LLM,
+    tools: Sequence[Tool] = (),
+    prompt: str | None = None,
+    tool_choice: Callable[[Any, int], str | None] | None = None,
+) -> Finding | None:
     """Draft or fix the config. Writes state.config; returns a finding when the reply is unusable."""
     task = [f"Draft the configuration for: {state.brief}"]
     if state.config is not None:
         task = [f"Fix this configuration for: {state.brief}", f"```json\n{show_config(state.config)}\n```"]
     if state.findings:
         task.append("Open findings:\n" + "\n".join(f.line() for f in state.findings))
-    agent = Agent("blue_team", prompt or BLUE_PROMPT, tools=list(tools), style="blue")
+    agent = Agent("blue_team", prompt or BLUE_PROMPT, tools=list(tools), tool_choice=tool_choice, style="blue")
     reply = run_agent(agent, "\n\n".join(task), state, llm, RunRecord(BLUE_MAX_TURNS))
     config, problem = read_config(reply)
     if config is None:
