@@ -1,6 +1,6 @@
 """The documents stay true to the code.
 
-What is checked, in README.md, CONCEPTS.md, PROJECT.md and stages/stage3/README.md:
+What is checked, in README.md, CONCEPTS.md, PROJECT.md, stages/stage3/README.md and its EXERCISE.md:
 
 * Every name in `backticks` exists. ``name()`` must be a def or class (``Class.method()`` a
   method of that class); a bare identifier must be defined, assigned, imported, an argument,
@@ -53,6 +53,7 @@ DOCS = [
     "CONCEPTS.md",
     "PROJECT.md",
     "stages/stage3/README.md",
+    "stages/stage3/activity/EXERCISE.md",
     "stages/variants/README.md",
     "examples/README.md",
 ]

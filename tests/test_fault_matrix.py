@@ -39,7 +39,7 @@ from rich.console import Console
 import multi_agent_system as mas
 from fault_server import FAULTS, Fault, FaultServer
 from stages.stage3 import demo, handoffs
-from stages.stage3.activity import starter_workflow
+from stages.stage3.activity import players, solution_workflow
 from stages.variants import model_driven
 
 KEY = "gsk_FAULTMATRIXsecret0123456789abcdef"  # no pattern matches it: only scrubbing the configured key hides it
@@ -90,11 +90,11 @@ ENTRY_POINTS = (
     ),
     EntryPoint(
         "audit",
-        "python -m stages.stage3.activity.starter_workflow",
-        starter_workflow.main,
-        starter_workflow.demo_responder,
+        "python -m stages.stage3.activity.solution_workflow",  # the version that saves a file
+        solution_workflow.main,
+        players.demo_responder,
         lambda tmp: ["--out", str(tmp / "out" / "secure_server.json")],
-        starter_workflow.STOP_REASONS,
+        solution_workflow.STOP_REASONS,
     ),
 )
 

@@ -1,27 +1,37 @@
-"""Stage 3 activity: the Red Team's rules, the CISO's decision, the limits, saving, and the CLI."""
+"""Stage 3 activity: the schema and rules fail closed, the loop ends, the best work survives, the CLI.
+
+The starter and the solution are tested side by side where they promise the
+same thing (the schema, the three plain rules, a partial result on every
+stop), and apart where only the solution does (limits, budget, saving).
+Rules are tested by what they must catch, never by the exact list they
+return, so a rule a student adds does not break these tests.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import output
-from stages.stage3.activity import starter_workflow as audit
-from stages.stage3.activity.starter_workflow import AuditOptions, Finding, at_or_above, check_config, ciso_decision
+from conftest import FakeClient, completion, output
+from stages.stage3.activity import machinery, players
+from stages.stage3.activity import solution_workflow as solution
+from stages.stage3.activity import starter_workflow as starter
+from stages.stage3.handoffs import ToolError, parse_arguments
 
-# A configuration that passes even the strict rules, written out here rather than taken from the module.
+# Passes every rule of both modules, strict mode included; written out here, not taken from the code.
 GOOD: dict[str, Any] = {
     "server_name": "shop.example.com",
     "debug": False,
     "listen_ports": [80, 443],
     "redirect_http_to_https": True,
-    "tls": {"min_version": "TLSv1.3"},
+    "tls": {"min_version": "1.3"},
     "headers": {
         "Strict-Transport-Security": "max-age=31536000; includeSubDomains; preload",
         "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
@@ -32,446 +42,477 @@ GOOD: dict[str, Any] = {
     },
     "admin": {"username": "ops-lead", "password_env": "OPS_PASSWORD"},
     "cors": {"allowed_origins": ["https://shop.example.com"]},
+    "server_tokens": False,
 }
-# Good enough for the normal rules only: TLS 1.2 and the four basic headers, present but not tuned.
-BASIC: dict[str, Any] = {
-    **GOOD,
-    "tls": {"min_version": "1.2"},
-    "headers": {
-        "strict-transport-security": "max-age=60",
-        "Content-Security-Policy": "default-src *",
-        "X-Content-Type-Options": "yes",
-        "X-Frame-Options": "ALLOWALL",
-    },
+CHECKS = {
+    "starter": lambda config, strict: starter.check_config(config),
+    "solution": lambda config, strict: solution.check_config(config, strict),
 }
+MODES = [("starter", False), ("solution", False), ("solution", True)]
 
 
-def changed(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    config = copy.deepcopy(base)
+def changed(**fields: Any) -> dict[str, Any]:
+    config = copy.deepcopy(GOOD)
     config.update(fields)
     return config
 
 
-def without_header(name: str) -> dict[str, Any]:
+def blocks(findings: list[starter.Finding]) -> bool:
+    return bool(starter.blocking(findings))
+
+
+@pytest.mark.parametrize("module, strict", MODES)
+def test_a_good_config_passes(module, strict):
+    assert CHECKS[module](copy.deepcopy(GOOD), strict) == []
+
+
+# ---------------------------------------------------------------------------
+# Fail closed: every known-bad setting, in every shape found so far
+# ---------------------------------------------------------------------------
+
+# Shapes the schema must refuse, in both modules: each carries a flaw a rule exists for.
+ODD_SHAPES: dict[str, dict[str, Any]] = {
+    "Debug capitalised": {**changed(), "Debug": True},
+    "DEBUG as text": {**changed(), "DEBUG": "on"},
+    "debug with a space": {**changed(), "debug ": True},
+    "debug_mode": {**changed(), "debug_mode": True},
+    "app.debug": {**changed(), "app": {"debug": True}},
+    "debug as text": changed(debug="false"),
+    "debug as a switch object": changed(debug={"enabled": True}),
+    "listeners": {**changed(), "listeners": [{"port": 23, "protocol": "telnet"}]},
+    "services": {**changed(), "services": {"telnet": {"enabled": True}}},
+    "bind": {**changed(), "bind": "0.0.0.0:21"},
+    "endpoints": {**changed(), "endpoints": ["ftp://0.0.0.0:21"]},
+    "port_range": {**changed(), "port_range": "20-25"},
+    "ports as a string": changed(listen_ports="443, 23"),
+    "a port as text": changed(listen_ports=[443, "23"]),
+    "a port as float": changed(listen_ports=[443.0]),
+    "ssl.protocols": {**changed(), "ssl": {"protocols": ["TLSv1", "TLSv1.3"]}},
+    "tls.protocols": changed(tls={"min_version": "1.3", "protocols": ["1.0"]}),
+    "tls legacy entry": changed(tls={"min_version": "1.3", "legacy": {"min_version": "1.0"}}),
+    "tls fallback entry": changed(tls={"min_version": "1.3", "fallback": "1.0"}),
+    "tls minimum entry": changed(tls={"min_version": "1.3", "minimum": "1.1"}),
+    "tls version as a number": changed(tls={"min_version": 1.3}),
+    "tls version spelled out": changed(tls={"min_version": "TLSv1.3 or 1.0"}),
+    "cors allow_all": changed(cors={"allowed_origins": [], "allow_all": True}),
+    "cors allow_any": changed(cors={"allowed_origins": [], "allow_any": True}),
+    "origins as a comma string": changed(cors={"allowed_origins": "https://shop.example.com, *"}),
+    "origins under another key": changed(cors={"origins": ["*"]}),
+    "Admin capitalised": {**changed(), "Admin": {"username": "admin", "password": "admin"}},
+    "administrator block": {**changed(), "administrator": {"user": "root"}},
+    "auth block": {**changed(), "auth": {"username": "admin", "password": ""}},
+    "a second password field": changed(admin={"username": "ops-lead", "password_env": "OPS", "password": "x"}),
+    "the password in password_env": changed(admin={"username": "ops-lead", "password_env": "hunter2"}),
+    "admin as a string": changed(admin="admin:admin"),
+    "headers as a list": changed(headers=[["X-Frame-Options", "DENY"]]),
+    "a header value as a number": changed(headers={**GOOD["headers"], "X-Frame-Options": 1}),
+    "http on 80 through another key": {**changed(), "http": {"port": 80, "redirect": False}},
+    "redirect as text": changed(redirect_http_to_https="yes"),
+    "a duplicated key read as null": changed(debug=None),
+    "the whole config wrapped twice": {"server": {"config": GOOD}},
+}
+
+
+@pytest.mark.parametrize("module, strict", MODES)
+@pytest.mark.parametrize("name", ODD_SHAPES)
+def test_a_flaw_in_an_odd_shape_is_still_a_blocking_finding(module, strict, name):
+    found = CHECKS[module](copy.deepcopy(ODD_SHAPES[name]), strict)
+    assert blocks(found), f"{name} passed {module} (strict={strict})"
+
+
+# Flaws in the right shape: the starter's three rules catch these, and the solution too.
+PLAIN_FLAWS = {
+    "debug on": changed(debug=True),
+    "telnet": changed(listen_ports=[443, 23]),
+    "ftp": changed(listen_ports=[21, 443]),
+    "admin user": changed(admin={"username": "Admin ", "password_env": "OPS_PASSWORD"}),
+    "root user": changed(admin={"username": "root", "password_env": "OPS_PASSWORD"}),
+    "no username": changed(admin={"username": " ", "password_env": "OPS_PASSWORD"}),
+}
+# Flaws only the solution's rules claim to catch.
+SOLUTION_FLAWS = {
+    "http without redirect": changed(redirect_http_to_https=False),
+    "http, redirect left out": {k: v for k, v in GOOD.items() if k != "redirect_http_to_https"},
+    "no https port": changed(listen_ports=[80]),
+    "another port": changed(listen_ports=[80, 443, 8080]),
+    "tls 1.0": changed(tls={"min_version": "1.0"}),
+    "tls 1.1": changed(tls={"min_version": "1.1"}),
+    "no hsts": changed(headers={k: v for k, v in GOOD["headers"].items() if k != "Strict-Transport-Security"}),
+    "no csp": changed(headers={k: v for k, v in GOOD["headers"].items() if k != "Content-Security-Policy"}),
+    "frames allowed": changed(headers={**GOOD["headers"], "X-Frame-Options": "ALLOWALL"}),
+    "a header twice": changed(headers={**GOOD["headers"], "x-frame-options": "ALLOWALL"}),
+    "a header name with a space": changed(headers={**GOOD["headers"], "X-Frame-Options ": "ALLOWALL"}),
+    "an ACAO header": changed(headers={**GOOD["headers"], "Access-Control-Allow-Origin": "*"}),
+    "cors wildcard": changed(cors={"allowed_origins": ["*"]}),
+    "cors wildcard subdomain": changed(cors={"allowed_origins": ["https://*.example.com"]}),
+    "cors null origin": changed(cors={"allowed_origins": ["null"]}),
+    "cors over http": changed(cors={"allowed_origins": ["http://shop.example.com"]}),
+    "cors comma inside an item": changed(cors={"allowed_origins": ["https://shop.example.com,*"]}),
+}
+
+
+@pytest.mark.parametrize("module, strict", MODES)
+@pytest.mark.parametrize("name", PLAIN_FLAWS)
+def test_the_three_plain_rules_catch_their_flaws(module, strict, name):
+    assert blocks(CHECKS[module](copy.deepcopy(PLAIN_FLAWS[name]), strict)), name
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("name", SOLUTION_FLAWS)
+def test_the_solutions_rules_catch_theirs(strict, name):
+    assert blocks(solution.check_config(copy.deepcopy(SOLUTION_FLAWS[name]), strict)), name
+
+
+def test_strict_mode_is_pickier():
+    basic = changed(tls={"min_version": "1.2"}, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=60"})
+    for name in ("Referrer-Policy", "Permissions-Policy"):
+        del basic["headers"][name]
+    assert solution.check_config(basic) == []
+    ids = {f.id for f in solution.check_config(basic, strict=True)}
+    assert {"tls-old", "header-strict-transport-security", "header-referrer-policy"} <= ids
+
+
+def test_the_schema_names_what_is_wrong():
+    found = {f.id: f for f in starter.schema_findings({**GOOD, "Debug": True, "tls": {"min_version": 3}})}
+    assert (
+        found["schema-unknown-Debug"].field == "Debug"
+        and "not a known key" in found["schema-unknown-Debug"].description
+    )
+    assert "schema-invalid-tls-min-version" in found
+    assert all(f.source == "schema" for f in found.values())
+    missing = starter.schema_findings({k: v for k, v in GOOD.items() if k != "admin"})
+    assert [f.id for f in missing] == ["schema-missing-admin"]
+
+
+# -- Property tests: bad configs in shapes nobody listed ----------------------
+
+_KEYS = ("debug", "listen_ports", "tls", "admin", "cors", "headers", "redirect_http_to_https")
+_BAD_VALUES = {
+    "debug": st.sampled_from([True, "on", "true", 1, "yes", {"enabled": True}, ["on"]]),
+    "listen_ports": st.sampled_from([[23], [21, 443], "23", [443, "21"], {"telnet": 23}, [443.0, 23]]),
+    "tls": st.sampled_from([{"min_version": "1.0"}, {"min_version": "1.1"}, {"min_version": 1.0}, "1.0", ["1.0"]]),
+    "admin": st.sampled_from(
+        [{"username": "admin", "password_env": "PW"}, {"username": "root", "password": "root"}, "admin", None]
+    ),
+}
+
+
+def _spellings(key: str) -> st.SearchStrategy[str]:
+    """Ways a model may write a key that are not the key: case, spaces, prefixes, suffixes, separators."""
+    return st.sampled_from(
+        [key.upper(), key.title(), f"{key} ", f" {key}", f"{key}_mode", f"{key}_enabled", f"server_{key}",
+         key.replace("_", "-"), key.replace("_", ""), f"{key}s", f"legacy_{key}", f"fallback_{key}"]
+    ).filter(lambda spelled: spelled != key)  # fmt: skip
+
+
+STARTER_KEYS = ("debug", "listen_ports", "admin")  # the starter has no TLS rule: that is task 2
+
+
+@st.composite
+def bad_configs(draw: st.DrawFn, keys: tuple[str, ...] = tuple(_BAD_VALUES)) -> dict[str, Any]:
+    """GOOD with one known-bad setting, written in a shape drawn at random."""
     config = copy.deepcopy(GOOD)
-    del config["headers"][name]
+    key = draw(st.sampled_from(sorted(keys)))
+    value = draw(_BAD_VALUES[key])
+    how = draw(st.sampled_from(["in place", "respelled", "nested", "duplicated", "beside"]))
+    if how == "in place":
+        config[key] = value
+    elif how == "respelled":  # the real key goes, a look-alike holds the bad value
+        del config[key]
+        config[draw(_spellings(key))] = value
+    elif how == "nested":  # under a section of its own: {"app": {"debug": true}}
+        section = draw(st.sampled_from(["app", "server", "settings", "http", "main", "security", "listeners"]))
+        config[section] = {key: value}
+    elif how == "duplicated":  # the good key stays, a look-alike next to it holds the bad value
+        config[draw(_spellings(key))] = value
+    else:  # inside the right section, under a key of its own
+        inner = draw(st.sampled_from(["legacy", "fallback", "minimum", "extra", "override", "enabled", "protocols"]))
+        target = draw(st.sampled_from(["tls", "admin", "cors"]))
+        config[target] = {**config[target], inner: value}
     return config
 
 
-def ids(config: dict[str, Any], strict: bool) -> list[str]:
-    return [finding.id for finding in check_config(config, strict)]
-
-
-# -- the deterministic rules ---------------------------------------------------------------
+PROPERTY_EXAMPLES = 400  # per mode; a few seconds, and far more shapes than anyone wrote out by hand
 
 
 @pytest.mark.parametrize("strict", [False, True])
-def test_a_good_config_passes_every_rule(strict):
-    assert ids(GOOD, strict) == []
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=bad_configs())
+def test_no_bad_config_passes_the_solution_in_any_shape(strict, config):
+    assert blocks(solution.check_config(config, strict)), json.dumps(config)
 
 
-def test_a_basic_config_passes_normal_rules_and_fails_strict_ones():
-    assert ids(BASIC, strict=False) == []
-    assert set(ids(BASIC, strict=True)) == {
-        "tls-version",
-        "header-strict-transport-security",
-        "header-content-security-policy",
-        "header-x-content-type-options",
-        "header-x-frame-options",
-        "header-referrer-policy",
-        "header-permissions-policy",
-    }
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(config=bad_configs(STARTER_KEYS))
+def test_no_bad_config_passes_the_starter_in_any_shape(config):
+    assert blocks(starter.check_config(config)), json.dumps(config)
 
 
-@pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize(
-    "config, expected, severity",
-    [
-        (changed(GOOD, debug=True), "debug-mode", "high"),
-        (changed(GOOD, debug="on"), "debug-mode", "high"),
-        (changed(GOOD, listen_ports=[443, 23]), "port-23", "critical"),
-        (changed(GOOD, listen_ports=["21/tcp", 443]), "port-21", "critical"),
-        (changed(GOOD, listen_ports=[80, 443], redirect_http_to_https=False), "port-80", "high"),
-        (changed(GOOD, listen_ports=["80"], redirect_http_to_https=None), "port-80", "high"),
-        (changed(GOOD, tls={"min_version": "1.0"}), "tls-version", "high"),
-        (changed(GOOD, tls={"min_version": "SSLv3"}), "tls-version", "high"),
-        (changed(GOOD, tls={}), "tls-version", "high"),
-        (without_header("Strict-Transport-Security"), "header-strict-transport-security", "medium"),
-        (without_header("Content-Security-Policy"), "header-content-security-policy", "medium"),
-        (without_header("X-Content-Type-Options"), "header-x-content-type-options", "medium"),
-        (without_header("X-Frame-Options"), "header-x-frame-options", "medium"),
-        (changed(GOOD, admin={"username": "admin", "password_env": "X"}), "credentials", "critical"),
-        (changed(GOOD, admin={"username": "ops-lead", "password": ""}), "credentials", "critical"),
-        (changed(GOOD, admin={"username": "ops-lead", "password": "changeme"}), "credentials", "critical"),
-        (changed(GOOD, admin={"username": "ops-lead"}), "credentials", "critical"),
-        (changed(GOOD, cors={"allowed_origins": ["https://a.example", "*"]}), "cors-wildcard", "high"),
-        (changed(GOOD, cors="*"), "cors-wildcard", "high"),
-    ],
-)
-def test_each_rule_catches_its_mistake(config, expected, severity, strict):
-    findings = check_config(config, strict)
-    assert [f.id for f in findings] == [expected]
-    assert findings[0].severity == severity and findings[0].fix
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None)
+@given(extra=st.dictionaries(st.text(min_size=1, max_size=12), st.none() | st.booleans() | st.integers(), min_size=1))
+def test_any_key_outside_the_schema_is_a_finding(extra):
+    config = {**GOOD, **{k: v for k, v in extra.items() if k not in GOOD}}
+    if config != GOOD:
+        assert any(f.source == "schema" for f in starter.check_config(config))
 
 
-@pytest.mark.parametrize(
-    "config, expected",
-    [
-        (changed(GOOD, tls={"min_version": "1.2"}), "tls-version"),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=300"}),
-            "header-strict-transport-security",
-        ),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "Strict-Transport-Security": "max-age=31536000"}),
-            "header-strict-transport-security",
-        ),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "default-src 'self' 'unsafe-inline'"}),
-            "header-content-security-policy",
-        ),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "Content-Security-Policy": "script-src 'self'"}),
-            "header-content-security-policy",
-        ),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "X-Content-Type-Options": "sniff"}),
-            "header-x-content-type-options",
-        ),
-        (
-            changed(GOOD, headers={**GOOD["headers"], "X-Frame-Options": "ALLOW-FROM https://x"}),
-            "header-x-frame-options",
-        ),
-        (changed(GOOD, headers={**GOOD["headers"], "Referrer-Policy": "unsafe-url"}), "header-referrer-policy"),
-        (without_header("Referrer-Policy"), "header-referrer-policy"),
-        (without_header("Permissions-Policy"), "header-permissions-policy"),
-    ],
-)
-def test_strict_rules_are_pickier(config, expected):
-    assert ids(config, strict=False) == []
-    assert ids(config, strict=True) == [expected]
+# ---------------------------------------------------------------------------
+# Reading replies: tolerant of form, and never a traceback
+# ---------------------------------------------------------------------------
+
+DEEP = '{"debug": ' + "[" * 1500 + "]" * 1500 + "}"
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        {},
-        {"debug": None, "listen_ports": "not ports", "tls": "1.3", "headers": ["x"], "admin": "root", "cors": None},
-        {"listen_ports": [None, {"p": 1}], "tls": {"min_version": None}, "admin": {"username": 7, "password": 7}},
-    ],
-)
-def test_rules_never_crash_on_odd_json(config):
-    for strict in (False, True):
-        assert all(isinstance(f, Finding) for f in check_config(config, strict))
+def test_reading_a_config_survives_hostile_replies():
+    assert machinery.read_config("no json here")[0] is None
+    assert machinery.read_config(DEEP)[0] is None  # 1,500 levels: unreadable, not a RecursionError
+    config, problem = machinery.read_config('{"a": ' * 20 + "1" + "}" * 20)
+    assert config is None and "nests" in problem
+    assert machinery.read_config('Sure!\n```json\n{"config": ' + json.dumps(GOOD) + "}\n```")[0] == GOOD
 
 
-# The rules fail closed: a rule-owned field in a shape they cannot read is a finding in itself,
-# and every reasonable spelling of a field is read. Each config below once passed every rule, and
-# the Red Team's model may not report on these fields, so nobody reported them.
-BYPASSES = [
-    (changed(GOOD, listen_ports="443, 23"), {"ports-format", "port-23"}),
-    (changed(GOOD, listen_ports=[{"port": 23}, 443]), {"ports-format", "port-23"}),
-    (changed(GOOD, listen_ports={"https": 443, "telnet": 23}), {"ports-format", "port-23"}),
-    (changed(GOOD, listen_ports={"https": 443, "ftp": True}), {"ports-format", "port-21"}),
-    (changed(GOOD, listen_ports=[443, "23 (admin)"]), {"ports-format", "port-23"}),
-    (changed(GOOD, listen_ports=443), {"ports-format"}),
-    (changed(GOOD, telnet={"enabled": True}), {"port-23"}),
-    (changed(GOOD, admin_port="0.0.0.0:23"), {"port-23"}),
-    (changed(GOOD, debug={"enabled": True}), {"debug-mode"}),
-    (changed(GOOD, debug={"on": "yes"}), {"debug-mode"}),
-    (changed(GOOD, debug="verbose"), {"debug-format"}),
-    (changed(GOOD, debug={"level": "trace"}), {"debug-format"}),
-    (changed(GOOD, cors={"allow_origins": ["*"]}), {"cors-wildcard"}),
-    (changed(GOOD, cors={"AllowedOrigins": "*"}), {"cors-wildcard"}),
-    (changed(GOOD, cors={"api": {"origins": ["https://shop.example.com", "*"]}}), {"cors-wildcard"}),
-    (changed(GOOD, cors={"allow_origin_regex": ".*"}), {"cors-wildcard"}),
-    (changed(GOOD, cors={"allow_all_origins": True}), {"cors-wildcard"}),
-    (changed(GOOD, cors=True), {"cors-wildcard"}),
-    (changed(GOOD, cors={"allowed_origins": 7}), {"cors-format"}),
-    (changed(GOOD, headers={**GOOD["headers"], "Access-Control-Allow-Origin": "*"}), {"cors-wildcard"}),
-    (changed(GOOD, headers={**GOOD["headers"], "access-control-allow-origin": " * "}), {"cors-wildcard"}),
-    (changed(GOOD, headers=[["X-Frame-Options", "DENY"]]), {"headers-format"}),
-    (changed(GOOD, headers={**GOOD["headers"], "X-Frame-Options": ["DENY"]}), {"header-x-frame-options"}),
-    (changed(GOOD, headers={**GOOD["headers"], "x-frame-options": ""}), {"header-x-frame-options"}),
-    (changed(GOOD, tls="1.3"), {"tls-version"}),
-    (changed(GOOD, tls={"min_version": "1.3", "protocols": ["TLSv1", "TLSv1.3"]}), {"tls-version"}),
-    (changed(GOOD, tls={"min_version": "1.3", "enabled": False}), {"tls-version"}),
-    (changed(GOOD, tls={"min_version": ["1.3", "1.x"]}), {"tls-version"}),
-    (changed(GOOD, ssl_protocols="TLSv1 TLSv1.2 TLSv1.3"), {"tls-version"}),
-    (changed(GOOD, admin="root"), {"credentials"}),
-    (changed(GOOD, admin=[{"username": "ops-lead", "password_env": "X"}]), {"credentials"}),
-    (changed(GOOD, admin={"user": "admin", "password_env": "X"}), {"credentials"}),
-    (changed(GOOD, admin={"username": "ops-lead", "password_env": "X", "pass": "admin"}), {"credentials"}),
-    (changed(GOOD, admin={"username": "ops-lead", "password": {"value": "s3cret-Long"}}), {"credentials"}),
-    (changed(GOOD, admin={"username": "ops-lead", "password_env": ""}), {"credentials"}),
-    (changed(GOOD, admin={"password_env": "X"}), {"credentials"}),
-]
+def test_model_findings_survive_hostile_replies():
+    assert machinery.model_findings(DEEP) == []
+    assert machinery.model_findings("I found nothing.") == []
+    found = machinery.model_findings('[{"field": "debug", "severity": "whatever", "description": "on"}]')
+    assert found[0]["severity"] == "medium"  # an unknown severity still blocks
 
 
-@pytest.mark.parametrize("strict", [False, True])
-@pytest.mark.parametrize(
-    "config, expected", BYPASSES, ids=[f"{i}-{'+'.join(sorted(expected))}" for i, (_, expected) in enumerate(BYPASSES)]
-)
-def test_odd_shapes_and_other_spellings_cannot_bypass_the_rules(config, expected, strict):
-    findings = check_config(config, strict)
-    found = {f.id for f in findings}
-    assert expected <= found  # headers that cannot be read are also reported missing, one by one:
-    assert all(f in expected or (f.startswith("header-") and "headers-format" in expected) for f in found)
-    assert all(at_or_above(f.severity, "medium") and f.fix for f in findings)  # each one blocks approval
+def test_tool_arguments_nested_absurdly_deep_go_back_to_the_model():
+    with pytest.raises(ToolError, match="nested too deeply"):
+        parse_arguments('{"topic": ' + "[" * 1500 + "]" * 1500 + "}")
 
 
-@pytest.mark.parametrize(
-    "config",
-    [
-        changed(GOOD, listen_ports=["443/tcp", "8443"], ssh_port=22, support_email="ops@shop.example.com"),
-        changed(GOOD, listen_ports=[443], redirect_http_to_https={"enabled": False}, listen="10.0.0.21:443"),
-        changed(GOOD, debug={"enabled": False}, telnet=False, ftp={"enabled": "off"}),
-        changed(
-            GOOD,
-            cors={
-                "allow_origins": ["https://shop.example.com"],
-                "allow_methods": ["*"],
-                "allow_headers": ["*"],
-                "allow_origin_regex": r"https://[a-z]+\.shop\.example\.com",
-            },
-        ),
-        changed(GOOD, tls={"min_version": "TLSv1.3", "max_version": "1.3", "alpn_protocols": ["h2", "http/1.1"]}),
-        changed(GOOD, admin={"user": "ops-lead", "password_file": "/run/secrets/admin"}),
-        changed(GOOD, cors=None),
-    ],
-)
-def test_other_spellings_of_good_settings_pass(config):
-    assert ids(config, strict=True) == []
+# ---------------------------------------------------------------------------
+# Whole games: both modules, through their command lines
+# ---------------------------------------------------------------------------
 
 
-def test_a_bypass_with_a_silent_red_model_is_never_approved(console):
-    """The end-to-end case: Blue writes the ports as a string and Red's model says nothing."""
-    client = players(lambda n, request: json.dumps(changed(GOOD, listen_ports="443, 23")))
-    assert audit.main([], console=console, client=client) == mas.EXIT_NOT_APPROVED
-    text = output(console)
-    assert "stop reason: max_loops" in text and "ports-format" in text and "port-23" in text
-    assert "approved config written" not in text
-    assert not Path("secure_server.json").exists()
+def scripted(blue: list[str], red: str = '{"findings": []}', ciso: str = '{"approved": true}') -> mas.ScriptedClient:
+    """Blue's replies in order (the last repeats), a fixed Red Team model and CISO."""
+    turns = {"blue": 0}
 
-
-# -- reading replies ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ('{"debug": false}', {"debug": False}),
-        (
-            'Here you go:\n```json\n{"debug": false, "tls": {"min_version": "1.3"}}\n```\nAll fixed.',
-            {"debug": False, "tls": {"min_version": "1.3"}},
-        ),
-        ('{"server": {"debug": false, "listen_ports": [443]}}', {"debug": False, "listen_ports": [443]}),
-        (
-            'For example {"a": 1} is wrong; the config is {"debug": false, "listen_ports": [443]}',
-            {"debug": False, "listen_ports": [443]},
-        ),
-    ],
-)
-def test_blue_team_json_is_read_tolerantly(text, expected):
-    assert audit.read_config(text) == (expected, "")
-
-
-@pytest.mark.parametrize("text", ["", "I turned debug off.", '["debug", false]', '{"debug": fals'])
-def test_a_reply_without_a_json_object_is_not_a_config(text):
-    config, problem = audit.read_config(text)
-    assert config is None and problem
-
-
-def test_model_findings_on_rule_fields_are_dropped_and_severities_normalised():
-    reply = json.dumps(
-        {
-            "findings": [
-                {"severity": "critical", "field": "tls.min_version", "description": "TLS is fine, actually"},
-                {"severity": "severe", "field": "logging", "description": "No access log.", "fix": "Log requests."},
-                {"severity": "low", "field": "logging", "description": "Duplicate of the above."},
-                {"severity": "high", "field": "rate_limit", "description": ""},
-            ]
-        }
-    )
-    findings, dropped = audit.read_model_findings(reply, iteration=2)
-    assert [(f.id, f.severity, f.source, f.found_in) for f in findings] == [("red-logging", "medium", "model", 2)]
-    assert dropped == ["tls.min_version: the rules decide this field"]
-
-
-def test_count_changes_counts_leaf_fields():
-    assert audit.count_changes(GOOD, GOOD) == 0
-    assert audit.count_changes(GOOD, changed(GOOD, debug=True, extra=1)) == 2
-    assert audit.count_changes(GOOD, without_header("X-Frame-Options")) == 1
-
-
-# -- the CISO's rule ------------------------------------------------------------------------
-
-
-def finding(severity: str) -> Finding:
-    return Finding(f"x-{severity}", severity, "x", "d", "f")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    "open_findings, iteration, cost, options, verdict, stop_reason",
-    [
-        ([], 1, 0, AuditOptions(), "approve", "approved"),
-        ([finding("low")], 1, 0, AuditOptions(), "approve", "approved"),
-        ([finding("medium")], 1, 0, AuditOptions(), "send back", None),
-        ([finding("medium")], 1, 0, AuditOptions(threshold="high"), "approve", "approved"),
-        ([finding("critical")], 4, 0, AuditOptions(), "send back", None),
-        ([finding("critical")], 5, 0, AuditOptions(), "reject", "max_loops"),
-        ([finding("critical")], 2, 0, AuditOptions(max_loops=2), "reject", "max_loops"),
-        ([], 3, 30, AuditOptions(), "approve", "approved"),
-        ([], 3, 31, AuditOptions(), "reject", "cost_ceiling"),
-        ([finding("high")], 5, 99, AuditOptions(), "reject", "cost_ceiling"),
-    ],
-)
-def test_the_ciso_decides_in_code(open_findings, iteration, cost, options, verdict, stop_reason):
-    decision = ciso_decision(open_findings, iteration, cost, options)
-    assert (decision.verdict, decision.stop_reason) == (verdict, stop_reason)
-
-
-# -- whole games ----------------------------------------------------------------------------
-
-
-def players(
-    blue: Callable[[int, dict[str, Any]], Any], red: str = '{"findings": []}', ciso: str = "APPROVED, ship it!"
-) -> mas.ScriptedClient:
-    """A scripted client for the three players; ``blue(n, request)`` answers the Blue Team's n-th call."""
-    count = 0
-
-    def respond(request: dict[str, Any]) -> Any:
-        nonlocal count
-        system = request["messages"][0]["content"]
-        if system == audit.BLUE_PROMPT:
-            count += 1
-            return blue(count, request)
-        return red if system == audit.RED_PROMPT else ciso
+    def respond(request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
+        role = mas.request_role(request)
+        if role == "blue_team":
+            turns["blue"] += 1
+            return blue[min(turns["blue"], len(blue)) - 1]
+        return red if role == "red_team" else ciso
 
     return mas.ScriptedClient(respond)
 
 
-def by_player(client: mas.ScriptedClient, prompt: str) -> list[dict[str, Any]]:
-    return [r for r in client.requests if r["messages"][0]["content"] == prompt]
+def trace_events() -> list[dict[str, Any]]:
+    (trace,) = Path("logs").glob("*.jsonl")
+    return [json.loads(line) for line in trace.read_text().splitlines()]
 
 
-def test_the_audit_converges_offline_and_saves_valid_json(console):
-    assert audit.main([], console=console) == mas.EXIT_APPROVED
+@pytest.mark.parametrize("module", [starter, solution])
+def test_each_module_plays_offline_and_approves(module, console):
+    assert module.main(["--demo"], console=console) == mas.EXIT_APPROVED
     text = output(console)
-    assert "Scripted demo model, not a real LLM" in text
-    assert "stop reason: approved" in text and "approved config written to secure_server.json" in text
-    saved = json.loads(Path("secure_server.json").read_text())
-    assert check_config(saved, strict=False) == []
-    assert not list(Path(".").glob(".secure_server.json.*.tmp"))  # the atomic write left nothing behind
-    trace = next(Path("logs").glob("*.jsonl"))
-    end = json.loads(trace.read_text().splitlines()[-1])
-    assert end["event"] == "end" and end["stop_reason"] == "approved" and end["config"] == saved
+    assert "Scripted demo model, not a real LLM" in text and "APPROVED configuration" in text
+    assert trace_events()[-1]["approved"] is True
 
 
-@pytest.mark.parametrize("flags", [[], ["--strict"]])
-def test_the_knowledge_base_saves_a_round(make_llm, flags):
-    rounds = {}
-    for knowledge in (audit.load_knowledge_base(), None):
-        client = mas.ScriptedClient(audit.demo_responder())
-        options = AuditOptions(strict=bool(flags), knowledge_base=knowledge is not None)
-        state = audit.run_audit(audit.DEFAULT_BRIEF, make_llm(client), options, knowledge)
-        assert state.stop_reason == "approved" and check_config(state.config, options.strict) == []
-        blue_requests = by_player(client, audit.BLUE_PROMPT)
-        assert all(("tools" in r) == (knowledge is not None) for r in blue_requests)
-        rounds[knowledge is not None] = state.iteration
-    assert rounds == {True: 2, False: 3}
-
-
-def test_nothing_is_lost_between_rounds(make_llm):
-    client = mas.ScriptedClient(audit.demo_responder())
-    state = audit.run_audit(audit.DEFAULT_BRIEF, make_llm(client), AuditOptions(knowledge_base=False), None)
-    resolved = {f.id: f.resolved_in for f in state.resolved}
-    assert resolved["debug-mode"] == 2 and resolved["port-23"] == 2
-    assert resolved["header-content-security-policy"] == 3 and resolved["red-server-tokens"] == 3
-    assert all(f.found_in == 1 for f in state.resolved)
-    assert state.open_findings == [] and state.cost > 0
-
-
-def test_the_red_team_model_is_shown_the_config(make_llm):
-    client = mas.ScriptedClient(audit.demo_responder())
-    audit.run_audit(audit.DEFAULT_BRIEF, make_llm(client), AuditOptions(), audit.load_knowledge_base())
-    first_review = by_player(client, audit.RED_PROMPT)[0]["messages"][1]["content"]
-    draft, _ = audit.read_config(first_review)
-    assert draft is not None and draft["debug"] is True and 23 in draft["listen_ports"]
-
-
-def stubborn(n: int, request: dict[str, Any]) -> str:
-    return json.dumps(changed(GOOD, debug=True))
-
-
-def test_the_ciso_stops_the_game_after_five_rounds(console):
-    client = players(stubborn)  # Red's model sees nothing and the CISO's model says "approved": neither counts
-    assert audit.main([], console=console, client=client) == mas.EXIT_NOT_APPROVED
-    assert len(by_player(client, audit.BLUE_PROMPT)) == 5
-    assert "stop reason: max_loops" in output(console)
+def test_only_the_solution_saves_and_only_on_approval(console):
+    assert starter.main(["--demo"], console=console) == 0 and not Path("secure_server.json").exists()
+    assert solution.main(["--demo"], console=console) == 0
+    assert json.loads(Path("secure_server.json").read_text()) == trace_events_of_last()["config"]
+    Path("secure_server.json").unlink()
+    never_fixed = scripted([json.dumps(changed(debug=True))])
+    assert solution.main([], console=console, client=never_fixed) == mas.EXIT_NOT_APPROVED
     assert not Path("secure_server.json").exists()
 
 
-def test_max_loops_flag(console):
-    client = players(stubborn)
-    assert audit.main(["--max-loops", "2"], console=console, client=client) == mas.EXIT_NOT_APPROVED
-    assert len(by_player(client, audit.BLUE_PROMPT)) == 2
+def trace_events_of_last() -> dict[str, Any]:
+    newest = max(Path("logs").glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(newest.read_text().splitlines()[-1])
 
 
-def test_the_cost_ceiling_rejects_expensive_fixes(console):
-    assert audit.main(["--max-cost", "3"], console=console) == mas.EXIT_NOT_APPROVED
-    assert "stop reason: cost_ceiling" in output(console) and "change cost 14/3" in output(console)
-    assert not Path("secure_server.json").exists()
-
-
-def test_an_unreadable_blue_reply_is_a_finding_not_a_crash(console):
-    replies = ["I would rather describe it: debug off, TLS 1.3.", json.dumps(GOOD)]
-    client = players(lambda n, request: replies[n - 1])
-    assert audit.main(["--out", "out/approved.json"], console=console, client=client) == mas.EXIT_APPROVED
-    assert "the Blue Team's reply is not a configuration" in output(console)
-    assert json.loads(Path("out/approved.json").read_text()) == GOOD
-    second = by_player(client, audit.BLUE_PROMPT)[1]["messages"][1]["content"]
-    assert "blue-format" in second  # the problem went back to the Blue Team as a finding
-
-
-def test_a_regression_is_reported(console):
-    replies = [changed(GOOD, debug=True), changed(GOOD, cors="*"), changed(GOOD, cors="*", debug=True), GOOD]
-    client = players(lambda n, request: json.dumps(replies[n - 1]))
-    assert audit.main([], console=console, client=client) == mas.EXIT_APPROVED
-    assert "regression: debug-mode was fixed in an earlier round and is back" in output(console)
-
-
-def test_knowledge_base_lookups(make_llm):
-    state = audit.AuditState("brief")
-    knowledge = audit.load_knowledge_base()
-    assert json.loads(audit.lookup_secure_default(knowledge, state, "TLS"))["setting"] == {
-        "tls": {"min_version": "1.3"}
-    }
-    assert json.loads(audit.lookup_secure_default(knowledge, state, "telnet"))["topic"] == "ports"
-    with pytest.raises(audit.ToolError, match="topics: debug"):
-        audit.lookup_secure_default(knowledge, state, "quantum firewall")
-    assert state.kb_lookups == ["tls", "ports"]
-    for entry in knowledge.values():  # every secure default the knowledge base gives passes the strict rules
-        config = copy.deepcopy(GOOD)
-        for key, value in entry["setting"].items():
-            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
-        assert ids(config, strict=True) == [], entry
-
-
-def test_an_unwritable_out_path_is_refused_before_any_model_call(console, tmp_path):
-    client = players(lambda n, request: json.dumps(GOOD))
-    assert audit.main(["--out", str(tmp_path)], console=console, client=client) == mas.EXIT_USAGE
-    assert client.requests == []  # nothing was paid for
+@pytest.mark.parametrize("module", [starter, solution])
+def test_a_run_that_stops_keeps_the_best_work_marked_not_approved(module, console, capsys):
+    bad = changed(debug=True, listen_ports=[443, 23])
+    client = scripted([json.dumps(bad)], ciso='{"approved": false}')
+    code = module.main(["--max-tokens", "6000"], console=console, client=client)
+    assert code == mas.EXIT_NOT_APPROVED
     text = output(console)
-    assert "error:" in text and "it is a folder" in text and ".tmp" not in text
+    assert "NOT approved: the best work so far" in text and "debug-mode" in text and "port-23" in text
+    end = trace_events()[-1]
+    assert end["event"] == "end" and end["approved"] is False and end["config"] == bad
+    assert {"debug-mode", "port-23"} <= {f["id"] for f in end["all_findings"]}
 
 
-def test_cli_exit_codes(console):
-    assert audit.main(["--help"], console=console) == 0
-    assert audit.main(["--max-loops", "0"], console=console) == mas.EXIT_USAGE
-    assert audit.main(["--threshold", "extreme"], console=console) == mas.EXIT_USAGE
-    assert audit.main([" "], console=console) == mas.EXIT_USAGE
-    assert "the brief is empty" in output(console)
-    interrupted = players(lambda n, request: (_ for _ in ()).throw(KeyboardInterrupt()))
-    assert audit.main([], console=console, client=interrupted) == mas.EXIT_INTERRUPTED
-    assert not Path("secure_server.json").exists()
+def test_the_starters_limit_is_only_a_prompt_so_the_token_gate_ends_it(console):
+    client = scripted([json.dumps(changed(debug=True))], ciso='{"approved": false}')
+    assert starter.main(["--max-tokens", "8000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    end = trace_events()[-1]
+    assert end["stop_reason"] == "token_budget" and end["rounds"] > solution.MAX_LOOPS
+    assert "Stop the game after 5 rounds" in starter.CISO_PROMPT  # asked for, and not kept: task 4
+
+
+def test_the_starter_never_approves_with_a_blocking_finding_whatever_the_ciso_says(console):
+    client = scripted([json.dumps(changed(debug=True)), json.dumps(GOOD)], ciso='{"approved": true}')
+    assert starter.main([], console=console, client=client) == mas.EXIT_APPROVED
+    assert trace_events()[-1]["rounds"] == 2
+
+
+@pytest.mark.parametrize("module", [starter, solution])
+def test_json_output_holds_the_partial_result(module, capsys, tmp_path):
+    from rich.console import Console
+
+    client = scripted(["not a config at all"], ciso='{"approved": false}')
+    console = Console(file=__import__("io").StringIO(), width=200)
+    assert module.main(["--json", "--max-tokens", "5000"], console=console, client=client) == 1
+    result = json.loads(console.file.getvalue())
+    assert result["approved"] is False and result["config"] is None
+    assert "blue-format" in {f["id"] for f in result["all_findings"]}
+
+
+@pytest.mark.parametrize("module", [starter, solution])
+@pytest.mark.parametrize("who", ["blue_team", "red_team", "ciso"])
+def test_a_deeply_nested_reply_from_any_player_is_no_traceback(module, who, console):
+    def respond(request: dict[str, Any]) -> str:
+        role = mas.request_role(request)
+        if role == who:
+            return DEEP
+        return json.dumps(GOOD) if role == "blue_team" else '{"approved": true, "findings": []}'
+
+    code = module.main(["--max-tokens", "6000"], console=console, client=mas.ScriptedClient(respond))
+    assert code in (mas.EXIT_APPROVED, mas.EXIT_NOT_APPROVED)
+    assert "Traceback" not in output(console) and trace_events()[-1]["event"] == "end"
+
+
+@pytest.mark.parametrize("module", [starter, solution])
+def test_ctrl_c_keeps_the_trace_and_the_partial_result(module, console):
+    first = completion(json.dumps(changed(debug=True)))
+    client = FakeClient(first, completion('{"findings": []}'), completion('{"approved": false}'), KeyboardInterrupt())
+    assert module.main([], console=console, client=client) == mas.EXIT_INTERRUPTED
+    end = trace_events()[-1]
+    assert end["stop_reason"] == "interrupted" and end["config"]["debug"] is True
+    assert "NOT approved" in output(console)
+
+
+# -- The solution's limits, in code --------------------------------------------
+
+
+def test_the_solution_stops_at_the_round_limit(console):
+    client = scripted([json.dumps(changed(debug=True))])
+    assert solution.main(["--max-loops", "2"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    end = trace_events()[-1]
+    assert end["stop_reason"] == "max_loops" and end["rounds"] == 2
+    assert sum(1 for r in client.requests if mas.request_role(r) == "red_team") == 2
+
+
+def test_the_solution_rejects_over_the_change_budget(console):
+    configs = [changed(debug=True, server_name=f"shop{i}.example.com") for i in range(9)]
+    client = scripted([json.dumps(c) for c in configs])
+    assert solution.main(["--max-cost", "2"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    end = trace_events()[-1]
+    # one point a round from round 2 on: 3 points, over the budget of 2, in round 4
+    assert end["stop_reason"] == "cost_ceiling" and end["cost"] == 3 and end["rounds"] == 4
+
+
+def test_ciso_decision_reads_limits_from_the_options():
+    high = starter.Finding("x", "high", "x", "bad")
+    options = solution.AuditOptions(max_loops=3, max_cost=10)
+    assert solution.ciso_decision([high], options.max_loops - 1, 0, options).verdict == "send back"
+    assert solution.ciso_decision([high], options.max_loops, 0, options).stop_reason == "max_loops"
+    assert solution.ciso_decision([], 1, options.max_cost + 1, options).stop_reason == "cost_ceiling"
+    assert solution.ciso_decision([], 1, options.max_cost, options).verdict == "approve"
+
+
+def test_a_model_finding_the_rules_disagree_with_is_disputed_and_still_blocks(console):
+    red = json.dumps({"findings": [{"severity": "high", "field": "debug", "description": "debug looks on"}]})
+    client = scripted([json.dumps(GOOD)], red=red)
+    assert solution.main(["--max-loops", "2", "--json"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    result = json.loads(output(console))
+    (finding,) = result["open_findings"]
+    assert finding["source"] == "disputed" and "disputed" in finding["description"]
+    assert "disputed" in result["detail"]
+    ciso_tasks = [r["messages"][1]["content"] for r in client.requests if mas.request_role(r) == "ciso"]
+    assert "disputed" in ciso_tasks[-1]
+
+
+def test_a_model_finding_on_another_field_is_kept_and_blocks(console):
+    red = json.dumps({"findings": [{"severity": "medium", "field": "server_name", "description": "too revealing"}]})
+    client = scripted([json.dumps(GOOD)], red=red)
+    assert starter.main(["--max-tokens", "5000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    assert "red-server-name" in output(console)
+
+
+# -- The offline players react to the student's code --------------------------
+
+
+def test_a_rule_a_student_adds_shows_up_offline(console, monkeypatch):
+    def check_server_tokens(config: dict[str, Any], strict: bool) -> list[starter.Finding]:
+        return [] if config.get("server_tokens") is False else [starter.Finding("banner", "low", "server_tokens", "on")]
+
+    monkeypatch.setattr(starter, "RULES", [*starter.RULES, check_server_tokens])
+    assert starter.main(["--demo"], console=console) == mas.EXIT_APPROVED
+    assert "banner (server_tokens)" in output(console)
+
+
+def test_the_scripted_blue_team_uses_a_topic_a_student_adds(console, monkeypatch, tmp_path):
+    kb = json.loads(solution.KB_FILE.read_text())
+    kb["cache"] = {"aliases": [], "setting": {"server_tokens": False, "cache_control": "no-store"}, "why": "..."}
+    (tmp_path / "kb.json").write_text(json.dumps(kb))
+    monkeypatch.setattr(solution, "KB_FILE", tmp_path / "kb.json")
+    monkeypatch.setattr(solution.load_knowledge_base, "__defaults__", (tmp_path / "kb.json",))
+
+    def check_cache(config: dict[str, Any], strict: bool) -> list[starter.Finding]:
+        return [] if config.get("cache_control") == "no-store" else [starter.Finding("cache", "high", "cache", "x")]
+
+    monkeypatch.setattr(solution, "RULES", [*solution.RULES, check_cache])
+    monkeypatch.setattr(starter.ServerConfig, "model_config", {**starter.ServerConfig.model_config, "extra": "allow"})
+    starter.ServerConfig.model_rebuild(force=True)
+    try:
+        assert solution.main(["--demo", "--json"], console=console) == mas.EXIT_APPROVED
+    finally:
+        monkeypatch.undo()
+        starter.ServerConfig.model_rebuild(force=True)
+    result = json.loads(output(console))
+    assert "cache" in result["kb_lookups"] and result["config"]["cache_control"] == "no-store"
+
+
+def test_a_rewritten_prompt_is_shown_once_in_verbose(console, monkeypatch):
+    monkeypatch.setattr(starter, "RED_PROMPT", "You are a very picky Red Team. Demand TLS 1.3.")
+    assert starter.main(["--demo", "--verbose"], console=console) == mas.EXIT_APPROVED
+    text = output(console)
+    assert text.count("You are a very picky Red Team") == 1  # two Red Team calls, the prompt printed once
+    assert "(the same system prompt as before)" in text
+
+
+def test_without_a_knowledge_base_the_scripted_blue_team_needs_more_rounds(console):
+    assert solution.main(["--demo", "--json"], console=console) == 0
+    with_kb = json.loads(output(console))
+    console.file.truncate(0)
+    console.file.seek(0)
+    assert solution.main(["--demo", "--json", "--no-kb"], console=console) == 0
+    without = json.loads(output(console))
+    assert with_kb["kb_lookups"] and not without["kb_lookups"]
+    assert without["rounds"] > with_kb["rounds"]
+
+
+def test_player_helpers():
+    assert players.topic_of("headers.Content-Security-Policy") == "headers"
+    assert players.findings_in("- [high] debug-mode (debug): on\n- [low] x (y): z") == [
+        ("high", "debug-mode", "debug"),
+        ("low", "x", "y"),
+    ]
+
+
+# -- The command line -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [starter, solution])
+def test_usage_errors_are_one_line(module, console):
+    assert module.main(["   "], console=console) == mas.EXIT_USAGE
+    assert module.main(["--max-tokens", "0"], console=console) == mas.EXIT_USAGE
+    assert "Traceback" not in output(console)
+
+
+def test_a_bad_out_path_is_one_line_and_costs_nothing(console, tmp_path):
+    client = FakeClient()  # any call would fail the test: nothing may be paid for
+    assert solution.main(["--out", str(tmp_path)], console=console, client=client) == mas.EXIT_USAGE
+    assert [line for line in output(console).splitlines() if line.startswith("error:")]

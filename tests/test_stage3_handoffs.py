@@ -170,20 +170,85 @@ def test_the_run_context_is_written_by_tools_and_shown_to_models_only_through_th
         for message in request["messages"]
         if first_note in str(message.get("content")) or first_note in json.dumps(message.get("tool_calls", ""))
     ]
-    # Research wrote it (its own tool call), and the planner read it through read_notes; the coordinator never saw it.
-    assert {who for who, _ in seen_by} == {demo.RESEARCH_PROMPT, demo.PLANNER_PROMPT}
-    assert (demo.PLANNER_PROMPT, "tool") in seen_by
-    assert result.output.endswith(context.action_items[-1])
+    # Research wrote it (its answer, read into the context by code); only the planner was shown it, through
+    # read_notes. The coordinator was told how many notes there are, never what they say.
+    assert seen_by == [(demo.PLANNER_PROMPT, "tool")]
+    assert demo.list_items(result.output) == context.action_items
 
 
-def test_demo_tools_refuse_empty_and_excess_input():
+def test_a_specialists_list_is_read_into_the_context_or_sent_back():
     context = demo.ResearchContext("q")
-    with pytest.raises(ToolError):
-        demo.record_note(context, "  ")
-    for i in range(demo.MAX_NOTES):
-        demo.record_note(context, f"note {i}")
-    with pytest.raises(ToolError, match="already"):
-        demo.record_note(context, "one too many")
+    assert demo.take_notes(context, "I could not think of anything.") is not None and context.notes == []
+    many = json.dumps({"notes": [f"note {i}" for i in range(demo.MAX_NOTES + 3)]})
+    assert demo.take_notes(context, many) is None and len(context.notes) == demo.MAX_NOTES
+    assert demo.take_plan(context, "1. Do this.\n2) Then that.\n- And this.") is None
+    assert context.action_items == ["Do this.", "Then that.", "And this."]
+    assert demo.list_items("[" * 1500 + "]" * 1500) == []  # nested absurdly deep: no list, no RecursionError
+
+
+def test_each_agent_is_told_when_it_must_call_and_when_it_must_answer(make_llm):
+    client = mas.ScriptedClient(demo.demo_responder())
+    run(demo.build_agents(), demo.DEFAULT_QUESTION, demo.ResearchContext(demo.DEFAULT_QUESTION), make_llm(client))
+    by_agent = [(mas.request_role(r), r.get("tool_choice"), r.get("response_format")) for r in client.requests]
+    names = [
+        (role, choice, fmt and fmt["json_schema"]["schema"]["properties"].get("name", {}).get("enum"))
+        for role, choice, fmt in by_agent
+    ]
+    assert names == [
+        ("coordinator", "required", ["transfer_to_research"]),  # the planner is not ready: it is not offered
+        ("research", None, None),  # no tools: its answer is structured output
+        ("coordinator", "required", ["transfer_to_planner"]),
+        ("planner", "required", ["read_notes"]),
+        ("planner", "none", None),
+        ("coordinator", "none", None),
+    ]
+    schemas = [fmt["json_schema"]["name"] for _, _, fmt in by_agent if fmt]
+    assert schemas == ["tool_call", "notes", "tool_call", "tool_call", "steps", "plan"]
+
+
+def test_a_handoff_out_of_order_goes_back_as_an_error(make_llm):
+    client = FakeClient(
+        calls(("transfer_to_planner", {"task": "plan"})),
+        calls(("transfer_to_research", {"task": "look"})),
+        completion('{"notes": ["a", "b", "c"]}'),
+        calls(("transfer_to_research", {"task": "again"})),
+    )
+    context = demo.ResearchContext("q")
+    result = run(demo.build_agents(), "q", context, make_llm(client), max_turns=4)
+    refused = client.calls[1]["messages"][-1]
+    assert refused["role"] == "tool" and refused["content"].startswith("error: the planner needs research notes")
+    assert context.notes == ["a", "b", "c"] and result.stop_reason == "max_turns"
+    # What came back to the coordinator is the report code wrote, not the notes.
+    assert client.calls[3]["messages"][-1]["content"] == "Research saved 3 notes; the planner can read them."
+
+
+def test_a_run_that_stops_early_shows_and_traces_what_was_gathered(console):
+    assert demo.main(["--max-turns", "3"], console=console) == mas.EXIT_NOT_APPROVED
+    text = output(console)
+    assert "NOT FINISHED: gathered so far" in text and demo._NOTES[0][:40] in text
+    trace = next(Path("logs").glob("*.jsonl"))
+    end = json.loads(trace.read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["context"]["notes"] == demo._NOTES
+
+
+def test_demo_verbose_shows_each_system_prompt_once(console):
+    assert demo.main(["--verbose"], console=console) == 0
+    text = output(console)
+    for prompt in (demo.COORDINATOR_PROMPT, demo.RESEARCH_PROMPT, demo.PLANNER_PROMPT):
+        assert text.count(prompt.splitlines()[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "program",
+    ["stages.stage3.demo", "stages.stage3.activity.starter_workflow", "stages.stage3.activity.solution_workflow"],
+)
+def test_help_fits_80_columns(program, monkeypatch, capsys):
+    import importlib
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert importlib.import_module(program).main(["--help"]) == 0
+    wide = [line for line in capsys.readouterr().out.splitlines() if len(line) > 80]
+    assert wide == []
 
 
 def test_demo_runs_offline_and_says_it_is_scripted(console):
@@ -195,7 +260,7 @@ def test_demo_runs_offline_and_says_it_is_scripted(console):
     trace = next(Path("logs").glob("*.jsonl"))
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     assert [e["target"] for e in events if e["event"] == "handoff"] == ["research", "planner"]
-    assert events[-1]["event"] == "end" and events[-1]["stop_reason"] == "answered" and events[-1]["calls"] == 8
+    assert events[-1]["event"] == "end" and events[-1]["stop_reason"] == "answered" and events[-1]["calls"] == 6
 
 
 def test_demo_accepts_a_question(console):
@@ -226,8 +291,28 @@ def test_demo_configuration_error_is_one_line_and_exit_2(console, monkeypatch):
 
 
 def test_doctests_of_the_stage3_modules_pass():
-    from stages.stage3.activity import starter_workflow
+    from stages.stage3.activity import machinery, solution_workflow
 
-    for module in (handoffs, starter_workflow):
+    for module in (handoffs, demo, machinery, solution_workflow):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+@pytest.mark.parametrize("program", ["demo", "audit"])
+def test_the_walkthrough_tool_says_in_one_line_that_it_cannot_read_a_stage3_trace(program, console, capsys):
+    import importlib
+    import sys
+
+    from stages.stage3.activity import starter_workflow
+
+    main = demo.main if program == "demo" else starter_workflow.main
+    assert main(["--demo"], console=console) == 0
+    (trace,) = Path("logs").glob("*.jsonl")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    try:
+        walkthrough = importlib.import_module("trace_walkthrough")
+    finally:
+        sys.path.pop(0)
+    assert walkthrough.main([str(trace)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "stage 3" in err[0] and "Traceback" not in err[0]

@@ -49,6 +49,17 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def not_a_chapter_trace(events: list[dict[str, Any]]) -> str | None:
+    """Why this tool cannot replay a trace (a stage 3 one, say), or None when it can."""
+    start = events[0] if events else {}
+    if start.get("event") == "start" and "task" in start:
+        return None
+    kind = "a stage 3 audit" if start.get("game") else "a stage 3 handoff" if "agent" in start else "not a chapter"
+    return (
+        f"{kind} trace: this tool replays only multi_agent_system.py traces; read it as JSON lines (one event a line)"
+    )
+
+
 def cell(value: Any) -> str:
     """A value as one Markdown table cell: one line, pipes escaped, shortened."""
     if isinstance(value, str):
@@ -272,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.trace is None) == (args.demo is None):
         parser.error("give a trace file or --demo SCENARIO (one of them)")
     path = run_demo(args.demo, args.task) if args.demo else args.trace
-    text = render(read_events(path))
+    events = read_events(path)
+    other = not_a_chapter_trace(events)
+    if other:
+        sys.stderr.write(f"{path}: {other}\n")
+        return 2
+    text = render(events)
     if args.update:
         doc_path = ROOT / "PROJECT.md"
         doc = doc_path.read_text(encoding="utf-8")

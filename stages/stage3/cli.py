@@ -20,8 +20,9 @@ from rich.console import Console
 import multi_agent_system as mas
 
 ENVIRONMENT_HELP = """real models (environment or .env):
-  OPENAI_API_KEY=sk-...                                            OpenAI
-  OPENAI_BASE_URL=http://localhost:11434/v1 OPENAI_MODEL=llama3.2  Ollama, LM Studio, llama.cpp, vLLM
+  OPENAI_API_KEY=sk-...                      OpenAI
+  OPENAI_BASE_URL=http://localhost:11434/v1  any OpenAI-compatible server:
+  OPENAI_MODEL=llama3.2                      Ollama, LM Studio, llama.cpp, vLLM
 without either, a scripted demo model answers (offline, free, not a real LLM)"""
 
 
@@ -56,8 +57,40 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
         return mas.EXIT_USAGE if exit_.code else mas.EXIT_APPROVED
 
 
+class Stage3Display(mas.Display):
+    """The chapter's display, with a --verbose that suits conversations which grow turn by turn.
+
+    Each system prompt is shown in full the first time, then named; a role's
+    prompt that only grew since its last call shows only the new messages.
+    Without this, every turn reprinted every prompt: hundreds of lines a round.
+    """
+
+    def __init__(self, console: Console, mode: mas.Mode = "normal", errors: Console | None = None):
+        super().__init__(console, mode, errors)
+        self._systems_shown: set[str] = set()
+        self._last_prompt: dict[str, list[dict[str, Any]]] = {}
+
+    def prompt(self, role: str, messages: list[dict[str, Any]], max_tokens: int) -> None:
+        if self.mode != "verbose":
+            return
+        before = self._last_prompt.get(role, [])
+        grew = len(messages) > len(before) and messages[: len(before)] == before
+        new = messages[len(before) :] if grew else messages
+        parts = [f"({len(before)} earlier message(s), as shown above)\n"] if grew and before else []
+        for message in new:
+            content = str(message.get("content") or "")
+            if message["role"] == "system" and content in self._systems_shown:
+                parts.append("[system] (the same system prompt as before)\n")
+                continue
+            if message["role"] == "system":
+                self._systems_shown.add(content)
+            parts.append(mas._describe_message(message))
+        self._last_prompt[role] = list(messages)
+        self.panel("".join(parts), f"prompt → {role} (max_tokens {max_tokens})", "dim")
+
+
 def make_display(args: argparse.Namespace, console: Console) -> mas.Display:
-    return mas.Display(console, "verbose" if args.verbose else "normal")
+    return Stage3Display(console, "verbose" if args.verbose else "normal")
 
 
 def open_run(

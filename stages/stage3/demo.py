@@ -5,25 +5,35 @@ The idea
 The coordinator owns the conversation with the user but does none of the
 work. Its model sees two tools, ``transfer_to_research`` and
 ``transfer_to_planner``, and chooses which to call. Each specialist runs,
-writes what it finds into the run context with its own tools, and hands
-control back with a short report. When both have reported, the coordinator
-answers with the plan.
+its work lands in the run context, and control comes back with a short
+report. When both have reported, the coordinator answers with the plan.
 
 The flow
 --------
 ::
 
-    coordinator ─transfer_to_research─> research: record_note x N ─┐
-        ^  <──────────────── report (control returns) ─────────────┘
+    coordinator ─transfer_to_research─> research: a numbered list -> notes ─┐
+        ^  <──────────────── report (control returns) ─────────────────────┘
         │
-        ├─────transfer_to_planner──> planner: read_notes, add_action_item x N ─┐
-        ^  <──────────────── report (control returns) ─────────────────────────┘
+        ├─────transfer_to_planner──> planner: read_notes, a numbered list -> steps ─┐
+        ^  <──────────────── report (control returns) ─────────────────────────────┘
         │
         └─> answer: the ordered plan
 
 The run context (``ResearchContext``) is plain Python. The model never sees
 it, except what ``read_notes`` returns to the planner: that is how the
 planner learns what research found without the coordinator copying it along.
+
+Sized for small models
+----------------------
+A 1.5B model on a laptop could not run the first version of this demo to the
+end: it answered before saving a note, saved one and stopped, or refused to
+plan. So each job is now one a small model does well. A specialist's reply
+*is* its work (a numbered list, read by ``list_items()``), instead of one tool
+call per note; the planner has one tool, and must call it on its first turn
+(``tool_choice="required"``); the coordinator must hand off until there is a
+plan, and may only answer once there is (``"none"``). The model still picks
+which specialist to call, and a handoff out of order goes back as an error.
 
 Run it
 ------
@@ -45,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,16 +66,17 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from stages.stage3 import cli
-from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, ToolError, run
+from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, calls_written_as_text, run
 
 DEFAULT_QUESTION = "How should a team of four start adding automated tests to an old Python web app that has none?"
 MAX_NOTES = 8  # research notes kept; more would crowd the planner's prompt
 MAX_ACTION_ITEMS = 8  # a plan longer than this is a backlog, not a plan
 NOTE_MAX_CHARS = 400  # one note or action item; a paragraph, not an essay
+ITEM_MIN_CHARS = 25  # a sentence, not "read_notes": small models otherwise list tool-like names as steps
 
 
 # ---------------------------------------------------------------------------
-# The run context: written by tools, read by tools, never sent whole to a model
+# The run context: written by code and tools, read by tools, never sent whole to a model
 # ---------------------------------------------------------------------------
 
 
@@ -75,14 +87,49 @@ class ResearchContext:
     action_items: list[str] = field(default_factory=list)
 
 
-def record_note(context: ResearchContext, note: str) -> str:
-    note = note.strip()
-    if not note:
-        raise ToolError("the note is empty: write the fact you want to keep")
-    if len(context.notes) >= MAX_NOTES:
-        raise ToolError(f"there are already {MAX_NOTES} notes: stop researching and report back")
-    context.notes.append(mas.clip(note, NOTE_MAX_CHARS))
-    return f"saved as note {len(context.notes)}"
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')  # one complete JSON string
+_ITEM = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*•])\s+(.+)$")  # "1. x", "2) x", "- x", "* x"
+
+
+def list_items(answer: str) -> list[str]:
+    """The items of a numbered or bulleted list in a reply, or of a JSON list of strings.
+
+    Small models number, bullet, or write JSON; all three are read. Lines that are
+    not items (an intro, "Here are the notes:") are left out.
+
+    >>> list_items("Here they are:\\n1. Tests first.\\n2) CI next.\\n- Then review.")
+    ['Tests first.', 'CI next.', 'Then review.']
+    >>> list_items('["one", "two"]'), list_items('{"steps": ["one"]}'), list_items('{"steps": ["one", "tw')
+    (['one', 'two'], ['one'], ['one'])
+    >>> list_items("No list here.")
+    []
+    """
+    text = answer.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+    if text.startswith(("[", "{")):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            value = None
+        if isinstance(value, dict) and len(value) == 1:  # {"notes": [...]}: structured output
+            value = next(iter(value.values()))
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return [item.strip() for item in value if item.strip()]
+        if value is None and "[" in text:  # cut off at max_tokens: the items that were finished still count
+            finished = [_string(q) for q in _QUOTED.findall(text[text.index("[") :])]
+            return [item.strip() for item in finished if item.strip()]
+    items = []
+    for line in answer.splitlines():
+        match = _ITEM.match(line)
+        if match and match.group(1).strip(" *"):
+            items.append(match.group(1).strip().strip("*").strip())
+    return items
+
+
+def _string(quoted: str) -> str:
+    try:
+        return str(json.loads(quoted))
+    except ValueError:  # a bad escape: keep the text as written
+        return quoted[1:-1]
 
 
 def read_notes(context: ResearchContext) -> str:
@@ -91,51 +138,69 @@ def read_notes(context: ResearchContext) -> str:
     return "\n".join(f"{i}. {note}" for i, note in enumerate(context.notes, 1))
 
 
-def add_action_item(context: ResearchContext, step: str) -> str:
-    step = step.strip()
-    if not step:
-        raise ToolError("the step is empty: write the action to take")
-    if len(context.action_items) >= MAX_ACTION_ITEMS:
-        raise ToolError(f"the plan already has {MAX_ACTION_ITEMS} steps: stop and report back")
-    context.action_items.append(mas.clip(step, NOTE_MAX_CHARS))
-    return f"saved as step {len(context.action_items)}"
+# Each specialist's reply is its work: code reads the list out of it into the
+# run context. A tool call per note was the step small models got wrong most.
 
 
-# Guardrails: the workflow is linear, so an answer that skips a step goes back.
+def list_schema(name: str, least: int, most: int) -> dict[str, Any]:
+    """Structured output for a specialist's answer: {name: [least..most short strings]}."""
+    sentence = {"type": "string", "minLength": ITEM_MIN_CHARS, "maxLength": NOTE_MAX_CHARS}
+    items = {"type": "array", "items": sentence, "minItems": least}
+    return {
+        "name": name,
+        "schema": {
+            "type": "object",
+            "properties": {name: {**items, "maxItems": most}},
+            "required": [name],
+            "additionalProperties": False,
+        },
+    }
+
+
+def take_notes(context: ResearchContext, answer: str) -> str | None:
+    notes = list_items(answer)
+    if not notes:
+        return "Write your findings as a numbered list: 1. ... 2. ... 3. ..., one sentence each, and nothing else."
+    context.notes = [mas.clip(note, NOTE_MAX_CHARS) for note in notes[:MAX_NOTES]]
+    return None
+
+
+def take_plan(context: ResearchContext, answer: str) -> str | None:
+    steps = list_items(answer)
+    if not steps:
+        return "Write the plan as a numbered list: 1. ... 2. ... 3. ..., one action per line, and nothing else."
+    context.action_items = [mas.clip(step, NOTE_MAX_CHARS) for step in steps[:MAX_ACTION_ITEMS]]
+    return None
+
+
+# Guardrails: the workflow is linear, so a move out of order goes back.
+
+
+def research_ready(context: ResearchContext) -> str | None:
+    if context.notes:
+        return f"research has already reported {len(context.notes)} notes: call transfer_to_planner now"
+    return None
+
+
+def planner_ready(context: ResearchContext) -> str | None:
+    if not context.notes:
+        return "the planner needs research notes first: call transfer_to_research"
+    return None
+
+
+def coordinator_choice(context: ResearchContext, results: int) -> str:
+    """Until there is a plan a handoff is the only sensible move; once there is one, answering is."""
+    return "none" if context.action_items else "required"
 
 
 def coordinator_check(context: ResearchContext, answer: str) -> str | None:
     if not context.notes:
-        return (
-            "Do not answer yet: the research specialist has not been asked. Call the transfer_to_research "
-            'tool, like this: {"name": "transfer_to_research", "arguments": {"task": "..."}}'
-        )
+        return "Do not answer yet: call the transfer_to_research tool first."
     if not context.action_items:
-        return (
-            "Do not answer yet: research has reported, but there is no plan. Call the transfer_to_planner "
-            'tool, like this: {"name": "transfer_to_planner", "arguments": {"task": "..."}}'
-        )
-    if not answer.strip():
-        return "Now answer the user: write the plan as a numbered list."
+        return "Do not answer yet: research has reported; call the transfer_to_planner tool."
+    if not answer.strip() or calls_written_as_text(answer, 0):  # a call written as text is not the plan
+        return 'The plan is ready. Answer the user now, with JSON only: {"plan": ["step", "..."]}.'
     return None
-
-
-def research_check(context: ResearchContext, answer: str) -> str | None:
-    if context.notes:
-        return None
-    return (
-        "Nothing is saved yet. Call the record_note tool once per finding, "
-        'like this: {"name": "record_note", "arguments": {"note": "..."}}'
-    )
-
-
-def planner_check(context: ResearchContext, answer: str) -> str | None:
-    if context.action_items:
-        return None
-    return (
-        "No steps are saved yet. Call read_notes, then add_action_item once per step, "
-        'like this: {"name": "add_action_item", "arguments": {"step": "..."}}'
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -143,19 +208,19 @@ def planner_check(context: ResearchContext, answer: str) -> str | None:
 # ---------------------------------------------------------------------------
 
 RESEARCH_PROMPT = """You are the research specialist on a small team.
-Work out the 3 to 5 facts, risks or constraints that matter most for the question you are given.
-Save each one with the record_note tool, one call per note, one or two sentences each.
-When they are saved, reply with a single sentence saying what you found. Do not write a plan."""
+List the 3 to 5 facts, risks or constraints that matter most for the question you are given.
+Reply with JSON only: {"notes": ["one sentence", "..."]}. Do not write a plan."""
 
 PLANNER_PROMPT = """You are the planning specialist on a small team.
 First call read_notes to get what the research specialist found.
-Then turn the notes into 3 to 6 concrete steps in the order they should happen, saving each with add_action_item.
-When they are saved, reply with the steps as a numbered list and nothing else."""
+Then reply with 3 to 6 concrete steps for the team, in the order they should happen.
+Each step is one plain sentence that starts with a verb, such as "Set up pytest and run it in CI on every pull request."
+Never name a tool in a step. Reply with JSON only: {"steps": ["...", "..."]}."""
 
 COORDINATOR_PROMPT = """You coordinate two specialists and never do their work yourself.
 Step 1: call transfer_to_research with the user's question.
 Step 2: when research reports back, call transfer_to_planner and ask for an ordered plan.
-Step 3: when the planner reports back, answer the user with the plan as a numbered list, and nothing else."""
+Step 3: when the planner reports back, answer the user with the plan: {"plan": ["step", "..."]}."""
 
 
 def build_agents() -> Agent:
@@ -163,17 +228,12 @@ def build_agents() -> Agent:
     research = Agent(
         name="research",
         instructions=RESEARCH_PROMPT,
-        handoff_description="Research specialist: gathers the key facts, risks and constraints for a question "
-        "and saves them as notes. Call it first.",
-        tools=[
-            Tool(
-                "record_note",
-                "Save one research finding for the planner.",
-                record_note,
-                {"note": "one fact, risk or constraint, in one or two sentences"},
-            )
-        ],
-        check_answer=research_check,
+        handoff_description="Research specialist: lists the key facts, risks and constraints for a question. "
+        "Call it first.",
+        check_answer=take_notes,  # no tools: its list is the notes
+        answer_schema=list_schema("notes", 3, 5),
+        report=lambda context, answer: f"Research saved {len(context.notes)} notes; the planner can read them.",
+        ready=research_ready,
         style="cyan",
     )
     planner = Agent(
@@ -181,23 +241,21 @@ def build_agents() -> Agent:
         instructions=PLANNER_PROMPT,
         handoff_description="Planning specialist: turns the research notes into an ordered action plan. "
         "Call it after research has reported.",
-        tools=[
-            Tool("read_notes", "Read every note the research specialist saved.", read_notes),
-            Tool(
-                "add_action_item",
-                "Append one step to the plan, in order.",
-                add_action_item,
-                {"step": "one concrete action, starting with a verb"},
-            ),
-        ],
-        check_answer=planner_check,
+        tools=[Tool("read_notes", "Read every note the research specialist saved.", read_notes)],
+        tool_choice=lambda context, results: "required" if results == 0 else "none",  # read first, then write
+        check_answer=take_plan,
+        answer_schema=list_schema("steps", 3, 6),
+        report=lambda context, answer: "\n".join(f"{i}. {s}" for i, s in enumerate(context.action_items, 1)),
+        ready=planner_ready,
         style="yellow",
     )
     return Agent(
         name="coordinator",
         instructions=COORDINATOR_PROMPT,
         handoffs=[research, planner],
+        tool_choice=coordinator_choice,
         check_answer=coordinator_check,
+        answer_schema=list_schema("plan", 3, MAX_ACTION_ITEMS),  # once there is a plan, the answer is it
         style="green",
     )
 
@@ -236,7 +294,7 @@ def demo_responder() -> mas.Responder:
                 return [("transfer_to_research", {"task": task})]
             if len(results) == 1:
                 return [("transfer_to_planner", {"task": f"Make an ordered plan for: {task}"})]
-            return f"Here is the plan the team agreed on:\n\n{results[-1]}"
+            return json.dumps({"plan": list_items(results[-1])}, indent=2)
         if agent == RESEARCH_PROMPT:
             notes = (
                 _NOTES
@@ -246,15 +304,11 @@ def demo_responder() -> mas.Responder:
                     "(scripted note) A canned model cannot research other questions; set a key to use a real one.",
                 ]
             )
-            if not results:
-                return [("record_note", {"note": note}) for note in notes]
-            return f"I saved {len(notes)} notes covering the main risks and constraints."
+            return json.dumps({"notes": notes})
         if agent == PLANNER_PROMPT:
             if not results:
                 return [("read_notes", {})]
-            if len(results) == 1:
-                return [("add_action_item", {"step": step}) for step in _STEPS]
-            return "\n".join(f"{i}. {step}" for i, step in enumerate(_STEPS, 1))
+            return json.dumps({"steps": _STEPS})
         raise mas.AgentSystemError("the scripted demo model only knows the stage 3 demo's prompts")
 
     return respond
@@ -265,11 +319,20 @@ def demo_responder() -> mas.Responder:
 # ---------------------------------------------------------------------------
 
 
+def show_partial(console: Console, context: ResearchContext) -> None:
+    """What the team gathered before the run stopped: paid for, so shown, but marked as unfinished."""
+    lines = [f"research notes ({len(context.notes)}):", *(f"  {i}. {n}" for i, n in enumerate(context.notes, 1))]
+    if context.action_items:
+        lines += [f"plan steps ({len(context.action_items)}):"]
+        lines += [f"  {i}. {s}" for i, s in enumerate(context.action_items, 1)]
+    console.print(Panel(Text("\n".join(lines)), title="NOT FINISHED: gathered so far", border_style="red"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stages.stage3.demo",
-        description="A coordinator hands a question to Research, then to Planner, and answers with the plan.",
-        epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 answered, 1 stopped early, 2 usage or configuration error, "
+        description="A coordinator hands a question to Research, then to Planner,\nand answers with the plan.",
+        epilog=cli.ENVIRONMENT_HELP + "\n\nexit codes: 0 answered, 1 stopped early, 2 usage or configuration error,\n"
         "130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -314,6 +377,8 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
                     border_style="dim",
                 )
             )
+        elif not result.answered and (context.notes or context.action_items):
+            show_partial(console, context)
         display.spending(llm.ledger, "agent")
         ok = result.answered  # the answer itself was the coordinator's last panel
         if result.stop_reason in ("config_error", "api_error"):

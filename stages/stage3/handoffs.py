@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
 from rich.text import Text
@@ -58,7 +58,7 @@ import multi_agent_system as mas
 # Constants
 # ---------------------------------------------------------------------------
 
-DEFAULT_MAX_TURNS = 12  # model calls per run; the stage 3 demo needs 8 when all goes well
+DEFAULT_MAX_TURNS = 12  # model calls per run; the stage 3 demo needs 6 when all goes well, so 2 retries each
 HANDOFF_PREFIX = "transfer_to_"  # the naming convention models have seen most in training
 TOOL_RESULT_MAX_CHARS = 2_000  # a tool result as the model sees it; the context keeps everything
 SHOWN_CHARS = 160  # tool arguments and results in --verbose lines; the trace keeps them whole
@@ -116,7 +116,17 @@ class Agent:
     tools: list[Tool] = field(default_factory=list)
     handoffs: list[Agent] = field(default_factory=list)
     check_answer: Callable[[Any, str], str | None] | None = None
-    """A guardrail in code: (context, answer) -> None to accept, or what to tell the model instead."""
+    """A guardrail in code: (context, answer) -> None to accept, or what to tell the model instead.
+    It may also keep what the answer holds: when a reply is the work (a list of notes), no tool is needed."""
+    tool_choice: Callable[[Any, int], str | None] | None = None
+    """(context, tool results so far) -> "required", "none", or None to let the model choose.
+    Small models call tools well when they must and answer well when they cannot; choosing is what they get wrong."""
+    ready: Callable[[Any], str | None] | None = None
+    """For a specialist: (context) -> None if a handoff to it makes sense now, or why not (sent back as an error)."""
+    report: Callable[[Any, str], str] | None = None
+    """For a specialist: (context, answer) -> what the caller is told when it finishes; by default its answer."""
+    answer_schema: dict[str, Any] | None = None
+    """Structured output for the answer (``LLM.complete``'s ``schema``), when a tool call would be overkill."""
     style: str = "white"  # the colour of this agent's panels
 
 
@@ -172,6 +182,23 @@ def _function_schema(name: str, description: str, parameters: dict[str, str], re
             "name": name,
             "description": description,
             "parameters": {"type": "object", "properties": properties, "required": required},
+        },
+    }
+
+
+def _ready(target: Tool | Agent | None, context: Any) -> bool:
+    return not (isinstance(target, Agent) and target.ready and target.ready(context))
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tool call as structured output: {"name": one of the tools, "arguments": {...}}."""
+    names = [tool["function"]["name"] for tool in tools]
+    return {
+        "name": "tool_call",
+        "schema": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "enum": names}, "arguments": {"type": "object"}},
+            "required": ["name", "arguments"],
         },
     }
 
@@ -256,14 +283,25 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
         {"role": "user", "content": task},
     ]
     insist = False  # after a refused answer, the next turn must call a tool
+    results = 0  # tool results this agent has had, for its tool_choice
     while True:
         record.take_turn(agent.name)
+        choice = "required" if insist else agent.tool_choice(context, results) if agent.tool_choice else None
+        if not schemas:
+            choice = None
+        # Servers that ignore tool_choice (llama.cpp without a tool grammar) still honour a JSON schema,
+        # so a required call is also asked for as structured output: a call written as text, read below.
+        schema = None  # while the model may choose between calling and answering, its reply is free
+        if choice == "required":  # only the moves that make sense now: a handoff that is not ready is left out
+            schema = call_schema([t for t in schemas if _ready(tools.get(t["function"]["name"]), context)] or schemas)
+        elif choice == "none" or not schemas:
+            schema = agent.answer_schema
         reply = llm.complete(  # a snapshot of the messages: the list grows on
-            agent.name, list(messages), tools=schemas or None, tool_choice="required" if insist else None
+            agent.name, list(messages), tools=schemas or None, tool_choice=choice, schema=schema
         )
         calls = [Call(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in reply.tool_calls]
         message = reply.message
-        if not calls and schemas:
+        if not calls and schemas and choice != "none":  # told not to call a tool, JSON in the text is the answer
             calls = calls_written_as_text(reply.content, record.turns)
             if calls:
                 llm.display.note(f"{agent.name} wrote its tool call as text; treating it as a call")
@@ -277,6 +315,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
                 messages.append(
                     {"role": "tool", "tool_call_id": call.id, "content": mas.clip(result, TOOL_RESULT_MAX_CHARS)}
                 )
+                results += 1
             continue
         objection = agent.check_answer(context, reply.content) if agent.check_answer else None
         if objection is None:
@@ -284,7 +323,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             return reply.content.strip()
         _say(llm, f"✗ {agent.name} tried to answer too early: {objection}", "yellow")
         llm.trace.event("answer_refused", agent=agent.name, answer=reply.content, reason=objection)
-        insist = bool(schemas)
+        insist = bool(schemas) and choice != "none"  # told to answer, it must answer again, not call
         messages.pop()  # a refused answer would anchor the next try, and the prompt would grow with each
         if messages[-1] != {"role": "user", "content": objection}:
             messages.append({"role": "user", "content": objection})
@@ -313,11 +352,16 @@ def _answer(
 
 
 def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: mas.LLM, record: RunRecord) -> str:
+    not_now = specialist.ready(context) if specialist.ready else None
+    if not_now:
+        raise ToolError(not_now)
     task = task.strip() or f"Do your part of the job for {caller.name}."
     record.handoffs.append(f"{caller.name} -> {specialist.name}")
     llm.trace.event("handoff", source=caller.name, target=specialist.name, task=task)
     _say(llm, f"⇢ {caller.name} hands off to {specialist.name}: {mas.clip(task, SHOWN_CHARS)}", specialist.style)
     answer = run_agent(specialist, task, context, llm, record)
+    if specialist.report:
+        answer = specialist.report(context, answer)
     llm.trace.event("handoff_return", source=specialist.name, target=caller.name, answer=answer)
     _say(llm, f"⇠ {specialist.name} hands control back to {caller.name}", specialist.style)
     return answer or f"({specialist.name} finished without a written answer)"
@@ -335,6 +379,8 @@ def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: in
     api_error     the server kept failing after the SDK's retries
     interrupted   Ctrl-C
 
+    Whatever the tools wrote into ``context`` stays there however the run ends,
+    and the trace's ``end`` event holds it too (when it is a dataclass).
     A bug in a tool is not caught: it is the code that is wrong, not the run.
     """
     record = RunRecord(max_turns)
@@ -368,5 +414,6 @@ def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: in
             cost_usd=llm.ledger.cost_usd,
             seconds=round(llm.elapsed(), 3),
             output=result.output,
+            context=asdict(context) if is_dataclass(context) and not isinstance(context, type) else None,
         )
     return result

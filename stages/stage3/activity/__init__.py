@@ -1,1 +1,1 @@
-"""The stage 3 activity: Red Team vs Blue Team, judged by a CISO."""
+"""The stage 3 exercise: a security audit game with attacker, defender and judge, and its checks."""
