@@ -76,6 +76,7 @@ TOKEN_WARNING_SHARE = 0.8  # warn once when this share of the token budget is sp
 MAX_PLANS = 3  # plans tried before the run stops and asks for a human
 REJECTIONS_BEFORE_REPLAN = 2  # rejections of one plan before the planner is asked for a new one
 MIN_USEFUL_COMPLETION = 48  # a call that may not write this many tokens is not worth paying for
+VERDICT_ROOM = 160  # kept free for the critic's reply while the worker writes: an 80-word verdict in JSON fits
 BYTES_PER_TOKEN_GUESS = 2.5  # real tokenizers average 3-4.5 bytes a token: guessing low keeps the cap hard
 DEFAULT_MODEL = "gpt-4o-mini"  # cheap and capable; any model name your server knows works
 
@@ -390,10 +391,16 @@ def reviews(state: SharedState) -> list[HistoryItem]:
     return [item for item in state["history"] if item["kind"] == "review"]
 
 
-PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
-Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
-Also list the task's requirements that code can count or test. For each give a kind (max_words, min_words, about_words, bullets, numbered, items, lines, sentences, json, json_array, json_keys, python, function, include, exclude), its value, and a quote: the exact words of the task it comes from.
-Reply with JSON: {"steps": ["..."], "checks": [{"kind": "...", "value": "...", "quote": "..."}]}."""
+PLANNER_PROMPT = """You are the Planner. Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
+List too the task's requirements that code can count or test: for each, a kind (max_words, min_words, about_words, bullets, numbered, items, lines, sentences, json, json_array, json_keys, python, function, include, exclude), a value, and a quote, the task's exact words it comes from."""
+PLANNER_FORMAT = 'Reply with JSON: {"steps": ["..."], "checks": [{"kind": "...", "value": "...", "quote": "..."}]}.'
+
+
+def instructions(prompt: str, reply_format: str, llm: LLM) -> dict[str, Any]:
+    """A role's system message. The reply's shape is spelled out only when the server is not
+    already enforcing it with a JSON schema: the schema says the same thing, and is paid for too."""
+    return system(prompt if llm.enforces_schema else f"{prompt}\n{reply_format}")
+
 
 
 def planner_agent(state: SharedState, llm: LLM) -> Reply:
@@ -406,13 +413,13 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     parts = [f"Task:\n{state['task']}"]
     if failed:
         parts.append(
-            "Drafts made from earlier plans were rejected. Write a new plan for the task itself (what to write and how), "
-            "not for the review process. Avoid these problems:"
+            "Drafts from earlier plans were rejected. Plan the task itself (what to write and how), "
+            "not the review process. Avoid these problems:"
         )
         for item in failed:
             last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
             parts.append(f"- {clip(last[-1]['feedback'] if last else '(no feedback recorded)', CLIP_CHARS)}")
-    messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
+    messages = [instructions(PLANNER_PROMPT, PLANNER_FORMAT, llm), user("\n\n".join(parts))]
     reply = llm.complete("planner", messages, schema=plan_schema())
     steps, proposed = read_plan(reply.content)
     problem = plan_problem(steps, reply, state)
@@ -434,8 +441,8 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     return reply
 
 
-WORKER_PROMPT = """You are the Worker on a team of agents. Do the task exactly as asked and reply with the finished work only:
-no preamble, no notes about the plan, no commentary. When the Critic's feedback is included, fix every point it raises."""
+WORKER_PROMPT = """You are the Worker. Do the task exactly as asked. Reply with the finished work only:
+no preamble, no notes on the plan, no commentary. When feedback is included, fix every point it raises."""
 
 
 def worker_agent(state: SharedState, llm: LLM) -> Reply:
@@ -461,7 +468,7 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     older = [r for r in shown if r not in recent]
     if older:
-        parts.append("Older feedback on this task (do not repeat these mistakes):\n" + lessons(older))
+        parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
     for r in recent:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
@@ -472,21 +479,24 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
                 "Return a new, complete version that fixes every point, and nothing else."
             )
         )
-    reply = llm.complete("worker", messages)
+    reply = llm.complete("worker", messages, reserve=critique_reserve(state, llm))
     state["result"] = draft = reply.content.strip()
     state["worker_attempts"] += 1
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", state["requirements"])
     return reply
 
 
-CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
-Decide whether the draft fully does the task. Do not rewrite it.
-Code has already measured the draft; its checks passed, so do not recount what it measured.
-Judge what code cannot: is it correct, on topic, complete, and in the form the task asks for?
-Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change, in at most 80 words.
-Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
-Reply with JSON: {"approved": true or false, "feedback": "..."}.
-If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
+CRITIC_PROMPT = """You are the Critic. Decide whether the draft fully does the task; do not rewrite it.
+Code has measured the draft and its checks passed: do not recount. Judge what code cannot: is it correct, on topic, complete, in the form asked?
+Approve only if nothing the task asks for is missing or wrong. To reject, say exactly what to change (at most 80 words), consistent with your earlier feedback, and invent no requirement the task does not state."""
+CRITIC_FORMAT = """Reply with JSON: {"approved": true or false, "feedback": "..."}
+or else make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: and your reasons."""
+
+
+def critique_reserve(state: SharedState, llm: LLM) -> int:
+    """Tokens the critic will need to judge the coming draft, besides the draft itself (see completion_allowance)."""
+    shown = [instructions(CRITIC_PROMPT, CRITIC_FORMAT, llm), user(state["task"] + lessons(reviews(state)[-OWN_FEEDBACK_SHOWN:]))]
+    return estimate_tokens(shown, [verdict_schema()]) + VERDICT_ROOM
 
 
 def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
@@ -508,16 +518,16 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
         feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
         verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
-        parts = [
-            f"Task:\n{state['task']}",
-            f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
-            f"Measured by code:\n{format_facts(facts)}",
-        ]
+        # What never changes comes first (instructions, task), so providers can cache that prefix.
+        # The plan is not shown: the draft is judged against the task, not against the plan's reading of it.
+        parts = [f"Task:\n{state['task']}"]
         own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
         if own:
-            parts.append("Earlier feedback on this task (yours, or code's), oldest first:\n" + lessons(own))
+            parts.append("Earlier feedback (yours, or code's), oldest first:\n" + lessons(own))
+        parts.append(f"Measured by code:\n{format_facts(facts)}")
         parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
-        reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], schema=verdict_schema())
+        messages = [instructions(CRITIC_PROMPT, CRITIC_FORMAT, llm), user("\n\n".join(parts))]
+        reply = llm.complete("critic", messages, schema=verdict_schema())
         verdict = parse_verdict(reply.content)
         if verdict.approved and reply.finish_reason == "length":
             verdict = verdict.overruled("the verdict was cut off at max_tokens")
@@ -598,12 +608,18 @@ def completion_allowance(
     elapsed: float,
     model: str,
     settings: Settings,
+    reserve: int = 0,
 ) -> int:
     """How many tokens the next call may write; BudgetExhausted if it should not be made.
 
     ``prompt_tokens`` is a high estimate of the call's prompt. The completion
     is clamped so that prompt + completion fits in what is left of the token
     (and cost) budget, so the cap holds even on the last call.
+
+    ``reserve`` is what a later call needs that will read this reply back: the
+    critique of a draft. It stays free, and since the draft is then paid for
+    twice (written, then read), only half of what remains may be written. A
+    draft that could not be judged is not worth writing.
 
     >>> s = Settings(max_tokens=2_000)
     >>> completion_allowance("worker", 500, 0, 0.0, 0.0, "gpt-4o-mini", s)  # the role's own cap
@@ -614,25 +630,30 @@ def completion_allowance(
     Traceback (most recent call last):
     ...
     multi_agent_system.BudgetExhausted: worker call skipped: its ~500-token prompt leaves too little room (1480 of 2000 tokens used)
+    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, "gpt-4o-mini", s, reserve=300)  # (2000-1000-500-300) / 2
+    100
     """
     if settings.timeout is not None and elapsed >= settings.timeout:
         raise BudgetExhausted("timeout", f"{settings.timeout:g}s time limit reached")
-    limit, binding = min(role_cap(role), settings.max_tokens - spent_tokens - prompt_tokens), "token_budget"
+    share = 2 if reserve else 1  # a reply that is read back is paid for twice
+    tokens_left = settings.max_tokens - spent_tokens - prompt_tokens - reserve
+    limit, binding = min(role_cap(role), tokens_left // share), "token_budget"
     if settings.max_cost is not None:
         price = price_for(model)
         assert price is not None, "settings_from_env refuses --max-cost without a price"
         money_left = settings.max_cost - (spent_usd or 0.0) - prompt_tokens * price.input_per_token
-        if price.output_per_token > 0 and money_left / price.output_per_token < limit:
-            limit, binding = math.floor(money_left / price.output_per_token), "cost_budget"
+        money_left -= reserve * price.output_per_token  # priced high: as if all of it were written
+        per_token = price.output_per_token + (price.input_per_token if reserve else 0.0)
+        if per_token > 0 and money_left / per_token < limit:
+            limit, binding = math.floor(money_left / per_token), "cost_budget"
     if limit < MIN_USEFUL_COMPLETION:
         spent = (
             f"{spent_tokens} of {settings.max_tokens} tokens used"
             if binding == "token_budget"
             else f"{format_cost(spent_usd)} of ${settings.max_cost:g} spent"
         )
-        raise BudgetExhausted(
-            binding, f"{role} call skipped: its ~{prompt_tokens}-token prompt leaves too little room ({spent})"
-        )
+        needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{reserve} kept for judging it)" if reserve else "")
+        raise BudgetExhausted(binding, f"{role} call skipped: {needs} leaves too little room ({spent})")
     return limit
 
 
@@ -697,11 +718,17 @@ def user(text: str) -> dict[str, Any]:
 
 
 def lessons(items: list[HistoryItem]) -> str:
-    """Earlier feedback as a list, each clipped; feedback said word for word more than once is shown once."""
-    seen: dict[str, list[str]] = {}
+    """Earlier feedback as a list, oldest first, each clipped; feedback said word for word again is shown once, with a count.
+
+    >>> print(lessons([{"feedback": "Add an example."}] * 5 + [{"feedback": "Shorter."}]))
+    - Add an example. (said 5 times)
+    - Shorter.
+    """
+    seen: dict[str, int] = {}
     for r in items:
-        seen.setdefault(clip(r["feedback"], CLIP_CHARS), []).append(f"plan v{r['plan_version']}, draft {r['attempt']}")
-    return "\n".join(f"- {', '.join(where)}: {feedback}" for feedback, where in seen.items())
+        feedback = clip(r["feedback"], CLIP_CHARS)
+        seen[feedback] = seen.get(feedback, 0) + 1
+    return "\n".join(f"- {feedback}" + (f" (said {times(n)})" if n > 1 else "") for feedback, n in seen.items())
 
 
 def code_blocks(text: str) -> list[dict[str, Any]]:
@@ -741,11 +768,7 @@ def shown_checks(facts: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def format_facts(facts: dict[str, Any]) -> str:
-    lines = [
-        f"- words: {facts['words']}",
-        f"- non-empty lines: {facts['lines']}",
-        f"- characters: {facts['characters']}",
-    ]
+    lines = [f"- words: {facts['words']}", f"- non-empty lines: {facts['lines']}"]  # characters: in the trace only
     if facts.get("cut_off"):
         lines.append("- the draft was cut off at its token limit: it is incomplete")
     for i, block in enumerate(facts["code_blocks"], 1):
@@ -850,6 +873,7 @@ class RoleStats:
     cost_usd: float | None = 0.0
     seconds: float = 0.0
     estimated: bool = False  # some usage was estimated: the server sent none
+    cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache (billed lower)
 
 
 @dataclass
@@ -858,8 +882,18 @@ class Ledger:
 
     roles: dict[str, RoleStats] = field(default_factory=dict)
 
-    def add(self, role: str, prompt: int, completion: int, cost: float | None, seconds: float, estimated: bool) -> None:
+    def add(
+        self,
+        role: str,
+        prompt: int,
+        completion: int,
+        cost: float | None,
+        seconds: float,
+        estimated: bool,
+        cached: int = 0,
+    ) -> None:
         stats = self.roles.setdefault(role, RoleStats())
+        stats.cached_tokens += cached
         stats.calls += 1
         stats.prompt_tokens += prompt
         stats.completion_tokens += completion
@@ -873,6 +907,7 @@ class Ledger:
     calls = property(lambda self: self._sum("calls"))
     prompt_tokens = property(lambda self: self._sum("prompt_tokens"))
     completion_tokens = property(lambda self: self._sum("completion_tokens"))
+    cached_tokens = property(lambda self: self._sum("cached_tokens"))
     total_tokens = property(lambda self: self.prompt_tokens + self.completion_tokens)
     seconds = property(lambda self: sum(r.seconds for r in self.roles.values()))
     estimated = property(lambda self: any(r.estimated for r in self.roles.values()))
@@ -899,6 +934,7 @@ class Reply:
     seconds: float
     finish_reason: str | None
     max_tokens: int
+    cached_tokens: int = 0  # prompt tokens the server read from its prompt cache
 
     @property
     def tokens(self) -> int:
@@ -1024,6 +1060,11 @@ class LLM:
     def elapsed(self) -> float:
         return self._clock() - self._started
 
+    @property
+    def enforces_schema(self) -> bool:
+        """True while the server takes a JSON schema for structured replies (until it refuses one)."""
+        return RESPONSE_FORMATS[self._format_level] == "json_schema"
+
     def complete(
         self,
         role: str,
@@ -1032,9 +1073,11 @@ class LLM:
         schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
+        reserve: int = 0,
     ) -> Reply:
         """Ask ``role``'s model for the next message. ``schema`` asks for structured output;
-        ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it.
+        ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it;
+        ``reserve`` tokens stay free for a call that will read this reply (see completion_allowance).
 
         Raises BudgetExhausted before a call that would break a budget, and
         ModelUnavailable when the server refuses or keeps failing.
@@ -1050,6 +1093,7 @@ class LLM:
             self.elapsed(),
             model,
             self.settings,
+            reserve,
         )
         if limit < role_cap(role):
             self.display.note(f"{role}: max_tokens clamped to {limit} to stay within budget")
@@ -1059,6 +1103,7 @@ class LLM:
             if tool_choice:
                 request["tool_choice"] = tool_choice
         self.display.prompt(role, messages, limit)
+        _ = self.client  # built before the clock starts: a call's latency is the server's, not the SDK's import
         started = self._clock()
         with self.display.thinking(role, model):
             completion = self._create(request, limit, schema)
@@ -1074,6 +1119,7 @@ class LLM:
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             usage_estimated=reply.estimated,
+            cached_tokens=reply.cached_tokens,
             cost_usd=reply.cost_usd,
             latency_s=round(reply.seconds, 3),
             max_tokens=limit,
@@ -1190,6 +1236,7 @@ class LLM:
         if tool_calls:
             message["tool_calls"] = tool_calls
         usage = getattr(completion, "usage", None)
+        cached = cached_prompt_tokens(usage)
         if usage is not None and usage.prompt_tokens:
             prompt_tokens, completion_tokens, estimated = usage.prompt_tokens, usage.completion_tokens or 0, False
         else:  # llama.cpp and some proxies may omit usage: guess high, and say so
@@ -1202,7 +1249,7 @@ class LLM:
             if price is None
             else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
         )
-        self.ledger.add(role, prompt_tokens, completion_tokens, cost, seconds, estimated)
+        self.ledger.add(role, prompt_tokens, completion_tokens, cost, seconds, estimated, cached)
         self._check_budget_share()
         return Reply(
             role,
@@ -1217,6 +1264,7 @@ class LLM:
             seconds,
             choice.finish_reason,
             limit,
+            cached,
         )
 
     def _calibrate(self, guess: int, reply: Reply) -> None:
@@ -1240,6 +1288,12 @@ class LLM:
         """A warning on screen and in the trace."""
         self.display.warn(text)
         self.trace.event("warning", message=text)
+
+
+def cached_prompt_tokens(usage: Any) -> int:
+    """``usage.prompt_tokens_details.cached_tokens``, which only some servers send; 0 when absent."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    return getattr(details, "cached_tokens", None) or 0
 
 
 def first_line(text: str, limit: int = 200) -> str:
@@ -1921,27 +1975,21 @@ def spending_table(ledger: Ledger, label: str = "role") -> Table:
     from rich.table import Table
 
     table = Table(title=f"Spending by {label}")
-    for column in (label, "calls", "tokens in", "tokens out", "cost", "seconds"):
+    cached = ledger.cached_tokens > 0  # a column only when the server reports its prompt cache
+    for column in (label, "calls", "tokens in", *(["cached in"] if cached else []), "tokens out", "cost", "seconds"):
         table.add_column(column, justify="left" if column == label else "right")
-    for name, stats in ledger.roles.items():
-        mark = "~" if stats.estimated else ""  # estimated: the server sent no usage
+    for name, stats in [*ledger.roles.items(), ("total", ledger)]:
+        mark = "~" if stats.estimated and name != "total" else ""  # estimated: the server sent no usage
         table.add_row(
             name,
             str(stats.calls),
             f"{mark}{stats.prompt_tokens}",
+            *([str(stats.cached_tokens)] if cached else []),
             f"{mark}{stats.completion_tokens}",
             format_cost(stats.cost_usd),
             f"{stats.seconds:.1f}",
+            style="bold" if name == "total" else None,
         )
-    table.add_row(
-        "total",
-        str(ledger.calls),
-        str(ledger.prompt_tokens),
-        str(ledger.completion_tokens),
-        format_cost(ledger.cost_usd),
-        f"{ledger.seconds:.1f}",
-        style="bold",
-    )
     return table
 
 
@@ -2176,22 +2224,22 @@ class ScriptedClient:
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
     def _create(self, **request: Any) -> Any:
+        return as_attributes(self.reply_body(**request))
+
+    def reply_body(self, **request: Any) -> dict[str, Any]:
+        """The reply as the JSON body a server would send (bench/server.py sends it over HTTP)."""
         self.requests.append(request)
         out = self._respond(request)
         limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
         prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
         if isinstance(out, list):
             written = min(limit, 20 * len(out))
-            return as_attributes(
-                completion_body(None, model=request["model"], usage=(prompt_tokens, written), tool_calls=out)
-            )
+            return completion_body(None, model=request["model"], usage=(prompt_tokens, written), tool_calls=out)
         finish = "stop"
         if len(out.encode()) > 4 * limit:  # a real server cuts the reply at max_tokens
             out, finish = out.encode()[: 4 * limit].decode(errors="ignore"), "length"
         written = min(limit, math.ceil(len(out.encode()) / 4))
-        return as_attributes(
-            completion_body(out, model=request["model"], usage=(prompt_tokens, written), finish_reason=finish)
-        )
+        return completion_body(out, model=request["model"], usage=(prompt_tokens, written), finish_reason=finish)
 
 
 # Critic verdicts, in order, per scenario; past the end, every verdict is "no".
@@ -2450,6 +2498,7 @@ def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
         "total_tokens": state["total_tokens"]["total"],
         "tokens": state["total_tokens"],
         "usage_estimated": llm.ledger.estimated,
+        "cached_prompt_tokens": llm.ledger.cached_tokens,
         "cost_usd": state["cost_usd"],
         "demo": llm.settings.demo,
         "run_id": llm.trace.run_id,
