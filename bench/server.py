@@ -47,7 +47,8 @@ class BenchServer:
         self.scripts: dict[str, mas.ScriptedClient] = {}
         self.timings: list[tuple[float, float]] = []  # (request read, reply written) per request, perf_counter
         self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self.usages: list[int] = []  # the prompt tokens counted for each request, in order
+        self._lock = threading.RLock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,13 +58,21 @@ class BenchServer:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+            def do_GET(self) -> None:  # /stats: what a benchmark in another process reads
+                self._send(200, server.stats())
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 request = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.endswith("/configure"):  # a benchmark in another process sets the next scenario
+                    server.configure(request["scenario"], request.get("latency", 0.0))
+                    self._send(200, {})
+                    return
                 started = time.perf_counter()
                 request["extra_headers"] = {mas.ROLE_HEADER: self.headers.get(mas.ROLE_HEADER)}
                 if server.latency:
                     time.sleep(server.latency)
+                body: dict[str, Any] = {}
                 if request.get("stream_options") and server.refuse_stream_options:
                     self._send(400, {"error": {"message": "stream_options is not supported", "type": "invalid"}})
                 else:
@@ -74,6 +83,7 @@ class BenchServer:
                         self._send(200, body)
                 with server._lock:
                     server.requests.append(request)
+                    server.usages.append((body.get("usage") or {}).get("prompt_tokens", 0))
                     server.timings.append((started, time.perf_counter()))
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -96,7 +106,9 @@ class BenchServer:
                 base["model"] = body["model"]
                 events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
                 events += [{**base, "choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
-                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+                events.append(
+                    {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+                )
                 if include_usage and server.stream_usage:
                     events.append({**base, "choices": [], "usage": body["usage"]})
                 for event in events:
@@ -129,6 +141,19 @@ class BenchServer:
             body["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         return body
 
+    def configure(self, scenario: str, latency: float) -> None:
+        self.scenario = lambda task, name=scenario: name
+        self.latency = latency
+        self.reset()
+
+    def stats(self) -> dict[str, Any]:
+        """Per request, in order: (start, end) timings, prompt tokens counted, and the asking role."""
+        with self._lock:
+            return {"timings": list(self.timings), "usages": list(self.usages), "roles": self.roles()}
+
+    def roles(self) -> list[str]:
+        return [str(r["extra_headers"][mas.ROLE_HEADER]) for r in self.requests]
+
     def waiting(self) -> tuple[float, float]:
         """(wall time from the first request read to the last reply written, time spent answering)."""
         with self._lock:
@@ -139,10 +164,11 @@ class BenchServer:
         return wall, sum(end - start for start, end in timings)
 
     def reset(self) -> None:
-        with self._lock:
+        with self._lock:  # a re-entrant lock: configure() and the handlers call this holding it, or not
             self.scripts.clear()
             self.timings.clear()
             self.requests.clear()
+            self.usages.clear()
 
     def __enter__(self) -> BenchServer:
         self.thread.start()
@@ -151,3 +177,15 @@ class BenchServer:
     def __exit__(self, *exc: Any) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serve() -> None:
+    """``python -m bench.server``: serve in a process of its own, so the model's side of the HTTP
+    work does not compete with the loop for the interpreter lock. Prints its URL, then serves."""
+    with BenchServer() as server:
+        print(server.url, flush=True)
+        server.thread.join()
+
+
+if __name__ == "__main__":
+    serve()
