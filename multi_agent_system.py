@@ -393,11 +393,10 @@ def reviews(state: SharedState) -> list[HistoryItem]:
     return [item for item in state["history"] if item["kind"] == "review"]
 
 
-PLANNER_PROMPT = """You are the Planner. Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
-List too the task's requirements that code can count or test: for each, a kind (max_words, min_words, about_words, bullets, numbered, items, lines, sentences, json, json_array, json_keys, python, function, include, exclude), a value, and a quote, the task's exact words it comes from."""
-# The reply's shape in words. The gateway adds it to the system prompt only when the server
-# is not enforcing the JSON schema itself: the schema says the same, and is paid for too.
-PLANNER_FORMAT = 'Reply with JSON: {"steps": ["..."], "checks": [{"kind": "...", "value": "...", "quote": "..."}]}.'
+PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
+Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
+Also list the task's requirements that code can count or test. For each give a kind (max_words, min_words, about_words, bullets, numbered, items, lines, sentences, json, json_array, json_keys, python, function, include, exclude), its value, and a quote: the exact words of the task it comes from.
+Reply with JSON: {"steps": ["..."], "checks": [{"kind": "...", "value": "...", "quote": "..."}]}."""
 
 
 def planner_agent(state: SharedState, llm: LLM) -> Reply:
@@ -416,13 +415,13 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
         last = [[r for r in reviews(state) if r["plan_version"] == item["plan_version"]][-1:] for item in failed]
         parts.append(lessons([r[0] if r else HistoryItem(feedback="(no feedback recorded)") for r in last]))
     messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
-    reply = llm.complete("planner", messages, schema=plan_schema(), reply_format=PLANNER_FORMAT)
+    reply = llm.complete("planner", messages, schema=plan_schema())
     steps, proposed = read_plan(reply.content)
     problem = plan_problem(steps, reply, state)
     if problem:  # one more try, told exactly what was wrong
         llm.warn(f"the planner's reply is not a usable plan ({problem}): asking again")
         messages += [reply.message, user(f"That is not a usable plan: {problem}. {PLAN_REMINDER}")]
-        reply = llm.complete("planner", messages, schema=plan_schema(), reply_format=PLANNER_FORMAT)
+        reply = llm.complete("planner", messages, schema=plan_schema())
         steps, proposed = read_plan(reply.content)
         if problem := plan_problem(steps, reply, state):
             llm.warn(f"still not a usable plan ({problem}): code writes one from the task and its requirements")
@@ -485,6 +484,10 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
 CRITIC_PROMPT = """You are the Critic. Decide whether the draft fully does the task; do not rewrite it.
 Code has measured the draft and its checks passed: do not recount. Judge what code cannot: is it correct, on topic, complete, in the form asked?
 Approve only if nothing the task asks for is missing or wrong. To reject, say exactly what to change (at most 80 words), consistent with your earlier feedback, and invent no requirement the task does not state."""
+# The verdict's shape in words. The gateway adds it to the system prompt only while the server
+# is not enforcing the JSON schema itself (the schema says the same, and is paid for too). The
+# planner's prompt keeps its shape line always: without it the local 1.5B model wrote long,
+# indented plans that ran into their token cap.
 CRITIC_FORMAT = """Reply with JSON: {"approved": true or false, "feedback": "..."}
 or else make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: and your reasons."""
 
@@ -2464,7 +2467,7 @@ def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, 
     by --max-tokens and --max-cost, which the budget gate enforces.
     """
     first_prompts = {
-        "planner": [system(f"{PLANNER_PROMPT}\n{PLANNER_FORMAT}"), user(f"Task:\n{task}")],
+        "planner": [system(PLANNER_PROMPT), user(f"Task:\n{task}")],
         "worker": [system(WORKER_PROMPT), user(task)],
         "critic": [system(f"{CRITIC_PROMPT}\n{CRITIC_FORMAT}"), user(f"Task:\n{task}")],
     }
