@@ -34,9 +34,11 @@ Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
 With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
 ``OPENAI_BASE_URL`` any OpenAI-compatible server (Ollama, LM Studio, llama.cpp).
 
-Left out on purpose: parallel workers, message queues, saved state, streaming
-and a model-driven orchestrator. CONCEPTS.md discusses them; each would hide
-the loop this file exists to show.
+Part 2 also runs many tasks at once (``--batch``), streams the Worker's reply
+(``--stream``) and previews what a run can spend (``--estimate``); none of them
+changes the loop. Left out on purpose: parallel workers inside one run,
+message queues, saved state and a model-driven orchestrator. CONCEPTS.md
+discusses them; each would hide the loop this file exists to show.
 """
 
 from __future__ import annotations
@@ -2909,20 +2911,23 @@ class BatchProgress:
 
 
 def batch_table(outcomes: Sequence[BatchOutcome]) -> Table:
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="Batch results")
-    for column in ("#", "task", "stop reason", "iterations", "calls", "tokens", "cost", "seconds"):
+    table = Table(title="Batch results", box=box.SIMPLE_HEAD)
+    for column in ("#", "task", "stop reason", "calls", "tokens", "cost", "seconds"):
         table.add_column(
-            column, justify="left" if column in ("task", "stop reason") else "right", no_wrap=column != "task"
+            column,
+            justify="left" if column in ("task", "stop reason") else "right",
+            no_wrap=column != "task",  # the task wraps; numbers never do
+            min_width=14 if column == "task" else None,
         )
     for o in outcomes:
         s = o.summary
         table.add_row(
             str(o.index),
-            clip(" ".join(o.task.split()), 48),
+            clip(" ".join(o.task.split()), 60),  # the full task is in --json and the trace
             str(s.get("stop_reason")),
-            str(s.get("iterations", 0)),
             str(s.get("calls", 0)),
             f"{'~' if s.get('usage_estimated') else ''}{s.get('total_tokens', 0):,}",
             format_cost(s.get("cost_usd")),
