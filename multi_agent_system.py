@@ -1040,6 +1040,8 @@ class LLM:
         self.settings = settings
         self.display = display
         self.trace = trace
+        if trace is not None:  # tests may run without one
+            trace.hide(settings.api_key)
         self.ledger = Ledger()
         self._client = client
         self._clock = clock
@@ -1141,7 +1143,9 @@ class LLM:
             if schema:
                 attempt.update(self._response_format(schema, request["messages"], reply_format))
             try:
-                return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
+                return self._within_time_limit(functools.partial(self._send, attempt))
+            except json.JSONDecodeError as err:  # the SDK read a 200 whose body is not JSON
+                raise self._not_json(err) from None
             except Exception as err:  # the SDK's error classes are looked up only once one is raised
                 openai = _openai()
                 if not isinstance(err, openai.OpenAIError):
@@ -1149,6 +1153,9 @@ class LLM:
                 refused = (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError)
                 if not (isinstance(err, refused) and self._fall_back(err, schema is not None)):
                     raise self._explain(err, request["model"]) from err
+
+    def _send(self, attempt: dict[str, Any]) -> Any:
+        return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
 
     def _response_format(
         self, schema: dict[str, Any], messages: list[dict[str, Any]], reply_format: str | None
@@ -1187,6 +1194,46 @@ class LLM:
             return True
         return False
 
+    def _within_time_limit(self, call: Callable[[], Any]) -> Any:
+        """``call()``, abandoned when the run's time limit passes, even in the middle of the SDK's retries.
+
+        The SDK gives each retry of a timed-out request the full timeout again, so a
+        server that accepts and never answers would outlast --timeout several times
+        over. With a limit set, the call runs in a daemon thread and is waited on
+        only until the deadline.
+        """
+        s = self.settings
+        if s.timeout is None:
+            return call()
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["reply"] = call()
+            except BaseException as err:  # handed to the waiting thread, which raises it
+                outcome["error"] = err
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="model-call", daemon=True).start()
+        if not done.wait(max(0.0, s.timeout - self.elapsed())):
+            self.trace.event("warning", message="a call was abandoned at the time limit; its tokens are not counted")
+            raise BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached while waiting on {s.server()}")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["reply"]
+
+    def _not_json(self, err: json.JSONDecodeError) -> StopRun:
+        where = self.settings.server()
+        if err.doc.lstrip()[:1] == "<":  # a web page: the address points at a website, not at an API
+            return ModelUnavailable(
+                "config_error", f"{where} answered with a web page, not JSON: is OPENAI_BASE_URL an API (often .../v1)?"
+            )
+        return ModelUnavailable(
+            "api_error", f"{where} sent a reply that is not valid JSON ({err.msg} at char {err.pos})"
+        )
+
     def _request_timeout(self) -> float:
         if self.settings.timeout is None:
             return REQUEST_TIMEOUT_S
@@ -1195,7 +1242,7 @@ class LLM:
     def _explain(self, err: Any, model: str) -> StopRun:
         """Turn any SDK error into one clear line and a stop reason (config_error: exit 2; api_error: exit 1)."""
         openai, where, s = _openai(), self.settings.server(), self.settings
-        detail = first_line(getattr(err, "message", None) or str(err))
+        detail = redact(first_line(getattr(err, "message", None) or str(err)), s.api_key)  # servers echo keys
         status = getattr(err, "status_code", None)
         fix, retried = "config_error", f"even after {SDK_MAX_RETRIES} retries"  # fix: the user must change something
         if isinstance(err, openai.AuthenticationError):
@@ -1211,6 +1258,8 @@ class LLM:
                 return BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached during a call")
             return ModelUnavailable("api_error", f"{where} did not answer in time, {retried}")
         if isinstance(err, openai.APIConnectionError):
+            if type(err.__cause__).__name__ not in ("ConnectError", "ConnectTimeout", "NoneType"):
+                return ModelUnavailable("api_error", f"the connection to {where} broke mid-reply, {retried}")
             return ModelUnavailable(fix, f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
             if "quota" in detail.lower():
@@ -1231,12 +1280,17 @@ class LLM:
     def _account(
         self, role: str, model: str, messages: list[dict[str, Any]], completion: Any, seconds: float, limit: int
     ) -> Reply:
+        if isinstance(completion, str):  # the SDK hands back the text of a body that was not JSON
+            raise self._not_json(json.JSONDecodeError("not JSON", completion, 0))
         if not getattr(completion, "choices", None):
             raise ModelUnavailable(
                 "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?"
             )
         choice = completion.choices[0]
         content = choice.message.content or ""
+        refusal = getattr(choice.message, "refusal", None)
+        if refusal and not content:  # the model declined: say so, rather than pass on an empty reply silently
+            self.warn(f"the {role}'s model refused: {first_line(redact(str(refusal)), 120)}")
         tool_calls = [
             {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
             for c in getattr(choice.message, "tool_calls", None) or []
@@ -1303,6 +1357,27 @@ def cached_prompt_tokens(usage: Any) -> int:
     """``usage.prompt_tokens_details.cached_tokens``, which only some servers send; 0 when absent."""
     details = getattr(usage, "prompt_tokens_details", None)
     return getattr(details, "cached_tokens", None) or 0
+
+
+_SECRET = re.compile(
+    r"(?i)(bearer\s+)[^\s\"',;]+"  # an Authorization header, echoed
+    r"|(?<![\w-])(sk-[\w-]{8,})"  # OpenAI-style keys: sk-..., sk-proj-...
+    r"|((?:api[_-]?key|x-api-key|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;)]+"
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with the given secrets, and anything that looks like a key, replaced by [redacted].
+
+    Run on any text a server wrote before it is shown or saved.
+
+    >>> redact("Invalid header 'Authorization: Bearer abc123' (api_key=xyz)")
+    "Invalid header 'Authorization: Bearer [redacted]' (api_key=[redacted])"
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
 
 
 def first_line(text: str, limit: int = 200) -> str:
@@ -1492,13 +1567,34 @@ def _objects_with_spans(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
     while start != -1:
         try:
             value, end = decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):  # not JSON here (or nested absurdly deep)
+        except RecursionError:  # nested absurdly deep: skip the whole run of openings, not one "{" at a time
+            start = text.find("{", max(start + 1, text.find("}", start)))
+            continue
+        except ValueError:  # not JSON here
             value, end = _python_dict(text, start)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and nesting_depth(value) <= JSON_MAX_DEPTH:
             yield start, end, value
             start = text.find("{", end)
         else:
             start = text.find("{", start + 1)
+
+
+JSON_MAX_DEPTH = 32  # deeper than any verdict, plan or config; deeper is garbage, and would break json.dumps
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value``, counted without recursion (a reply can nest thousands deep).
+
+    >>> nesting_depth({"a": [1, {"b": 2}]}), nesting_depth("text")
+    (3, 0)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -2040,14 +2136,16 @@ def format_cost(cost: float | None) -> str:
 class Trace:
     """One JSON object per line, per event, for reading a run afterwards.
 
-    Events: start, call, verdict, escalation, warning, end. The API key is never
-    given to this class, so it cannot leak into a trace.
+    Events: start, call, verdict, escalation, warning, end. Settings never pass
+    the API key here; in case a server's words carry it anyway, every line is
+    scrubbed of the secrets named with ``hide()`` before it is written.
     """
 
     def __init__(self, path: Path | None, run_id: str):
         self.path = path
         self.run_id = run_id
         self._file: Any = None
+        self._secrets: list[str] = []
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -2059,12 +2157,19 @@ class Trace:
     def in_dir(cls, log_dir: Path, run_id: str) -> Trace:
         return cls(log_dir / f"{run_id}.jsonl", run_id)
 
+    def hide(self, secret: str | None) -> None:
+        if secret and len(secret) >= 4:
+            self._secrets.append(secret)
+
     def event(self, kind: str, **fields: Any) -> None:
         if self._file is None:
             return
         record = {"ts": datetime.now(UTC).isoformat(), "run_id": self.run_id, "event": kind}
         record.update(fields)
-        self._file.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        for secret in self._secrets:
+            line = line.replace(secret, "[redacted]")
+        self._file.write(line + "\n")
         self._file.flush()  # a crash or Ctrl-C must not lose what already happened
 
     def close(self) -> None:
@@ -2254,11 +2359,11 @@ class ScriptedClient:
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
     def _create(self, **request: Any) -> Any:
-        return as_attributes(self.reply_body(**request))
-
-    def reply_body(self, **request: Any) -> dict[str, Any]:
-        """The reply as the JSON body a server would send (bench/server.py sends it over HTTP)."""
         self.requests.append(request)
+        return as_attributes(self.body(request))
+
+    def body(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The reply as the JSON a server would send (the tests' loopback servers send it over HTTP)."""
         out = self._respond(request)
         limit = request.get("max_tokens") or request.get("max_completion_tokens") or 10_000
         prompt_tokens = sum(math.ceil(len(str(m.get("content") or "").encode()) / 4) + 4 for m in request["messages"])
@@ -2973,6 +3078,7 @@ def batch_clients(settings: Settings, client: Any = None) -> Callable[[], Any]:
 def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -> int:
     """``--batch FILE``: every task of the file, ``--concurrency`` at a time, with a progress line and a table."""
     try:
+        load_env_file(display.warn)
         tasks = read_batch(args.batch)
         settings = settings_from_args(args, dict(os.environ))
         if args.output:
@@ -3033,6 +3139,7 @@ def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -
 def main_estimate(args: argparse.Namespace, display: Display) -> int:
     """``--estimate``: what the run (or each task of a batch) can spend under the current limits. No call, no key."""
     try:
+        load_env_file(display.warn)
         settings = settings_from_args(args, dict(os.environ))
         tasks = read_batch(args.batch) if args.batch else [args.task or ""]
     except UsageError as err:
@@ -3173,8 +3280,17 @@ def add_batch_stream_estimate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def read_task(arg: str | None, stdin: Any) -> str:
-    task = stdin.read() if arg == "-" else (arg or "")
+    where = "standard input" if arg == "-" else "the task"
+    try:
+        task = stdin.read() if arg == "-" else (arg or "")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{where} is not UTF-8 text (byte {err.object[err.start]:#04x} at {err.start})") from None
     task = task.strip()
+    bad = next((i for i, ch in enumerate(task) if "\ud800" <= ch <= "\udfff"), None)  # bytes argv could not decode
+    if bad is not None:
+        raise UsageError(f"{where} is not UTF-8 text (an undecodable byte at character {bad})")
+    if "\0" in task:
+        raise UsageError(f"{where} contains a NUL byte at character {task.index(chr(0))}: is it a binary file?")
     if not task:
         raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
     if len(task) > TASK_MAX_CHARS:
@@ -3197,6 +3313,8 @@ def settings_from_env(
     """
     api_key = environ.get("OPENAI_API_KEY", "").strip() or None
     base_url = environ.get("OPENAI_BASE_URL", "").strip() or None
+    if base_url:
+        check_base_url(base_url)
     default_model = model or environ.get("OPENAI_MODEL", "").strip() or DEFAULT_MODEL
     models = {
         role: flag or environ.get(f"{role.upper()}_MODEL", "").strip() or default_model
@@ -3221,6 +3339,20 @@ def settings_from_env(
     return settings
 
 
+def check_base_url(url: str) -> None:
+    """Refuse, before any call, a server address the SDK could only fail on later."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError as err:
+        raise UsageError(f"OPENAI_BASE_URL is not a valid address ({err}): try http://localhost:11434/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = redact(url.split("@")[-1])  # never echo a user:password@ part
+        raise UsageError(f"OPENAI_BASE_URL must start with http:// or https:// and name a host, got '{shown}'")
+
+
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
     return settings_from_env(
         environ,
@@ -3237,13 +3369,39 @@ def settings_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Set
     )
 
 
-def load_env_file() -> None:
-    """Read .env from the current folder or a parent; real environment variables win."""
+def load_env_file(warn: Callable[[str], None] | None = None) -> None:
+    """Read .env from the current folder or a parent; real environment variables win.
+
+    A line dotenv cannot parse is skipped with a warning (to ``warn`` when given);
+    a file that cannot be read as UTF-8 text is a UsageError.
+    """
     from dotenv import find_dotenv, load_dotenv
 
     path = find_dotenv(usecwd=True)
-    if path:
+    if not path:
+        return
+    skipped: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            skipped.append(record.getMessage())
+
+    logger, handler = logging.getLogger("dotenv.main"), _Collect(level=logging.WARNING)
+    if warn is not None:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
         load_dotenv(path)
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at {err.start})") from None
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    if warn is not None:
+        for message in skipped:
+            warn(f"{path}: {message}; that line was skipped")
 
 
 def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
@@ -3270,11 +3428,27 @@ def check_output_path(path: Path) -> None:
     """Refuse, before any model call is paid for, an output path that cannot be written."""
     if path.is_dir():
         raise UsageError(f"cannot write the result to {path}: it is a folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write the result to {path}: the file is read-only")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:  # the first folder that exists
         folder = folder.parent
-    if not os.access(folder, os.W_OK):
+    if not folder.is_dir():
+        raise UsageError(f"cannot write the result to {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write the result to {path}: {folder} is not writable")
+
+
+def save_beside_trace(trace: Trace, text: str) -> Path | None:
+    """Where a result goes when its own path failed after the run was paid for: next to the trace."""
+    if trace.path is None:
+        return None
+    rescue = trace.path.with_suffix(".result.txt")
+    try:
+        write_atomically(rescue, text)
+    except OSError:
+        return None
+    return rescue
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -3289,6 +3463,23 @@ def write_atomically(path: Path, text: str) -> None:
         raise OSError(err.errno, err.strerror, str(path)) from err
 
 
+def ctrl_c_exits(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a program's ``main`` so that Ctrl-C where no run catches it (start-up, the last
+    lines of output) exits 130 with one line instead of a traceback. A run that is under
+    way catches Ctrl-C itself, to write its trace's ``end`` event and keep its work."""
+
+    @functools.wraps(main)
+    def guarded(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted: stopped with Ctrl-C\n")
+            return EXIT_INTERRUPTED
+
+    return guarded
+
+
+@ctrl_c_exits
 def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
     try:
@@ -3301,10 +3492,9 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
     display = Display(console, mode)
     if args.estimate or args.batch:
-        load_env_file()
         return main_estimate(args, display) if args.estimate else main_batch(args, display, client)
     try:
-        load_env_file()
+        load_env_file(display.warn)
         task = read_task(args.task, sys.stdin)
         if args.output:
             check_output_path(args.output)
@@ -3315,12 +3505,14 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         display.error(str(err))
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while the task was still being typed into stdin
+        display.error("interrupted while reading the task: nothing was sent")
         return EXIT_INTERRUPTED
     if settings.demo and client is None:
         client = ScriptedClient(demo_script(settings.demo_scenario or "revise"))
     if args.stream:
         client = StreamingClient(client or openai_client(settings), display)
     llm = LLM(settings, display, trace, client=client)
+    state: SharedState | None = None
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if display.chatty:
@@ -3330,31 +3522,37 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             state = orchestrate(task, llm)
-        server_fault = state["stop_reason"] in ("config_error", "api_error")
-        if server_fault:
-            display.error(state["stop_detail"] or str(state["stop_reason"]))
-        approved = state["status"] == "approved"
-        if args.output and approved:
-            write_atomically(args.output, (state["result"] or "") + "\n")
-        if mode == "json":
-            console.print_json(json.dumps(run_summary(state, llm)))
-        elif mode == "quiet":
-            if approved:
-                display.line(state["result"] or "", soft_wrap=True)
-            elif not server_fault:  # that one line is already out
-                display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
-        else:
-            display.summary(state, llm.ledger, trace.path)
-            if args.output and approved:
-                display.line(f"result written to {args.output}", "dim")
-        return exit_code_for(state["stop_reason"])
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except OSError as err:
-        display.error(f"cannot write {err.filename}: {err.strerror}")
+        return report(state, llm, args, mode)
+    except OSError as err:  # the result could not be written: it is kept beside the trace
+        rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
+        kept = f"; the result was saved to {rescued}" if rescued else ""
+        display.error(f"cannot write {err.filename}: {err.strerror}{kept}")
         return EXIT_USAGE
     finally:
         trace.close()
+
+
+def report(state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode) -> int:
+    """Show how the run ended, write the approved result, and return the exit code."""
+    display, console = llm.display, llm.display.console
+    server_fault = state["stop_reason"] in ("config_error", "api_error")
+    if server_fault:
+        display.error(state["stop_detail"] or str(state["stop_reason"]))
+    approved = state["status"] == "approved"
+    if args.output and approved:
+        write_atomically(args.output, (state["result"] or "") + "\n")
+    if mode == "json":
+        console.print_json(json.dumps(run_summary(state, llm)))
+    elif mode == "quiet":
+        if approved:
+            display.line(state["result"] or "", soft_wrap=True)
+        elif not server_fault:  # that one line is already out
+            display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
+    else:
+        display.summary(state, llm.ledger, llm.trace.path)
+        if args.output and approved:
+            display.line(f"result written to {args.output}", "dim")
+    return exit_code_for(state["stop_reason"])
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ class BenchServer:
             script = self.scripts.get(task)
             if script is None:
                 script = self.scripts[task] = mas.ScriptedClient(mas.demo_script(self.scenario(task)))
-            body = script.reply_body(**request)
+            body = script.body(request)
         if self.cached_tokens and body.get("usage"):
             cached = min(self.cached_tokens, body["usage"]["prompt_tokens"])
             body["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}

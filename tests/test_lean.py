@@ -51,7 +51,9 @@ def test_the_worker_is_clamped_to_leave_the_critique_room(make_llm) -> None:
     (worker,) = client.calls_of("worker")
     spent_before = mas.estimate_tokens(client.calls_of("planner")[0]["messages"]) + 20
     prompt = mas.estimate_tokens(worker["messages"])
-    assert worker["max_tokens"] < min(mas.ROLES["worker"].max_tokens, 1_600 - spent_before - prompt)  # not all that was left
+    assert worker["max_tokens"] < min(
+        mas.ROLES["worker"].max_tokens, 1_600 - spent_before - prompt
+    )  # not all that was left
     assert worker["max_tokens"] >= mas.MIN_USEFUL_COMPLETION
     assert client.calls_of("critic")
 

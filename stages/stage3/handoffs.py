@@ -205,8 +205,12 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
     except ValueError as err:
         reason = f"{err.msg} at char {err.pos}" if isinstance(err, json.JSONDecodeError) else str(err)
         raise ToolError(f"the arguments are not valid JSON ({reason}): send one JSON object") from None
+    except RecursionError:  # thousands of nested brackets: no tool takes that
+        raise ToolError("the arguments are nested too deeply to read: send one flat JSON object") from None
     if not isinstance(value, dict):
         raise ToolError(f"the arguments must be a JSON object, not {type(value).__name__}")
+    if mas.nesting_depth(value) > mas.JSON_MAX_DEPTH:
+        raise ToolError("the arguments are nested too deeply to read: send one flat JSON object")
     return value
 
 

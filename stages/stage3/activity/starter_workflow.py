@@ -1157,6 +1157,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@mas.ctrl_c_exits
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
     console = console or Console()

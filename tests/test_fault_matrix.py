@@ -1,0 +1,241 @@
+"""The fault matrix: every fault the loopback server can play, against every entry point.
+
+Each cell runs a program's real ``main()`` through the real openai SDK against
+``FaultServer``. Whatever the fault, the program must either recover (the SDK
+retried, the gateway fell back, an agent re-asked) or stop with one ``error:``
+line, a documented stop reason and exit code, and in every case:
+
+- no exception escapes (so no traceback),
+- the trace ends with an ``end`` event,
+- the token budget held,
+- the API key appears nowhere: not on screen, not in the trace, not in any file written,
+- a time limit holds, SDK retries included.
+
+Each fault also says what the run must do (``Fault.expect``), and each cell checks it.
+README.md carries the matrix as a table; ``test_readme_matrix_is_current`` keeps it
+in step (``python tests/test_fault_matrix.py --update`` rewrites it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":  # run as a script, to print or rewrite the README's table
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+import pytest
+from rich.console import Console
+
+import multi_agent_system as mas
+from fault_server import FAULTS, Fault, FaultServer
+from stages.stage3 import demo, handoffs
+from stages.stage3.activity import starter_workflow
+
+KEY = "sk-proj-FAULTMATRIXsecret0123456789abcdef"  # looks like a real key, so pattern redaction is tested too
+TIMEOUT_S = 20.0  # every cell runs under --timeout, so a bug that hangs fails the test instead of CI
+HANG_TIMEOUT_S = 2.0  # the hang cell: the whole run, retries included, must end near this
+GRACE_S = 2.0  # how far past --timeout a run may end
+ERROR = re.compile(r"^error: ", re.M)
+DOCUMENTED_EXITS = {mas.EXIT_APPROVED, mas.EXIT_NOT_APPROVED, mas.EXIT_USAGE, mas.EXIT_INTERRUPTED}
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    name: str
+    command: str
+    main: Callable[..., int]
+    responder: Callable[[], mas.Responder]
+    argv: Callable[[Path], list[str]]
+    stop_reasons: dict[str, str]
+    success: str = "approved"
+
+
+ENTRY_POINTS = (
+    EntryPoint(
+        "chapter",
+        "python multi_agent_system.py",
+        mas.main,
+        lambda: mas.demo_script("revise"),
+        lambda tmp: ["Write a haiku about agents", "--output", str(tmp / "out" / "haiku.txt")],
+        mas.STOP_REASONS,
+    ),
+    EntryPoint(
+        "handoffs",
+        "python -m stages.stage3.demo",
+        demo.main,
+        demo.demo_responder,
+        lambda tmp: [],
+        handoffs.STOP_REASONS,
+        "answered",
+    ),
+    EntryPoint(
+        "audit",
+        "python -m stages.stage3.activity.starter_workflow",
+        starter_workflow.main,
+        starter_workflow.demo_responder,
+        lambda tmp: ["--out", str(tmp / "out" / "secure_server.json")],
+        starter_workflow.STOP_REASONS,
+    ),
+)
+
+
+@dataclass
+class Cell:
+    code: int
+    out: str
+    trace: list[dict[str, Any]]
+    files: dict[str, str]
+    seconds: float
+    requests: int
+
+
+@pytest.fixture(autouse=True)
+def quick_sdk_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK's own backoff (0.5 s doubling) would make the matrix take minutes; its retries still happen."""
+    from openai import _base_client
+
+    monkeypatch.setattr(_base_client, "INITIAL_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(_base_client, "MAX_RETRY_DELAY", 0.02)
+
+
+def run_cell(entry: EntryPoint, fault: Fault, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Cell:
+    monkeypatch.chdir(tmp)
+    logs = tmp / "logs"
+    limit = HANG_TIMEOUT_S if fault.needs_timeout else TIMEOUT_S
+    with FaultServer(entry.responder(), fault, key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_MODEL", "gpt-4o-mini")
+        console = Console(file=StringIO(), width=100, color_system=None)
+        started = time.monotonic()
+        code = entry.main(
+            [*entry.argv(tmp), "--log-dir", str(logs), "--timeout", str(limit), "--verbose"], console=console
+        )
+        seconds = time.monotonic() - started
+    traces = sorted(logs.glob("*.jsonl"))
+    assert len(traces) == 1, f"expected one trace, found {traces}"
+    events = [json.loads(line) for line in traces[0].read_text(encoding="utf-8").splitlines()]
+    files = {
+        str(p.relative_to(tmp)): p.read_text(encoding="utf-8", errors="replace") for p in tmp.rglob("*") if p.is_file()
+    }
+    return Cell(code, console.file.getvalue(), events, files, seconds, len(server.requests))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+@pytest.mark.parametrize("entry", ENTRY_POINTS, ids=[e.name for e in ENTRY_POINTS])
+def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = run_cell(entry, fault, tmp_path, monkeypatch)
+    end = cell.trace[-1]
+    assert end["event"] == "end", f"the trace stops at {end['event']!r}, not at an end event"
+    reason = end.get("stop_reason")
+    assert reason in entry.stop_reasons, reason
+    assert reason != "crashed", cell.out
+    assert cell.code in DOCUMENTED_EXITS and cell.code == mas.exit_code_for(reason, entry.success), (cell.code, reason)
+    assert "Traceback" not in cell.out
+    errors = ERROR.findall(cell.out)
+    expect = expected(fault, entry)
+    if expect == "recovers":
+        assert reason == entry.success and not errors, cell.out
+    elif expect == "not_approved":
+        assert reason not in (entry.success, "config_error", "api_error") and not errors, cell.out
+    else:
+        assert reason == expect, cell.out
+    if reason in ("config_error", "api_error"):
+        assert len(errors) == 1, f"expected one error line:\n{cell.out}"
+    if fault.after and entry.name == "chapter":  # work paid for before the fault is kept
+        assert end["result"] and "last draft (not approved)" in cell.out
+    assert KEY not in cell.out and not any(KEY in text for text in cell.files.values()), "the key leaked"
+    assert KEY[-12:] not in cell.out and not any(KEY[-12:] in text for text in cell.files.values()), (
+        "part of the key leaked"
+    )
+    total = end.get("total_tokens")
+    tokens = total["total"] if isinstance(total, dict) else total
+    assert tokens is None or tokens <= mas.MAX_TOTAL_TOKENS
+    limit = HANG_TIMEOUT_S if fault.needs_timeout else TIMEOUT_S
+    assert cell.seconds <= limit + GRACE_S, f"{cell.seconds:.1f}s against a {limit}s limit"
+
+
+def expected(fault: Fault, entry: EntryPoint) -> str:
+    return dict(fault.unlike).get(entry.name, fault.expect)
+
+
+OUTCOMES = {
+    "recovers": "recovers",
+    "not_approved": "never approves; stops at its limits (exit 1)",
+    "api_error": "`api_error`, exit 1",
+    "config_error": "`config_error`, exit 2",
+    "timeout": "`timeout`, exit 1",
+}
+
+
+def matrix_rows() -> list[str]:
+    """The README's table: one row per fault, one column per entry point, what the run does."""
+    head = "| server fault | " + " | ".join(f"`{e.command}`" for e in ENTRY_POINTS) + " |"
+    rows = [head, "|" + "---|" * (len(ENTRY_POINTS) + 1)]
+    for fault in FAULTS.values():
+        cells = [OUTCOMES[expected(fault, entry)] for entry in ENTRY_POINTS]
+        rows.append(f"| {fault.what} | " + " | ".join(cells) + " |")
+    return rows
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- fault matrix: python tests/test_fault_matrix.py -->", "<!-- end of fault matrix -->"
+
+
+@pytest.mark.docs
+def test_readme_matrix_is_current() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert BEGIN in text and END in text, "README.md lost its fault matrix markers"
+    shown = text.split(BEGIN, 1)[1].split(END, 1)[0].strip().splitlines()
+    assert shown == matrix_rows(), "README.md's fault matrix is stale: run python tests/test_fault_matrix.py --update"
+
+
+def update_readme() -> None:
+    text = README.read_text(encoding="utf-8")
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(before + BEGIN + "\n" + "\n".join(matrix_rows()) + "\n" + END + after, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    if "--update" in sys.argv:
+        update_readme()
+    else:
+        sys.stdout.write("\n".join(matrix_rows()) + "\n")
+
+
+def test_json_mode_never_shows_an_echoed_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FaultServer(mas.demo_script("revise"), FAULTS["key_echoed_500"], key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        code = mas.main(["Write a haiku", "--json", "--log-dir", str(tmp_path / "logs")], console=console)
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    data = json.loads(shown[shown.index("{") :])
+    assert code == mas.EXIT_NOT_APPROVED and data["stop_reason"] == "api_error"
+    assert "[redacted]" in data["stop_detail"] and KEY not in shown
+
+
+def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK would sleep out a Retry-After of 30 s, three times; the run's deadline cuts it short."""
+    slow = Fault(
+        "slow_429", lambda s, r, b: ("json", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "30"})
+    )
+    with FaultServer(mas.demo_script("revise"), slow, key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        started = time.monotonic()
+        code = mas.main(
+            ["Write a haiku", "--timeout", str(HANG_TIMEOUT_S), "--log-dir", str(tmp_path)], console=console
+        )
+    assert time.monotonic() - started <= HANG_TIMEOUT_S + GRACE_S
+    assert code == mas.EXIT_NOT_APPROVED and "timeout" in console.file.getvalue()  # type: ignore[attr-defined]
