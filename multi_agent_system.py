@@ -3181,6 +3181,7 @@ real models (environment or .env):
   {role_envs}{pad}one model per role
 
 exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration error, 130 interrupted
+  --batch: 0 every task approved, 1 some task not, 2 bad file or a configuration error, 130 interrupted
 traces: one JSON line per event in logs/<run id>.jsonl"""
 
 

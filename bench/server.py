@@ -62,13 +62,13 @@ class BenchServer:
                 self._send(200, server.stats())
 
             def do_POST(self) -> None:
+                started = time.perf_counter()  # from here on the time is the server's: reading, thinking, replying
                 length = int(self.headers.get("content-length") or 0)
                 request = json.loads(self.rfile.read(length) or b"{}")
                 if self.path.endswith("/configure"):  # a benchmark in another process sets the next scenario
                     server.configure(request["scenario"], request.get("latency", 0.0))
                     self._send(200, {})
                     return
-                started = time.perf_counter()
                 request["extra_headers"] = {mas.ROLE_HEADER: self.headers.get(mas.ROLE_HEADER)}
                 if server.latency:
                     time.sleep(server.latency)

@@ -40,3 +40,14 @@ def test_a_real_server_does_import_the_sdk(tmp_path: Path) -> None:
     """The other side of the coin: the probe can see the SDK when it is loaded."""
     code = "import multi_agent_system as m\nm.LLM(m.Settings(base_url='http://127.0.0.1:9/v1'), None, None).client"
     assert "openai" in modules_after(code, tmp_path)
+
+
+def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_path: Path) -> None:
+    (tmp_path / "tasks.txt").write_text("one\ntwo\n")
+    code = (
+        "import multi_agent_system as m\n"
+        "assert m.main(['--estimate', 'Write a haiku']) == 0\n"
+        "assert m.main(['--batch', 'tasks.txt', '--quiet', '--demo-scenario', 'approve']) == 0\n"
+        "assert m.main(['Write a haiku about agents', '--stream', '--quiet']) == 0"
+    )
+    assert modules_after(code, tmp_path) == set()
