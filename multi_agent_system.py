@@ -2732,7 +2732,7 @@ class RateLimit:
         self._clock = clock
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait  # returns True when the batch is stopping
-        self._sent: list[tuple[float, int]] = []  # (when, tokens) of calls inside the window
+        self._sent: list[list[Any]] = []  # [when, tokens] of calls inside the window
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
@@ -2743,20 +2743,24 @@ class RateLimit:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def acquire(self, tokens: int) -> None:
-        """Wait until one more call of ``tokens`` fits the limits; StopRun("interrupted") if the batch stops."""
+    def acquire(self, tokens: int) -> list[Any]:
+        """Wait until one more call of ``tokens`` fits the limits; StopRun("interrupted") if the batch stops.
+
+        Returns the call's entry in the window, for ``settle`` to correct once the real count is known.
+        """
         while True:
             with self._lock:
                 delay = self._delay(tokens)
                 if delay <= 0:
-                    self._sent.append((self._clock(), tokens))
-                    return
+                    entry = [self._clock(), tokens]
+                    self._sent.append(entry)
+                    return entry
             if self._wait(min(delay, 1.0)) or self.stopping:
                 raise StopRun("interrupted", "the batch was stopped with Ctrl-C")
 
     def _delay(self, tokens: int) -> float:
         now = self._clock()
-        self._sent = [(t, n) for t, n in self._sent if t > now - RATE_WINDOW_S]
+        self._sent = [entry for entry in self._sent if entry[0] + RATE_WINDOW_S > now]  # the waits' own arithmetic
         waits = [self._paused_until - now]
         if self.rpm is not None and len(self._sent) >= self.rpm:
             waits.append(self._sent[len(self._sent) - self.rpm][0] + RATE_WINDOW_S - now)
@@ -2768,6 +2772,11 @@ class RateLimit:
                 waits.append(t + RATE_WINDOW_S - now)
                 used -= n
         return max(waits)
+
+    def settle(self, entry: list[Any], tokens: int) -> None:
+        """A call's tokens as the server counted them, in place of the worst case it was admitted with."""
+        with self._lock:
+            entry[1] = tokens
 
     def back_off(self, seconds: float) -> None:
         """Pause every task: the server said 429."""
@@ -2796,7 +2805,7 @@ class GatedClient:
         spent: tuple[int, float | None] = (0, 0.0)
         try:
             for attempt in range(BATCH_RATE_RETRIES + 1):
-                self._limit.acquire(prompt + allowed)
+                entry = self._limit.acquire(prompt + allowed)
                 try:
                     answer = self._inner.chat.completions.create(**request)
                 except Exception as err:  # the SDK's error classes are looked up only once one is raised
@@ -2806,6 +2815,7 @@ class GatedClient:
                     self._limit.back_off(pause or RATE_BACKOFF_S * 2**attempt)
                     continue
                 spent = _usage_spent(answer, prompt, price)
+                self._limit.settle(entry, spent[0])
                 counted = getattr(getattr(answer, "usage", None), "prompt_tokens", None) or 0
                 self._scale = max(
                     self._scale, 1.1 * counted / guess

@@ -299,3 +299,31 @@ def test_a_batch_task_shares_the_per_task_limits(tmp_path) -> None:
         ["a", "b"], demo_settings(tmp_path, max_iterations=1), demo_clients("exhaust"), concurrency=2
     )
     assert [o.summary["stop_reason"] for o in outcomes] == ["max_iterations"] * 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rpm=st.integers(1, 10),
+    tpm=st.integers(100, 2_000),
+    calls=st.lists(st.tuples(st.integers(1, 800), st.floats(0, 30)), min_size=1, max_size=30),
+)
+def test_no_window_of_a_minute_holds_more_than_the_limits_allow(rpm, tpm, calls) -> None:
+    t = FakeTime()
+    limit = mas.RateLimit(rpm=rpm, tpm=tpm, clock=t.clock, wait=t.wait)
+    sent: list[tuple[float, int]] = []
+    for tokens, pause in calls:
+        t.now += pause
+        limit.acquire(tokens)
+        sent.append((t.now, tokens))
+        window = [n for when, n in sent if when + mas.RATE_WINDOW_S > t.now]
+        assert len(window) <= rpm
+        assert sum(window) <= tpm or len(window) == 1  # a call bigger than the limit runs, alone
+
+
+def test_a_call_settles_the_window_on_the_tokens_the_server_counted() -> None:
+    t = FakeTime()
+    limit = mas.RateLimit(tpm=1_000, clock=t.clock, wait=t.wait)
+    entry = limit.acquire(900)  # admitted at its worst case
+    limit.settle(entry, 200)  # the server counted far fewer
+    limit.acquire(700)
+    assert t.waits == []  # 200 + 700 fit: no wait
