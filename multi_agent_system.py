@@ -1105,7 +1105,7 @@ class LLM:
             request["tools"] = tools
             if tool_choice:
                 request["tool_choice"] = tool_choice
-        self.display.prompt(role, messages, limit)
+        self.display.prompt(role, self._as_sent(messages, schema, reply_format), limit)
         _ = self.client  # built before the clock starts: a call's latency is the server's, not the SDK's import
         started = self._clock()
         with self.display.thinking(role, model):
@@ -1116,7 +1116,7 @@ class LLM:
             "call",
             role=role,
             model=model,
-            prompt=messages,
+            prompt=self._as_sent(messages, schema, reply_format),
             reply=reply.content,
             tool_calls=reply.tool_calls,
             prompt_tokens=reply.prompt_tokens,
@@ -1170,6 +1170,14 @@ class LLM:
         if kind == "json_object":
             return {"response_format": {"type": "json_object"}, **spelled}
         return spelled
+
+    def _as_sent(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any] | None, reply_format: str | None
+    ) -> list[dict[str, Any]]:
+        """The messages as the server gets them at the current capability level (for the screen and the trace)."""
+        if not schema:
+            return messages
+        return self._response_format(schema, messages, reply_format).get("messages", messages)
 
     def _fall_back(self, err: Exception, structured: bool) -> bool:
         """Step down one capability the server refused; False if nothing is left to drop."""

@@ -197,3 +197,19 @@ def test_no_run_spends_more_than_the_preview_says(max_iterations, max_plans, bud
     assert llm.ledger.total_tokens <= preview["total"][1].tokens
     if llm.ledger.calls >= 3 and scenario == "approve":
         assert llm.ledger.total_tokens >= preview["total"][0].tokens  # the floor is a floor
+
+
+def test_the_trace_records_the_system_prompt_as_sent_after_a_format_fallback(make_llm, tmp_path) -> None:
+    import openai
+
+    class Refused(openai.BadRequestError):
+        def __init__(self) -> None:
+            Exception.__init__(self, "response_format json_schema is not supported")
+            self.message, self.status_code, self.body = str(self), 400, None
+
+    client = FakeClient(planner=[completion("1. p")], worker=[completion("d")], critic=[Refused(), verdict(True)])
+    mas.orchestrate(TASK, make_llm(client))
+    events = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    (critic,) = [e for e in events if e["event"] == "call" and e["role"] == "critic"]
+    assert critic["prompt"][0]["content"] == client.calls_of("critic")[-1]["messages"][0]["content"]
+    assert mas.CRITIC_FORMAT in critic["prompt"][0]["content"]
