@@ -2576,10 +2576,11 @@ def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
 def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, Spend]]:
     """(fewest, most) per role and in total, made from the limits alone: no call, no key.
 
-    Fewest counts the first prompts of the approve path (system prompt and task,
-    counted low; replies not counted): no run spends less. Most counts every call at the largest prompt the
-    clipping rules allow plus the role's completion cap, and the total is capped
-    by --max-tokens and --max-cost, which the budget gate enforces.
+    Fewest counts the first prompts of the approve path (system prompt and
+    task, counted low; replies not counted): no run spends less. Most counts
+    every call at the largest prompt the clipping rules allow plus the role's
+    completion cap, and the total is capped by --max-tokens and --max-cost,
+    which the budget gate enforces.
     """
     first_prompts = {
         "planner": [system(PLANNER_PROMPT), user(f"Task:\n{task}")],
@@ -2599,8 +2600,9 @@ def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, 
         low_prompt = fewest * sum(
             math.ceil(len(m["content"].encode()) / BYTES_PER_TOKEN_MOST) for m in first_prompts[role]
         )
-        prompt_cap = estimate_text_tokens("x" * largest_prompt[role]) + (role_cap(role) if role == "planner" else 0)
-        high_prompt, high_out = most * prompt_cap, most * role_cap(role)  # a planner's retry re-reads its reply
+        retry = role_cap(role) if role == "planner" else 0  # a planner's retry re-reads its own reply
+        prompt_cap = estimate_text_tokens("x" * largest_prompt[role]) + retry
+        high_prompt, high_out = most * prompt_cap, most * role_cap(role)
         preview[role] = (
             Spend(fewest, low_prompt, None if price is None else low_prompt * price.input_per_token),
             Spend(
@@ -2616,7 +2618,7 @@ def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, 
         )
     low = [spends[0] for spends in preview.values()]
     high = [spends[1] for spends in preview.values()]
-    most_usd = None if any(s.usd is None for s in high) else sum(s.usd or 0.0 for s in high)
+    most_usd = _total_usd(high)
     if most_usd is not None:  # no run spends past its token budget, nor past --max-cost
         most_usd = min(most_usd, settings.max_tokens * top_price, settings.max_cost or math.inf)
     preview["total"] = (
@@ -2979,8 +2981,8 @@ def run_batch(
                 summary = {"index": index, "task": task, "approved": False, "stop_reason": "interrupted"}
                 summary.update(stop_detail="not started: the batch was stopped with Ctrl-C", calls=0, total_tokens=0)
                 outcomes.append(BatchOutcome(index, task, summary, started=False))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    finally:  # every finished task is already collected; a second Ctrl-C must not wait on calls in flight
+        pool.shutdown(wait=False, cancel_futures=True)
     return sorted(outcomes, key=lambda o: o.index)
 
 
