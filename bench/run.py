@@ -130,13 +130,14 @@ class Results:
 
 
 def measure_overhead(
-    server: Remote | BenchServer, log_dir: Path, latency: float, iterations: int
+    server: Remote | BenchServer, log_dir: Path, latency: float, iterations: int, requests: list[Any]
 ) -> tuple[float, int, dict[str, tuple[int, int]]]:
     """An always-rejected run of ``iterations`` rounds: (wall / waiting, calls, prompt tokens per call by role)."""
     server.configure("exhaust", latency)
     state, _ = one_run(server.url, log_dir, max_iterations=iterations, max_plans=iterations)
     wall, waiting = server.waiting()
     stats = server.stats()
+    requests.extend(stats["requests"])
     prompts: dict[str, list[int]] = {}
     for role, usage in zip(stats["roles"], stats["usages"], strict=True):
         prompts.setdefault(role, []).append(usage)
@@ -145,14 +146,16 @@ def measure_overhead(
     return wall / waiting, len(stats["roles"]), first_last
 
 
-def measure_bare_sdk(server: Remote | BenchServer, log_dir: Path, latency: float, calls: int) -> float:
-    """The same number of calls straight through the SDK, no loop: how much of measure 1 is the SDK and HTTP."""
-    server.configure("approve", latency)
+def measure_bare_sdk(server: Remote | BenchServer, log_dir: Path, latency: float, requests: list[Any]) -> float:
+    """The loop's own requests of measure 1, replayed straight through the SDK with no loop between them:
+    how much of measure 1 the SDK and HTTP account for on this machine."""
+    server.configure("exhaust", latency)
     client = mas.openai_client(settings_for(server.url, log_dir))
-    messages = [mas.system(mas.WORKER_PROMPT), mas.user(TEXTBOOK_TASK)]
-    for _ in range(calls):
+    sent = ("model", "messages", "max_tokens", "response_format")
+    for request in requests:
+        role = request["extra_headers"][mas.ROLE_HEADER]
         client.chat.completions.create(
-            model=mas.DEFAULT_MODEL, messages=messages, max_tokens=100, extra_headers={mas.ROLE_HEADER: "worker"}
+            **{key: request[key] for key in sent if key in request}, extra_headers={mas.ROLE_HEADER: role}
         )
     wall, waiting = server.waiting()
     return wall / waiting
@@ -225,10 +228,11 @@ def run(
     with tempfile.TemporaryDirectory() as folder, BenchServer() if in_process else Remote() as server:
         log_dir = Path(folder)
         results = Results()
+        sent: list[Any] = []
         results.overhead, results.overhead_calls, results.per_call = measure_overhead(
-            server, log_dir, latency, iterations
+            server, log_dir, latency, iterations, sent
         )
-        results.bare_sdk = measure_bare_sdk(server, log_dir, latency, results.overhead_calls)
+        results.bare_sdk = measure_bare_sdk(server, log_dir, latency, sent)
         results.own_ms = measure_own_code(iterations)
         results.paths = measure_paths(server, log_dir)
         results.speedups = measure_batch(server, log_dir, batch_latency, tasks, levels)
@@ -248,7 +252,7 @@ def rows(r: Results, latency: float, iterations: int, batch_latency: float, task
     ]
     out.append(
         (
-            f"1b. the SDK alone: {r.overhead_calls} bare calls at {latency * 1000:g} ms",
+            f"1b. the SDK alone: the same {r.overhead_calls} requests replayed, no loop",
             f"{r.bare_sdk:.3f}",
             "(for comparison)",
         )

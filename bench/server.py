@@ -147,9 +147,14 @@ class BenchServer:
         self.reset()
 
     def stats(self) -> dict[str, Any]:
-        """Per request, in order: (start, end) timings, prompt tokens counted, and the asking role."""
+        """Per request, in order: (start, end) timings, prompt tokens counted, the asking role, the request."""
         with self._lock:
-            return {"timings": list(self.timings), "usages": list(self.usages), "roles": self.roles()}
+            return {
+                "timings": list(self.timings),
+                "usages": list(self.usages),
+                "roles": self.roles(),
+                "requests": list(self.requests),
+            }
 
     def roles(self) -> list[str]:
         return [str(r["extra_headers"][mas.ROLE_HEADER]) for r in self.requests]
