@@ -327,3 +327,35 @@ def test_a_call_settles_the_window_on_the_tokens_the_server_counted() -> None:
     limit.settle(entry, 200)  # the server counted far fewer
     limit.acquire(700)
     assert t.waits == []  # 200 + 700 fit: no wait
+
+
+def test_a_real_ctrl_c_stops_a_batch_process_and_keeps_its_finished_work(tmp_path) -> None:
+    """SIGINT to a real process in the middle of a batch over HTTP: exit 130, finished results and traces kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.server import BenchServer
+
+    root = Path(__file__).resolve().parent.parent
+    tasks = write(tmp_path, "".join(f"Explain topic {n}\n" for n in range(1, 7)))
+    results, logs = tmp_path / "results.jsonl", tmp_path / "logs"
+    with BenchServer("approve", latency=0.15) as server:
+        env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-loopback", "PYTHONPATH": str(root)}
+        command = [sys.executable, str(root / "multi_agent_system.py"), "--batch", str(tasks), "--concurrency", "1"]
+        command += ["--quiet", "--output", str(results), "--log-dir", str(logs)]
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not (results.exists() and results.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == mas.EXIT_INTERRUPTED, stderr
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(lines) == 6 and lines[0]["approved"]  # every task is accounted for, the finished one first
+    assert {d["stop_reason"] for d in lines[1:]} <= {"approved", "interrupted"}
+    for trace in logs.glob("*.jsonl"):
+        assert json.loads(trace.read_text().splitlines()[-1])["event"] == "end"  # every started run closed its trace
+    assert b"Traceback" not in stderr
