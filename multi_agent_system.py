@@ -3101,6 +3101,9 @@ def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -
         load_env_file(display.warn)
         tasks = read_batch(args.batch)
         settings = settings_from_args(args, dict(os.environ))
+        unpriced = sorted({m for m in used_models(settings) if price_for(m) is None})
+        if args.batch_max_cost is not None and unpriced and not settings.demo:
+            raise UsageError(f"--batch-max-cost needs a price, and none is known for {', '.join(unpriced)}")
         if args.output:
             check_output_path(args.output)
     except UsageError as err:

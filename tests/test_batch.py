@@ -359,3 +359,10 @@ def test_a_real_ctrl_c_stops_a_batch_process_and_keeps_its_finished_work(tmp_pat
     for trace in logs.glob("*.jsonl"):
         assert json.loads(trace.read_text().splitlines()[-1])["event"] == "end"  # every started run closed its trace
     assert b"Traceback" not in stderr
+
+
+def test_a_batch_cost_ceiling_needs_known_prices(tmp_path, console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    path = write(tmp_path, "one\n")
+    code = mas.main(["--batch", str(path), "--model", "llama3.2", "--batch-max-cost", "1"], console=console)
+    assert code == mas.EXIT_USAGE and "--batch-max-cost needs a price" in output(console)
