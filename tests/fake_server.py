@@ -17,6 +17,7 @@ request's JSON and returns one. Answers come from one of two places:
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,6 +80,11 @@ class LoopbackServer:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def setup(self) -> None:
+                super().setup()
+                # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass

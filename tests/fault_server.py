@@ -277,6 +277,11 @@ class FaultServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def setup(self) -> None:
+                super().setup()
+                # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
