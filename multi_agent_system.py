@@ -3540,7 +3540,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if display.chatty:
-            display.line(preview_line(spend_preview(settings, task)), "dim")
+            free = f" on {settings.default_model} (the demo itself is free)" if settings.demo else ""
+            display.line(preview_line(spend_preview(settings, task)) + free, "dim")
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
