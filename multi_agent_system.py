@@ -15,7 +15,8 @@ model, decides who runs next. That makes every run traceable and every limit rea
                   ^         │ rejected
                   │         ├─ 1st rejection of this plan ─> worker revises
                   │         ├─ 2nd rejection ─> planner writes a new plan
-                  └─────────┘  (after --max-plans plans: stop, a human is needed)
+                  └─────────┘  (after --max-plans plans: stop, a human is needed;
+                                with --human, one is asked at the terminal)
 
 What code can check, code checks; the model judges the rest. Requirements a
 task states in countable terms ("at most 40 words", "exactly 5 bullet points",
@@ -37,8 +38,10 @@ With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
 Part 2 also runs many tasks at once (``--batch``), streams the Worker's reply
 (``--stream``) and previews what a run can spend (``--estimate``); none of them
 changes the loop. Left out on purpose: parallel workers inside one run,
-message queues, saved state and a model-driven orchestrator. CONCEPTS.md
-discusses them; each would hide the loop this file exists to show.
+message queues and saved state. CONCEPTS.md discusses them; each would hide
+the loop this file exists to show. A model-driven orchestrator is its own
+short file beside this one, stages/variants/model_driven.py, so the two can be
+diffed.
 """
 
 from __future__ import annotations
@@ -155,8 +158,8 @@ def times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-# How each run can end. Exit codes: 0 approved, 1 stopped without approval,
-# 2 usage or configuration error, 130 interrupted (Ctrl-C).
+# How each run can end. Exit codes: 0 approved, 1 stopped without approval
+# (stopped_by_user too), 2 usage or configuration error (replay_mismatch too), 130 interrupted (Ctrl-C).
 STOP_REASONS = {
     "approved": "the critic approved the draft",
     "max_iterations": "the iteration limit was reached without approval",
@@ -167,6 +170,8 @@ STOP_REASONS = {
     "config_error": "the model server refused the configuration (key, model, address)",
     "api_error": "the model server kept failing after retries",
     "interrupted": "stopped with Ctrl-C",
+    "stopped_by_user": "a person stopped the run (q at a --step pause, or stop at the --human rung)",
+    "replay_mismatch": "a request differed from the recorded run being replayed (--replay)",
     "crashed": "an unexpected error, a bug in the code, ended the run",
 }
 EXIT_APPROVED, EXIT_NOT_APPROVED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -211,6 +216,7 @@ class Settings:
     max_cost: float | None = None  # USD ceiling; needs a known price for every model used
     timeout: float | None = None  # seconds for the whole run, checked before every call
     log_dir: Path = Path("logs")
+    replay: str | None = None  # a recorded trace whose replies stand in for the model (--replay)
 
     def model_for(self, role: str) -> str:
         return DEMO_MODEL if self.demo else self.models.get(role) or self.default_model
@@ -218,6 +224,8 @@ class Settings:
     def server(self) -> str:
         if self.demo:
             return "scripted demo model (offline)"
+        if self.replay:
+            return f"replies replayed from {self.replay} (offline)"
         return self.base_url or "https://api.openai.com/v1"
 
 
@@ -235,10 +243,11 @@ class HistoryItem(TypedDict, total=False):
 
     kind "plan"       (planner):      plan_version, plan
     kind "review"     (critic):       iteration, plan_version, attempt, draft, approved, feedback
-    kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up")
+    kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up", "accept")
+    kind "human"      (a person, --human): iteration, plan_version, action, feedback
     """
 
-    kind: Literal["plan", "review", "escalation"]
+    kind: Literal["plan", "review", "escalation", "human"]
     iteration: int
     plan_version: int
     attempt: int
@@ -314,7 +323,7 @@ def new_state(task: str) -> SharedState:
 
 # -- The orchestrator: plain Python decides who runs next --------------------
 
-NextStep = Literal["revise", "replan", "give_up"]
+NextStep = Literal["revise", "replan", "give_up", "accept"]  # only a person (--human) ever says "accept"
 
 
 def orchestrate(task: str, llm: LLM) -> SharedState:
@@ -329,6 +338,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
     config_error          the server refused the key, the model or the request, or could not be reached
     api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries
     interrupted           Ctrl-C
+    stopped_by_user       a person said stop (--step, --human)
 
     The state is returned in every case, with the last draft and the stop reason.
     OutOfOrderError is not caught: it means the code is wrong, not the run.
@@ -352,7 +362,12 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
                 finish(state, "approved", f"approved on iteration {state['iteration']}")
                 return state
             step = decide_next_step(state["worker_attempts"], state["plan_version"], settings)
+            if step != "revise" and llm.human is not None:  # the top rung: a person decides, if one is there
+                step = llm.human.decide(state, llm, step)
             record_escalation(state, llm, step)
+            if step == "accept":
+                finish(state, "approved", f"a human approved the draft of iteration {state['iteration']}")
+                return state
             if step == "give_up":
                 raise StopRun(
                     "escalation_exhausted",
@@ -1051,6 +1066,8 @@ class LLM:
         self._tool_choice_ok = True  # some servers refuse tool_choice; then it is dropped
         self._warned_80 = False
         self._estimate_scale = 1.0  # raised when a server counts more prompt tokens than estimated
+        self.before_call: Callable[[str, list[dict[str, Any]], int], None] | None = None  # --step pauses here
+        self.human: HumanRung | None = None  # --human: the person at the top of the ladder
 
     @property
     def client(self) -> Any:
@@ -1105,6 +1122,8 @@ class LLM:
             request["tools"] = tools
             if tool_choice:
                 request["tool_choice"] = tool_choice
+        if self.before_call is not None:  # --step: the person at the front of the class says when
+            self.before_call(role, messages, limit)
         self.display.prompt(role, self._as_sent(messages, schema, reply_format), limit)
         _ = self.client  # built before the clock starts: a call's latency is the server's, not the SDK's import
         started = self._clock()
@@ -1374,6 +1393,9 @@ _SECRET = re.compile(
 )
 
 
+SECRET_MIN_CHARS = 16  # real keys are longer; a short "key" ("local") is a placeholder, not worth mangling words
+
+
 def redact(text: str, *secrets: str | None) -> str:
     """``text`` with the given secrets, and anything that looks like a key, replaced by [redacted].
 
@@ -1383,7 +1405,7 @@ def redact(text: str, *secrets: str | None) -> str:
     "Invalid header 'Authorization: Bearer [redacted]' (api_key=[redacted])"
     """
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= SECRET_MIN_CHARS:
             text = text.replace(secret, "[redacted]")
     return _SECRET.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
 
@@ -1992,6 +2014,13 @@ class Display:
                 "offline demo",
                 "red",
             )
+        if settings.replay:
+            self.panel(
+                f"Replayed replies, not a live model: every reply comes from the recorded run {settings.replay}, "
+                "and a request that differs from the recording stops the run.",
+                "replay",
+                "red",
+            )
         models = ", ".join(f"{r}={settings.model_for(r)}" for r in roles or ROLES)
         self.line(f"run {run_id} · {settings.server()} · {models}", "dim")
         if trace_path:
@@ -2144,9 +2173,11 @@ def format_cost(cost: float | None) -> str:
 class Trace:
     """One JSON object per line, per event, for reading a run afterwards.
 
-    Events: start, call, verdict, escalation, warning, end. Settings never pass
-    the API key here; in case a server's words carry it anyway, every line is
-    scrubbed of the secrets named with ``hide()`` before it is written.
+    Events: start, call (the full request and reply, so --replay can match it),
+    verdict, escalation, warning, step (each panel as drawn, for --show), human
+    (--human), end. Settings never pass the API key here; in case a server's
+    words carry it anyway, every line is scrubbed of the secrets named with
+    ``hide()`` before it is written.
     """
 
     def __init__(self, path: Path | None, run_id: str):
@@ -2166,7 +2197,7 @@ class Trace:
         return cls(log_dir / f"{run_id}.jsonl", run_id)
 
     def hide(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= SECRET_MIN_CHARS:
             self._secrets.append(secret)
 
     def event(self, kind: str, **fields: Any) -> None:
@@ -2241,8 +2272,13 @@ def show_step(state: SharedState, llm: LLM, role: str, reply: Reply | None) -> N
             body += "\n\nchecked by code:\n" + "\n".join(checklist)
     else:
         title, body = role.replace("_", " ").capitalize(), reply.content if reply else ""
-    style = ROLES[role].colour if role in ROLES else "white"
+    draw_step(llm, role, title, body, reply, ROLES[role].colour if role in ROLES else "white")
+
+
+def draw_step(llm: LLM, role: str, title: str, body: str, reply: Reply | None, style: str) -> None:
+    """A panel on screen, and the same panel in the trace, so --show can draw it again."""
     llm.display.step(title, body, reply, style)
+    llm.trace.event("step", role=role, title=title, body=body, style=style, replied=reply is not None)
 
 
 def show_verdict(llm: LLM, reply: Reply, verdict: Verdict) -> None:
@@ -2269,12 +2305,7 @@ def record_escalation(state: SharedState, llm: LLM, step: str) -> None:
     where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
     llm.trace.event("escalation", **where, worker_attempts=state["worker_attempts"], action=step)
     state["history"].append(HistoryItem(kind="escalation", action=step, **where))  # type: ignore[typeddict-item]
-    if step == "revise":
-        llm.display.note(f"rejected {times(state['worker_attempts'])} on this plan: the worker revises")
-    elif step == "replan":
-        llm.display.warn(
-            f"plan v{state['plan_version']} was rejected {times(state['worker_attempts'])}: escalating to the planner"
-        )
+    show_escalation(llm.display, step, state["worker_attempts"], state["plan_version"])
 
 
 def record_end(state: SharedState, llm: LLM) -> None:
@@ -3190,6 +3221,461 @@ def main_estimate(args: argparse.Namespace, display: Display) -> int:
     return EXIT_APPROVED
 
 
+# -- The classroom: step through, show, replay and draw a run; the human rung --
+#
+# What an instructor needs in front of a class, kept out of the loop's way: each
+# mode is a hook the loop already has (LLM.before_call, LLM.human, the client) or
+# a reader of the trace a run leaves behind.
+
+STEP_SUMMARY_CHARS = 160  # how much of a prompt --step shows: enough to say what is asked, not the whole prompt
+HUMAN_ASKS = 3  # unreadable answers at the human rung before the ladder's own step is kept
+
+
+class Answers:
+    """Lines typed by the person at the front of the class, or piped in by a script.
+
+    ``ask`` returns the line without its newline, or None once input has ended:
+    then --step stops pausing and the run carries on by itself.
+    """
+
+    def __init__(self, stream: Any, display: Display):
+        self.stream, self.display = stream, display
+        self.ended = False
+        self.is_terminal = bool(getattr(stream, "isatty", lambda: False)())
+
+    def ask(self, question: str) -> str | None:
+        if self.ended:
+            return None
+        out = self.display.console if self.display.chatty else self.display.errors
+        from rich.text import Text
+
+        out.print(Text(question, style="bold"), end="")
+        line = self.stream.readline()
+        if not line:  # end of input
+            self.ended = True
+            out.print(Text("(end of input: the run goes on without pausing)", style="dim"))
+            return None
+        if not self.is_terminal:  # echo a scripted answer, so the transcript reads like a session
+            out.print(Text(line.rstrip("\n")))
+        return line.strip()
+
+
+def prompt_summary(messages: list[dict[str, Any]]) -> str:
+    """What a request asks, in a line: its last message's opening words and the size of it all.
+
+    >>> prompt_summary([system("You are..."), user("Task:\\nWrite a haiku about agents")])
+    '2 messages, ~29 tokens · last (user): Task: Write a haiku about agents'
+    """
+    last = messages[-1] if messages else {"role": "?", "content": ""}
+    said = first_line(str(last.get("content") or ""), STEP_SUMMARY_CHARS)
+    return f"{len(messages)} messages, ~{estimate_tokens(messages)} tokens · last ({last['role']}): {said}"
+
+
+class Stepper:
+    """--step: a pause before every model call, showing what is about to be sent."""
+
+    def __init__(self, answers: Answers, display: Display):
+        self.answers, self.display = answers, display
+
+    def pause(self, role: str, messages: list[dict[str, Any]], max_tokens: int, spent: int, budget: int) -> None:
+        if self.answers.ended:
+            return
+        body = f"{prompt_summary(messages)}\nmax_tokens {max_tokens} · {spent} tokens so far · {budget - spent} of {budget} left"
+        if self.display.chatty:
+            self.display.panel(body, f"next call: {role}", "blue")
+        answer = self.answers.ask("Enter sends it, q then Enter stops the run: ")
+        if answer is not None and answer.lower() in ("q", "quit", "stop"):
+            raise StopRun("stopped_by_user", f"stopped at the pause before the {role}'s call")
+
+
+def attach_stepper(llm: LLM, answers: Answers) -> None:
+    stepper = Stepper(answers, llm.display)
+    llm.before_call = lambda role, messages, limit: stepper.pause(
+        role, messages, limit, llm.ledger.total_tokens, llm.settings.max_tokens
+    )
+
+
+# The human rung: what a person may answer when the ladder would re-plan or give up.
+HUMAN_CHOICES: dict[str, tuple[NextStep, str]] = {
+    "a": ("accept", "approve the last draft"),
+    "f": ("revise", "give the worker feedback, and it revises"),
+    "p": ("replan", "ask the planner for a new plan"),
+    "s": ("give_up", "stop the run"),
+}
+
+
+class HumanRung:
+    """--human: the top of the escalation ladder is a person at the terminal.
+
+    The person's choice is recorded in history and trace like a verdict. The
+    loop's gates still hold: a revision or a new plan is one more round, and
+    the iteration, token, cost and time limits refuse it as they refuse any.
+    A person may allow a plan past --max-plans: that limit exists to ask them.
+    """
+
+    def __init__(self, answers: Answers):
+        self.answers = answers
+
+    def decide(self, state: SharedState, llm: LLM, step: NextStep) -> NextStep:
+        would = "re-plan" if step == "replan" else "give up"
+        menu = "\n".join(f"  {key}  {what}" for key, (_, what) in HUMAN_CHOICES.items())
+        question = (
+            f"The critic rejected draft {state['worker_attempts']} of plan v{state['plan_version']}, and the ladder "
+            f"would {would}. The last draft and its feedback are above.\n{menu}"
+        )
+        draw_step(llm, "human", f"Your call · iteration {state['iteration']}", question, None, "bright_blue")
+        if not llm.display.chatty:  # --quiet or --json: the panel is not drawn, and the person still needs the menu
+            from rich.text import Text
+
+            llm.display.errors.print(Text(question))
+        said: list[list[str]] = []  # [question, answer] pairs, so --show can print them again
+        for _ in range(HUMAN_ASKS):
+            answer = self.ask(f"{'/'.join(HUMAN_CHOICES)}: ", said)
+            if answer is None:
+                break
+            if answer[:1].lower() in HUMAN_CHOICES:
+                chosen, _ = HUMAN_CHOICES[answer[:1].lower()]
+                feedback = ""
+                if chosen == "revise":
+                    feedback = clip(self.ask("feedback for the worker: ", said) or "", NOTES_MAX_CHARS)
+                    state["notes"]["human"] = feedback  # the worker reads every note
+                record_human(state, llm, chosen, feedback, said)
+                failed = [c["measured"] for c in state["draft_facts"].get("checks", []) if not c["passed"]]
+                if chosen == "accept" and failed:  # a person may overrule code, but not silently
+                    llm.warn(f"a human approved a draft that fails a check code made: {'; '.join(failed)}")
+                if chosen == "give_up":
+                    raise StopRun("stopped_by_user", f"a human stopped the run at iteration {state['iteration']}")
+                return chosen
+        record_human(state, llm, "none", "", said)
+        llm.warn(f"no answer from the human: the ladder's own step ({step}) is kept")
+        return step
+
+    def ask(self, question: str, said: list[list[str]]) -> str | None:
+        answer = self.answers.ask(question)
+        said.append([question, "" if answer is None else answer])
+        return answer
+
+
+def record_human(state: SharedState, llm: LLM, action: str, feedback: str, said: list[list[str]]) -> None:
+    where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
+    llm.trace.event("human", **where, action=action, feedback=feedback, said=said)
+    state["history"].append(HistoryItem(kind="human", action=action, feedback=feedback, **where))  # type: ignore[typeddict-item]
+
+
+def attach_classroom(llm: LLM, args: argparse.Namespace, stdin: Any) -> None:
+    """Wire --step and --human to the person at the keyboard (or to lines piped in)."""
+    answers = Answers(stdin, llm.display)
+    if (args.step or args.human) and args.task == "-":
+        llm.display.warn(
+            "the task came from standard input, which leaves nothing to read answers from: no pauses, no questions"
+        )
+        answers.ended = True
+    if args.step:
+        attach_stepper(llm, answers)
+    if args.human:
+        if answers.is_terminal:
+            llm.human = HumanRung(answers)
+        else:
+            llm.display.warn("--human needs a terminal and none is attached: the ladder decides alone")
+
+
+# -- Reading a recorded run back: show it, or replay it as the model --
+
+
+class ReplayMismatch(StopRun):
+    """A request differs from the recorded run that is being replayed (exit 2)."""
+
+
+# What --show, --replay and --diagram read from each kind of event; a trace without them cannot be drawn or replayed.
+TRACE_FIELDS = {
+    "call": ("role", "model", "prompt", "reply", "prompt_tokens", "completion_tokens"),
+    "step": ("role", "title", "body", "style"),
+    "verdict": ("approved",),
+    "escalation": ("action", "iteration", "plan_version", "worker_attempts"),
+    "human": ("action",),
+    "end": ("stop_reason",),
+}
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """A trace's events, or UsageError with one clear line: missing, not a trace, or cut short."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read the trace {path}: {getattr(err, 'strerror', None) or err}") from err
+    lines, events = text.splitlines(), list[dict[str, Any]]()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            if number == len(lines) and not text.endswith("\n"):  # the writer stopped mid-line
+                raise UsageError(f"{path} is cut short: its last line is half written") from None
+            raise UsageError(f"{path} is not a trace: line {number} is not JSON") from None
+        if not isinstance(event, dict) or "event" not in event:
+            raise UsageError(f"{path} is not a trace: line {number} is not a trace event")
+        missing = [key for key in TRACE_FIELDS.get(event["event"], ()) if key not in event]
+        if missing or not all(isinstance(event.get(k, 0), int) for k in ("prompt_tokens", "completion_tokens")):
+            raise UsageError(
+                f"{path} is not a trace of this program: its {event['event']} event on line {number} "
+                f"lacks {', '.join(missing) or 'token counts'}"
+            )
+        events.append(event)
+    if not events or events[0]["event"] != "start":
+        raise UsageError(f"{path} is not a trace: it does not begin with a start event")
+    if events[-1]["event"] != "end":
+        raise UsageError(f"{path} is cut short: it has no end event (the run was killed before it finished)")
+    return events
+
+
+def reply_from(event: dict[str, Any]) -> Reply:
+    """A recorded call, as the Reply the gateway made of it live."""
+    content = event.get("reply") or ""
+    return Reply(
+        event["role"],
+        event["model"],
+        content,
+        {"role": "assistant", "content": content},
+        event.get("tool_calls") or [],
+        event["prompt_tokens"],
+        event["completion_tokens"],
+        bool(event.get("usage_estimated")),
+        event.get("cost_usd"),
+        event.get("latency_s") or 0.0,
+        event.get("finish_reason"),
+        event.get("max_tokens") or 0,
+    )
+
+
+def show_escalation(display: Display, step: str, attempts: int, plan_version: int) -> None:
+    if step == "revise":
+        display.note(f"rejected {times(attempts)} on this plan: the worker revises")
+    elif step == "replan":
+        display.warn(f"plan v{plan_version} was rejected {times(attempts)}: escalating to the planner")
+
+
+def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) -> int:
+    """--show: draw a recorded run again from its trace, as it looked live. No model, no key."""
+    events = read_trace(path)
+    start = events[0]
+    if display.chatty:
+        display.panel(f"A recorded run, drawn from {path}: no model is called.", "recorded run", "blue")
+        if start.get("demo"):
+            display.panel("It was played by the scripted demo model, not a real LLM.", "offline demo", "red")
+        models = ", ".join(f"{role}={model}" for role, model in start.get("models", {}).items())
+        display.line(f"run {start.get('run_id')} · {start.get('server')} · {models}", "dim")
+    ledger, last = Ledger(), dict[str, Reply]()
+    for event in events:
+        kind = event["event"]
+        if kind == "call":
+            if stepper is not None:
+                budget = start.get("limits", {}).get("max_tokens") or MAX_TOTAL_TOKENS
+                stepper.pause(
+                    event["role"], event.get("prompt") or [], event.get("max_tokens") or 0, ledger.total_tokens, budget
+                )
+            display.prompt(event["role"], event.get("prompt") or [], event.get("max_tokens") or 0)  # --verbose
+            reply = last[event["role"]] = reply_from(event)
+            if reply.role == "critic":
+                display.raw_reply("critic", reply.content)  # --verbose, as show_verdict() does live
+            ledger.add(
+                reply.role, reply.prompt_tokens, reply.completion_tokens, reply.cost_usd, reply.seconds, reply.estimated
+            )
+        elif kind == "step":
+            display.step(
+                event["title"], event["body"], last.get(event["role"]) if event.get("replied") else None, event["style"]
+            )
+        elif kind == "warning":
+            display.warn(event["message"])
+        elif kind == "verdict" and event.get("source") != "code":
+            display.note(f"verdict read from {event.get('source')}: {event.get('why')}")
+        elif kind == "human" and display.chatty:
+            for question, answer in event.get("said") or []:
+                display.line(f"{question}{answer}", "bold")
+        elif kind == "escalation":
+            show_escalation(display, event["action"], event["worker_attempts"], event["plan_version"])
+    end = events[-1]
+    state = new_state(start.get("task") or "")
+    state["result"], state["stop_reason"], state["stop_detail"] = (
+        end.get("result"),
+        end["stop_reason"],
+        end.get("detail"),
+    )
+    state["status"] = "approved" if end["stop_reason"] == "approved" else "stopped"
+    state["iteration"], state["plan_version"] = end.get("iterations") or 0, end.get("plan_version") or 0
+    display.summary(state, ledger, path)
+    return EXIT_APPROVED
+
+
+def first_difference(recorded: list[dict[str, Any]], sent: list[dict[str, Any]]) -> str | None:
+    """Where a request first differs from the recorded one, in one line; None when they match.
+
+    >>> first_difference([user("Write a haiku")], [user("Write a poem")])
+    "message 1 (user) differs at character 9: recorded 'haiku' but now 'poem'"
+    """
+    for i, (old, new) in enumerate(zip(recorded, sent, strict=False), 1):
+        if old.get("role") != new.get("role"):
+            return f"message {i} is from the {new.get('role')}, recorded from the {old.get('role')}"
+        a, b = str(old.get("content") or ""), str(new.get("content") or "")
+        if a != b:
+            at = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            return (
+                f"message {i} ({new.get('role')}) differs at character {at + 1}: "
+                f"recorded {first_line(a[at : at + 40], 40)!r} but now {first_line(b[at : at + 40], 40)!r}"
+            )
+    if len(recorded) != len(sent):
+        return f"it has {len(sent)} messages, the recording {len(recorded)}"
+    return None
+
+
+class ReplayClient:
+    """Stands in for ``openai.OpenAI`` with a recorded run's replies: the real loop, offline.
+
+    Requests are matched per role, in order. A request that is not the recorded
+    one ends the run (ReplayMismatch, exit 2): a replay never falls through to a
+    live model, so a changed prompt shows up as a failed replay.
+    """
+
+    def __init__(self, events: list[dict[str, Any]], source: Path):
+        self.source = source
+        self.recorded: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            if event["event"] == "call":
+                self.recorded.setdefault(event["role"], []).append(event)
+        self.used: dict[str, int] = {}
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        role = request_role(request) or "unknown role"
+        n = self.used[role] = self.used.get(role, 0) + 1
+        queue = self.recorded.get(role, [])
+        if n > len(queue):
+            raise ReplayMismatch(
+                "replay_mismatch", f"the {role}'s call {n} is not in {self.source} ({len(queue)} recorded)"
+            )
+        event = queue[n - 1]
+        if problem := first_difference(event.get("prompt") or [], request["messages"]):
+            raise ReplayMismatch("replay_mismatch", f"the {role}'s request {n} is not the recorded one: {problem}")
+        usage = None if event.get("usage_estimated") else (event["prompt_tokens"], event["completion_tokens"])
+        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in event.get("tool_calls") or []]
+        body = completion_body(event.get("reply"), model=request["model"], usage=usage, tool_calls=calls or None)
+        body["choices"][0]["finish_reason"] = event.get("finish_reason") or "stop"
+        return as_attributes(body)
+
+
+LIMIT_FIELDS = ("max_iterations", "max_tokens", "max_plans", "max_cost", "timeout")  # the start event's limits
+
+
+def replay_setup(path: Path, settings: Settings) -> tuple[Settings, ReplayClient]:
+    """Settings and client for --replay: the recorded models (an added role's too) and limits, no server, no key.
+
+    The recorded limits apply, whatever the flags say: the budget gate must refuse what it refused live.
+    """
+    events = read_trace(path)
+    models = dict(events[0].get("models") or {})
+    calls = [e for e in events if e["event"] == "call"]
+    models.update({e["role"]: e["model"] for e in calls})
+    default = calls[0]["model"] if calls else settings.default_model
+    limits = {k: v for k, v in (events[0].get("limits") or {}).items() if k in LIMIT_FIELDS}
+    replayed = replace(
+        settings,
+        demo=False,
+        replay=str(path),
+        api_key=None,
+        base_url=None,
+        models=models,
+        default_model=default,
+        **limits,
+    )
+    return replayed, ReplayClient(events, path)
+
+
+# -- Drawing a recorded run, and the classroom's flags --
+
+MERMAID_UNSAFE = re.compile(r"[;#<>{}\[\]]")  # characters that end or break a Mermaid statement
+LADDER_WORDS = {  # each rung of the ladder, as a diagram note
+    "revise": "revise · the worker tries again",
+    "replan": "re-plan · the planner writes a new plan",
+    "give_up": "give up · a human is needed",
+    "accept": "accept · a human approved the draft",
+}
+
+
+def mermaid_text(text: str, limit: int = 60) -> str:
+    return first_line(MERMAID_UNSAFE.sub(" ", str(text)), limit)
+
+
+def mermaid_diagram(events: list[dict[str, Any]]) -> str:
+    """A recorded run as a Mermaid sequence diagram: who called whom, the tokens, verdicts and the stop."""
+    called = dict.fromkeys(e["role"] for e in events if e["event"] == "call")
+    alias = {"orchestrator": "O", "human": "H"}
+    for role in [*ROLES, *called]:  # one capital letter each (no Mermaid keyword is one letter); a digit on a clash
+        ids = [role[:1].upper(), *(f"{role[:1].upper()}{n}" for n in range(2, 99))]
+        alias.setdefault(role, next(a for a in ids if a not in alias.values()))
+    shown = ["orchestrator", *ROLES, *[r for r in called if r not in ROLES]]
+    if any(e["event"] == "human" for e in events):
+        shown.append("human")
+    lines = ["sequenceDiagram", *(f"    participant {alias[r]} as {r}" for r in shown)]
+    numbers: dict[str, int] = {}
+    for e in events:
+        kind = e["event"]
+        if kind == "call":
+            who, role = alias[e["role"]], e["role"]
+            n = numbers[role] = numbers.get(role, 0) + 1
+            mark = "~" if e.get("usage_estimated") else ""
+            cut = " · cut off" if e.get("finish_reason") == "length" else ""
+            lines.append(f"    O->>{who}: {role} call {n} · {mark}{e['prompt_tokens']} tokens in")
+            lines.append(f"    {who}-->>O: {mark}{e['completion_tokens']} tokens out{cut}")
+        elif kind == "verdict":
+            said = "APPROVED" if e["approved"] else "REJECTED"
+            by, where = ("code", "O") if e.get("source") == "code" else ("the critic", alias["critic"])
+            lines.append(f"    Note over {where}: {said} by {by} · {mermaid_text(e.get('feedback') or '', 50)}")
+        elif kind == "escalation":
+            lines.append(f"    Note over O: {LADDER_WORDS.get(e['action'], mermaid_text(e['action']))}")
+        elif kind == "human":
+            feedback = mermaid_text(e.get("feedback") or "", 40)
+            lines += ["    O->>H: your call", f"    H-->>O: {mermaid_text(e['action'])} {feedback}".rstrip()]
+        elif kind == "decision":
+            used = f" · overridden, {e['used']}" if e.get("overridden") else ""
+            lines.append(f"    Note over O: the director chose {mermaid_text(e.get('choice') or 'nothing')}{used}")
+        elif kind == "end":
+            tokens = (e.get("total_tokens") or {}).get("total", 0)
+            lines.append(f"    Note over O: stop · {e['stop_reason']} · {e.get('calls', 0)} calls, {tokens} tokens")
+    return "\n".join(lines)
+
+
+def show_or_draw(args: argparse.Namespace, display: Display, stdin: Any) -> int:
+    """--show and --diagram: read a recorded run; a bad file gets one line and exit 2."""
+    try:
+        if args.diagram:
+            display.line(mermaid_diagram(read_trace(args.diagram)), soft_wrap=True)
+            return EXIT_APPROVED
+        stepper = Stepper(Answers(stdin, display), display) if args.step else None
+        return show_recorded(args.show, display, stepper)
+    except UsageError as err:
+        display.error(str(err))
+        return EXIT_USAGE
+    except StopRun as halt:  # q at a --step pause
+        display.line(f"stop: {halt.detail}", "bold red")
+        return EXIT_NOT_APPROVED
+
+
+def add_classroom_flags(p: argparse.ArgumentParser) -> None:
+    room = p.add_argument_group("classroom")
+    room.add_argument("--step", action="store_true", help="pause before every model call (Enter goes on, q stops)")
+    room.add_argument(
+        "--human", action="store_true", help="ask the person at the terminal when the ladder would re-plan or give up"
+    )
+    recorded = room.add_mutually_exclusive_group()
+    recorded.add_argument("--show", type=Path, metavar="TRACE", help="draw a recorded run again, with no model")
+    recorded.add_argument(
+        "--replay", type=Path, metavar="TRACE", help="run the loop with a recorded run's replies as the model"
+    )
+    recorded.add_argument(
+        "--diagram", type=Path, metavar="TRACE", help="print a recorded run as a Mermaid sequence diagram"
+    )
+
+
 # -- The command line ---------------------------------------------------------
 
 EPILOG = """quickstart:
@@ -3214,7 +3700,7 @@ def exit_code_for(stop_reason: str | None, success: str = "approved") -> int:
         return EXIT_APPROVED
     if stop_reason == "interrupted":
         return EXIT_INTERRUPTED
-    if stop_reason == "config_error":
+    if stop_reason in ("config_error", "replay_mismatch"):
         return EXIT_USAGE
     return EXIT_NOT_APPROVED
 
@@ -3276,6 +3762,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
     )
     add_batch_stream_estimate_arguments(p)
+    add_classroom_flags(p)  # --step, --human, --show, --replay, --diagram
     return p
 
 
@@ -3443,6 +3930,7 @@ def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
         "cached_prompt_tokens": llm.ledger.cached_tokens,
         "cost_usd": state["cost_usd"],
         "demo": llm.settings.demo,
+        "replayed_from": llm.settings.replay,  # --replay: the recorded run whose replies stood in for the model
         "run_id": llm.trace.run_id,
         "trace": str(llm.trace.path) if llm.trace.path else None,
     }
@@ -3504,8 +3992,16 @@ def ctrl_c_exits(main: Callable[..., int]) -> Callable[..., int]:
 
 
 @ctrl_c_exits
-def main(argv: list[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
-    """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    console: Console | None = None,
+    client: Any = None,
+    loop: Callable[[str, LLM], SharedState] = orchestrate,
+    script: Callable[[str], Responder] = demo_script,
+) -> int:
+    """The command line. ``console`` and ``client`` let tests capture output and fake the API;
+    ``loop`` and ``script`` let a variant (stages/variants/) swap the orchestrator and its demo replies."""
     try:
         args = build_parser().parse_args(argv)  # before rich is imported: --help stays fast
     except SystemExit as exit_:  # argparse has printed its message; --help exits 0
@@ -3515,6 +4011,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
     console = console or Console()
     mode: Mode = "verbose" if args.verbose else "quiet" if args.quiet else "json" if args.json else "normal"
     display = Display(console, mode)
+    if args.show or args.diagram:  # a recorded run: no task, no model, no key
+        return show_or_draw(args, display, sys.stdin)
     if args.estimate or args.batch:
         return main_estimate(args, display) if args.estimate else main_batch(args, display, client)
     try:
@@ -3523,6 +4021,8 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         if args.output:
             check_output_path(args.output)
         settings = settings_from_args(args, dict(os.environ))
+        if args.replay:
+            settings, client = replay_setup(args.replay, settings)
         run_id = new_run_id()
         trace = Trace.in_dir(settings.log_dir, run_id)
     except UsageError as err:
@@ -3532,11 +4032,12 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
         display.error("interrupted while reading the task: nothing was sent")
         return EXIT_INTERRUPTED
     if settings.demo and client is None:
-        client = ScriptedClient(demo_script(settings.demo_scenario or "revise"))
+        client = ScriptedClient(script(settings.demo_scenario or "revise"))
     if args.stream:
         client = StreamingClient(client or openai_client(settings), display)
     llm = LLM(settings, display, trace, client=client)
     state: SharedState | None = None
+    attach_classroom(llm, args, sys.stdin)
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if display.chatty:
@@ -3546,7 +4047,7 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
-            state = orchestrate(task, llm)
+            state = loop(task, llm)
         return report(state, llm, args, mode)
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
@@ -3560,7 +4061,7 @@ def main(argv: list[str] | None = None, *, console: Console | None = None, clien
 def report(state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode) -> int:
     """Show how the run ended, write the approved result, and return the exit code."""
     display, console = llm.display, llm.display.console
-    server_fault = state["stop_reason"] in ("config_error", "api_error")
+    server_fault = state["stop_reason"] in ("config_error", "api_error", "replay_mismatch")
     if server_fault:
         display.error(state["stop_detail"] or str(state["stop_reason"]))
     approved = state["status"] == "approved"

@@ -114,13 +114,18 @@ def test_trace_records_the_run_and_never_the_key(console, tmp_path: Path, monkey
     assert [step for step in story if step not in mas.ROLES or step in LOOP_ROLES] == [
         "start",
         "planner",
+        "step",  # each panel, as drawn: what --show draws again
         "worker",
+        "step",
         "critic",
         "verdict",
+        "step",
         "escalation",
         "worker",
+        "step",
         "critic",
         "verdict",
+        "step",
         "end",
     ]
     call = next(e for e in events if e["event"] == "call")

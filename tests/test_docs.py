@@ -16,6 +16,8 @@ What is checked, in README.md, CONCEPTS.md, PROJECT.md and stages/stage3/README.
   column lists every public def and class of the section. No document points at a line number.
 * PROJECT.md's walkthrough is exactly what tools/trace_walkthrough.py makes from a fresh run.
 * Every edge of PROJECT.md's escalation state diagram names a test that exists.
+* PROJECT.md's sequence diagram is exactly what ``--diagram`` prints for the recorded run it names.
+* examples/README.md has a line for every recorded run in examples/.
 * README.md's quickstart runs offline: each command in the section is run with the OpenAI
   variables removed, in a temporary copy of the repository, with ``python`` meaning this
   interpreter. Setup lines (``pip install``, creating or activating a virtual environment)
@@ -46,7 +48,14 @@ import pytest
 pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "CONCEPTS.md", "PROJECT.md", "stages/stage3/README.md"]
+DOCS = [
+    "README.md",
+    "CONCEPTS.md",
+    "PROJECT.md",
+    "stages/stage3/README.md",
+    "stages/variants/README.md",
+    "examples/README.md",
+]
 SKIP_DIRS = {".git", ".venv", ".venv-ci", "logs", "__pycache__", ".pytest_cache", "node_modules"}
 
 # Backticked text that is not a name in the code, each with the reason.
@@ -391,6 +400,28 @@ def test_walkthrough_is_what_the_trace_gives_today() -> None:
         "PROJECT.md's walkthrough no longer matches a fresh run: regenerate it with "
         "python tools/trace_walkthrough.py --demo escalate"
     )
+
+
+DIAGRAM = re.compile(r"<!-- diagram:begin (\S+) -->\n```mermaid\n(.*?)```\n<!-- diagram:end -->", re.S)
+
+
+def test_the_sequence_diagram_is_what_the_recorded_run_gives() -> None:
+    import multi_agent_system as mas
+
+    found = DIAGRAM.findall(read_doc("PROJECT.md"))
+    assert found, "PROJECT.md has no sequence diagram between <!-- diagram:begin TRACE --> and <!-- diagram:end -->"
+    for trace, documented in found:
+        fresh = mas.mermaid_diagram(mas.read_trace(ROOT / trace))
+        assert documented.rstrip("\n") == fresh, (
+            f"PROJECT.md's diagram of {trace} is out of date: paste the output of "
+            f"python multi_agent_system.py --diagram {trace}"
+        )
+
+
+def test_every_recorded_example_has_a_readme_line() -> None:
+    text = read_doc("examples/README.md")
+    missing = [p.name for p in sorted((ROOT / "examples").glob("*.jsonl")) if f"`{p.name}`" not in text]
+    assert not missing, f"examples/README.md does not describe {missing}"
 
 
 def test_every_escalation_edge_names_a_real_test() -> None:

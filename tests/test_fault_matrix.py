@@ -239,3 +239,14 @@ def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeyp
         )
     assert time.monotonic() - started <= HANG_TIMEOUT_S + GRACE_S
     assert code == mas.EXIT_NOT_APPROVED and "timeout" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_placeholder_key_is_not_scrubbed_from_ordinary_words(tmp_path: Path) -> None:
+    """Local servers take any key; OPENAI_API_KEY=local must not turn every "local" in a trace into [redacted]."""
+    trace = mas.Trace(tmp_path / "t.jsonl", "run")
+    trace.hide("local")
+    trace.hide(KEY)
+    trace.event("call", prompt=f"a local model, key {KEY}")
+    line = (tmp_path / "t.jsonl").read_text()
+    assert "a local model" in line and KEY not in line and "[redacted]" in line
+    assert mas.redact("the local model said no", "local") == "the local model said no"

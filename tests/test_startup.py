@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,5 +50,20 @@ def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_p
         "assert m.main(['--estimate', 'Write a haiku']) == 0\n"
         "assert m.main(['--batch', 'tasks.txt', '--quiet', '--demo-scenario', 'approve']) == 0\n"
         "assert m.main(['Write a haiku about agents', '--stream', '--quiet']) == 0"
+    )
+    assert modules_after(code, tmp_path) == set()
+
+
+def test_showing_drawing_and_stepping_load_nothing_heavy(tmp_path: Path) -> None:
+    """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK."""
+    example = ROOT / "examples" / "haiku-revised.jsonl"
+    code = (
+        "import io, sys\nimport multi_agent_system as m\n"
+        f"assert m.main(['--show', {str(example)!r}, '--quiet']) == 0\n"
+        f"assert m.main(['--diagram', {str(example)!r}]) == 0\n"
+        f"task = {json.loads(example.read_text().splitlines()[0])['task']!r}\n"
+        f"assert m.main(['--replay', {str(example)!r}, task, '--quiet']) == 0\n"
+        "sys.stdin = io.StringIO('\\n' * 20)\n"
+        "assert m.main(['Write a haiku about agents', '--step', '--quiet']) == 0"
     )
     assert modules_after(code, tmp_path) == set()

@@ -1,0 +1,1 @@
+"""Variants of the chapter's loop: each swaps one piece and reuses every other."""
