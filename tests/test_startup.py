@@ -56,7 +56,7 @@ def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_p
 
 def test_showing_drawing_and_stepping_load_nothing_heavy(tmp_path: Path) -> None:
     """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK."""
-    example = ROOT / "examples" / "haiku-revised.jsonl"
+    example = ROOT / "examples" / "haiku-approved.jsonl"
     code = (
         "import io, sys\nimport multi_agent_system as m\n"
         f"assert m.main(['--show', {str(example)!r}, '--quiet']) == 0\n"
