@@ -226,7 +226,7 @@ class Settings:
             return "scripted demo model (offline)"
         if self.replay:
             return f"replies replayed from {self.replay} (offline)"
-        return self.base_url or "https://api.openai.com/v1"
+        return re.sub(r"//[^/@]*@", "//", self.base_url or "https://api.openai.com/v1")  # never show user:password@
 
 
 # -- The shared state: one dict, and who writes each key ---------------------
@@ -1059,6 +1059,7 @@ class LLM:
             trace.hide(settings.api_key)
         self.ledger = Ledger()
         self._client = client
+        self._owns_client = client is None  # only a client made here may be closed here
         self._clock = clock
         self._started = clock()
         self._format_level = 0  # index into RESPONSE_FORMATS; only ever goes down
@@ -1165,6 +1166,10 @@ class LLM:
                 return self._within_time_limit(functools.partial(self._send, attempt))
             except json.JSONDecodeError as err:  # the SDK read a 200 whose body is not JSON
                 raise self._not_json(err) from None
+            except RecursionError:  # a body nested thousands deep: the json module gives up
+                raise ModelUnavailable(
+                    "api_error", f"{self.settings.server()} sent a reply nested too deeply to read"
+                ) from None
             except Exception as err:  # the SDK's error classes are looked up only once one is raised
                 openai = _openai()
                 if not isinstance(err, openai.OpenAIError):
@@ -1243,9 +1248,13 @@ class LLM:
             finally:
                 done.set()
 
-        threading.Thread(target=run, name="model-call", daemon=True).start()
+        # The name carries the run id, so the SDK's retry messages from this thread are told apart.
+        threading.Thread(target=run, name=f"model-call {self.trace.run_id}", daemon=True).start()
         if not done.wait(max(0.0, s.timeout - self.elapsed())):
             self.trace.event("warning", message="a call was abandoned at the time limit; its tokens are not counted")
+            if self._owns_client and self._client is not None:  # closing it ends the SDK's retries of that call
+                self._client.close()
+                self._client = None
             raise BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached while waiting on {s.server()}")
         if "error" in outcome:
             raise outcome["error"]
@@ -1269,7 +1278,7 @@ class LLM:
     def _explain(self, err: Any, model: str) -> StopRun:
         """Turn any SDK error into one clear line and a stop reason (config_error: exit 2; api_error: exit 1)."""
         openai, where, s = _openai(), self.settings.server(), self.settings
-        detail = redact(first_line(getattr(err, "message", None) or str(err)), s.api_key)  # servers echo keys
+        detail = first_line(redact(getattr(err, "message", None) or str(err), s.api_key))  # servers echo keys
         status = getattr(err, "status_code", None)
         fix, retried = "config_error", f"even after {SDK_MAX_RETRIES} retries"  # fix: the user must change something
         if isinstance(err, openai.AuthenticationError):
@@ -1285,7 +1294,7 @@ class LLM:
                 return BudgetExhausted("timeout", f"{s.timeout:g}s time limit reached during a call")
             return ModelUnavailable("api_error", f"{where} did not answer in time, {retried}")
         if isinstance(err, openai.APIConnectionError):
-            if type(err.__cause__).__name__ not in ("ConnectError", "ConnectTimeout", "NoneType"):
+            if type(err.__cause__).__name__ not in ("ConnectError", "ConnectTimeout", "ProxyError", "NoneType"):
                 return ModelUnavailable("api_error", f"the connection to {where} broke mid-reply, {retried}")
             return ModelUnavailable(fix, f"cannot reach {where}: is the server running and OPENAI_BASE_URL right?")
         if isinstance(err, openai.RateLimitError):
@@ -1314,12 +1323,16 @@ class LLM:
                 "config_error", f"{self.settings.server()} answered without any choices: is it OpenAI-compatible?"
             )
         choice = completion.choices[0]
-        content = choice.message.content or ""
+        content = clean_text(choice.message.content or "")
         refusal = getattr(choice.message, "refusal", None)
         if refusal and not content:  # the model declined: say so, rather than pass on an empty reply silently
             self.warn(f"the {role}'s model refused: {first_line(redact(str(refusal)), 120)}")
         tool_calls = [
-            {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.function.name, "arguments": clean_text(c.function.arguments or "")},
+            }
             for c in getattr(choice.message, "tool_calls", None) or []
         ]
         message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -1387,13 +1400,11 @@ def cached_prompt_tokens(usage: Any) -> int:
 
 
 _SECRET = re.compile(
-    r"(?i)(bearer\s+)[^\s\"',;]+"  # an Authorization header, echoed
-    r"|(?<![\w-])(sk-[\w-]{8,})"  # OpenAI-style keys: sk-..., sk-proj-...
-    r"|((?:api[_-]?key|x-api-key|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;)]+"
+    r"(?i)((?:bearer|basic)\s+)[^\s\"',;]+"  # an Authorization header, echoed
+    r"|(?<![\w-])((?:sk|rk|pk)[-_][\w-]{8,})"  # key-shaped words: sk-..., sk-proj-..., sk_live_...
+    r"|((?:api[ _-]?key|x-api-key|token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;)]+"
 )
-
-
-SECRET_MIN_CHARS = 16  # real keys are longer; a short "key" ("local") is a placeholder, not worth mangling words
+SECRET_MIN_CHARS = 16  # real keys are longer; a trace is not scrubbed of a placeholder such as "local"
 
 
 def redact(text: str, *secrets: str | None) -> str:
@@ -1405,9 +1416,19 @@ def redact(text: str, *secrets: str | None) -> str:
     "Invalid header 'Authorization: Bearer [redacted]' (api_key=[redacted])"
     """
     for secret in secrets:
-        if secret and len(secret) >= SECRET_MIN_CHARS:
+        if secret and len(secret) >= 4:  # error text is short: scrubbing even a placeholder costs nothing
             text = text.replace(secret, "[redacted]")
     return _SECRET.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD: JSON may carry one ("\\ud83d", a reply cut
+    mid-emoji), and UTF-8 cannot encode it, so the screen, the trace and the next request would fail.
+
+    >>> clean_text("cut \\ud83d here") == "cut \\ufffd here"
+    True
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def first_line(text: str, limit: int = 200) -> str:
@@ -1419,8 +1440,12 @@ def first_line(text: str, limit: int = 200) -> str:
 def sdk_retries_shown(display: Display, trace: Trace) -> Iterator[None]:
     """Make the SDK's own retry messages visible: in --verbose, and always in the trace."""
 
+    here = threading.current_thread().name
+
     class _Forward(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
+            if record.threadName != here and not str(record.threadName).endswith(trace.run_id):
+                return  # another run's call, or one abandoned at an earlier run's time limit
             message = record.getMessage()
             if "retry" in message.lower():
                 display.note(f"openai SDK: {message}")
@@ -2188,7 +2213,8 @@ class Trace:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = path.open("a", encoding="utf-8")
+                # backslashreplace: a reply may carry a lone surrogate ("\\ud83d"), which UTF-8 cannot hold
+                self._file = path.open("a", encoding="utf-8", errors="backslashreplace")
             except OSError as err:
                 raise UsageError(f"cannot write the trace to {path}: {err.strerror}") from err
 
@@ -3903,8 +3929,10 @@ def load_env_file(warn: Callable[[str], None] | None = None) -> None:
         logger.propagate = False
     try:
         load_dotenv(path)
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at {err.start})") from None
+    except ValueError as err:  # a NUL byte: the environment cannot hold it
+        if isinstance(err, UnicodeDecodeError):
+            raise UsageError(f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} at {err.start})") from None
+        raise UsageError(f"{path} cannot be read as settings: {err}") from None
     except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror}") from None
     finally:
@@ -4029,7 +4057,7 @@ def main(
         display.error(str(err))
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C while the task was still being typed into stdin
-        display.error("interrupted while reading the task: nothing was sent")
+        display.error("interrupted before the run started: nothing was sent")
         return EXIT_INTERRUPTED
     if settings.demo and client is None:
         client = ScriptedClient(script(settings.demo_scenario or "revise"))
@@ -4052,7 +4080,8 @@ def main(
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
         kept = f"; the result was saved to {rescued}" if rescued else ""
-        display.error(f"cannot write {err.filename}: {err.strerror}{kept}")
+        where = err.filename or "the output"  # no file name: writing to the terminal or a pipe failed
+        display.error(f"cannot write {where}: {err.strerror}{kept}")
         return EXIT_USAGE
     finally:
         trace.close()

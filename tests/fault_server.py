@@ -126,9 +126,23 @@ def _schema_refused(server: FaultServer, request: dict[str, Any], body: dict[str
 
 def _echo_key(status: int) -> Callable[..., Any]:
     def act(server: FaultServer, request: dict[str, Any], body: dict[str, Any]) -> Any:
-        return _error(status, f"Invalid header 'Authorization: {server.last_auth}' (api_key={server.key})")
+        auth, key = server.last_auth, server.key
+        return _error(
+            status, f"Invalid header 'Authorization: {auth}' (api_key={key}). Incorrect API key provided: {key}."
+        )
 
     return act
+
+
+def _deep_body(server: FaultServer, request: dict[str, Any], body: dict[str, Any]) -> Any:
+    data = json.dumps(body)[:-1] + ', "extra": ' + "[" * (2 * DEEP) + "]" * (2 * DEEP) + "}"
+    return ("json", 200, data.encode(), {})
+
+
+def _lone_surrogate(body: dict[str, Any]) -> None:
+    message = _message(body)
+    if message.get("content") and message["content"].lstrip()[:1] not in "{[":  # prose only: JSON stays readable
+        message["content"] += " \ud83d"  # json.dumps writes it as the escape a server cut mid-emoji would send
 
 
 def _hang(server: FaultServer, request: dict[str, Any], body: dict[str, Any]) -> Any:
@@ -215,8 +229,10 @@ FAULTS = {
             "bad_tool_arguments",
             _reply(_bad_tool_args),
             what="tool call arguments not JSON",
-            unlike=(("chapter", "recovers"),),
+            unlike=(("chapter", "recovers"), ("variant", "recovers")),
         ),
+        Fault("deep_body", _deep_body, what=f"HTTP body nested {2 * DEEP} deep", expect="api_error"),
+        Fault("lone_surrogate", _reply(_lone_surrogate), what="a lone surrogate in the reply", expect="recovers"),
         Fault("deep_json", _reply(_deep), what=f"JSON nested {DEEP} deep"),
         Fault("key_echoed_400", _echo_key(400), what="400 whose message echoes the key", expect="config_error"),
         Fault("key_echoed_500", _echo_key(500), what="500 whose message echoes the key", expect="api_error"),
@@ -231,6 +247,7 @@ class FaultServer:
     key: str
     requests: list[dict[str, Any]] = field(default_factory=list)
     last_auth: str = ""
+    struck: int = 0  # requests the fault was played on: a cell whose fault never struck proves nothing
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
@@ -252,6 +269,7 @@ class FaultServer:
                     body = server._scripted.body(dict(request, extra_headers={mas.ROLE_HEADER: role}))
                 f = server.fault
                 strikes = number >= f.after and (f.times is None or number < f.after + f.times)
+                server.struck += strikes
                 answer = f.action(server, request, body) if strikes else ("json", 200, json.dumps(body).encode(), {})
                 if answer == "drop":
                     self.close_connection = True

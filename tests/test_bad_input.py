@@ -345,3 +345,18 @@ def test_ctrl_c_mid_call_in_every_program_keeps_the_trace(console, tmp_path: Pat
 def test_run_ids_do_not_repeat_within_a_process() -> None:
     ids = [mas.new_run_id() for _ in range(200_000)]
     assert len(set(ids)) == len(ids)
+
+
+def test_a_nul_byte_in_env_is_one_line(console, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"OPENAI_MODEL=ab\x00c\n")
+    assert mas.main(["Write a haiku about agents"], console=console) == mas.EXIT_USAGE
+    assert ".env" in one_error(output(console))
+
+
+def test_a_password_in_the_base_url_is_never_shown(console, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:hunter2secret@127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    code = mas.main(["Write a haiku about agents"], console=console)
+    (trace,) = (tmp_path / "logs").glob("*.jsonl")
+    assert code == mas.EXIT_USAGE  # nothing listens on port 9
+    assert "hunter2secret" not in output(console) + trace.read_text()

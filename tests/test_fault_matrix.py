@@ -32,14 +32,18 @@ if __name__ == "__main__":  # run as a script, to print or rewrite the README's 
     sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 import multi_agent_system as mas
 from fault_server import FAULTS, Fault, FaultServer
 from stages.stage3 import demo, handoffs
 from stages.stage3.activity import starter_workflow
+from stages.variants import model_driven
 
-KEY = "sk-proj-FAULTMATRIXsecret0123456789abcdef"  # looks like a real key, so pattern redaction is tested too
+KEY = "gsk_FAULTMATRIXsecret0123456789abcdef"  # no pattern matches it: only scrubbing the configured key hides it
+MAX_TOKENS = 8_000  # tight enough that the budget check can fail: a healthy run spends a few thousand
 TIMEOUT_S = 20.0  # every cell runs under --timeout, so a bug that hangs fails the test instead of CI
 HANG_TIMEOUT_S = 2.0  # the hang cell: the whole run, retries included, must end near this
 GRACE_S = 2.0  # how far past --timeout a run may end
@@ -65,6 +69,14 @@ ENTRY_POINTS = (
         mas.main,
         lambda: mas.demo_script("revise"),
         lambda tmp: ["Write a haiku about agents", "--output", str(tmp / "out" / "haiku.txt")],
+        mas.STOP_REASONS,
+    ),
+    EntryPoint(
+        "variant",
+        "python -m stages.variants.model_driven",
+        model_driven.main,
+        lambda: model_driven.demo_script("escalate"),  # rejections, so the director is asked
+        lambda tmp: ["Write a haiku about agents"],
         mas.STOP_REASONS,
     ),
     EntryPoint(
@@ -95,6 +107,7 @@ class Cell:
     files: dict[str, str]
     seconds: float
     requests: int
+    struck: int
 
 
 @pytest.fixture(autouse=True)
@@ -106,10 +119,11 @@ def quick_sdk_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_base_client, "MAX_RETRY_DELAY", 0.02)
 
 
-def run_cell(entry: EntryPoint, fault: Fault, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Cell:
+def run_cell(entry: EntryPoint, fault: Fault, tmp: Path, monkeypatch: pytest.MonkeyPatch, timed: bool = True) -> Cell:
     monkeypatch.chdir(tmp)
     logs = tmp / "logs"
     limit = HANG_TIMEOUT_S if fault.needs_timeout else TIMEOUT_S
+    limits = ["--timeout", str(limit)] if timed else []
     with FaultServer(entry.responder(), fault, key=KEY) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
@@ -117,7 +131,8 @@ def run_cell(entry: EntryPoint, fault: Fault, tmp: Path, monkeypatch: pytest.Mon
         console = Console(file=StringIO(), width=100, color_system=None)
         started = time.monotonic()
         code = entry.main(
-            [*entry.argv(tmp), "--log-dir", str(logs), "--timeout", str(limit), "--verbose"], console=console
+            [*entry.argv(tmp), "--log-dir", str(logs), *limits, "--max-tokens", str(MAX_TOKENS), "--verbose"],
+            console=console,
         )
         seconds = time.monotonic() - started
     traces = sorted(logs.glob("*.jsonl"))
@@ -126,13 +141,27 @@ def run_cell(entry: EntryPoint, fault: Fault, tmp: Path, monkeypatch: pytest.Mon
     files = {
         str(p.relative_to(tmp)): p.read_text(encoding="utf-8", errors="replace") for p in tmp.rglob("*") if p.is_file()
     }
-    return Cell(code, console.file.getvalue(), events, files, seconds, len(server.requests))  # type: ignore[attr-defined]
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    return Cell(code, shown, events, files, seconds, len(server.requests), server.struck)
 
 
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
 @pytest.mark.parametrize("entry", ENTRY_POINTS, ids=[e.name for e in ENTRY_POINTS])
 def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cell = run_cell(entry, fault, tmp_path, monkeypatch)
+    check_cell(entry, fault, run_cell(entry, fault, tmp_path, monkeypatch))
+
+
+UNTIMED = ("rate_limit_once", "server_error_forever", "dropped", "invalid_json", "deep_body", "key_echoed_500")
+
+
+@pytest.mark.parametrize("fault", [FAULTS[name] for name in UNTIMED], ids=UNTIMED)
+def test_cell_without_a_time_limit(fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The matrix runs under --timeout (the deadline thread); these cells take the plain path without it."""
+    entry = ENTRY_POINTS[0]
+    check_cell(entry, fault, run_cell(entry, fault, tmp_path, monkeypatch, timed=False))
+
+
+def check_cell(entry: EntryPoint, fault: Fault, cell: Cell) -> None:
     end = cell.trace[-1]
     assert end["event"] == "end", f"the trace stops at {end['event']!r}, not at an end event"
     reason = end.get("stop_reason")
@@ -142,10 +171,13 @@ def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pyte
     assert "Traceback" not in cell.out
     errors = ERROR.findall(cell.out)
     expect = expected(fault, entry)
+    assert fault.refused or cell.struck >= 1, "the fault never struck: this cell would prove nothing"
     if expect == "recovers":
         assert reason == entry.success and not errors, cell.out
+        assert cell.code == mas.EXIT_APPROVED
     elif expect == "not_approved":
         assert reason not in (entry.success, "config_error", "api_error") and not errors, cell.out
+        assert cell.code == mas.EXIT_NOT_APPROVED
     else:
         assert reason == expect, cell.out
     if reason in ("config_error", "api_error"):
@@ -158,7 +190,7 @@ def test_cell(entry: EntryPoint, fault: Fault, tmp_path: Path, monkeypatch: pyte
     )
     total = end.get("total_tokens")
     tokens = total["total"] if isinstance(total, dict) else total
-    assert tokens is None or tokens <= mas.MAX_TOTAL_TOKENS
+    assert tokens is None or tokens <= MAX_TOKENS
     limit = HANG_TIMEOUT_S if fault.needs_timeout else TIMEOUT_S
     assert cell.seconds <= limit + GRACE_S, f"{cell.seconds:.1f}s against a {limit}s limit"
 
@@ -249,4 +281,40 @@ def test_a_placeholder_key_is_not_scrubbed_from_ordinary_words(tmp_path: Path) -
     trace.event("call", prompt=f"a local model, key {KEY}")
     line = (tmp_path / "t.jsonl").read_text()
     assert "a local model" in line and KEY not in line and "[redacted]" in line
-    assert mas.redact("the local model said no", "local") == "the local model said no"
+    # Error text is short and shown once: there even a short key is scrubbed.
+    assert mas.redact("key 'classroom-26' rejected", "classroom-26") == "key '[redacted]' rejected"
+
+
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    key=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=4, max_size=60),
+)
+def test_redact_never_leaves_the_configured_key(before: str, after: str, key: str) -> None:
+    assert key not in mas.redact(before + key + after, key).replace("[redacted]", "")
+
+
+def test_an_abandoned_call_does_not_speak_in_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call abandoned at one run's time limit must not put SDK retry lines into a later run's output."""
+    with FaultServer(mas.demo_script("revise"), FAULTS["hang"], key=KEY) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        console = Console(file=StringIO(), width=100, color_system=None)
+        first = mas.main(["Write a haiku", "--timeout", "1", "--log-dir", str(tmp_path / "a")], console=console)
+        monkeypatch.delenv("OPENAI_BASE_URL")
+        monkeypatch.delenv("OPENAI_API_KEY")
+        later = Console(file=StringIO(), width=100, color_system=None)
+        script = mas.demo_script("revise")
+
+        def slow(request: dict[str, Any]) -> Any:  # keeps this run going while the SDK would still be retrying
+            time.sleep(0.6)
+            return script(request)
+
+        second = mas.main(
+            ["Write a haiku about agents", "--verbose", "--log-dir", str(tmp_path / "b")],
+            console=later,
+            client=mas.ScriptedClient(slow),
+        )
+    (trace,) = (tmp_path / "b").glob("*.jsonl")
+    assert (first, second) == (mas.EXIT_NOT_APPROVED, mas.EXIT_APPROVED)
+    assert "openai SDK" not in later.file.getvalue() + trace.read_text()  # type: ignore[attr-defined]
