@@ -35,10 +35,13 @@ Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
 With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
 ``OPENAI_BASE_URL`` any OpenAI-compatible server (Ollama, LM Studio, llama.cpp).
 
-Left out on purpose: parallel workers, message queues, saved state and
-streaming. CONCEPTS.md discusses them; each would hide the loop this file
-exists to show. A model-driven orchestrator is its own short file beside this
-one, stages/variants/model_driven.py, so the two can be diffed.
+Part 2 also runs many tasks at once (``--batch``), streams the Worker's reply
+(``--stream``) and previews what a run can spend (``--estimate``); none of them
+changes the loop. Left out on purpose: parallel workers inside one run,
+message queues and saved state. CONCEPTS.md discusses them; each would hide
+the loop this file exists to show. A model-driven orchestrator is its own
+short file beside this one, stages/variants/model_driven.py, so the two can be
+diffed.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ TOKEN_WARNING_SHARE = 0.8  # warn once when this share of the token budget is sp
 MAX_PLANS = 3  # plans tried before the run stops and asks for a human
 REJECTIONS_BEFORE_REPLAN = 2  # rejections of one plan before the planner is asked for a new one
 MIN_USEFUL_COMPLETION = 48  # a call that may not write this many tokens is not worth paying for
+VERDICT_ROOM = 160  # kept free for the critic's reply while the worker writes: an 80-word verdict in JSON fits
 BYTES_PER_TOKEN_GUESS = 2.5  # real tokenizers average 3-4.5 bytes a token: guessing low keeps the cap hard
+BYTES_PER_TOKEN_MOST = 4.5  # the other end of that range: counting with it gives a floor (the cost preview's fewest)
 DEFAULT_MODEL = "gpt-4o-mini"  # cheap and capable; any model name your server knows works
 
 # Prompt-size bounds. Every variable part of a prompt is cut to one of these,
@@ -421,12 +426,11 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     parts = [f"Task:\n{state['task']}"]
     if failed:
         parts.append(
-            "Drafts made from earlier plans were rejected. Write a new plan for the task itself (what to write and how), "
-            "not for the review process. Avoid these problems:"
+            "Drafts from earlier plans were rejected. Plan the task itself (what to write and how), "
+            "not the review process. Avoid these problems:"
         )
-        for item in failed:
-            last = [r for r in reviews(state) if r["plan_version"] == item["plan_version"]]
-            parts.append(f"- {clip(last[-1]['feedback'] if last else '(no feedback recorded)', CLIP_CHARS)}")
+        last = [[r for r in reviews(state) if r["plan_version"] == item["plan_version"]][-1:] for item in failed]
+        parts.append(lessons([r[0] if r else HistoryItem(feedback="(no feedback recorded)") for r in last]))
     messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
     reply = llm.complete("planner", messages, schema=plan_schema())
     steps, proposed = read_plan(reply.content)
@@ -449,8 +453,8 @@ def planner_agent(state: SharedState, llm: LLM) -> Reply:
     return reply
 
 
-WORKER_PROMPT = """You are the Worker on a team of agents. Do the task exactly as asked and reply with the finished work only:
-no preamble, no notes about the plan, no commentary. When the Critic's feedback is included, fix every point it raises."""
+WORKER_PROMPT = """You are the Worker. Do the task exactly as asked. Reply with the finished work only:
+no preamble, no notes on the plan, no commentary. When feedback is included, fix every point it raises."""
 
 
 def worker_agent(state: SharedState, llm: LLM) -> Reply:
@@ -476,7 +480,7 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     older = [r for r in shown if r not in recent]
     if older:
-        parts.append("Older feedback on this task (do not repeat these mistakes):\n" + lessons(older))
+        parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
     for r in recent:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
@@ -487,21 +491,31 @@ def worker_agent(state: SharedState, llm: LLM) -> Reply:
                 "Return a new, complete version that fixes every point, and nothing else."
             )
         )
-    reply = llm.complete("worker", messages)
+    reply = llm.complete("worker", messages, reserve=critique_reserve(state))
     state["result"] = draft = reply.content.strip()
     state["worker_attempts"] += 1
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", state["requirements"])
     return reply
 
 
-CRITIC_PROMPT = """You are the Critic on a team of three agents: Planner, Worker, Critic.
-Decide whether the draft fully does the task. Do not rewrite it.
-Code has already measured the draft; its checks passed, so do not recount what it measured.
-Judge what code cannot: is it correct, on topic, complete, and in the form the task asks for?
-Approve only when nothing the task asks for is missing or wrong. When you reject, say exactly what to change, in at most 80 words.
-Keep your demands consistent with your earlier feedback, and do not invent requirements the task does not state.
-Reply with JSON: {"approved": true or false, "feedback": "..."}.
-If you cannot reply with JSON, make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: followed by your reasons."""
+CRITIC_PROMPT = """You are the Critic. Decide whether the draft fully does the task; do not rewrite it.
+Code has measured the draft and its checks passed: do not recount. Judge what code cannot: is it correct, on topic, complete, in the form asked?
+Approve only if nothing the task asks for is missing or wrong. To reject, say exactly what to change (at most 80 words), consistent with your earlier feedback, and invent no requirement the task does not state."""
+# The verdict's shape in words. The gateway adds it to the system prompt only while the server
+# is not enforcing the JSON schema itself (the schema says the same, and is paid for too). The
+# planner's prompt keeps its shape line always: without it the local 1.5B model wrote long,
+# indented plans that ran into their token cap.
+CRITIC_FORMAT = """Reply with JSON: {"approved": true or false, "feedback": "..."}
+or else make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: and your reasons."""
+
+
+def critique_reserve(state: SharedState) -> int:
+    """Tokens the critic will need to judge the coming draft, besides the draft itself (see completion_allowance)."""
+    shown = [
+        system(f"{CRITIC_PROMPT}\n{CRITIC_FORMAT}"),
+        user(state["task"] + lessons(reviews(state)[-OWN_FEEDBACK_SHOWN:])),
+    ]
+    return estimate_tokens(shown, [verdict_schema()]) + VERDICT_ROOM
 
 
 def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
@@ -523,16 +537,16 @@ def critic_agent(state: SharedState, llm: LLM) -> Reply | None:
         feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
         verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
-        parts = [
-            f"Task:\n{state['task']}",
-            f"Plan the Worker followed (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}",
-            f"Measured by code:\n{format_facts(facts)}",
-        ]
+        # What never changes comes first (instructions, task), so providers can cache that prefix.
+        # The plan is not shown: the draft is judged against the task, not against the plan's reading of it.
+        parts = [f"Task:\n{state['task']}"]
         own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
         if own:
-            parts.append("Earlier feedback on this task (yours, or code's), oldest first:\n" + lessons(own))
+            parts.append("Earlier feedback (yours, or code's), oldest first:\n" + lessons(own))
+        parts.append(f"Measured by code:\n{format_facts(facts)}")
         parts.append(f"Draft to judge:\n<<<\n{clip(state['result'], DRAFT_MAX_CHARS)}\n>>>")
-        reply = llm.complete("critic", [system(CRITIC_PROMPT), user("\n\n".join(parts))], schema=verdict_schema())
+        messages = [system(CRITIC_PROMPT), user("\n\n".join(parts))]
+        reply = llm.complete("critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = parse_verdict(reply.content)
         if verdict.approved and reply.finish_reason == "length":
             verdict = verdict.overruled("the verdict was cut off at max_tokens")
@@ -613,12 +627,18 @@ def completion_allowance(
     elapsed: float,
     model: str,
     settings: Settings,
+    reserve: int = 0,
 ) -> int:
     """How many tokens the next call may write; BudgetExhausted if it should not be made.
 
     ``prompt_tokens`` is a high estimate of the call's prompt. The completion
     is clamped so that prompt + completion fits in what is left of the token
     (and cost) budget, so the cap holds even on the last call.
+
+    ``reserve`` is what a later call needs that will read this reply back: the
+    critique of a draft. It stays free, and since the draft is then paid for
+    twice (written, then read), only half of what remains may be written. A
+    draft that could not be judged is not worth writing.
 
     >>> s = Settings(max_tokens=2_000)
     >>> completion_allowance("worker", 500, 0, 0.0, 0.0, "gpt-4o-mini", s)  # the role's own cap
@@ -629,25 +649,30 @@ def completion_allowance(
     Traceback (most recent call last):
     ...
     multi_agent_system.BudgetExhausted: worker call skipped: its ~500-token prompt leaves too little room (1480 of 2000 tokens used)
+    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, "gpt-4o-mini", s, reserve=300)  # (2000-1000-500-300) / 2
+    100
     """
     if settings.timeout is not None and elapsed >= settings.timeout:
         raise BudgetExhausted("timeout", f"{settings.timeout:g}s time limit reached")
-    limit, binding = min(role_cap(role), settings.max_tokens - spent_tokens - prompt_tokens), "token_budget"
+    share = 2 if reserve else 1  # a reply that is read back is paid for twice
+    tokens_left = settings.max_tokens - spent_tokens - prompt_tokens - reserve
+    limit, binding = min(role_cap(role), tokens_left // share), "token_budget"
     if settings.max_cost is not None:
         price = price_for(model)
         assert price is not None, "settings_from_env refuses --max-cost without a price"
         money_left = settings.max_cost - (spent_usd or 0.0) - prompt_tokens * price.input_per_token
-        if price.output_per_token > 0 and money_left / price.output_per_token < limit:
-            limit, binding = math.floor(money_left / price.output_per_token), "cost_budget"
+        money_left -= reserve * price.output_per_token  # priced high: as if all of it were written
+        per_token = price.output_per_token + (price.input_per_token if reserve else 0.0)
+        if per_token > 0 and money_left / per_token < limit:
+            limit, binding = math.floor(money_left / per_token), "cost_budget"
     if limit < MIN_USEFUL_COMPLETION:
         spent = (
             f"{spent_tokens} of {settings.max_tokens} tokens used"
             if binding == "token_budget"
             else f"{format_cost(spent_usd)} of ${settings.max_cost:g} spent"
         )
-        raise BudgetExhausted(
-            binding, f"{role} call skipped: its ~{prompt_tokens}-token prompt leaves too little room ({spent})"
-        )
+        needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{reserve} kept for judging it)" if reserve else "")
+        raise BudgetExhausted(binding, f"{role} call skipped: {needs} leaves too little room ({spent})")
     return limit
 
 
@@ -712,11 +737,17 @@ def user(text: str) -> dict[str, Any]:
 
 
 def lessons(items: list[HistoryItem]) -> str:
-    """Earlier feedback as a list, each clipped; feedback said word for word more than once is shown once."""
-    seen: dict[str, list[str]] = {}
+    """Earlier feedback as a list, oldest first, each clipped; feedback said word for word again is shown once, with a count.
+
+    >>> print(lessons([{"feedback": "Add an example."}] * 5 + [{"feedback": "Shorter."}]))
+    - Add an example. (said 5 times)
+    - Shorter.
+    """
+    seen: dict[str, int] = {}
     for r in items:
-        seen.setdefault(clip(r["feedback"], CLIP_CHARS), []).append(f"plan v{r['plan_version']}, draft {r['attempt']}")
-    return "\n".join(f"- {', '.join(where)}: {feedback}" for feedback, where in seen.items())
+        feedback = clip(r["feedback"], CLIP_CHARS)
+        seen[feedback] = seen.get(feedback, 0) + 1
+    return "\n".join(f"- {feedback}" + (f" (said {times(n)})" if n > 1 else "") for feedback, n in seen.items())
 
 
 def code_blocks(text: str) -> list[dict[str, Any]]:
@@ -756,11 +787,7 @@ def shown_checks(facts: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def format_facts(facts: dict[str, Any]) -> str:
-    lines = [
-        f"- words: {facts['words']}",
-        f"- non-empty lines: {facts['lines']}",
-        f"- characters: {facts['characters']}",
-    ]
+    lines = [f"- words: {facts['words']}", f"- non-empty lines: {facts['lines']}"]  # characters: in the trace only
     if facts.get("cut_off"):
         lines.append("- the draft was cut off at its token limit: it is incomplete")
     for i, block in enumerate(facts["code_blocks"], 1):
@@ -865,6 +892,7 @@ class RoleStats:
     cost_usd: float | None = 0.0
     seconds: float = 0.0
     estimated: bool = False  # some usage was estimated: the server sent none
+    cached_tokens: int = 0  # prompt tokens served from the provider's prompt cache (billed lower)
 
 
 @dataclass
@@ -873,8 +901,18 @@ class Ledger:
 
     roles: dict[str, RoleStats] = field(default_factory=dict)
 
-    def add(self, role: str, prompt: int, completion: int, cost: float | None, seconds: float, estimated: bool) -> None:
+    def add(
+        self,
+        role: str,
+        prompt: int,
+        completion: int,
+        cost: float | None,
+        seconds: float,
+        estimated: bool,
+        cached: int = 0,
+    ) -> None:
         stats = self.roles.setdefault(role, RoleStats())
+        stats.cached_tokens += cached
         stats.calls += 1
         stats.prompt_tokens += prompt
         stats.completion_tokens += completion
@@ -888,6 +926,7 @@ class Ledger:
     calls = property(lambda self: self._sum("calls"))
     prompt_tokens = property(lambda self: self._sum("prompt_tokens"))
     completion_tokens = property(lambda self: self._sum("completion_tokens"))
+    cached_tokens = property(lambda self: self._sum("cached_tokens"))
     total_tokens = property(lambda self: self.prompt_tokens + self.completion_tokens)
     seconds = property(lambda self: sum(r.seconds for r in self.roles.values()))
     estimated = property(lambda self: any(r.estimated for r in self.roles.values()))
@@ -914,6 +953,7 @@ class Reply:
     seconds: float
     finish_reason: str | None
     max_tokens: int
+    cached_tokens: int = 0  # prompt tokens the server read from its prompt cache
 
     @property
     def tokens(self) -> int:
@@ -1052,15 +1092,19 @@ class LLM:
         schema: dict[str, Any] | None = None,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
+        reserve: int = 0,
+        reply_format: str | None = None,
     ) -> Reply:
         """Ask ``role``'s model for the next message. ``schema`` asks for structured output;
-        ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it.
+        ``tool_choice`` ("required", "auto") is passed on with ``tools`` where the server allows it;
+        ``reserve`` tokens stay free for a call that will read this reply (see completion_allowance);
+        ``reply_format`` describes ``schema`` in words, added to the system prompt while the server does not enforce it.
 
         Raises BudgetExhausted before a call that would break a budget, and
         ModelUnavailable when the server refuses or keeps failing.
         """
         model = self.settings.model_for(role)
-        guess = estimate_tokens(messages, ([tools] if tools else []) + ([schema] if schema else []))
+        guess = estimate_tokens(messages, ([tools] if tools else []) + ([schema, reply_format] if schema else []))
         ledger = self.ledger
         limit = completion_allowance(
             role,
@@ -1070,6 +1114,7 @@ class LLM:
             self.elapsed(),
             model,
             self.settings,
+            reserve,
         )
         if limit < role_cap(role):
             self.display.note(f"{role}: max_tokens clamped to {limit} to stay within budget")
@@ -1080,22 +1125,24 @@ class LLM:
                 request["tool_choice"] = tool_choice
         if self.before_call is not None:  # --step: the person at the front of the class says when
             self.before_call(role, messages, limit)
-        self.display.prompt(role, messages, limit)
+        self.display.prompt(role, self._as_sent(messages, schema, reply_format), limit)
+        _ = self.client  # built before the clock starts: a call's latency is the server's, not the SDK's import
         started = self._clock()
         with self.display.thinking(role, model):
-            completion = self._create(request, limit, schema)
+            completion = self._create(request, limit, schema, reply_format)
         reply = self._account(role, model, messages, completion, self._clock() - started, limit)
         self._calibrate(guess, reply)
         self.trace.event(
             "call",
             role=role,
             model=model,
-            prompt=messages,
+            prompt=self._as_sent(messages, schema, reply_format),
             reply=reply.content,
             tool_calls=reply.tool_calls,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             usage_estimated=reply.estimated,
+            cached_tokens=reply.cached_tokens,
             cost_usd=reply.cost_usd,
             latency_s=round(reply.seconds, 3),
             max_tokens=limit,
@@ -1106,13 +1153,15 @@ class LLM:
 
     # -- the call, with capability fallbacks and errors in one place ---------
 
-    def _create(self, request: dict[str, Any], limit: int, schema: dict[str, Any] | None) -> Any:
+    def _create(
+        self, request: dict[str, Any], limit: int, schema: dict[str, Any] | None, reply_format: str | None = None
+    ) -> Any:
         while True:
             attempt = dict(request, **{self._token_param: limit})
             if not self._tool_choice_ok:
                 attempt.pop("tool_choice", None)
             if schema:
-                attempt.update(self._response_format(schema))
+                attempt.update(self._response_format(schema, request["messages"], reply_format))
             try:
                 return self._within_time_limit(functools.partial(self._send, attempt))
             except json.JSONDecodeError as err:  # the SDK read a 200 whose body is not JSON
@@ -1132,13 +1181,27 @@ class LLM:
     def _send(self, attempt: dict[str, Any]) -> Any:
         return self.client.chat.completions.create(**attempt, timeout=self._request_timeout())
 
-    def _response_format(self, schema: dict[str, Any]) -> dict[str, Any]:
+    def _response_format(
+        self, schema: dict[str, Any], messages: list[dict[str, Any]], reply_format: str | None
+    ) -> dict[str, Any]:
+        """The request's response_format; below json_schema, also the reply's shape spelled out in the system prompt."""
         kind = RESPONSE_FORMATS[self._format_level]
         if kind == "json_schema":
             return {"response_format": {"type": "json_schema", "json_schema": schema}}
+        spelled: dict[str, Any] = {}
+        if reply_format and messages and messages[0]["role"] == "system":
+            spelled["messages"] = [system(f"{messages[0]['content']}\n{reply_format}"), *messages[1:]]
         if kind == "json_object":
-            return {"response_format": {"type": "json_object"}}
-        return {}
+            return {"response_format": {"type": "json_object"}, **spelled}
+        return spelled
+
+    def _as_sent(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any] | None, reply_format: str | None
+    ) -> list[dict[str, Any]]:
+        """The messages as the server gets them at the current capability level (for the screen and the trace)."""
+        if not schema:
+            return messages
+        return self._response_format(schema, messages, reply_format).get("messages", messages)
 
     def _fall_back(self, err: Exception, structured: bool) -> bool:
         """Step down one capability the server refused; False if nothing is left to drop."""
@@ -1276,6 +1339,7 @@ class LLM:
         if tool_calls:
             message["tool_calls"] = tool_calls
         usage = getattr(completion, "usage", None)
+        cached = cached_prompt_tokens(usage)
         if usage is not None and usage.prompt_tokens:
             prompt_tokens, completion_tokens, estimated = usage.prompt_tokens, usage.completion_tokens or 0, False
         else:  # llama.cpp and some proxies may omit usage: guess high, and say so
@@ -1288,7 +1352,7 @@ class LLM:
             if price is None
             else prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token
         )
-        self.ledger.add(role, prompt_tokens, completion_tokens, cost, seconds, estimated)
+        self.ledger.add(role, prompt_tokens, completion_tokens, cost, seconds, estimated, cached)
         self._check_budget_share()
         return Reply(
             role,
@@ -1303,6 +1367,7 @@ class LLM:
             seconds,
             choice.finish_reason,
             limit,
+            cached,
         )
 
     def _calibrate(self, guess: int, reply: Reply) -> None:
@@ -1326,6 +1391,12 @@ class LLM:
         """A warning on screen and in the trace."""
         self.display.warn(text)
         self.trace.event("warning", message=text)
+
+
+def cached_prompt_tokens(usage: Any) -> int:
+    """``usage.prompt_tokens_details.cached_tokens``, which only some servers send; 0 when absent."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    return getattr(details, "cached_tokens", None) or 0
 
 
 _SECRET = re.compile(
@@ -1934,6 +2005,8 @@ class Display:
 
         self.console = console
         self.mode = mode
+        self.streaming: set[str] = set()  # roles whose replies are streamed: no spinner over them
+        self._streaming_now: set[str] = set()
         # On a real terminal errors go to stderr, so --json and --quiet output stays clean.
         self.errors = errors or (Console(stderr=True) if console.file is sys.stdout else console)
 
@@ -1981,7 +2054,7 @@ class Display:
     @contextmanager
     def thinking(self, role: str, model: str) -> Iterator[None]:
         """A spinner while a call runs, only on a real terminal."""
-        if self.chatty and self.console.is_terminal:
+        if self.chatty and self.console.is_terminal and role not in self.streaming:
             from rich.text import Text
 
             with self.console.status(Text(f"{role} is thinking ({model})…")):
@@ -2008,6 +2081,21 @@ class Display:
             if reply.finish_reason == "length":
                 subtitle += " · cut off at max_tokens"
         self.panel(body, title, style, subtitle)
+
+    def stream(self, role: str, text: str, done: bool = False) -> None:
+        """A reply as it is written, piece by piece. Written as plain bytes, never as markup,
+        and without control characters, so a model cannot restyle or clear the terminal."""
+        if not self.chatty:
+            return
+        if role not in self._streaming_now:
+            self._streaming_now.add(role)
+            self.line(f"{role} is writing…", "dim")
+        if text:
+            self.console.file.write(_CONTROL.sub("", text))
+            self.console.file.flush()
+        if done:
+            self.console.file.write("\n")
+            self._streaming_now.discard(role)
 
     def raw_reply(self, role: str, text: str) -> None:
         """In --verbose, a reply exactly as the model wrote it, before any parsing."""
@@ -2054,6 +2142,9 @@ class Display:
             self.line(f"trace: {trace_path}", "dim")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline: escapes could restyle a terminal
+
+
 def _describe_message(message: dict[str, Any]) -> str:
     """One chat message as plain text, tool calls and tool results included."""
     head = f"[{message['role']}]"
@@ -2071,27 +2162,22 @@ def spending_table(ledger: Ledger, label: str = "role") -> Table:
     from rich.table import Table
 
     table = Table(title=f"Spending by {label}")
-    for column in (label, "calls", "tokens in", "tokens out", "cost", "seconds"):
+    cached = ledger.cached_tokens > 0  # a column only when the server reports its prompt cache
+    for column in (label, "calls", "tokens in", *(["cached in"] if cached else []), "tokens out", "cost", "seconds"):
         table.add_column(column, justify="left" if column == label else "right")
-    for name, stats in ledger.roles.items():
-        mark = "~" if stats.estimated else ""  # estimated: the server sent no usage
+    rows: list[tuple[str, Any]] = [*ledger.roles.items(), ("total", ledger)]  # the ledger sums like a role
+    for name, stats in rows:
+        mark = "~" if stats.estimated and name != "total" else ""  # estimated: the server sent no usage
         table.add_row(
             name,
             str(stats.calls),
             f"{mark}{stats.prompt_tokens}",
+            *([str(stats.cached_tokens)] if cached else []),
             f"{mark}{stats.completion_tokens}",
             format_cost(stats.cost_usd),
             f"{stats.seconds:.1f}",
+            style="bold" if name == "total" else None,
         )
-    table.add_row(
-        "total",
-        str(ledger.calls),
-        str(ledger.prompt_tokens),
-        str(ledger.completion_tokens),
-        format_cost(ledger.cost_usd),
-        f"{ledger.seconds:.1f}",
-        style="bold",
-    )
     return table
 
 
@@ -2437,6 +2523,728 @@ def demo_script(scenario: str) -> Responder:
         )
 
     return respond
+
+
+# -- Streaming: the worker's reply on screen as it is written ------------------
+
+STREAMED_ROLES = ("worker",)  # drafts are long enough to be worth watching; verdicts and plans are parsed whole
+
+
+class StreamingClient:
+    """Wraps a client so that some roles' replies stream to the display as they arrive.
+
+    The gateway still gets one whole completion back, so budgets, accounting and
+    the trace work as for any call: max_tokens is passed on unchanged. Usage
+    comes from the stream's last chunk (``stream_options.include_usage``); a
+    server that refuses that option is asked without it, and a stream that ends
+    without usage leaves the gateway to estimate it, marked as an estimate.
+    """
+
+    def __init__(self, inner: Any, display: Display, roles: Sequence[str] = STREAMED_ROLES):
+        self._inner = inner
+        self._display = display
+        self._roles = set(roles)
+        self._usage_option = True  # dropped for the rest of the run when a server refuses it
+        display.streaming.update(self._roles)
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        role = request_role(request)
+        if role not in self._roles:
+            return self._inner.chat.completions.create(**request)
+        while True:
+            extra: dict[str, Any] = {"stream": True}
+            if self._usage_option:
+                extra["stream_options"] = {"include_usage": True}
+            try:
+                answer = self._inner.chat.completions.create(**request, **extra)
+                break
+            except Exception as err:  # the SDK's error classes are looked up only once one is raised
+                if not (self._usage_option and "stream_options" in str(err) and _is_bad_request(err)):
+                    raise
+                self._usage_option = False
+                self._display.note("the server refused stream_options: usage of streamed replies is estimated")
+        if getattr(answer, "choices", None) is not None:  # a client that cannot stream sent it whole
+            self._display.stream(role or "?", answer.choices[0].message.content or "", done=True)
+            return answer
+        return self._collect(answer, role or "?", request["model"])
+
+    def _collect(self, chunks: Any, role: str, model: str) -> Any:
+        """One completion, assembled from the stream's chunks while they are shown."""
+        text: list[str] = []
+        finish, usage = None, None
+        calls: dict[int, dict[str, Any]] = {}  # tool calls arrive in pieces, by index
+        for chunk in chunks:
+            usage = getattr(chunk, "usage", None) or usage
+            for choice in chunk.choices or []:
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                    self._display.stream(role, delta.content)
+                for call in getattr(delta, "tool_calls", None) or []:
+                    slot = calls.setdefault(call.index, {"id": call.id, "name": "", "arguments": ""})
+                    slot["id"] = call.id or slot["id"]
+                    if call.function is not None:
+                        slot["name"] += call.function.name or ""
+                        slot["arguments"] += call.function.arguments or ""
+                finish = choice.finish_reason or finish
+        self._display.stream(role, "", done=True)
+        counts = None if usage is None else (usage.prompt_tokens or 0, usage.completion_tokens or 0)
+        body = completion_body("".join(text), model=model, usage=counts, finish_reason=finish or "stop")
+        if calls:
+            body["choices"][0]["message"]["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for _, c in sorted(calls.items())
+            ]
+        if counts is not None and cached_prompt_tokens(usage):
+            body["usage"]["prompt_tokens_details"] = {"cached_tokens": cached_prompt_tokens(usage)}
+        return as_attributes(body)
+
+
+def _is_bad_request(err: Exception) -> bool:
+    openai = _openai()
+    return isinstance(err, (openai.BadRequestError, openai.UnprocessableEntityError))
+
+
+# -- A cost preview: what a run can spend, before it spends anything ------------
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Calls, tokens and dollars; ``usd`` is None when a model's price is unknown."""
+
+    calls: int
+    tokens: int
+    usd: float | None
+
+
+def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
+    """Fewest and most calls per role. Fewest: approved on the first draft. Most: the whole ladder,
+    every plan asked for twice (a reply that is no usable plan is sent back once).
+
+    >>> call_bounds(Settings(max_iterations=10, max_plans=3))
+    {'planner': (1, 6), 'worker': (1, 6), 'critic': (1, 6)}
+    """
+    rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
+    plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
+    return {"planner": (1, 2 * plans), "worker": (1, rounds), "critic": (1, rounds)}
+
+
+def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, Spend]]:
+    """(fewest, most) per role and in total, made from the limits alone: no call, no key.
+
+    Fewest counts the first prompts of the approve path (system prompt and
+    task, counted low; replies not counted): no run spends less. Most counts
+    every call at the largest prompt the clipping rules allow plus the role's
+    completion cap, and the total is capped by --max-tokens and --max-cost,
+    which the budget gate enforces.
+    """
+    first_prompts = {
+        "planner": [system(PLANNER_PROMPT), user(f"Task:\n{task}")],
+        "worker": [system(WORKER_PROMPT), user(task)],
+        "critic": [system(f"{CRITIC_PROMPT}\n{CRITIC_FORMAT}"), user(f"Task:\n{task}")],
+    }
+    headings = 1_000  # labels, separators and code's measured facts, generously
+    largest_prompt = {  # characters, by the clipping rules of each agent's prompt
+        "planner": SYSTEM_PROMPT_MAX_CHARS + len(task) + EARLIER_PLANS_SHOWN * CLIP_CHARS + headings,
+        "worker": PROMPT_MAX_CHARS - TASK_MAX_CHARS + len(task),
+        "critic": SYSTEM_PROMPT_MAX_CHARS + len(task) + OWN_FEEDBACK_SHOWN * CLIP_CHARS + DRAFT_MAX_CHARS + headings,
+    }
+    top_price = max((p.output_per_token for p in map(price_for, used_models(settings)) if p), default=0.0)
+    preview: dict[str, tuple[Spend, Spend]] = {}
+    for role, (fewest, most) in call_bounds(settings).items():
+        price = price_for(settings.models.get(role) or settings.default_model)
+        low_prompt = fewest * sum(
+            math.ceil(len(m["content"].encode()) / BYTES_PER_TOKEN_MOST) for m in first_prompts[role]
+        )
+        retry = role_cap(role) if role == "planner" else 0  # a planner's retry re-reads its own reply
+        prompt_cap = estimate_text_tokens("x" * largest_prompt[role]) + retry
+        high_prompt, high_out = most * prompt_cap, most * role_cap(role)
+        preview[role] = (
+            Spend(fewest, low_prompt, None if price is None else low_prompt * price.input_per_token),
+            Spend(
+                most,
+                min(high_prompt + high_out, settings.max_tokens),
+                None
+                if price is None
+                else min(
+                    high_prompt * price.input_per_token + high_out * price.output_per_token,
+                    settings.max_tokens * price.output_per_token,
+                ),
+            ),
+        )
+    low = [spends[0] for spends in preview.values()]
+    high = [spends[1] for spends in preview.values()]
+    most_usd = _total_usd(high)
+    if most_usd is not None:  # no run spends past its token budget, nor past --max-cost
+        most_usd = min(most_usd, settings.max_tokens * top_price, settings.max_cost or math.inf)
+    preview["total"] = (
+        Spend(sum(s.calls for s in low), sum(s.tokens for s in low), _total_usd(low)),
+        Spend(sum(s.calls for s in high), min(sum(s.tokens for s in high), settings.max_tokens), most_usd),
+    )
+    return preview
+
+
+def used_models(settings: Settings) -> list[str]:
+    """The models a run would use with a server (the demo's stand-in aside), for pricing it."""
+    return [settings.models.get(role) or settings.default_model for role in ROLES]
+
+
+def _total_usd(spends: list[Spend]) -> float | None:
+    return None if any(s.usd is None for s in spends) else sum(s.usd or 0.0 for s in spends)
+
+
+def preview_line(preview: dict[str, tuple[Spend, Spend]]) -> str:
+    """The banner's one line: the run's fewest and most calls, tokens and dollars."""
+    low, high = preview["total"]
+    return (
+        f"can spend: {low.calls}-{high.calls} calls, ~{low.tokens:,}-{high.tokens:,} tokens, "
+        f"{format_cost(low.usd)}-{format_cost(high.usd)}"
+    )
+
+
+def preview_table(preview: dict[str, tuple[Spend, Spend]], settings: Settings) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"What one run can spend (--max-tokens {settings.max_tokens:,})")
+    for column in ("role", "model", "calls", "tokens", "cost"):
+        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+    for role, (low, high) in preview.items():
+        model = "" if role == "total" else settings.models.get(role) or settings.default_model
+        table.add_row(
+            role,
+            model,
+            f"{low.calls}-{high.calls}",
+            f"~{low.tokens:,}-{high.tokens:,}",
+            f"{format_cost(low.usd)}-{format_cost(high.usd)}",
+            style="bold" if role == "total" else None,
+        )
+    return table
+
+
+# -- Many tasks at once: a batch shares one key, one budget and one rate limit --
+
+BATCH_CONCURRENCY = 2  # default runs in flight: free tiers allow a few requests at once and a few dozen a minute
+BATCH_RATE_RETRIES = 6  # 429s one call waits out, after the SDK's own retries, before the task stops
+RATE_BACKOFF_S = 2.0  # first cohort-wide pause after a 429 that named no retry-after; doubles each time
+RATE_WINDOW_S = 60.0  # requests and tokens "per minute" are counted over a sliding window this long
+
+
+class BatchBudget:
+    """The batch's token and cost ceiling, shared by every task and safe across threads.
+
+    Before each call a task reserves its worst case (the prompt estimate plus
+    its max_tokens); after it, the reservation is settled on the real usage. So
+    concurrent calls can never jointly overshoot: what is reserved is never
+    handed out twice. Spending is counted even with no ceiling (the progress
+    display reads it).
+    """
+
+    def __init__(self, max_tokens: int | None = None, max_cost: float | None = None):
+        self.max_tokens, self.max_cost = max_tokens, max_cost
+        self.spent_tokens, self.spent_usd = 0, 0.0
+        self.cost_known = True
+        self._held_tokens, self._held_usd = 0, 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, prompt: int, completion: int, price: Price | None) -> tuple[int, int, float]:
+        """(completion allowed, tokens held, dollars held); BudgetExhausted when not even a useful call fits."""
+        with self._lock:
+            if self.max_tokens is not None:
+                left = self.max_tokens - self.spent_tokens - self._held_tokens - prompt
+                completion = min(completion, left)
+            if self.max_cost is not None and price is not None and price.output_per_token > 0:
+                money = self.max_cost - self.spent_usd - self._held_usd - prompt * price.input_per_token
+                completion = min(completion, math.floor(money / price.output_per_token))
+            if completion < MIN_USEFUL_COMPLETION:
+                raise BudgetExhausted(*self._refusal(price))
+            usd = 0.0 if price is None else prompt * price.input_per_token + completion * price.output_per_token
+            self._held_tokens += prompt + completion
+            self._held_usd += usd
+            return completion, prompt + completion, usd
+
+    def _refusal(self, price: Price | None) -> tuple[str, str]:
+        tokens_short = self.max_tokens is not None and (
+            self.max_cost is None or price is None or self.spent_tokens + self._held_tokens >= self.max_tokens * 0.5
+        )
+        if tokens_short:
+            return "token_budget", f"the batch's token ceiling is reached ({self.spent_tokens} of {self.max_tokens})"
+        return (
+            "cost_budget",
+            f"the batch's cost ceiling is reached ({format_cost(self.spent_usd)} of ${self.max_cost:g})",
+        )
+
+    def settle(self, held: tuple[int, float], tokens: int, usd: float | None) -> None:
+        with self._lock:
+            self._held_tokens -= held[0]
+            self._held_usd -= held[1]
+            self.spent_tokens += tokens
+            if usd is None:
+                self.cost_known = False
+            else:
+                self.spent_usd += usd
+
+
+class RateLimit:
+    """Requests and tokens per minute for the whole batch; a 429 pauses every task, not just one."""
+
+    def __init__(
+        self,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[float], bool] | None = None,
+    ):
+        self.rpm, self.tpm = rpm, tpm
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait  # returns True when the batch is stopping
+        self._sent: list[list[Any]] = []  # [when, tokens] of calls inside the window
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def acquire(self, tokens: int) -> list[Any]:
+        """Wait until one more call of ``tokens`` fits the limits; StopRun("interrupted") if the batch stops.
+
+        Returns the call's entry in the window, for ``settle`` to correct once the real count is known.
+        """
+        while True:
+            with self._lock:
+                delay = self._delay(tokens)
+                if delay <= 0:
+                    entry = [self._clock(), tokens]
+                    self._sent.append(entry)
+                    return entry
+            if self._wait(min(delay, 1.0)) or self.stopping:
+                raise StopRun("interrupted", "the batch was stopped with Ctrl-C")
+
+    def _delay(self, tokens: int) -> float:
+        now = self._clock()
+        self._sent = [entry for entry in self._sent if entry[0] + RATE_WINDOW_S > now]  # the waits' own arithmetic
+        waits = [self._paused_until - now]
+        if self.rpm is not None and len(self._sent) >= self.rpm:
+            waits.append(self._sent[len(self._sent) - self.rpm][0] + RATE_WINDOW_S - now)
+        if self.tpm is not None and self._sent:
+            used, need = sum(n for _, n in self._sent), min(tokens, self.tpm)  # one huge call still runs, alone
+            for t, n in self._sent:  # the oldest calls leave the window first
+                if used + need <= self.tpm:
+                    break
+                waits.append(t + RATE_WINDOW_S - now)
+                used -= n
+        return max(waits)
+
+    def settle(self, entry: list[Any], tokens: int) -> None:
+        """A call's tokens as the server counted them, in place of the worst case it was admitted with."""
+        with self._lock:
+            entry[1] = tokens
+
+    def back_off(self, seconds: float) -> None:
+        """Pause every task: the server said 429."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class GatedClient:
+    """One task's door to the batch's shared client: every call waits for the rate limit,
+    reserves from the batch budget first and settles on what the server counted."""
+
+    def __init__(self, inner: Any, budget: BatchBudget, limit: RateLimit):
+        self._inner, self._budget, self._limit = inner, budget, limit
+        self._scale = 1.0  # as in LLM: raised when the server counts more prompt tokens than estimated
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, **request: Any) -> Any:
+        if self._limit.stopping:
+            raise StopRun("interrupted", "the batch was stopped with Ctrl-C")
+        key = "max_completion_tokens" if "max_completion_tokens" in request else "max_tokens"
+        extras = [request[k] for k in ("tools", "response_format") if k in request]
+        guess, price = estimate_tokens(request["messages"], extras), price_for(request["model"])
+        prompt = math.ceil(guess * self._scale)
+        allowed, tokens, usd = self._budget.reserve(prompt, request.get(key) or MIN_USEFUL_COMPLETION, price)
+        request[key] = allowed
+        spent: tuple[int, float | None] = (0, 0.0)
+        try:
+            for attempt in range(BATCH_RATE_RETRIES + 1):
+                entry = self._limit.acquire(prompt + allowed)
+                try:
+                    answer = self._inner.chat.completions.create(**request)
+                except Exception as err:  # the SDK's error classes are looked up only once one is raised
+                    pause = _rate_limited(err)
+                    if pause is None or attempt == BATCH_RATE_RETRIES:
+                        raise
+                    self._limit.back_off(pause or RATE_BACKOFF_S * 2**attempt)
+                    continue
+                spent = _usage_spent(answer, prompt, price)
+                self._limit.settle(entry, spent[0])
+                counted = getattr(getattr(answer, "usage", None), "prompt_tokens", None) or 0
+                self._scale = max(
+                    self._scale, 1.1 * counted / guess
+                )  # the server counts more: guess higher from now on
+                return answer
+            raise AssertionError("unreachable: the last attempt returns or raises")
+        finally:
+            self._budget.settle((tokens, usd), spent[0], spent[1])
+
+
+def _rate_limited(err: Exception) -> float | None:
+    """Seconds to pause for a 429 that is worth waiting out (0: no hint); None for any other error."""
+    openai = _openai()
+    if not isinstance(err, openai.RateLimitError) or "quota" in str(err).lower():
+        return None  # an exhausted quota does not come back by waiting
+    headers = getattr(getattr(err, "response", None), "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):  # OpenAI's own, finer hint
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        return max(0.0, float(headers.get("retry-after") or 0))
+    except ValueError:  # an HTTP date, or junk: back off by the rule instead
+        return 0.0
+
+
+def _usage_spent(answer: Any, prompt: int, price: Price | None) -> tuple[int, float | None]:
+    """What a reply cost, as the server counted it; the estimates when it sent no usage."""
+    usage = getattr(answer, "usage", None)
+    if usage is not None and usage.prompt_tokens:
+        prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens or 0
+    else:
+        choices = getattr(answer, "choices", None) or []
+        content = (choices[0].message.content or "") if choices else ""
+        prompt_tokens, completion_tokens = prompt, estimate_text_tokens(content)
+    if price is None:
+        return prompt_tokens + completion_tokens, None
+    return (
+        prompt_tokens + completion_tokens,
+        prompt_tokens * price.input_per_token + completion_tokens * price.output_per_token,
+    )
+
+
+@dataclass
+class BatchOutcome:
+    """One task of a batch: its summary (``run_summary`` plus index and task), or why it never ran."""
+
+    index: int
+    task: str
+    summary: dict[str, Any]
+    started: bool = True  # False for a task Ctrl-C kept from starting
+
+
+def read_batch(path: Path) -> list[str]:
+    """Tasks from a file: one per line, or JSONL with {"task": ...}; blank lines and # comments are skipped.
+
+    Every line is checked before anything runs: a mistake on line 30 should not
+    cost the 29 runs before it.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise UsageError(f"cannot read the batch file {path}: {err.strerror}") from err
+    except UnicodeDecodeError:
+        raise UsageError(f"the batch file {path} is not UTF-8 text") from None
+    tasks = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text == "-":
+            raise UsageError(f"{path}:{number}: a batch task cannot be read from standard input")
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(data.get("task"), str):
+                raise UsageError(f'{path}:{number}: a JSON line needs a "task" string')
+            text = data["task"]
+        try:
+            tasks.append(read_task(text, None))
+        except UsageError as err:
+            raise UsageError(f"{path}:{number}: {err}") from None
+    if not tasks:
+        raise UsageError(f"the batch file {path} has no tasks")
+    return tasks
+
+
+def run_batch(
+    tasks: Sequence[str],
+    settings: Settings,
+    make_client: Callable[[], Any],
+    *,
+    concurrency: int = BATCH_CONCURRENCY,
+    budget: BatchBudget | None = None,
+    limit: RateLimit | None = None,
+    on_done: Callable[[BatchOutcome], None] = lambda outcome: None,
+) -> list[BatchOutcome]:
+    """Run every task through ``orchestrate``, ``concurrency`` at a time, each with its own
+    settings, gateway, ledger, trace and run id; they share only the budget and the rate limit.
+
+    Threads are enough: the runs wait on the network, and the SDK client is
+    thread-safe. A task that fails, even with a bug, is recorded and the
+    others go on. Ctrl-C stops the batch: no new task starts, running tasks
+    stop before their next call, and every finished result and trace is kept.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    budget, limit = budget or BatchBudget(), limit or RateLimit()
+    outcomes: list[BatchOutcome] = []
+
+    def run_one(index: int, task: str) -> BatchOutcome:
+        run_id = new_run_id()
+        trace = Trace.in_dir(settings.log_dir, run_id)
+        quiet = _silent_console()
+        gate = GatedClient(make_client(), budget, limit)
+        llm = LLM(replace(settings), Display(quiet, "quiet", errors=quiet), trace, client=gate)
+        try:
+            state = orchestrate(task, llm)
+            summary = run_summary(state, llm)
+        except Exception as err:  # a bug in one run must not end the others: record it, go on
+            summary = {
+                "approved": False,
+                "stop_reason": "crashed",
+                "stop_detail": first_line(f"{type(err).__name__}: {err}"),
+            }
+            summary.update(
+                run_id=run_id, trace=str(trace.path), calls=llm.ledger.calls, total_tokens=llm.ledger.total_tokens
+            )
+            summary.update(cost_usd=llm.ledger.cost_usd, result=None)
+        finally:
+            trace.close()
+        summary["seconds"] = round(llm.elapsed(), 3)
+        return BatchOutcome(index, task, {"index": index, "task": task, **summary})
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="task")
+    pending = {pool.submit(run_one, i, task) for i, task in enumerate(tasks, 1)}
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes.append(future.result())
+                on_done(outcomes[-1])
+    except KeyboardInterrupt:
+        limit.stop()  # running tasks stop before their next call, with stop reason "interrupted"
+        for future in pending:
+            future.cancel()
+        for future in pending:
+            if not future.cancelled():
+                outcomes.append(future.result())
+                on_done(outcomes[-1])
+        for index, task in enumerate(tasks, 1):
+            if index not in {o.index for o in outcomes}:
+                summary = {"index": index, "task": task, "approved": False, "stop_reason": "interrupted"}
+                summary.update(stop_detail="not started: the batch was stopped with Ctrl-C", calls=0, total_tokens=0)
+                outcomes.append(BatchOutcome(index, task, summary, started=False))
+    finally:  # every finished task is already collected; a second Ctrl-C must not wait on calls in flight
+        pool.shutdown(wait=False, cancel_futures=True)
+    return sorted(outcomes, key=lambda o: o.index)
+
+
+def _silent_console() -> Console:
+    """A console that writes nowhere: a batch's runs show nothing of their own."""
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=120)
+
+
+class BatchProgress:
+    """The batch's live line: tasks done, approved, tokens, cost and time so far.
+
+    On a terminal it redraws in place (rich Live); elsewhere it prints one line per finished task.
+    """
+
+    def __init__(self, display: Display, total: int, budget: BatchBudget, clock: Callable[[], float] = time.monotonic):
+        self.display, self.total, self.budget, self._clock = display, total, budget, clock
+        self.done = self.approved = 0
+        self._started = clock()
+        self._live: Any = None
+
+    def line(self) -> str:
+        return f"{self.done}/{self.total} tasks done · {self.approved} approved · {self.spending()}"
+
+    def spending(self) -> str:
+        cost = format_cost(self.budget.spent_usd if self.budget.cost_known else None)
+        return f"{self.budget.spent_tokens:,} tokens · {cost} · {self._clock() - self._started:.1f}s"
+
+    def __enter__(self) -> BatchProgress:
+        if self.display.chatty and self.display.console.is_terminal:
+            from rich.live import Live
+            from rich.text import Text
+
+            self._live = Live(console=self.display.console, get_renderable=lambda: Text(self.line()))
+            self._live.start()
+        return self
+
+    def finished(self, outcome: BatchOutcome) -> None:
+        self.done += 1
+        self.approved += bool(outcome.summary.get("approved"))
+        if self.display.chatty and self._live is None:
+            s = outcome.summary
+            self.display.line(f"task {outcome.index}: {s.get('stop_reason')} · {self.line()}", "dim", soft_wrap=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+def batch_table(outcomes: Sequence[BatchOutcome]) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Batch results", box=box.SIMPLE_HEAD)
+    for column in ("#", "task", "stop reason", "calls", "tokens", "cost", "seconds"):
+        table.add_column(
+            column,
+            justify="left" if column in ("task", "stop reason") else "right",
+            no_wrap=column != "task",  # the task wraps; numbers never do
+            min_width=14 if column == "task" else None,
+        )
+    for o in outcomes:
+        s = o.summary
+        table.add_row(
+            str(o.index),
+            clip(" ".join(o.task.split()), 60),  # the full task is in --json and the trace
+            str(s.get("stop_reason")),
+            str(s.get("calls", 0)),
+            f"{'~' if s.get('usage_estimated') else ''}{s.get('total_tokens', 0):,}",
+            format_cost(s.get("cost_usd")),
+            f"{s.get('seconds', 0.0):.1f}",
+            style="green" if s.get("approved") else None,
+        )
+    return table
+
+
+def batch_exit_code(outcomes: Sequence[BatchOutcome]) -> int:
+    """130 if the batch was stopped with Ctrl-C, 2 if a task met a configuration error,
+    1 if any task stopped without approval, 0 when every task was approved."""
+    reasons = {o.summary.get("stop_reason") for o in outcomes}
+    if "interrupted" in reasons:
+        return EXIT_INTERRUPTED
+    if "config_error" in reasons:
+        return EXIT_USAGE
+    return EXIT_APPROVED if reasons == {"approved"} else EXIT_NOT_APPROVED
+
+
+def openai_client(settings: Settings) -> Any:
+    """The real SDK client for these settings; thread-safe, so a batch shares one."""
+    return _openai().OpenAI(
+        api_key=settings.api_key or "not-needed",  # local servers ignore the key
+        base_url=settings.base_url,
+        max_retries=SDK_MAX_RETRIES,
+        timeout=REQUEST_TIMEOUT_S,
+    )
+
+
+def batch_clients(settings: Settings, client: Any = None) -> Callable[[], Any]:
+    """What each task of a batch talks to: a fresh demo script each (the script counts its calls),
+    or one real client shared by all (the SDK's client is thread-safe). ``client`` is a test's."""
+    if client is None and not settings.demo:
+        client = openai_client(settings)
+
+    def make() -> Any:
+        return client if client is not None else ScriptedClient(demo_script(settings.demo_scenario or "revise"))
+
+    return make
+
+
+def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -> int:
+    """``--batch FILE``: every task of the file, ``--concurrency`` at a time, with a progress line and a table."""
+    try:
+        load_env_file(display.warn)
+        tasks = read_batch(args.batch)
+        settings = settings_from_args(args, dict(os.environ))
+        unpriced = sorted({m for m in used_models(settings) if price_for(m) is None})
+        if args.batch_max_cost is not None and unpriced and not settings.demo:
+            raise UsageError(f"--batch-max-cost needs a price, and none is known for {', '.join(unpriced)}")
+        if args.output:
+            check_output_path(args.output)
+    except UsageError as err:
+        display.error(str(err))
+        return EXIT_USAGE
+    make_client = batch_clients(settings, client)
+    if args.stream:
+        display.warn("--stream shows one run's worker; a batch shows its progress line instead")
+    budget = BatchBudget(args.batch_max_tokens, args.batch_max_cost)
+    limit = RateLimit(args.rpm, args.tpm)
+    if display.chatty:
+        where = "scripted demo model (offline), not a real LLM" if settings.demo else settings.server()
+        display.line(f"batch of {len(tasks)} tasks · {args.concurrency} at a time · {where}", "dim")
+        display.line(f"per task, {preview_line(spend_preview(settings))}", "dim")
+    results = args.output.open("a", encoding="utf-8") if args.output else None
+
+    def finished(outcome: BatchOutcome) -> None:
+        progress.finished(outcome)
+        finished_late(outcome)
+
+    def finished_late(outcome: BatchOutcome) -> None:
+        if results is not None:  # written as each task ends, so Ctrl-C loses nothing finished
+            results.write(json.dumps(outcome.summary, ensure_ascii=False, default=str) + "\n")
+            results.flush()
+        if display.mode == "json":  # JSON Lines: one object per task, as each ends
+            display.line(json.dumps(outcome.summary, ensure_ascii=False, default=str), soft_wrap=True)
+
+    try:
+        with BatchProgress(display, len(tasks), budget) as progress:
+            outcomes = run_batch(
+                tasks, settings, make_client, concurrency=args.concurrency, budget=budget, limit=limit, on_done=finished
+            )
+        for o in outcomes:  # tasks Ctrl-C kept from starting are results too
+            if not o.started:
+                finished_late(o)
+    except KeyboardInterrupt:  # a second Ctrl-C while running tasks finish their calls
+        display.error(
+            "batch abandoned: finished results are in the traces" + (f" and {args.output}" if args.output else "")
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        if results is not None:
+            results.close()
+    if display.chatty:
+        display.console.print(batch_table(outcomes))
+        approved = sum(bool(o.summary.get("approved")) for o in outcomes)
+        display.line(f"{approved} of {len(outcomes)} approved · {progress.spending()}", "bold")
+        display.line(f"traces: {settings.log_dir}/<run id>.jsonl (run ids in --json)", "dim")
+    elif display.mode == "quiet":
+        for o in outcomes:
+            if o.summary.get("approved"):
+                display.line(o.summary.get("result") or "", soft_wrap=True)
+    return batch_exit_code(outcomes)
+
+
+def main_estimate(args: argparse.Namespace, display: Display) -> int:
+    """``--estimate``: what the run (or each task of a batch) can spend under the current limits. No call, no key."""
+    try:
+        load_env_file(display.warn)
+        settings = settings_from_args(args, dict(os.environ))
+        tasks = read_batch(args.batch) if args.batch else [args.task or ""]
+    except UsageError as err:
+        display.error(str(err))
+        return EXIT_USAGE
+    preview = spend_preview(settings, max(tasks, key=len) if args.batch else tasks[0])
+    if display.mode == "json":
+        data = {role: {"fewest": vars(low), "most": vars(high)} for role, (low, high) in preview.items()}
+        display.line(json.dumps({"tasks": len(tasks), "per_task": data}), soft_wrap=True)
+        return EXIT_APPROVED
+    display.console.print(preview_table(preview, settings))
+    if args.batch:
+        high = preview["total"][1]
+        tokens = (
+            len(tasks) * high.tokens
+            if args.batch_max_tokens is None
+            else min(args.batch_max_tokens, len(tasks) * high.tokens)
+        )
+        display.line(f"{len(tasks)} tasks: at most {len(tasks) * high.calls:,} calls and {tokens:,} tokens in all")
+    display.line(
+        "fewest: approved at the first draft (prompts as estimated, replies not counted); "
+        "most: every rung of the ladder at the largest prompts, capped by the budgets",
+        "dim",
+    )
+    return EXIT_APPROVED
 
 
 # -- The classroom: step through, show, replay and draw a run; the human rung --
@@ -2908,6 +3716,7 @@ real models (environment or .env):
   {role_envs}{pad}one model per role
 
 exit codes: 0 approved, 1 stopped without approval, 2 usage or configuration error, 130 interrupted
+  --batch: 0 every task approved, 1 some task not, 2 bad file or a configuration error, 130 interrupted
 traces: one JSON line per event in logs/<run id>.jsonl"""
 
 
@@ -2978,8 +3787,33 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
     )
+    add_batch_stream_estimate_arguments(p)
     add_classroom_flags(p)  # --step, --human, --show, --replay, --diagram
     return p
+
+
+def add_batch_stream_estimate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="store_true", help="show the worker's reply as it is written")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the fewest and most calls, tokens and dollars the run can spend, then exit (no call, no key)",
+    )
+    batch = p.add_argument_group("batch (many tasks, one key)")
+    batch.add_argument(
+        "--batch", type=Path, metavar="FILE", help='run every task in FILE: one per line, or JSONL {"task": ...}'
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=positive(int),
+        default=BATCH_CONCURRENCY,
+        metavar="N",
+        help=f"tasks running at once (default {BATCH_CONCURRENCY})",
+    )
+    batch.add_argument("--batch-max-tokens", type=positive(int), metavar="N", help="token ceiling for the whole batch")
+    batch.add_argument("--batch-max-cost", type=positive(float), metavar="USD", help="cost ceiling for the whole batch")
+    batch.add_argument("--rpm", type=positive(int), metavar="N", help="requests per minute, all tasks together")
+    batch.add_argument("--tpm", type=positive(int), metavar="N", help="tokens per minute, all tasks together")
 
 
 def read_task(arg: str | None, stdin: Any) -> str:
@@ -3121,6 +3955,7 @@ def run_summary(state: SharedState, llm: LLM) -> dict[str, Any]:
         "total_tokens": state["total_tokens"]["total"],
         "tokens": state["total_tokens"],
         "usage_estimated": llm.ledger.estimated,
+        "cached_prompt_tokens": llm.ledger.cached_tokens,
         "cost_usd": state["cost_usd"],
         "demo": llm.settings.demo,
         "replayed_from": llm.settings.replay,  # --replay: the recorded run whose replies stood in for the model
@@ -3206,6 +4041,8 @@ def main(
     display = Display(console, mode)
     if args.show or args.diagram:  # a recorded run: no task, no model, no key
         return show_or_draw(args, display, sys.stdin)
+    if args.estimate or args.batch:
+        return main_estimate(args, display) if args.estimate else main_batch(args, display, client)
     try:
         load_env_file(display.warn)
         task = read_task(args.task, sys.stdin)
@@ -3224,11 +4061,16 @@ def main(
         return EXIT_INTERRUPTED
     if settings.demo and client is None:
         client = ScriptedClient(script(settings.demo_scenario or "revise"))
+    if args.stream:
+        client = StreamingClient(client or openai_client(settings), display)
     llm = LLM(settings, display, trace, client=client)
     state: SharedState | None = None
     attach_classroom(llm, args, sys.stdin)
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
+        if display.chatty:
+            free = f" on {settings.default_model} (the demo itself is free)" if settings.demo else ""
+            display.line(preview_line(spend_preview(settings, task)) + free, "dim")
         if settings.demo and set(settings.models.values()) != {DEFAULT_MODEL}:
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")

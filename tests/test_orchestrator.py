@@ -335,7 +335,7 @@ def test_agents_called_out_of_order_fail_fast_without_a_call(make_llm) -> None:
     assert client.calls == []
 
 
-def test_critic_sees_measured_facts_plan_and_its_earlier_feedback(make_llm) -> None:
+def test_critic_sees_the_task_measured_facts_and_its_earlier_feedback_but_not_the_plan(make_llm) -> None:
     client = FakeClient(
         planner=[completion("1. Three lines.")],
         worker=[completion(HAIKU_4_LINES), completion("```python\ndef f(:\n```")],
@@ -343,8 +343,10 @@ def test_critic_sees_measured_facts_plan_and_its_earlier_feedback(make_llm) -> N
     )
     mas.orchestrate(POEM, make_llm(client))
     first, second = (call["messages"][1]["content"] for call in client.calls_of("critic"))
-    assert "non-empty lines: 4" in first and "1. Three lines." in first
+    assert first.startswith(f"Task:\n{POEM}")  # what never changes comes first, for prompt caching
+    assert "non-empty lines: 4" in first and "1. Three lines." not in first  # judged against the task, not the plan
     assert "does NOT parse" in second and "Cut line four." in second
+    assert second.index("Cut line four.") < second.index("Measured by code") < second.index("Draft to judge")
     assert client.calls_of("critic")[0]["response_format"]["type"] == "json_schema"
 
 

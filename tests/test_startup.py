@@ -43,9 +43,20 @@ def test_a_real_server_does_import_the_sdk(tmp_path: Path) -> None:
     assert "openai" in modules_after(code, tmp_path)
 
 
+def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_path: Path) -> None:
+    (tmp_path / "tasks.txt").write_text("one\ntwo\n")
+    code = (
+        "import multi_agent_system as m\n"
+        "assert m.main(['--estimate', 'Write a haiku']) == 0\n"
+        "assert m.main(['--batch', 'tasks.txt', '--quiet', '--demo-scenario', 'approve']) == 0\n"
+        "assert m.main(['Write a haiku about agents', '--stream', '--quiet']) == 0"
+    )
+    assert modules_after(code, tmp_path) == set()
+
+
 def test_showing_drawing_and_stepping_load_nothing_heavy(tmp_path: Path) -> None:
     """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK."""
-    example = ROOT / "examples" / "haiku-revised.jsonl"
+    example = ROOT / "examples" / "haiku-approved.jsonl"
     code = (
         "import io, sys\nimport multi_agent_system as m\n"
         f"assert m.main(['--show', {str(example)!r}, '--quiet']) == 0\n"

@@ -1,0 +1,25 @@
+"""A quick run of the loopback benchmark (python -m bench), small enough for every test run."""
+
+from __future__ import annotations
+
+import multi_agent_system as mas
+from bench import run as bench
+
+
+def test_the_benchmark_runs_and_its_token_and_call_targets_hold() -> None:
+    r = bench.run(latency=0.002, iterations=4, batch_latency=0.02, tasks=4, levels=(1, 2), repeats=1, in_process=True)
+    assert r.paths is not None and r.speedups is not None and r.per_call is not None
+    for path, (calls, tokens) in r.paths.items():
+        assert calls == bench.fewest_calls(path)
+        assert tokens <= bench.ORIGINAL_TOKENS[path], path
+    assert r.overhead >= 1.0 and r.overhead_calls >= 4 * 2
+    assert set(r.per_call) == set(mas.ROLES)
+    assert all(last <= mas.estimate_text_tokens("x" * mas.PROMPT_MAX_CHARS) for _, last in r.per_call.values())
+    assert r.speedups[2][1] > 1.2  # two at a time is clearly faster, even on a busy machine
+    assert 0 < r.help_ratio < 1  # --help never pays for importing the SDK
+    table = bench.rows(r, 0.002, 4, 0.02, 4)
+    assert len(table) == 3 + len(r.per_call) + len(r.paths) + len(r.speedups) + 1
+
+
+def test_the_fewest_calls_follow_the_ladder() -> None:
+    assert [bench.fewest_calls(p) for p in bench.PATHS] == [3, 5, 3 + 2 * mas.REJECTIONS_BEFORE_REPLAN + 1]
