@@ -50,6 +50,27 @@ def error_body(message: str, kind: str = "invalid_request_error") -> dict[str, A
     return {"error": {"message": message, "type": kind, "code": None}}
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """What every loopback server here shares: no log lines, no Nagle delay, one way to send a body."""
+
+    def setup(self) -> None:
+        super().setup()
+        # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_body(self, status: int, content_type: str, data: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+
 class LoopbackServer:
     def __init__(self) -> None:
         self.answers: list[Answer | Callable[[dict[str, Any]], Answer]] = []
@@ -61,7 +82,7 @@ class LoopbackServer:
         self.tokens_reported = 0  # the usage totals of every 200 answer sent
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 request = json.loads(self.rfile.read(length) or b"{}")
@@ -72,22 +93,7 @@ class LoopbackServer:
                 status, body, headers = answer
                 if status == 200 and isinstance(body.get("usage"), dict):
                     server.tokens_reported += body["usage"].get("total_tokens", 0)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def setup(self) -> None:
-                super().setup()
-                # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
+                self.send_body(status, "application/json", json.dumps(body).encode(), headers)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"

@@ -18,10 +18,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import multi_agent_system as mas
+from fake_server import QuietHandler
 
 FAST_RETRY = {"retry-after-ms": "5"}  # the SDK honours it: its backoff stays short in tests
 DEEP = 1_500  # nesting levels: past the json module's recursion limit
@@ -255,7 +256,7 @@ class FaultServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
@@ -285,23 +286,7 @@ class FaultServer:
                     self.close_connection = True
                     return
                 content_type, status, data, headers = answer
-                if content_type == "json":
-                    content_type = "application/json"
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def setup(self) -> None:
-                super().setup()
-                # Without this, each reply waits ~40 ms for a delayed ACK (Nagle's algorithm).
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.send_body(status, "application/json" if content_type == "json" else content_type, data, headers)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
