@@ -43,8 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/run.py` as well as `python -m bench`
     sys.path.insert(0, str(ROOT))
 
-import multi_agent_system as mas  # noqa: E402
-from bench.server import BenchServer  # noqa: E402
+import multi_agent_system as mas
+from bench.server import BenchServer
+from machinery.batch import run_batch
+from machinery.config import settings_from_env
+from machinery.demo import ScriptedClient, demo_script
+from machinery.gateway import LLM, ROLE_HEADER, openai_client
+from machinery.output import Display, Trace, new_run_id
 
 TEXTBOOK_TASK = "Explain what a budget gate is"  # plain: no requirement code could count, so the critic judges
 PATHS = ("approve", "revise", "escalate")
@@ -64,21 +69,21 @@ def fewest_calls(path: str) -> int:
 
 def settings_for(url: str, log_dir: Path, **limits: Any) -> mas.Settings:
     env = {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": "bench", "OPENAI_MODEL": mas.DEFAULT_MODEL}
-    return mas.settings_from_env(env, role_models={role: None for role in mas.ROLES}, log_dir=log_dir, **limits)
+    return settings_from_env(env, role_models={role: None for role in mas.ROLES}, log_dir=log_dir, **limits)
 
 
-def quiet_display() -> mas.Display:
+def quiet_display() -> Display:
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=120)
-    return mas.Display(console, "quiet", errors=console)
+    return Display(console, "quiet", errors=console)
 
 
-def one_run(url: str, log_dir: Path, task: str = TEXTBOOK_TASK, **limits: Any) -> tuple[mas.SharedState, mas.LLM]:
+def one_run(url: str, log_dir: Path, task: str = TEXTBOOK_TASK, **limits: Any) -> tuple[mas.SharedState, LLM]:
     settings = settings_for(url, log_dir, **limits)
-    run_id = mas.new_run_id()
-    trace = mas.Trace.in_dir(log_dir, run_id)
-    llm = mas.LLM(settings, quiet_display(), trace)
+    run_id = new_run_id()
+    trace = Trace.in_dir(log_dir, run_id)
+    llm = LLM(settings, quiet_display(), trace)
     try:
         return mas.orchestrate(task, llm), llm
     finally:
@@ -150,12 +155,12 @@ def measure_bare_sdk(server: Remote | BenchServer, log_dir: Path, latency: float
     """The loop's own requests of measure 1, replayed straight through the SDK with no loop between them:
     how much of measure 1 the SDK and HTTP account for on this machine."""
     server.configure("exhaust", latency)
-    client = mas.openai_client(settings_for(server.url, log_dir))
+    client = openai_client(settings_for(server.url, log_dir))
     sent = ("model", "messages", "max_tokens", "response_format")
     for request in requests:
-        role = request["extra_headers"][mas.ROLE_HEADER]
+        role = request["extra_headers"][ROLE_HEADER]
         client.chat.completions.create(
-            **{key: request[key] for key in sent if key in request}, extra_headers={mas.ROLE_HEADER: role}
+            **{key: request[key] for key in sent if key in request}, extra_headers={ROLE_HEADER: role}
         )
     wall, waiting = server.waiting()
     return wall / waiting
@@ -165,8 +170,8 @@ def measure_own_code(iterations: int) -> float:
     """Milliseconds per call of the loop's own code: the same run with the scripted client, no HTTP, no SDK."""
     with tempfile.TemporaryDirectory() as folder:
         settings = mas.Settings(demo=True, max_iterations=iterations, max_plans=iterations, log_dir=Path(folder))
-        trace = mas.Trace.in_dir(settings.log_dir, mas.new_run_id())
-        llm = mas.LLM(settings, quiet_display(), trace, client=mas.ScriptedClient(mas.demo_script("exhaust")))
+        trace = Trace.in_dir(settings.log_dir, new_run_id())
+        llm = LLM(settings, quiet_display(), trace, client=ScriptedClient(demo_script("exhaust")))
         started = time.perf_counter()
         mas.orchestrate(TEXTBOOK_TASK, llm)
         seconds = time.perf_counter() - started
@@ -192,10 +197,10 @@ def measure_batch(
     for level in levels:
         server.configure("approve", latency)
         settings = settings_for(server.url, log_dir)
-        client = mas.openai_client(settings)  # one client, shared by every task, as in --batch
+        client = openai_client(settings)  # one client, shared by every task, as in --batch
         jobs = [f"{TEXTBOOK_TASK} (student {n})" for n in range(1, tasks + 1)]
         started = time.perf_counter()
-        outcomes = mas.run_batch(jobs, settings, lambda c=client: c, concurrency=level)
+        outcomes = run_batch(jobs, settings, lambda c=client: c, concurrency=level)
         seconds[level] = time.perf_counter() - started
         assert all(o.summary["approved"] for o in outcomes), [o.summary["stop_detail"] for o in outcomes]
     return {level: (s, seconds[levels[0]] / s) for level, s in seconds.items()}

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import multi_agent_system as mas
+from machinery.demo import ScriptedClient, demo_script, task_in
+from machinery.gateway import ROLE_HEADER
 
 Scenario = Callable[[str], str]  # task text -> demo scenario name
 
@@ -44,7 +45,7 @@ class BenchServer:
         self.stream_usage = stream_usage
         self.refuse_stream_options = refuse_stream_options
         self.cached_tokens = cached_tokens  # reported as usage.prompt_tokens_details.cached_tokens when > 0
-        self.scripts: dict[str, mas.ScriptedClient] = {}
+        self.scripts: dict[str, ScriptedClient] = {}
         self.timings: list[tuple[float, float]] = []  # (request read, reply written) per request, perf_counter
         self.requests: list[dict[str, Any]] = []
         self.usages: list[int] = []  # the prompt tokens counted for each request, in order
@@ -69,7 +70,7 @@ class BenchServer:
                     server.configure(request["scenario"], request.get("latency", 0.0))
                     self._send(200, {})
                     return
-                request["extra_headers"] = {mas.ROLE_HEADER: self.headers.get(mas.ROLE_HEADER)}
+                request["extra_headers"] = {ROLE_HEADER: self.headers.get(ROLE_HEADER)}
                 if server.latency:
                     time.sleep(server.latency)
                 body: dict[str, Any] = {}
@@ -130,11 +131,11 @@ class BenchServer:
 
     def body(self, request: dict[str, Any]) -> dict[str, Any]:
         """The demo model's reply for this request, from the script of its task."""
-        task = mas._task_in(request)
+        task = task_in(request)
         with self._lock:
             script = self.scripts.get(task)
             if script is None:
-                script = self.scripts[task] = mas.ScriptedClient(mas.demo_script(self.scenario(task)))
+                script = self.scripts[task] = ScriptedClient(demo_script(self.scenario(task)))
             body = script.body(request)
         if self.cached_tokens and body.get("usage"):
             cached = min(self.cached_tokens, body["usage"]["prompt_tokens"])
@@ -157,7 +158,7 @@ class BenchServer:
             }
 
     def roles(self) -> list[str]:
-        return [str(r["extra_headers"][mas.ROLE_HEADER]) for r in self.requests]
+        return [str(r["extra_headers"][ROLE_HEADER]) for r in self.requests]
 
     def waiting(self) -> tuple[float, float]:
         """(wall time from the first request read to the last reply written, time spent answering)."""

@@ -25,6 +25,9 @@ from openai.types.chat import ChatCompletion
 from rich.console import Console
 
 import multi_agent_system as mas
+from machinery.demo import completion_body
+from machinery.gateway import LLM, ROLE_HEADER, estimate_tokens, request_role
+from machinery.output import Display, Mode, Trace
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -54,7 +57,7 @@ class FakeClient:
     ``FakeClient(r1, r2, ...)``
         one queue, answered in call order whoever asks (stage 3's tests use this);
     ``FakeClient(planner=[...], worker=[...], critic=[...])``
-        one queue per role, chosen by the request's role header (``mas.request_role``).
+        one queue per role, chosen by the request's role header (``request_role``).
         A role whose queue runs dry fails the test, naming the role and the call;
         ``critic=[]`` therefore means "the critic must not be called". A role given
         no queue at all (an agent a student added, say "researcher") gets the
@@ -89,14 +92,14 @@ class FakeClient:
         return item
 
     def _next(self, request: dict[str, Any]) -> Any:
-        number, role = len(self.calls), mas.request_role(request)
+        number, role = len(self.calls), request_role(request)
         if self.by_role is None:
             if not self.queue:
                 first = request["messages"][0]["content"][:60]
                 raise AssertionError(f"FakeClient: unexpected call #{number} from {role!r} (first message {first!r}…)")
             return self.queue.pop(0)
         if role is None:
-            raise AssertionError(f"FakeClient: call #{number} has no {mas.ROLE_HEADER} header, so no role to answer")
+            raise AssertionError(f"FakeClient: call #{number} has no {ROLE_HEADER} header, so no role to answer")
         if role not in self.by_role:
             self.defaulted.append(role)
             return default_reply(role, request)
@@ -110,12 +113,12 @@ class FakeClient:
 
     def roles(self, *only: str) -> list[str]:
         """Which agent made each call, read from the role header; ``only`` keeps just those roles."""
-        seen = [mas.request_role(call) or "?" for call in self.calls]
+        seen = [request_role(call) or "?" for call in self.calls]
         return [role for role in seen if role in only] if only else seen
 
     def calls_of(self, role: str) -> list[dict[str, Any]]:
         """The requests one role sent, in order."""
-        return [call for call in self.calls if mas.request_role(call) == role]
+        return [call for call in self.calls if request_role(call) == role]
 
 
 LOOP_ROLES = ("planner", "worker", "critic")  # the chapter's own agents; tests of the loop follow only these
@@ -165,17 +168,30 @@ def completion(
     **kwargs: Any,
 ) -> Any:
     usage = None if prompt_tokens is None else (prompt_tokens, completion_tokens or 0)
-    body = mas.completion_body(text, model=model, usage=usage, **kwargs)
+    body = completion_body(text, model=model, usage=usage, **kwargs)
     return ChatCompletion.model_validate(body)  # a real SDK object, as a server's reply becomes
 
 
 def default_reply(role: str, request: dict[str, Any]) -> Any:
     """What an agent no test scripted gets: a labelled reply whose prompt is counted as the gateway estimates it."""
-    return completion(f"(fake {role} reply)", mas.estimate_tokens(request["messages"]), 20)
+    return completion(f"(fake {role} reply)", estimate_tokens(request["messages"]), 20)
 
 
 def verdict(approved: bool, feedback: str = "Fix the ending.") -> Any:
     return completion(f'{{"approved": {str(approved).lower()}, "feedback": "{feedback}"}}')
+
+
+def patch_everywhere(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, value: Any) -> None:
+    """Replace ``module.name`` and every copy of it that another of our modules imported by name."""
+    import sys
+
+    original = getattr(module, name)
+    for loaded in list(sys.modules.values()):
+        home = getattr(loaded, "__name__", "")
+        if home.split(".")[0] in ("multi_agent_system", "machinery", "stages", "bench") and (
+            getattr(loaded, name, None) is original
+        ):
+            monkeypatch.setattr(loaded, name, value)
 
 
 @pytest.fixture
@@ -188,12 +204,12 @@ def output(console: Console) -> str:
 
 
 @pytest.fixture
-def make_llm(tmp_path: Path, console: Console) -> Callable[..., mas.LLM]:
+def make_llm(tmp_path: Path, console: Console) -> Callable[..., LLM]:
     """Build an LLM around a client, with captured output and a trace in tmp_path."""
 
-    def build(client: Any, mode: mas.Mode = "normal", **settings: Any) -> mas.LLM:
+    def build(client: Any, mode: Mode = "normal", **settings: Any) -> LLM:
         settings.setdefault("default_model", "gpt-4o-mini")
-        trace = mas.Trace(tmp_path / "trace.jsonl", "test-run")
-        return mas.LLM(mas.Settings(**settings), mas.Display(console, mode), trace, client=client)
+        trace = Trace(tmp_path / "trace.jsonl", "test-run")
+        return LLM(mas.Settings(**settings), Display(console, mode), trace, client=client)
 
     return build

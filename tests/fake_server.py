@@ -23,10 +23,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import multi_agent_system as mas
+from machinery import gateway
+from machinery.gateway import estimate_tokens
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
-ROLE_HEADER = mas.ROLE_HEADER.lower()  # header names are stored lower-cased
+ROLE_HEADER = gateway.ROLE_HEADER.lower()  # header names are stored lower-cased
 
 
 def chat_body(content: str, prompt_tokens: int = 50, completion_tokens: int = 10, usage: bool = True) -> dict[str, Any]:
@@ -106,7 +107,7 @@ class LoopbackServer:
             return self.answers.pop(0)
         if role not in self.by_role:
             self.defaulted.append(str(role))
-            prompt_tokens = mas.estimate_tokens(request.get("messages") or [])  # honest: no estimate is scaled up
+            prompt_tokens = estimate_tokens(request.get("messages") or [])  # honest: no estimate is scaled up
             return (200, chat_body(f"(fake {role} reply)", prompt_tokens=prompt_tokens), {})
         queue = self.by_role[role]
         if not queue:

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
-import multi_agent_system as mas
 from fake_server import QuietHandler
+from machinery.demo import Responder, ScriptedClient
+from machinery.gateway import ROLE_HEADER
 
 FAST_RETRY = {"retry-after-ms": "5"}  # the SDK honours it: its backoff stays short in tests
 DEEP = 1_500  # nesting levels: past the json module's recursion limit
@@ -243,7 +244,7 @@ FAULTS = {
 
 @dataclass
 class FaultServer:
-    responder: mas.Responder
+    responder: Responder
     fault: Fault
     key: str
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -252,7 +253,7 @@ class FaultServer:
 
     def __post_init__(self) -> None:
         self.stopping = threading.Event()
-        self._scripted = mas.ScriptedClient(self.responder)
+        self._scripted = ScriptedClient(self.responder)
         self._lock = threading.Lock()
         server = self
 
@@ -266,8 +267,8 @@ class FaultServer:
                     server.last_auth = self.headers.get("authorization", "")
                     number = len(server.requests)
                     server.requests.append(request)
-                    role = self.headers.get(mas.ROLE_HEADER)
-                    body = server._scripted.body(dict(request, extra_headers={mas.ROLE_HEADER: role}))
+                    role = self.headers.get(ROLE_HEADER)
+                    body = server._scripted.body(dict(request, extra_headers={ROLE_HEADER: role}))
                 f = server.fault
                 strikes = number >= f.after and (f.times is None or number < f.after + f.times)
                 server.struck += strikes

@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, output, verdict
+from conftest import FakeClient, completion, output, patch_everywhere, verdict
+from machinery import cli, config
+from machinery import output as output_module
+from machinery.config import read_task, write_atomically
+from machinery.demo import Responder, ScriptedClient, demo_script
+from machinery.gateway import LLM
+from machinery.output import new_run_id
 from stages.stage3 import demo
 from stages.stage3.activity import starter_workflow
 
@@ -30,7 +36,7 @@ ERROR = re.compile(r"^error: ", re.M)
 CHAPTER = [sys.executable, str(ROOT / "multi_agent_system.py")]
 # (name, main, the argv of a run that would succeed in demo mode)
 PROGRAMS: list[tuple[str, Callable[..., int], list[str]]] = [
-    ("chapter", mas.main, ["Write a haiku about agents"]),
+    ("chapter", cli.main, ["Write a haiku about agents"]),
     ("handoffs", demo.main, []),
     ("audit", starter_workflow.main, []),
 ]
@@ -54,17 +60,17 @@ def run(args: list[str | bytes], **kwargs: Any) -> subprocess.CompletedProcess[b
 
 @pytest.mark.parametrize("task", ["", "   \n\t  "])
 def test_an_empty_task_is_one_line(console, task: str) -> None:
-    assert mas.main([task], console=console) == mas.EXIT_USAGE
+    assert cli.main([task], console=console) == mas.EXIT_USAGE
     assert "no task given" in one_error(output(console))
 
 
 def test_a_task_over_the_limit_is_one_line_naming_the_limit(console) -> None:
-    assert mas.main(["x" * (mas.TASK_MAX_CHARS + 1)], console=console) == mas.EXIT_USAGE
+    assert cli.main(["x" * (mas.TASK_MAX_CHARS + 1)], console=console) == mas.EXIT_USAGE
     assert str(mas.TASK_MAX_CHARS) in one_error(output(console))
 
 
 def test_a_task_at_the_limit_is_accepted(console) -> None:
-    assert mas.main(["Write a haiku " + "x" * (mas.TASK_MAX_CHARS - 14)], console=console) in (0, 1)
+    assert cli.main(["Write a haiku " + "x" * (mas.TASK_MAX_CHARS - 14)], console=console) in (0, 1)
 
 
 def test_invalid_utf8_in_argv_is_one_line_and_no_trace(tmp_path: Path) -> None:
@@ -85,7 +91,7 @@ def test_bad_bytes_on_stdin_are_one_line(tmp_path: Path, data: bytes, expected: 
 
 def test_a_nul_byte_in_the_task_is_refused_in_process(console) -> None:
     with pytest.raises(mas.UsageError, match="NUL"):
-        mas.read_task("-", _Stdin("Write a\x00 haiku"))
+        read_task("-", _Stdin("Write a\x00 haiku"))
 
 
 class _Stdin:
@@ -103,12 +109,12 @@ class _Stdin:
 
 def test_a_missing_env_file_is_fine(console, tmp_path: Path) -> None:
     assert not (tmp_path / ".env").exists()
-    assert mas.main(["Write a haiku about agents"], console=console) == 0
+    assert cli.main(["Write a haiku about agents"], console=console) == 0
 
 
 def test_a_malformed_env_line_is_skipped_with_a_warning(console, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("this is not a setting\nOPENAI_MODEL='unterminated\n", encoding="utf-8")
-    code = mas.main(["Write a haiku about agents"], console=console)
+    code = cli.main(["Write a haiku about agents"], console=console)
     shown = output(console)
     assert code == 0, shown
     assert "warning:" in shown and "that line was skipped" in shown
@@ -141,14 +147,14 @@ def test_a_log_dir_that_is_a_file_is_one_line(console, tmp_path: Path, name, mai
 
 def test_an_output_path_in_a_missing_folder_is_created(console, tmp_path: Path) -> None:
     out = tmp_path / "new" / "deeper" / "haiku.txt"
-    assert mas.main(["Write a haiku about agents", "--output", str(out)], console=console) == 0
+    assert cli.main(["Write a haiku about agents", "--output", str(out)], console=console) == 0
     assert out.read_text().count("\n") == 3
 
 
 def test_an_output_path_under_a_regular_file_is_refused_before_any_call(tmp_path: Path, console) -> None:
     (tmp_path / "notes.txt").write_text("a file")
     client = FakeClient()  # empty: any call fails the test
-    code = mas.main(
+    code = cli.main(
         ["Write a haiku", "--output", str(tmp_path / "notes.txt" / "haiku.txt")], console=console, client=client
     )
     assert code == mas.EXIT_USAGE
@@ -157,7 +163,7 @@ def test_an_output_path_under_a_regular_file_is_refused_before_any_call(tmp_path
 
 
 def test_an_output_path_that_is_a_folder_is_refused(console, tmp_path: Path) -> None:
-    assert mas.main(["Write a haiku", "--output", str(tmp_path)], console=console) == mas.EXIT_USAGE
+    assert cli.main(["Write a haiku", "--output", str(tmp_path)], console=console) == mas.EXIT_USAGE
     assert "it is a folder" in one_error(output(console))
 
 
@@ -165,14 +171,14 @@ def test_an_output_path_that_is_a_folder_is_refused(console, tmp_path: Path) -> 
 def test_an_unwritable_output_folder_is_refused(console, tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    assert mas.main(["Write a haiku", "--output", str(locked / "h.txt")], console=console) == mas.EXIT_USAGE
+    assert cli.main(["Write a haiku", "--output", str(locked / "h.txt")], console=console) == mas.EXIT_USAGE
     assert "not writable" in one_error(output(console))
 
 
 def test_a_write_that_fails_after_approval_keeps_the_result_beside_the_trace(
     console, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = mas.write_atomically
+    real = write_atomically
     out = tmp_path / "haiku.txt"
 
     def failing(path: Path, text: str) -> None:
@@ -180,8 +186,8 @@ def test_a_write_that_fails_after_approval_keeps_the_result_beside_the_trace(
             raise OSError(28, "No space left on device", str(path))
         real(path, text)
 
-    monkeypatch.setattr(mas, "write_atomically", failing)
-    code = mas.main(["Write a haiku about agents", "--output", str(out)], console=console)
+    patch_everywhere(monkeypatch, config, "write_atomically", failing)
+    code = cli.main(["Write a haiku about agents", "--output", str(out)], console=console)
     line = one_error(output(console))
     assert code == mas.EXIT_USAGE
     (rescued,) = (tmp_path / "logs").glob("*.result.txt")
@@ -210,7 +216,7 @@ def test_a_limit_that_is_not_a_positive_number_exits_2(capsys, console, name, ma
 @pytest.mark.parametrize("flag", ["--max-iterations", "--max-plans", "--max-cost"])
 @pytest.mark.parametrize("value", ["0", "-1", "x", "nan", "inf"])
 def test_the_chapter_limits_refuse_non_positive_numbers(capsys, console, flag: str, value: str) -> None:
-    assert mas.main(["Write a haiku", f"{flag}={value}"], console=console) == mas.EXIT_USAGE
+    assert cli.main(["Write a haiku", f"{flag}={value}"], console=console) == mas.EXIT_USAGE
     assert flag in capsys.readouterr().err
 
 
@@ -228,27 +234,35 @@ def test_a_malformed_base_url_is_one_line_before_any_call(console, monkeypatch, 
 
 def test_a_base_url_with_a_password_is_not_echoed(console, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "ftp://alice:hunter2secret@example.test/v1")
-    assert mas.main(["Write a haiku"], console=console) == mas.EXIT_USAGE
+    assert cli.main(["Write a haiku"], console=console) == mas.EXIT_USAGE
     assert "hunter2secret" not in output(console)
 
 
 # -- Ctrl-C ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["load_env_file", "settings_from_args", "new_run_id", "Display"])
-def test_ctrl_c_during_start_up_exits_130_without_a_traceback(capsys, console, monkeypatch, where: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "where"),
+    [
+        (config, "load_env_file"),
+        (config, "settings_from_args"),
+        (output_module, "new_run_id"),
+        (output_module, "Display"),
+    ],
+)
+def test_ctrl_c_during_start_up_exits_130_without_a_traceback(capsys, console, monkeypatch, module, where) -> None:
     def interrupt(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mas, where, interrupt)
-    assert mas.main(["Write a haiku"], console=console) == mas.EXIT_INTERRUPTED
+    patch_everywhere(monkeypatch, module, where, interrupt)
+    assert cli.main(["Write a haiku"], console=console) == mas.EXIT_INTERRUPTED
     shown = output(console) + capsys.readouterr().err
     assert "Traceback" not in shown and "interrupted" in shown
 
 
 def test_ctrl_c_while_reading_stdin_exits_130_in_process(console, monkeypatch) -> None:
     monkeypatch.setattr(sys, "stdin", _Stdin(KeyboardInterrupt()))
-    assert mas.main(["-"], console=console) == mas.EXIT_INTERRUPTED
+    assert cli.main(["-"], console=console) == mas.EXIT_INTERRUPTED
     assert "nothing was sent" in one_error(output(console))
 
 
@@ -278,7 +292,7 @@ def test_ctrl_c_mid_call_keeps_the_trace_and_the_last_draft(console, tmp_path: P
         critic=[verdict(False)],
     )
     client.by_role["worker"].append(_interrupt)  # the second draft's call is cut short
-    code = mas.main(["Write two sentences about agents", "--json"], console=console, client=client)
+    code = cli.main(["Write two sentences about agents", "--json"], console=console, client=client)
     data = json.loads(output(console))
     (path,) = (tmp_path / "logs").glob("*.jsonl")
     end = json.loads(path.read_text().splitlines()[-1])
@@ -289,14 +303,15 @@ def test_ctrl_c_mid_call_keeps_the_trace_and_the_last_draft(console, tmp_path: P
 
 
 def test_ctrl_c_between_calls_keeps_the_trace(console, tmp_path: Path, monkeypatch) -> None:
-    real = mas.record_verdict
+    real = LLM.record
 
-    def then_interrupt(*args: Any, **kwargs: Any) -> None:
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
+    def then_interrupt(self: LLM, event: str, *args: Any, **kwargs: Any) -> None:
+        real(self, event, *args, **kwargs)
+        if event == "verdict":
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(mas, "record_verdict", then_interrupt)
-    code = mas.main(["Write a haiku about agents"], console=console)
+    monkeypatch.setattr(LLM, "record", then_interrupt)
+    code = cli.main(["Write a haiku about agents"], console=console)
     shown = output(console)
     (path,) = (tmp_path / "logs").glob("*.jsonl")
     events = [json.loads(line) for line in path.read_text().splitlines()]
@@ -305,8 +320,8 @@ def test_ctrl_c_between_calls_keeps_the_trace(console, tmp_path: Path, monkeypat
     assert "last draft (not approved)" in shown
 
 
-RESPONDERS: dict[str, Callable[[], mas.Responder]] = {
-    "chapter": lambda: mas.demo_script("revise"),
+RESPONDERS: dict[str, Callable[[], Responder]] = {
+    "chapter": lambda: demo_script("revise"),
     "handoffs": demo.demo_responder,
     "audit": starter_workflow.demo_responder,
 }
@@ -317,7 +332,7 @@ def test_ctrl_c_at_start_up_exits_130_in_every_program(capsys, console, monkeypa
     def interrupt(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mas, "load_env_file", interrupt)
+    patch_everywhere(monkeypatch, config, "load_env_file", interrupt)
     assert main(argv, console=console) == mas.EXIT_INTERRUPTED
     assert "Traceback" not in output(console) + capsys.readouterr().err
 
@@ -334,7 +349,7 @@ def test_ctrl_c_mid_call_in_every_program_keeps_the_trace(console, tmp_path: Pat
             raise KeyboardInterrupt
         return responder(request)
 
-    code = main(argv, console=console, client=mas.ScriptedClient(respond))
+    code = main(argv, console=console, client=ScriptedClient(respond))
     (path,) = (tmp_path / "logs").glob("*.jsonl")
     end = json.loads(path.read_text().splitlines()[-1])
     assert code == mas.EXIT_INTERRUPTED
@@ -343,20 +358,20 @@ def test_ctrl_c_mid_call_in_every_program_keeps_the_trace(console, tmp_path: Pat
 
 
 def test_run_ids_do_not_repeat_within_a_process() -> None:
-    ids = [mas.new_run_id() for _ in range(200_000)]
+    ids = [new_run_id() for _ in range(200_000)]
     assert len(set(ids)) == len(ids)
 
 
 def test_a_nul_byte_in_env_is_one_line(console, tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"OPENAI_MODEL=ab\x00c\n")
-    assert mas.main(["Write a haiku about agents"], console=console) == mas.EXIT_USAGE
+    assert cli.main(["Write a haiku about agents"], console=console) == mas.EXIT_USAGE
     assert ".env" in one_error(output(console))
 
 
 def test_a_password_in_the_base_url_is_never_shown(console, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", "http://alice:hunter2secret@127.0.0.1:9/v1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
-    code = mas.main(["Write a haiku about agents"], console=console)
+    code = cli.main(["Write a haiku about agents"], console=console)
     (trace,) = (tmp_path / "logs").glob("*.jsonl")
     assert code == mas.EXIT_USAGE  # nothing listens on port 9
     assert "hunter2secret" not in output(console) + trace.read_text()

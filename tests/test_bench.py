@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multi_agent_system as mas
 from bench import run as bench
+from machinery.gateway import estimate_text_tokens
 
 
 def test_the_benchmark_runs_and_its_token_and_call_targets_hold() -> None:
@@ -14,7 +15,7 @@ def test_the_benchmark_runs_and_its_token_and_call_targets_hold() -> None:
         assert tokens <= bench.ORIGINAL_TOKENS[path], path
     assert r.overhead >= 1.0 and r.overhead_calls >= 4 * 2
     assert set(r.per_call) == set(mas.ROLES)
-    assert all(last <= mas.estimate_text_tokens("x" * mas.PROMPT_MAX_CHARS) for _, last in r.per_call.values())
+    assert all(last <= estimate_text_tokens("x" * mas.PROMPT_MAX_CHARS) for _, last in r.per_call.values())
     assert r.speedups[2][1] > 1.2  # two at a time is clearly faster, even on a busy machine
     assert 0 < r.help_ratio < 1  # --help never pays for importing the SDK
     table = bench.rows(r, 0.002, 4, 0.02, 4)

@@ -15,6 +15,20 @@ from rich.console import Console
 
 import multi_agent_system as mas
 from conftest import LOOP_ROLES, FakeClient, completion, output, per_role
+from machinery.classroom import Answers, HumanRung
+from machinery.cli import exit_code_for, main
+from machinery.demo import DEMO_SCENARIOS
+from machinery.gateway import LLM
+from machinery.output import Display
+from machinery.replay import (
+    MERMAID_UNSAFE,
+    first_difference,
+    mermaid_diagram,
+    mermaid_text,
+    read_trace,
+    replay_setup,
+    show_recorded,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.jsonl"))
@@ -45,7 +59,7 @@ def only_trace(folder: Path) -> Path:
 def run_demo(console: Console, tmp_path: Path, *flags: str, stdin: str | None = None, monkeypatch=None) -> int:
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    return mas.main([HAIKU, "--log-dir", str(tmp_path / "logs"), *flags], console=console)
+    return main([HAIKU, "--log-dir", str(tmp_path / "logs"), *flags], console=console)
 
 
 def fresh_console() -> Console:
@@ -81,7 +95,7 @@ def test_q_stops_the_run_cleanly_with_stopped_by_user(console, tmp_path, monkeyp
     code = run_demo(console, tmp_path, "--step", stdin="\nq\n", monkeypatch=monkeypatch)
     trace = only_trace(tmp_path / "logs")
     end = events_of(trace, "end")
-    assert code == mas.exit_code_for("stopped_by_user") == mas.EXIT_NOT_APPROVED
+    assert code == exit_code_for("stopped_by_user") == mas.EXIT_NOT_APPROVED
     assert [c["role"] for c in events_of(trace, "call")] == ["planner"]  # q came at the second pause
     assert len(end) == 1 and end[0]["stop_reason"] == "stopped_by_user"  # the trace is complete
     assert "stop reason: stopped_by_user" in output(console)
@@ -104,14 +118,14 @@ def from_first_panel(text: str) -> str:
     return text[text.index("Planner · plan v1") :]
 
 
-@pytest.mark.parametrize("scenario", sorted(mas.DEMO_SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(DEMO_SCENARIOS))
 def test_show_draws_a_recorded_run_exactly_as_it_looked_live(tmp_path, monkeypatch, scenario: str) -> None:
     monkeypatch.chdir(tmp_path)
     live = fresh_console()
-    mas.main([HAIKU, "--demo-scenario", scenario], console=live)
+    main([HAIKU, "--demo-scenario", scenario], console=live)
     trace = only_trace(Path("logs"))
     again = fresh_console()
-    code = mas.main(["--show", str(trace)], console=again, client=FakeClient())  # any model call would fail
+    code = main(["--show", str(trace)], console=again, client=FakeClient())  # any model call would fail
     assert code == mas.EXIT_APPROVED
     assert from_first_panel(output(again)) == from_first_panel(output(live))
     assert "no model is called" in output(again)
@@ -119,7 +133,7 @@ def test_show_draws_a_recorded_run_exactly_as_it_looked_live(tmp_path, monkeypat
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_show_draws_the_recorded_real_model_runs(console, example: Path) -> None:
-    assert mas.main(["--show", str(example)], console=console, client=FakeClient()) == mas.EXIT_APPROVED
+    assert main(["--show", str(example)], console=console, client=FakeClient()) == mas.EXIT_APPROVED
     shown = output(console)
     end = events_of(example, "end")[0]
     assert f"stop reason: {end['stop_reason']}" in shown
@@ -129,13 +143,13 @@ def test_show_draws_the_recorded_real_model_runs(console, example: Path) -> None
 
 def test_show_with_step_pauses_before_each_recorded_call(console, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    mas.main([HAIKU, "--quiet"], console=fresh_console())
+    main([HAIKU, "--quiet"], console=fresh_console())
     trace = only_trace(Path("logs"))
     monkeypatch.setattr("sys.stdin", io.StringIO("\n" * 20))
-    assert mas.main(["--show", str(trace), "--step"], console=console) == mas.EXIT_APPROVED
+    assert main(["--show", str(trace), "--step"], console=console) == mas.EXIT_APPROVED
     assert output(console).count("next call: ") == len(events_of(trace, "call"))
     monkeypatch.setattr("sys.stdin", io.StringIO("q\n"))
-    assert mas.main(["--show", str(trace), "--step"], console=fresh_console()) == mas.EXIT_NOT_APPROVED
+    assert main(["--show", str(trace), "--step"], console=fresh_console()) == mas.EXIT_NOT_APPROVED
 
 
 @pytest.mark.parametrize(
@@ -153,13 +167,13 @@ def test_a_file_that_is_not_a_whole_trace_gets_one_clear_line(console, tmp_path,
     bad = tmp_path / "bad.jsonl"
     bad.write_text(content)
     argv = [flag, str(bad)] + (["task"] if flag == "--replay" else [])
-    assert mas.main(argv, console=console, client=FakeClient()) == mas.EXIT_USAGE
+    assert main(argv, console=console, client=FakeClient()) == mas.EXIT_USAGE
     lines = output(console).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0]
 
 
 def test_a_missing_trace_gets_one_clear_line(console, tmp_path) -> None:
-    assert mas.main(["--show", str(tmp_path / "nope.jsonl")], console=console) == mas.EXIT_USAGE
+    assert main(["--show", str(tmp_path / "nope.jsonl")], console=console) == mas.EXIT_USAGE
     assert output(console).strip().startswith("error: cannot read the trace")
 
 
@@ -172,9 +186,9 @@ def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -
     recorded = events_of(example)
     start, end = recorded[0], recorded[-1]
     assert not start["demo"]  # recorded from a real model, not the scripted one
-    code = mas.main(["--replay", str(example), start["task"], "--json"], console=console, client=FakeClient())
+    code = main(["--replay", str(example), start["task"], "--json"], console=console, client=FakeClient())
     summary = json.loads(output(console))
-    assert code == mas.exit_code_for(end["stop_reason"])
+    assert code == exit_code_for(end["stop_reason"])
     assert (summary["stop_reason"], summary["result"]) == (end["stop_reason"], end["result"])
     assert (summary["calls"], summary["tokens"]) == (end["calls"], end["total_tokens"])
     assert summary["iterations"] == end["iterations"] and summary["replayed_from"] == str(example)
@@ -184,7 +198,7 @@ def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -
 
 def test_replay_says_plainly_that_replies_are_replayed(console) -> None:
     example = CHAPTER_EXAMPLES[0]
-    mas.main(["--replay", str(example), events_of(example)[0]["task"]], console=console)
+    main(["--replay", str(example), events_of(example)[0]["task"]], console=console)
     shown = output(console)
     assert "Replayed replies, not a live model" in shown and "Scripted demo model" not in shown
 
@@ -192,15 +206,15 @@ def test_replay_says_plainly_that_replies_are_replayed(console) -> None:
 def test_a_changed_prompt_fails_the_replay_naming_the_role_and_message(console, monkeypatch) -> None:
     example = CHAPTER_EXAMPLES[0]
     monkeypatch.setattr(mas, "WORKER_PROMPT", mas.WORKER_PROMPT + " Be brief.")
-    code = mas.main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
+    code = main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
     (line,) = output(console).strip().splitlines()
-    assert code == mas.exit_code_for("replay_mismatch") == mas.EXIT_USAGE
+    assert code == exit_code_for("replay_mismatch") == mas.EXIT_USAGE
     assert "the worker's request 1 is not the recorded one: message 1 (system)" in line
 
 
 def test_a_different_task_fails_at_the_planners_first_request(console, tmp_path) -> None:
     example = CHAPTER_EXAMPLES[0]
-    code = mas.main(["--replay", str(example), "Write a limerick", "--json"], console=console)
+    code = main(["--replay", str(example), "Write a limerick", "--json"], console=console)
     assert code == mas.EXIT_USAGE
     assert json.loads(output(console).split("\n", 1)[1])["stop_reason"] == "replay_mismatch"
     assert "the planner's request 1" in output(console)
@@ -210,14 +224,12 @@ def test_a_different_task_fails_at_the_planners_first_request(console, tmp_path)
 def test_replay_never_falls_through_to_a_live_model(tmp_path, make_llm) -> None:
     """More calls than the recording holds: the run stops; nothing else is asked."""
     recording = tmp_path / "short.jsonl"
-    mas.main(
-        ["task", "--quiet", "--demo-scenario", "approve", "--log-dir", str(tmp_path / "rec")], console=fresh_console()
-    )
+    main(["task", "--quiet", "--demo-scenario", "approve", "--log-dir", str(tmp_path / "rec")], console=fresh_console())
     events = events_of(only_trace(tmp_path / "rec"))
     recording.write_text(
         "\n".join(json.dumps(e) for e in events if e["event"] != "call" or e["role"] != "critic") + "\n"
     )
-    _, client = mas.replay_setup(recording, mas.Settings())
+    _, client = replay_setup(recording, mas.Settings())
     state = mas.orchestrate("task", make_llm(client, default_model=mas.DEMO_MODEL))
     assert state["stop_reason"] == "replay_mismatch"
     assert "the critic's call 1 is not in" in (state["stop_detail"] or "")
@@ -234,7 +246,7 @@ def test_a_replay_trace_holds_no_key(console, tmp_path, monkeypatch) -> None:
     secret = "sk-test-SECRET-replay-777"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     example = CHAPTER_EXAMPLES[0]
-    mas.main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
+    main(["--replay", str(example), events_of(example)[0]["task"], "--quiet"], console=console)
     assert secret not in only_trace(tmp_path / "logs").read_text() and secret not in output(console)
     for recorded in EXAMPLES:  # the shipped recordings carry prompts and replies, never a key
         text = recorded.read_text()
@@ -243,9 +255,9 @@ def test_a_replay_trace_holds_no_key(console, tmp_path, monkeypatch) -> None:
 
 def test_first_difference_finds_the_first_differing_message() -> None:
     a = [mas.system("same"), mas.user("one two three")]
-    assert mas.first_difference(a, a) is None
-    assert mas.first_difference(a, [*a, mas.user("more")]) == "it has 3 messages, the recording 2"
-    assert "message 2 (user) differs at character 5" in (mas.first_difference(a, [a[0], mas.user("one TWO")]) or "")
+    assert first_difference(a, a) is None
+    assert first_difference(a, [*a, mas.user("more")]) == "it has 3 messages, the recording 2"
+    assert "message 2 (user) differs at character 5" in (first_difference(a, [a[0], mas.user("one TWO")]) or "")
 
 
 # -- --diagram --------------------------------------------------------------------
@@ -253,7 +265,7 @@ def test_first_difference_finds_the_first_differing_message() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_diagram_draws_every_call_verdict_escalation_and_the_stop(console, example: Path) -> None:
-    assert mas.main(["--diagram", str(example)], console=console) == mas.EXIT_APPROVED
+    assert main(["--diagram", str(example)], console=console) == mas.EXIT_APPROVED
     lines = output(console).strip().splitlines()
     events = events_of(example)
     assert lines[0] == "sequenceDiagram"
@@ -274,16 +286,16 @@ def test_diagram_draws_every_call_verdict_escalation_and_the_stop(console, examp
 
 @given(st.text())
 def test_mermaid_text_never_breaks_a_statement(text: str) -> None:
-    cleaned = mas.mermaid_text(text)
-    assert not mas.MERMAID_UNSAFE.search(cleaned) and "\n" not in cleaned and len(cleaned) <= 60
+    cleaned = mermaid_text(text)
+    assert not MERMAID_UNSAFE.search(cleaned) and "\n" not in cleaned and len(cleaned) <= 60
 
 
 # -- --human ----------------------------------------------------------------------
 
 
-def human_llm(make_llm, client: FakeClient, answers: str, **settings: Any) -> mas.LLM:
+def human_llm(make_llm, client: FakeClient, answers: str, **settings: Any) -> LLM:
     llm = make_llm(client, **settings)
-    llm.human = mas.HumanRung(mas.Answers(Typed(answers), llm.display))
+    llm.human = HumanRung(Answers(Typed(answers), llm.display), llm)
     return llm
 
 
@@ -316,7 +328,7 @@ def test_a_humans_feedback_reaches_the_worker(make_llm) -> None:
 def test_a_human_can_stop_the_run(make_llm) -> None:
     client = FakeClient(**per_role([False] * R, plans=1))
     state = mas.orchestrate("task", human_llm(make_llm, client, "s\n"))
-    assert state["stop_reason"] == "stopped_by_user" and mas.exit_code_for(state["stop_reason"]) == 1
+    assert state["stop_reason"] == "stopped_by_user" and exit_code_for(state["stop_reason"]) == 1
 
 
 def test_a_human_may_allow_one_more_plan_but_the_iteration_gate_still_holds(make_llm) -> None:
@@ -343,12 +355,12 @@ def test_no_answer_keeps_the_ladders_step(make_llm, console) -> None:
 def test_human_without_a_terminal_behaves_as_without_the_flag_and_says_so_once(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("a\n"))
     with_flag, without = fresh_console(), fresh_console()
-    code = mas.main([HAIKU, "--demo-scenario", "exhaust", "--human"], console=with_flag)
-    plain = mas.main([HAIKU, "--demo-scenario", "exhaust"], console=without)
+    code = main([HAIKU, "--demo-scenario", "exhaust", "--human"], console=with_flag)
+    plain = main([HAIKU, "--demo-scenario", "exhaust"], console=without)
     said = output(with_flag)
     assert code == plain == mas.EXIT_NOT_APPROVED
     assert said.count("--human needs a terminal") == 1 and "Your call" not in said
-    assert mas.main(["--show", re.findall(r"logs/\S+\.jsonl", said)[-1]], console=fresh_console()) == 0
+    assert main(["--show", re.findall(r"logs/\S+\.jsonl", said)[-1]], console=fresh_console()) == 0
     assert from_first_panel(said) == from_first_panel(output(without)).replace(
         *re.findall(r"logs/\S+\.jsonl", output(without))[-1:], *re.findall(r"logs/\S+\.jsonl", said)[-1:]
     )
@@ -359,11 +371,11 @@ def test_a_humans_turn_is_shown_and_drawn_again_from_the_trace(make_llm, console
     mas.orchestrate("task", human_llm(make_llm, client, "x\nf\nName them.\n"))  # one unreadable answer first
     live = output(console)
     again = fresh_console()
-    assert mas.main(["--show", str(tmp_path / "trace.jsonl")], console=again) == mas.EXIT_APPROVED
+    assert main(["--show", str(tmp_path / "trace.jsonl")], console=again) == mas.EXIT_APPROVED
     shown = output(again)
     assert shown.count("Your call · iteration 2") == live.count("Your call · iteration 2") == 1
     assert "a/f/p/s: x" in shown and "feedback for the worker: Name them." in shown
-    diagram = mas.mermaid_diagram(mas.read_trace(tmp_path / "trace.jsonl"))
+    diagram = mermaid_diagram(read_trace(tmp_path / "trace.jsonl"))
     assert "participant H as human" in diagram and "H-->>O: revise Name them." in diagram
 
 
@@ -371,18 +383,16 @@ def test_a_replay_keeps_the_recorded_limits(console, tmp_path) -> None:
     """The budget gate refuses in a replay what it refused live, whatever the flags say."""
     rec = tmp_path / "rec"
     argv = ["task", "--demo-scenario", "exhaust", "--max-plans", "1", "--log-dir", str(rec), "--quiet"]
-    assert mas.main(argv, console=fresh_console()) == mas.EXIT_NOT_APPROVED
+    assert main(argv, console=fresh_console()) == mas.EXIT_NOT_APPROVED
     recording = only_trace(rec)
-    code = mas.main(
-        ["--replay", str(recording), "task", "--json", "--log-dir", str(tmp_path / "again")], console=console
-    )
+    code = main(["--replay", str(recording), "task", "--json", "--log-dir", str(tmp_path / "again")], console=console)
     summary = json.loads(output(console)[output(console).index("{") :])
     assert code == mas.EXIT_NOT_APPROVED and summary["stop_reason"] == "escalation_exhausted" and summary["plans"] == 1
 
 
 def test_a_task_read_from_stdin_leaves_no_answers_and_says_so(console, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("Write a haiku about agents"))
-    assert mas.main(["-", "--step"], console=console) == mas.EXIT_APPROVED
+    assert main(["-", "--step"], console=console) == mas.EXIT_APPROVED
     shown = output(console)
     assert "nothing to read answers from" in " ".join(shown.split()) and "next call: " not in shown
 
@@ -415,19 +425,17 @@ def test_any_json_lines_are_read_whole_or_refused_in_one_line(tmp_path_factory, 
     path = tmp_path_factory.mktemp("t") / "any.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
     try:
-        read = mas.read_trace(path)
+        read = read_trace(path)
     except mas.UsageError as err:
         assert "\n" not in str(err)
         return
-    mas.show_recorded(path, mas.Display(fresh_console()))
-    mas.mermaid_diagram(read)
+    show_recorded(path, Display(fresh_console()))
+    mermaid_diagram(read)
 
 
 def test_a_trace_missing_any_one_field_is_drawn_or_refused_in_one_line(tmp_path) -> None:
     """Drop each field of each event of a real trace in turn: --show and --diagram never raise."""
-    mas.main(
-        [HAIKU, "--demo-scenario", "approve", "--quiet", "--log-dir", str(tmp_path / "rec")], console=fresh_console()
-    )
+    main([HAIKU, "--demo-scenario", "approve", "--quiet", "--log-dir", str(tmp_path / "rec")], console=fresh_console())
     events = events_of(only_trace(tmp_path / "rec"))
     broken = tmp_path / "broken.jsonl"
     tried = 0
@@ -438,7 +446,7 @@ def test_a_trace_missing_any_one_field_is_drawn_or_refused_in_one_line(tmp_path)
             broken.write_text("".join(json.dumps(e) + "\n" for e in damaged))
             for flag in ("--show", "--diagram"):
                 console = fresh_console()
-                code = mas.main([flag, str(broken)], console=console)
+                code = main([flag, str(broken)], console=console)
                 tried += 1
                 assert code in (mas.EXIT_APPROVED, mas.EXIT_USAGE), (flag, event["event"], key)
                 if code == mas.EXIT_USAGE:
@@ -449,9 +457,9 @@ def test_a_trace_missing_any_one_field_is_drawn_or_refused_in_one_line(tmp_path)
 def test_show_in_verbose_mode_also_shows_the_prompts_and_raw_verdicts(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     live = Console(file=io.StringIO(), width=120, color_system=None)
-    mas.main([HAIKU, "--demo-scenario", "escalate", "--verbose"], console=live)
+    main([HAIKU, "--demo-scenario", "escalate", "--verbose"], console=live)
     again = fresh_console()
-    mas.main(["--show", str(only_trace(Path("logs"))), "--verbose"], console=again)
+    main(["--show", str(only_trace(Path("logs"))), "--verbose"], console=again)
     shown, said = output(again), output(live)
     for needle in ("prompt → planner (max_tokens", "raw reply ← critic", "verdict read from json"):
         assert shown.count(needle) == said.count(needle) > 0, needle

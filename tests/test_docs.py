@@ -407,12 +407,12 @@ DIAGRAM = re.compile(r"<!-- diagram:begin (\S+) -->\n```mermaid\n(.*?)```\n<!-- 
 
 
 def test_the_sequence_diagram_is_what_the_recorded_run_gives() -> None:
-    import multi_agent_system as mas
+    from machinery.replay import mermaid_diagram, read_trace
 
     found = DIAGRAM.findall(read_doc("PROJECT.md"))
     assert found, "PROJECT.md has no sequence diagram between <!-- diagram:begin TRACE --> and <!-- diagram:end -->"
     for trace, documented in found:
-        fresh = mas.mermaid_diagram(mas.read_trace(ROOT / trace))
+        fresh = mermaid_diagram(read_trace(ROOT / trace))
         assert documented.rstrip("\n") == fresh, (
             f"PROJECT.md's diagram of {trace} is out of date: paste the output of "
             f"python multi_agent_system.py --diagram {trace}"

@@ -15,10 +15,11 @@ import pytest
 import multi_agent_system as mas
 from conftest import FakeClient, Ladder, completion, ladder
 from fake_server import LoopbackServer, chat_body
+from machinery.gateway import LLM, ROLE_HEADER
 
 
-def ask(llm: mas.LLM, role: str) -> str:
-    return llm.complete(role, [mas.user("hi")]).content
+def ask(llm: LLM, role: str) -> str:
+    return mas.ask(llm, role, [mas.user("hi")]).content
 
 
 def test_each_role_reads_its_own_queue_whatever_the_order(make_llm) -> None:
@@ -89,7 +90,7 @@ def post(server: LoopbackServer, role: str) -> tuple[int, dict]:
     request = urllib.request.Request(
         server.url + "/chat/completions",
         data=json.dumps({"model": "m", "messages": []}).encode(),
-        headers={"content-type": "application/json", mas.ROLE_HEADER: role},
+        headers={"content-type": "application/json", ROLE_HEADER: role},
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:

@@ -38,6 +38,11 @@ from rich.console import Console
 
 import multi_agent_system as mas
 from fault_server import FAULTS, Fault, FaultServer
+from machinery import cli
+from machinery.cli import exit_code_for
+from machinery.demo import Responder, ScriptedClient, demo_script
+from machinery.output import Trace
+from machinery.text import redact
 from stages.stage3 import demo, handoffs
 from stages.stage3.activity import players, solution_workflow
 from stages.variants import model_driven
@@ -56,7 +61,7 @@ class EntryPoint:
     name: str
     command: str
     main: Callable[..., int]
-    responder: Callable[[], mas.Responder]
+    responder: Callable[[], Responder]
     argv: Callable[[Path], list[str]]
     stop_reasons: dict[str, str]
     success: str = "approved"
@@ -66,8 +71,8 @@ ENTRY_POINTS = (
     EntryPoint(
         "chapter",
         "python multi_agent_system.py",
-        mas.main,
-        lambda: mas.demo_script("revise"),
+        cli.main,
+        lambda: demo_script("revise"),
         lambda tmp: ["Write a haiku about agents", "--output", str(tmp / "out" / "haiku.txt")],
         mas.STOP_REASONS,
     ),
@@ -167,7 +172,7 @@ def check_cell(entry: EntryPoint, fault: Fault, cell: Cell) -> None:
     reason = end.get("stop_reason")
     assert reason in entry.stop_reasons, reason
     assert reason != "crashed", cell.out
-    assert cell.code in DOCUMENTED_EXITS and cell.code == mas.exit_code_for(reason, entry.success), (cell.code, reason)
+    assert cell.code in DOCUMENTED_EXITS and cell.code == exit_code_for(reason, entry.success), (cell.code, reason)
     assert "Traceback" not in cell.out
     errors = ERROR.findall(cell.out)
     expect = expected(fault, entry)
@@ -245,11 +250,11 @@ if __name__ == "__main__":
 
 
 def test_json_mode_never_shows_an_echoed_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FaultServer(mas.demo_script("revise"), FAULTS["key_echoed_500"], key=KEY) as server:
+    with FaultServer(demo_script("revise"), FAULTS["key_echoed_500"], key=KEY) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
         console = Console(file=StringIO(), width=100, color_system=None)
-        code = mas.main(["Write a haiku", "--json", "--log-dir", str(tmp_path / "logs")], console=console)
+        code = cli.main(["Write a haiku", "--json", "--log-dir", str(tmp_path / "logs")], console=console)
     shown = console.file.getvalue()  # type: ignore[attr-defined]
     data = json.loads(shown[shown.index("{") :])
     assert code == mas.EXIT_NOT_APPROVED and data["stop_reason"] == "api_error"
@@ -261,12 +266,12 @@ def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeyp
     slow = Fault(
         "slow_429", lambda s, r, b: ("json", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "30"})
     )
-    with FaultServer(mas.demo_script("revise"), slow, key=KEY) as server:
+    with FaultServer(demo_script("revise"), slow, key=KEY) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
         console = Console(file=StringIO(), width=100, color_system=None)
         started = time.monotonic()
-        code = mas.main(
+        code = cli.main(
             ["Write a haiku", "--timeout", str(HANG_TIMEOUT_S), "--log-dir", str(tmp_path)], console=console
         )
     assert time.monotonic() - started <= HANG_TIMEOUT_S + GRACE_S
@@ -275,14 +280,14 @@ def test_a_long_retry_after_does_not_outlast_the_timeout(tmp_path: Path, monkeyp
 
 def test_a_placeholder_key_is_not_scrubbed_from_ordinary_words(tmp_path: Path) -> None:
     """Local servers take any key; OPENAI_API_KEY=local must not turn every "local" in a trace into [redacted]."""
-    trace = mas.Trace(tmp_path / "t.jsonl", "run")
+    trace = Trace(tmp_path / "t.jsonl", "run")
     trace.hide("local")
     trace.hide(KEY)
     trace.event("call", prompt=f"a local model, key {KEY}")
     line = (tmp_path / "t.jsonl").read_text()
     assert "a local model" in line and KEY not in line and "[redacted]" in line
     # Error text is short and shown once: there even a short key is scrubbed.
-    assert mas.redact("key 'classroom-26' rejected", "classroom-26") == "key '[redacted]' rejected"
+    assert redact("key 'classroom-26' rejected", "classroom-26") == "key '[redacted]' rejected"
 
 
 @given(
@@ -291,29 +296,29 @@ def test_a_placeholder_key_is_not_scrubbed_from_ordinary_words(tmp_path: Path) -
     key=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=4, max_size=60),
 )
 def test_redact_never_leaves_the_configured_key(before: str, after: str, key: str) -> None:
-    assert key not in mas.redact(before + key + after, key).replace("[redacted]", "")
+    assert key not in redact(before + key + after, key).replace("[redacted]", "")
 
 
 def test_an_abandoned_call_does_not_speak_in_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A call abandoned at one run's time limit must not put SDK retry lines into a later run's output."""
-    with FaultServer(mas.demo_script("revise"), FAULTS["hang"], key=KEY) as server:
+    with FaultServer(demo_script("revise"), FAULTS["hang"], key=KEY) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
         console = Console(file=StringIO(), width=100, color_system=None)
-        first = mas.main(["Write a haiku", "--timeout", "1", "--log-dir", str(tmp_path / "a")], console=console)
+        first = cli.main(["Write a haiku", "--timeout", "1", "--log-dir", str(tmp_path / "a")], console=console)
         monkeypatch.delenv("OPENAI_BASE_URL")
         monkeypatch.delenv("OPENAI_API_KEY")
         later = Console(file=StringIO(), width=100, color_system=None)
-        script = mas.demo_script("revise")
+        script = demo_script("revise")
 
         def slow(request: dict[str, Any]) -> Any:  # keeps this run going while the SDK would still be retrying
             time.sleep(0.6)
             return script(request)
 
-        second = mas.main(
+        second = cli.main(
             ["Write a haiku about agents", "--verbose", "--log-dir", str(tmp_path / "b")],
             console=later,
-            client=mas.ScriptedClient(slow),
+            client=ScriptedClient(slow),
         )
     (trace,) = (tmp_path / "b").glob("*.jsonl")
     assert (first, second) == (mas.EXIT_NOT_APPROVED, mas.EXIT_APPROVED)

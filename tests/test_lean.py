@@ -11,13 +11,20 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, output, verdict
+from machinery import gateway
+from machinery.cli import main
+from machinery.demo import DEMO_SCENARIOS, ScriptedClient, completion_body, demo_script
+from machinery.estimate import preview_line, spend_preview
+from machinery.gateway import LLM, estimate_tokens, request_role
+from machinery.output import Display, Trace, run_summary
+from machinery.text import times
 
 TASK = "Explain what a budget gate is"
 
 
 def honest(text: str, completion_tokens: int = 20) -> Any:
     """A reply whose prompt is counted as the gateway estimates it (no scaling is learnt)."""
-    return lambda request: completion(text, mas.estimate_tokens(request["messages"]), completion_tokens)
+    return lambda request: completion(text, estimate_tokens(request["messages"]), completion_tokens)
 
 
 # -- room for the critique -------------------------------------------------------
@@ -27,15 +34,15 @@ def honest(text: str, completion_tokens: int = 20) -> Any:
 @given(budget=st.integers(300, 4_000))
 def test_under_any_token_budget_every_draft_written_is_judged(budget) -> None:
     """The worker never takes what the critic needs: a run may stop before a draft, never between it and its verdict."""
-    client = mas.ScriptedClient(mas.demo_script("exhaust"))
+    client = ScriptedClient(demo_script("exhaust"))
     settings_ = mas.Settings(demo=True, max_tokens=budget)
     from io import StringIO
 
     from rich.console import Console
 
-    llm = mas.LLM(settings_, mas.Display(Console(file=StringIO()), "quiet"), mas.Trace(None, "t"), client=client)
+    llm = LLM(settings_, Display(Console(file=StringIO()), "quiet"), Trace(None, "t"), client=client)
     state = mas.orchestrate(TASK, llm)
-    roles = [mas.request_role(r) for r in client.requests]
+    roles = [request_role(r) for r in client.requests]
     assert roles.count("worker") == roles.count("critic"), (roles, state["stop_detail"])
     assert llm.ledger.total_tokens <= budget
 
@@ -49,8 +56,8 @@ def test_the_worker_is_clamped_to_leave_the_critique_room(make_llm) -> None:
     llm = make_llm(client, max_tokens=1_600)
     mas.orchestrate(TASK, llm)
     (worker,) = client.calls_of("worker")
-    spent_before = mas.estimate_tokens(client.calls_of("planner")[0]["messages"]) + 20
-    prompt = mas.estimate_tokens(worker["messages"])
+    spent_before = estimate_tokens(client.calls_of("planner")[0]["messages"]) + 20
+    prompt = estimate_tokens(worker["messages"])
     assert worker["max_tokens"] < min(
         mas.ROLES["worker"].max_tokens, 1_600 - spent_before - prompt
     )  # not all that was left
@@ -75,7 +82,7 @@ def test_feedback_repeated_word_for_word_is_shown_once_with_a_count(make_llm) ->
     last_planner = client.calls_of("planner")[-1]["messages"][1]["content"]
     for prompt in (last_worker, last_critic, last_planner):
         assert prompt.count(same) == 1, prompt
-    assert f"{same} (said {mas.times(min(mas.OWN_FEEDBACK_SHOWN, rounds - 1))})" in last_critic
+    assert f"{same} (said {times(min(mas.OWN_FEEDBACK_SHOWN, rounds - 1))})" in last_critic
 
 
 # -- what never changes comes first ----------------------------------------------------------
@@ -116,7 +123,7 @@ def test_the_reply_format_is_spelled_out_only_when_no_json_schema_enforces_it(ma
 
 def test_cached_prompt_tokens_are_counted_and_shown(make_llm, console) -> None:
     def cached(text: str) -> Any:
-        body = mas.completion_body(text, model="gpt-4o-mini", usage=(120, 20))
+        body = completion_body(text, model="gpt-4o-mini", usage=(120, 20))
         body["usage"]["prompt_tokens_details"] = {"cached_tokens": 64}
         from openai.types.chat import ChatCompletion
 
@@ -128,7 +135,7 @@ def test_cached_prompt_tokens_are_counted_and_shown(make_llm, console) -> None:
     llm = make_llm(client)
     state = mas.orchestrate(TASK, llm)
     assert llm.ledger.cached_tokens == 3 * 64
-    assert mas.run_summary(state, llm)["cached_prompt_tokens"] == 3 * 64
+    assert run_summary(state, llm)["cached_prompt_tokens"] == 3 * 64
     llm.display.spending(llm.ledger)
     assert "cached in" in output(console)
 
@@ -141,9 +148,11 @@ def test_a_calls_latency_excludes_building_the_client(monkeypatch, make_llm) -> 
             now[0] += 5.0  # importing and building the SDK client takes "5 seconds"
             self.chat = FakeClient(planner=[completion("1. p")], worker=[completion("d")], critic=[verdict(True)])
 
-    monkeypatch.setattr(mas, "_openai", lambda: type("sdk", (), {"OpenAI": SlowToBuild, "OpenAIError": Exception}))
-    llm = mas.LLM(mas.Settings(), make_llm(None).display, mas.Trace(None, "t"), clock=lambda: now[0])
-    reply = llm.complete("planner", [mas.user("task")])
+    monkeypatch.setattr(
+        gateway, "openai_sdk", lambda: type("sdk", (), {"OpenAI": SlowToBuild, "OpenAIError": Exception})
+    )
+    llm = LLM(mas.Settings(), make_llm(None).display, Trace(None, "t"), clock=lambda: now[0])
+    reply = mas.ask(llm, "planner", [mas.user("task")])
     assert reply.seconds < 5.0
 
 
@@ -152,14 +161,14 @@ def test_a_calls_latency_excludes_building_the_client(monkeypatch, make_llm) -> 
 
 def test_estimate_prints_the_preview_without_a_key_or_any_call(console) -> None:
     client = FakeClient()  # any call fails the test
-    assert mas.main(["--estimate", TASK], console=console, client=client) == mas.EXIT_APPROVED
+    assert main(["--estimate", TASK], console=console, client=client) == mas.EXIT_APPROVED
     shown = output(console)
     assert "What one run can spend" in shown and "planner" in shown and "critic" in shown
     assert client.calls == []
 
 
 def test_estimate_json_agrees_with_the_ladder(console) -> None:
-    assert mas.main(["--estimate", "--json", "--max-plans", "2", "--max-iterations", "10"], console=console) == 0
+    assert main(["--estimate", "--json", "--max-plans", "2", "--max-iterations", "10"], console=console) == 0
     data = json.loads(output(console))["per_task"]
     rounds = 2 * mas.REJECTIONS_BEFORE_REPLAN
     assert data["worker"]["most"]["calls"] == data["critic"]["most"]["calls"] == rounds
@@ -168,9 +177,9 @@ def test_estimate_json_agrees_with_the_ladder(console) -> None:
 
 
 def test_the_run_banner_shows_the_same_preview(console) -> None:
-    assert mas.main([TASK, "--demo-scenario", "approve"], console=console) == 0
+    assert main([TASK, "--demo-scenario", "approve"], console=console) == 0
     settings_ = mas.Settings(demo=True, demo_scenario="approve")
-    assert mas.preview_line(mas.spend_preview(settings_, TASK)) in output(console)
+    assert preview_line(spend_preview(settings_, TASK)) in output(console)
 
 
 @settings(max_examples=25, deadline=None)
@@ -178,17 +187,17 @@ def test_the_run_banner_shows_the_same_preview(console) -> None:
     max_iterations=st.integers(1, 12),
     max_plans=st.integers(1, 5),
     budget=st.integers(500, 20_000),
-    scenario=st.sampled_from(sorted(mas.DEMO_SCENARIOS)),
+    scenario=st.sampled_from(sorted(DEMO_SCENARIOS)),
 )
 def test_no_run_spends_more_than_the_preview_says(max_iterations, max_plans, budget, scenario) -> None:
     settings_ = mas.Settings(demo=True, max_iterations=max_iterations, max_plans=max_plans, max_tokens=budget)
-    preview = mas.spend_preview(settings_, TASK)
-    client = mas.ScriptedClient(mas.demo_script(scenario))
+    preview = spend_preview(settings_, TASK)
+    client = ScriptedClient(demo_script(scenario))
     from io import StringIO
 
     from rich.console import Console
 
-    llm = mas.LLM(settings_, mas.Display(Console(file=StringIO()), "quiet"), mas.Trace(None, "t"), client=client)
+    llm = LLM(settings_, Display(Console(file=StringIO()), "quiet"), Trace(None, "t"), client=client)
     mas.orchestrate(TASK, llm)
     for role, stats in llm.ledger.roles.items():
         _, high = preview[role]

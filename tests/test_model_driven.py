@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, output, per_role
+from machinery.cli import exit_code_for
+from machinery.demo import DEMO_SCENARIOS
 from stages.variants import model_driven as md
 
 R = mas.REJECTIONS_BEFORE_REPLAN
@@ -90,7 +92,7 @@ def test_the_summary_compares_the_path_with_the_ladders(make_llm, console) -> No
     assert "agreed with the ladder 0 of 1 time(s)" in shown
 
 
-@pytest.mark.parametrize("scenario", sorted(mas.DEMO_SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(DEMO_SCENARIOS))
 def test_it_runs_offline_on_the_demo_model(console, tmp_path, scenario: str) -> None:
     code = md.main(["Write a haiku about agents", "--demo-scenario", scenario], console=console)
     (trace,) = (tmp_path / "logs").glob("*.jsonl")
@@ -172,7 +174,7 @@ def test_the_recorded_real_model_runs_replay(console, tmp_path, example: Path) -
     code = md.main(["--replay", str(example), start["task"], "--json"], console=console)
     text = output(console)
     summary = json.loads(text[text.index("{") :])
-    assert code == mas.exit_code_for(end["stop_reason"])
+    assert code == exit_code_for(end["stop_reason"])
     assert (summary["stop_reason"], summary["calls"], summary["tokens"]) == (
         end["stop_reason"],
         end["calls"],

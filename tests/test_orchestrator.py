@@ -18,6 +18,12 @@ import pytest
 
 import multi_agent_system as mas
 from conftest import LOOP_ROLES, FakeClient, completion, ladder, per_role, verdict
+from machinery.cli import exit_code_for
+from machinery.demo import DEMO_SCENARIOS, ScriptedClient, demo_script
+from machinery.gateway import LLM, estimate_tokens, request_role
+from machinery.prices import PRICES_PER_MILLION, format_cost, price_for
+from machinery.text import times
+from machinery.verdicts import verdict_schema
 
 R = mas.REJECTIONS_BEFORE_REPLAN  # rejections of one plan before the planner is asked again
 HAIKU_4_LINES = "one\ntwo\nthree\nfour"
@@ -25,7 +31,7 @@ HAIKU_3_LINES = "one\ntwo\nthree"
 POEM = "Write a short poem about agents"  # states no requirement code could check: the critic's verdicts decide
 
 
-def events(llm: mas.LLM, kind: str) -> list[dict[str, Any]]:
+def events(llm: LLM, kind: str) -> list[dict[str, Any]]:
     assert llm.trace.path is not None
     return [e for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == kind]
 
@@ -66,7 +72,7 @@ def test_approval_on_the_first_try_takes_three_calls(make_llm) -> None:
         "completion": ledger.completion_tokens,
         "total": ledger.prompt_tokens + ledger.completion_tokens,
     }
-    assert mas.exit_code_for(state["stop_reason"]) == 0
+    assert exit_code_for(state["stop_reason"]) == 0
 
 
 def test_first_rejection_means_the_worker_revises_with_the_feedback(make_llm) -> None:
@@ -109,8 +115,8 @@ def test_escalation_exhausted_after_max_plans_each_rejected_twice(make_llm) -> N
         plans,
     )
     assert [e["action"] for e in events(llm, "escalation")] == ladder_actions(plans, "give_up")
-    assert mas.times(R) in state["stop_detail"]  # the message is built from the constant
-    assert mas.exit_code_for(state["stop_reason"]) == 1
+    assert times(R) in state["stop_detail"]  # the message is built from the constant
+    assert exit_code_for(state["stop_reason"]) == 1
 
 
 @pytest.mark.parametrize("limit", [None, 2 * R], ids=["MAX_ITERATIONS", "2 x REJECTIONS_BEFORE_REPLAN"])
@@ -126,7 +132,7 @@ def test_always_rejected_stops_at_max_iterations_without_a_wasted_planner_call(m
     assert counts(client) == [plans, rounds, rounds]
     assert client.roles(*LOOP_ROLES)[-1] == "critic"
     assert (state["stop_reason"], state["iteration"]) == ("max_iterations", rounds)
-    assert mas.exit_code_for(state["stop_reason"]) == 1
+    assert exit_code_for(state["stop_reason"]) == 1
 
 
 def test_an_odd_iteration_limit_still_never_pays_for_an_unused_plan(make_llm) -> None:
@@ -155,14 +161,14 @@ def test_decide_next_step_every_branch(attempts: int, plan: int, expected: str) 
 # -- the scripted demo model walks the same paths -------------------------------
 
 
-@pytest.mark.parametrize("scenario", sorted(mas.DEMO_SCENARIOS))
+@pytest.mark.parametrize("scenario", sorted(DEMO_SCENARIOS))
 def test_demo_scenarios(make_llm, scenario: str) -> None:
     """Each scenario's verdicts walk the ladder the rules predict (see conftest.ladder), with the default limits."""
-    client = mas.ScriptedClient(mas.demo_script(scenario))
+    client = ScriptedClient(demo_script(scenario))
     llm = make_llm(client, demo=True)
     state = mas.orchestrate("Write a haiku about agents", llm)
-    expected = ladder(mas.DEMO_SCENARIOS[scenario], llm.settings.max_plans, llm.settings.max_iterations)
-    roles = [mas.request_role(request) for request in client.requests]
+    expected = ladder(DEMO_SCENARIOS[scenario], llm.settings.max_plans, llm.settings.max_iterations)
+    roles = [request_role(request) for request in client.requests]
     judged = reviews(state)  # one a round, whether code or the critic decided
     assert [roles.count("planner"), roles.count("worker"), len(judged)] == [
         expected.plans,
@@ -180,7 +186,7 @@ def test_demo_scenarios(make_llm, scenario: str) -> None:
 
 def test_the_demo_scenarios_are_named_for_their_paths() -> None:
     """approve, revise and escalate approve after 0, 1 and REJECTIONS_BEFORE_REPLAN rejections; exhaust never does."""
-    verdicts = mas.DEMO_SCENARIOS
+    verdicts = DEMO_SCENARIOS
     assert (verdicts["approve"], verdicts["revise"]) == ([True], [False, True])
     assert verdicts["escalate"] == [False] * R + [True] and True not in verdicts["exhaust"]
 
@@ -189,7 +195,7 @@ def test_the_demo_scenarios_are_named_for_their_paths() -> None:
 
 
 def test_token_cap_is_never_exceeded_and_completions_are_clamped(make_llm) -> None:
-    client = mas.ScriptedClient(mas.demo_script("exhaust"))
+    client = ScriptedClient(demo_script("exhaust"))
     llm = make_llm(client, demo=True, max_tokens=2_500, max_plans=99, max_iterations=99)  # only the budget can stop it
     state = mas.orchestrate("Write a haiku about agents", llm)
     assert state["stop_reason"] == "token_budget"
@@ -198,7 +204,7 @@ def test_token_cap_is_never_exceeded_and_completions_are_clamped(make_llm) -> No
     assert min(limits) < mas.ROLES["worker"].max_tokens  # the last calls were clamped to fit
     spent = 0
     for call in events(llm, "call"):  # each call was allowed only what remained
-        assert mas.estimate_tokens(call["prompt"]) + call["max_tokens"] <= 2_500 - spent
+        assert estimate_tokens(call["prompt"]) + call["max_tokens"] <= 2_500 - spent
         spent += call["prompt_tokens"] + call["completion_tokens"]
 
 
@@ -241,7 +247,7 @@ def test_warns_once_at_80_percent_of_the_token_budget(make_llm, console) -> None
 
 def test_cost_cap_stops_before_it_is_crossed_and_cost_is_real(make_llm) -> None:
     # gpt-4o-mini: 1000 in + 500 out = $0.00045 a call at the listed price
-    per_million_in, per_million_out = mas.PRICES_PER_MILLION["gpt-4o-mini"]
+    per_million_in, per_million_out = PRICES_PER_MILLION["gpt-4o-mini"]
     per_call = (1000 * per_million_in + 500 * per_million_out) / 1_000_000
     left = mas.MIN_USEFUL_COMPLETION * per_million_out / 1_000_000 / 2  # less than the smallest useful reply
     client = FakeClient(planner=[completion("p", 1000, 500)], worker=[completion("d", 1000, 500)], critic=[])
@@ -251,12 +257,12 @@ def test_cost_cap_stops_before_it_is_crossed_and_cost_is_real(make_llm) -> None:
     assert client.roles(*LOOP_ROLES) == ["planner", "worker"]  # what is left cannot pay for the critic's call
     assert [llm.ledger.roles[role].cost_usd for role in ("planner", "worker")] == pytest.approx([per_call] * 2)
     assert state["cost_usd"] == pytest.approx(sum(r.cost_usd for r in llm.ledger.roles.values()))
-    assert mas.exit_code_for(state["stop_reason"]) == 1
+    assert exit_code_for(state["stop_reason"]) == 1
 
 
 def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None:
     max_cost = 0.00105
-    price = mas.price_for("gpt-4o-mini")
+    price = price_for("gpt-4o-mini")
     left = 0.00015  # after the worker: the critic's prompt and some, not all, of its 400 tokens
 
     def draft_that_leaves_a_little(request: dict[str, Any]) -> Any:
@@ -272,7 +278,7 @@ def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None
     first_critic = next(i for i, call in enumerate(calls) if call["role"] == "critic")
     spent = sum(call["cost_usd"] for call in calls[:first_critic])
     critic = client.calls_of("critic")[0]
-    prompt = mas.estimate_tokens(critic["messages"], [mas.verdict_schema()])
+    prompt = estimate_tokens(critic["messages"], [verdict_schema()])
     worst_case = prompt * price.input_per_token + critic["max_tokens"] * price.output_per_token
     assert critic["max_tokens"] < mas.ROLES["critic"].max_tokens
     assert spent + worst_case <= max_cost
@@ -281,7 +287,7 @@ def test_cost_cap_clamps_a_call_to_what_the_money_left_can_buy(make_llm) -> None
 def test_unknown_price_is_reported_as_unknown(make_llm) -> None:
     client = FakeClient(planner=[completion("p", model="llama3.2")], worker=[completion("d")], critic=[verdict(True)])
     state = mas.orchestrate("task", make_llm(client, default_model="llama3.2"))
-    assert state["cost_usd"] is None and mas.format_cost(None) == "cost unknown"
+    assert state["cost_usd"] is None and format_cost(None) == "cost unknown"
 
 
 def test_timeout_stops_before_the_next_call(make_llm) -> None:
@@ -305,7 +311,7 @@ def test_ctrl_c_keeps_the_draft_and_writes_the_end_event(make_llm) -> None:
     llm = make_llm(client)
     state = mas.orchestrate("task", llm)
     assert state["stop_reason"] == "interrupted" and state["result"] == "draft"
-    assert mas.exit_code_for(state["stop_reason"]) == 130
+    assert exit_code_for(state["stop_reason"]) == 130
     assert events(llm, "end")[0]["stop_reason"] == "interrupted"
 
 
@@ -505,22 +511,22 @@ def test_estimates_learn_when_a_server_counts_more_prompt_tokens(make_llm, count
     """A server that counts 10 times the estimated prompt tokens makes later estimates larger too: a call
     that fits on the plain estimate is refused. With honest counts, and the same spending, it is made."""
     messages = [mas.user("x" * 300)]
-    guess = mas.estimate_tokens(messages)
+    guess = estimate_tokens(messages)
     spent = 20 * guess  # the first call's prompt + completion, the same in both cases
     client = FakeClient(
         planner=[completion("first", counted * guess, spent - counted * guess)], worker=[completion("second")]
     )
     llm = make_llm(client, max_tokens=spent + guess + mas.MIN_USEFUL_COMPLETION + 50)  # room on the plain estimate
-    llm.complete("planner", messages)
+    mas.ask(llm, "planner", messages)
     if counted == 1:
-        assert llm.complete("worker", messages).content == "second"
+        assert mas.ask(llm, "worker", messages).content == "second"
     else:
         with pytest.raises(mas.BudgetExhausted, match="worker call skipped"):
-            llm.complete("worker", messages)
+            mas.ask(llm, "worker", messages)
         assert client.roles() == ["planner"]
 
 
 def test_tool_schemas_count_towards_the_estimate() -> None:
     messages = [{"role": "user", "content": "hi"}]
     tools = [{"type": "function", "function": {"name": "lookup", "description": "x" * 500}}]
-    assert mas.estimate_tokens(messages, [tools]) >= mas.estimate_tokens(messages) + 200
+    assert estimate_tokens(messages, [tools]) >= estimate_tokens(messages) + 200

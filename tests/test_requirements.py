@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, verdict
+from machinery.checks import ABOUT_TOLERANCE, KINDS, REPEAT_LIMIT, Requirement, measure
+from machinery.finder import accept_proposed, requirements_from_task
 
-R = mas.Requirement
+R = Requirement
 
 
 def found(task: str) -> set[tuple[str, object]]:
-    return {
-        (r.kind, tuple(r.value) if isinstance(r.value, list) else r.value) for r in mas.requirements_from_task(task)
-    }
+    return {(r.kind, tuple(r.value) if isinstance(r.value, list) else r.value) for r in requirements_from_task(task)}
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tup
 
 def test_every_requirement_quotes_the_task() -> None:
     task = "In at most 30 words, list 3 colours, each item under 4 words, without the word 'red'."
-    requirements = mas.requirements_from_task(task)
+    requirements = requirements_from_task(task)
     assert requirements and all(r.quote.lower() in task.lower() for r in requirements)
 
 
@@ -71,8 +71,8 @@ def test_every_requirement_quotes_the_task() -> None:
     [
         ("one two three", R("max_words", 3, ""), True),
         ("one two three four", R("max_words", 3, ""), False),
-        (" ".join(["w"] * int(120 * (1 - mas.ABOUT_TOLERANCE))), R("about_words", 120, ""), True),
-        (" ".join(["w"] * (int(120 * (1 + mas.ABOUT_TOLERANCE)) + 1)), R("about_words", 120, ""), False),
+        (" ".join(["w"] * int(120 * (1 - ABOUT_TOLERANCE))), R("about_words", 120, ""), True),
+        (" ".join(["w"] * (int(120 * (1 + ABOUT_TOLERANCE)) + 1)), R("about_words", 120, ""), False),
         ("- a\n- b\n- c", R("bullets", 3, ""), True),
         ("- a\n- b", R("bullets", 3, ""), False),
         ("1. a\n2. b\n3. c\n4. d", R("numbered", 3, ""), False),
@@ -97,26 +97,26 @@ def test_every_requirement_quotes_the_task() -> None:
         ("- one - two\n- three", R("no_empty_items", 0, ""), True),
         ("France, Spain and Italy.", R("items", 3, ""), True),  # a list on one line
         ("```python\nprint(1)\nprint(2)\n```", R("lines", 2, ""), True),  # fences are not lines
-        ("```python\n" + "for x in xs:\n    pass\n" * 3 + "```", R("no_repeats", mas.REPEAT_LIMIT, ""), True),
+        ("```python\n" + "for x in xs:\n    pass\n" * 3 + "```", R("no_repeats", REPEAT_LIMIT, ""), True),
         (  # a refrain sung three times among ten other lines is a song, not a loop
             "\n".join(["sing the long refrain now"] * 3 + [f"verse line number {n} here" for n in range(10)]),
-            R("no_repeats", mas.REPEAT_LIMIT, ""),
+            R("no_repeats", REPEAT_LIMIT, ""),
             True,
         ),
     ],
 )
-def test_each_kind_is_measured(draft: str, requirement: mas.Requirement, passes: bool) -> None:
-    passed, measured = mas.measure(draft, requirement)
+def test_each_kind_is_measured(draft: str, requirement: Requirement, passes: bool) -> None:
+    passed, measured = measure(draft, requirement)
     assert passed is passes and measured
 
 
 def test_a_failed_word_check_says_what_was_measured_and_what_is_required() -> None:
-    passed, measured = mas.measure(" ".join(["w"] * 212), R("about_words", 120, "about 120 words"))
+    passed, measured = measure(" ".join(["w"] * 212), R("about_words", 120, "about 120 words"))
     assert not passed and measured.startswith("212 words") and "about 120" in measured
 
 
 def test_a_draft_that_repeats_itself_fails_every_time() -> None:
-    looping = "\n".join(["The loop turns once more and again."] * mas.REPEAT_LIMIT)
+    looping = "\n".join(["The loop turns once more and again."] * REPEAT_LIMIT)
     checks = mas.measure_draft(looping)["checks"]
     assert [c["passed"] for c in checks if c["kind"] == "no_repeats"] == [False]
 
@@ -130,28 +130,28 @@ def test_the_planner_can_add_a_check_only_by_quoting_the_task() -> None:
         {"kind": "max_words", "value": "5", "quote": "5"},  # in the task, but code does not read it as a word limit
         {"kind": "uppercase", "value": "yes", "quote": "a"},
     ]
-    assert mas.accept_proposed(task, proposed) == [R("include", "waterproof", "mention 'waterproof'")]
+    assert accept_proposed(task, proposed) == [R("include", "waterproof", "mention 'waterproof'")]
 
 
 def test_a_proposal_is_read_by_code_not_by_the_model() -> None:
     """The model's value is ignored when code can read the quote itself."""
     task = "Answer in at most 25 words."
-    (kept,) = mas.accept_proposed(task, [{"kind": "max_words", "value": "250", "quote": "at most 25 words"}])
+    (kept,) = accept_proposed(task, [{"kind": "max_words", "value": "250", "quote": "at most 25 words"}])
     assert kept.value == 25
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_finding_requirements_never_raises_and_always_quotes(task: str) -> None:
-    for r in mas.requirements_from_task(task):
+    for r in requirements_from_task(task):
         assert r.quote.lower() in task.lower()
 
 
 @settings(max_examples=200, deadline=None)
-@given(draft=st.text(max_size=300), kind=st.sampled_from(mas.PLAN_CHECK_KINDS))
+@given(draft=st.text(max_size=300), kind=st.sampled_from(sorted(KINDS)))
 def test_measuring_never_raises(draft: str, kind: str) -> None:
     value = {"json_keys": ["a"], "include": "x", "exclude": "x", "function": "f", "class": "C", "line_start": "a"}
-    passed, measured = mas.measure(draft, R(kind, value.get(kind, 3), "q"))
+    passed, measured = measure(draft, R(kind, value.get(kind, 3), "q"))
     assert isinstance(passed, bool) and measured
 
 

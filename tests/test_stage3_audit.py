@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, output
+from machinery.demo import ScriptedClient, ToolCallSpec
+from machinery.gateway import request_role
 from stages.stage3.activity import machinery, players
 from stages.stage3.activity import solution_workflow as solution
 from stages.stage3.activity import starter_workflow as starter
@@ -288,18 +290,18 @@ def test_tool_arguments_nested_absurdly_deep_go_back_to_the_model():
 # ---------------------------------------------------------------------------
 
 
-def scripted(blue: list[str], red: str = '{"findings": []}', ciso: str = '{"approved": true}') -> mas.ScriptedClient:
+def scripted(blue: list[str], red: str = '{"findings": []}', ciso: str = '{"approved": true}') -> ScriptedClient:
     """Blue's replies in order (the last repeats), a fixed Red Team model and CISO."""
     turns = {"blue": 0}
 
-    def respond(request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
-        role = mas.request_role(request)
+    def respond(request: dict[str, Any]) -> str | list[ToolCallSpec]:
+        role = request_role(request)
         if role == "blue_team":
             turns["blue"] += 1
             return blue[min(turns["blue"], len(blue)) - 1]
         return red if role == "red_team" else ciso
 
-    return mas.ScriptedClient(respond)
+    return ScriptedClient(respond)
 
 
 def trace_events() -> list[dict[str, Any]]:
@@ -373,12 +375,12 @@ def test_json_output_holds_the_partial_result(module, capsys, tmp_path):
 @pytest.mark.parametrize("who", ["blue_team", "red_team", "ciso"])
 def test_a_deeply_nested_reply_from_any_player_is_no_traceback(module, who, console):
     def respond(request: dict[str, Any]) -> str:
-        role = mas.request_role(request)
+        role = request_role(request)
         if role == who:
             return DEEP
         return json.dumps(GOOD) if role == "blue_team" else '{"approved": true, "findings": []}'
 
-    code = module.main(["--max-tokens", "6000"], console=console, client=mas.ScriptedClient(respond))
+    code = module.main(["--max-tokens", "6000"], console=console, client=ScriptedClient(respond))
     assert code in (mas.EXIT_APPROVED, mas.EXIT_NOT_APPROVED)
     assert "Traceback" not in output(console) and trace_events()[-1]["event"] == "end"
 
@@ -401,7 +403,7 @@ def test_the_solution_stops_at_the_round_limit(console):
     assert solution.main(["--max-loops", "2"], console=console, client=client) == mas.EXIT_NOT_APPROVED
     end = trace_events()[-1]
     assert end["stop_reason"] == "max_loops" and end["rounds"] == 2
-    assert sum(1 for r in client.requests if mas.request_role(r) == "red_team") == 2
+    assert sum(1 for r in client.requests if request_role(r) == "red_team") == 2
 
 
 def test_the_solution_rejects_over_the_change_budget(console):
@@ -430,7 +432,7 @@ def test_a_model_finding_the_rules_disagree_with_is_disputed_and_still_blocks(co
     (finding,) = result["open_findings"]
     assert finding["source"] == "disputed" and "disputed" in finding["description"]
     assert "disputed" in result["detail"]
-    ciso_tasks = [r["messages"][1]["content"] for r in client.requests if mas.request_role(r) == "ciso"]
+    ciso_tasks = [r["messages"][1]["content"] for r in client.requests if request_role(r) == "ciso"]
     assert "disputed" in ciso_tasks[-1]
 
 

@@ -12,6 +12,8 @@ import pytest
 import multi_agent_system as mas
 from conftest import FakeClient, completion, output
 from fake_server import LoopbackServer, error_body
+from machinery.demo import ScriptedClient
+from machinery.gateway import request_role
 from stages.stage3 import demo, handoffs
 from stages.stage3.handoffs import Agent, Tool, ToolError, run
 
@@ -109,7 +111,7 @@ def test_tool_mistakes_go_back_to_the_model_and_the_run_continues(make_llm, bad_
 
 
 def test_max_turns_stops_a_run_that_would_loop(make_llm):
-    client = mas.ScriptedClient(lambda request: [("record_note", {"note": "again"})])
+    client = ScriptedClient(lambda request: [("record_note", {"note": "again"})])
     context = Notebook()
     result = run(Agent("research", "You research.", tools=[NOTE_TOOL]), "q", context, make_llm(client), max_turns=3)
 
@@ -157,7 +159,7 @@ def test_check_answer_sends_a_premature_answer_back(make_llm, console):
 
 
 def test_the_run_context_is_written_by_tools_and_shown_to_models_only_through_them(make_llm):
-    client = mas.ScriptedClient(demo.demo_responder())
+    client = ScriptedClient(demo.demo_responder())
     context = demo.ResearchContext(demo.DEFAULT_QUESTION)
     result = run(demo.build_agents(), demo.DEFAULT_QUESTION, context, make_llm(client))
 
@@ -187,9 +189,9 @@ def test_a_specialists_list_is_read_into_the_context_or_sent_back():
 
 
 def test_each_agent_is_told_when_it_must_call_and_when_it_must_answer(make_llm):
-    client = mas.ScriptedClient(demo.demo_responder())
+    client = ScriptedClient(demo.demo_responder())
     run(demo.build_agents(), demo.DEFAULT_QUESTION, demo.ResearchContext(demo.DEFAULT_QUESTION), make_llm(client))
-    by_agent = [(mas.request_role(r), r.get("tool_choice"), r.get("response_format")) for r in client.requests]
+    by_agent = [(request_role(r), r.get("tool_choice"), r.get("response_format")) for r in client.requests]
     names = [
         (role, choice, fmt and fmt["json_schema"]["schema"]["properties"].get("name", {}).get("enum"))
         for role, choice, fmt in by_agent

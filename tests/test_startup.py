@@ -28,25 +28,28 @@ def test_importing_the_chapter_loads_nothing_heavy(tmp_path: Path) -> None:
 
 
 def test_help_does_not_import_the_sdk(tmp_path: Path) -> None:
-    code = "import multi_agent_system as m\ntry:\n    m.main(['--help'])\nexcept SystemExit:\n    pass"
+    code = "from machinery import cli as m\ntry:\n    m.main(['--help'])\nexcept SystemExit:\n    pass"
     assert modules_after(code, tmp_path) == set()
 
 
 def test_the_offline_demo_does_not_import_the_sdk(tmp_path: Path) -> None:
-    code = "import multi_agent_system as m\nassert m.main(['Write a haiku about agents', '--quiet']) == 0"
+    code = "from machinery import cli as m\nassert m.main(['Write a haiku about agents', '--quiet']) == 0"
     assert modules_after(code, tmp_path) == set()
 
 
 def test_a_real_server_does_import_the_sdk(tmp_path: Path) -> None:
     """The other side of the coin: the probe can see the SDK when it is loaded."""
-    code = "import multi_agent_system as m\nm.LLM(m.Settings(base_url='http://127.0.0.1:9/v1'), None, None).client"
+    code = (
+        "import multi_agent_system as m\nfrom machinery.gateway import LLM\n"
+        "LLM(m.Settings(base_url='http://127.0.0.1:9/v1'), None, None).client"
+    )
     assert "openai" in modules_after(code, tmp_path)
 
 
 def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_path: Path) -> None:
     (tmp_path / "tasks.txt").write_text("one\ntwo\n")
     code = (
-        "import multi_agent_system as m\n"
+        "from machinery import cli as m\n"
         "assert m.main(['--estimate', 'Write a haiku']) == 0\n"
         "assert m.main(['--batch', 'tasks.txt', '--quiet', '--demo-scenario', 'approve']) == 0\n"
         "assert m.main(['Write a haiku about agents', '--stream', '--quiet']) == 0"
@@ -58,7 +61,7 @@ def test_showing_drawing_and_stepping_load_nothing_heavy(tmp_path: Path) -> None
     """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK."""
     example = ROOT / "examples" / "haiku-approved.jsonl"
     code = (
-        "import io, sys\nimport multi_agent_system as m\n"
+        "import io, sys\nfrom machinery import cli as m\n"
         f"assert m.main(['--show', {str(example)!r}, '--quiet']) == 0\n"
         f"assert m.main(['--diagram', {str(example)!r}]) == 0\n"
         f"task = {json.loads(example.read_text().splitlines()[0])['task']!r}\n"

@@ -9,6 +9,9 @@ import pytest
 import multi_agent_system as mas
 from bench.server import BenchServer
 from conftest import output
+from machinery.cli import main
+from machinery.gateway import ROLE_HEADER
+from machinery.output import Display
 
 TASK = "Explain what a budget gate is"
 
@@ -29,12 +32,12 @@ def sse(monkeypatch):
 
 
 def worker_requests(server: BenchServer) -> list[dict]:
-    return [r for r in server.requests if r["extra_headers"][mas.ROLE_HEADER] == "worker"]
+    return [r for r in server.requests if r["extra_headers"][ROLE_HEADER] == "worker"]
 
 
 def test_the_worker_streams_and_usage_is_counted_exactly(sse, console) -> None:
     server = sse()
-    assert mas.main([TASK, "--stream"], console=console) == mas.EXIT_APPROVED
+    assert main([TASK, "--stream"], console=console) == mas.EXIT_APPROVED
     shown = output(console)
     assert "worker is writing…" in shown and "(scripted draft 1) A short answer to" in shown
     (request,) = worker_requests(server)
@@ -45,7 +48,7 @@ def test_the_worker_streams_and_usage_is_counted_exactly(sse, console) -> None:
 
 def test_streamed_usage_equals_what_the_server_counted(sse, console) -> None:
     server = sse()
-    assert mas.main([TASK, "--stream", "--json"], console=console) == mas.EXIT_APPROVED
+    assert main([TASK, "--stream", "--json"], console=console) == mas.EXIT_APPROVED
     data = json.loads(output(console))
     assert data["usage_estimated"] is False
     assert data["tokens"]["prompt"] == sum(server.usages)
@@ -53,13 +56,13 @@ def test_streamed_usage_equals_what_the_server_counted(sse, console) -> None:
 
 def test_a_server_that_sends_no_usage_chunk_gives_an_estimate_marked_as_such(sse, console) -> None:
     sse(stream_usage=False)
-    assert mas.main([TASK, "--stream", "--json"], console=console) == mas.EXIT_APPROVED
+    assert main([TASK, "--stream", "--json"], console=console) == mas.EXIT_APPROVED
     assert json.loads(output(console))["usage_estimated"] is True
 
 
 def test_a_server_that_refuses_stream_options_is_asked_without_them(sse, console) -> None:
     server = sse(refuse_stream_options=True)
-    assert mas.main([TASK, "--stream", "--verbose"], console=console) == mas.EXIT_APPROVED
+    assert main([TASK, "--stream", "--verbose"], console=console) == mas.EXIT_APPROVED
     tries = worker_requests(server)
     assert [bool(r.get("stream_options")) for r in tries] == [True, False]
     assert "usage of streamed replies is estimated" in output(console)
@@ -68,14 +71,14 @@ def test_a_server_that_refuses_stream_options_is_asked_without_them(sse, console
 def test_streaming_keeps_the_budget_clamp(sse, console) -> None:
     server = sse()
     budget = 1_500  # tight enough that the worker's cap is clamped
-    assert mas.main([TASK, "--stream", "--max-tokens", str(budget), "--json"], console=console) in (0, 1)
+    assert main([TASK, "--stream", "--max-tokens", str(budget), "--json"], console=console) in (0, 1)
     (request,) = worker_requests(server)[:1]
     assert request["max_tokens"] < mas.ROLES["worker"].max_tokens
     assert json.loads(output(console))["total_tokens"] <= budget
 
 
 def test_streamed_text_cannot_restyle_the_terminal(console) -> None:
-    display = mas.Display(console)
+    display = Display(console)
     display.stream("worker", "plain \x1b[2J[bold]text[/bold]\x07")
     display.stream("worker", "", done=True)
     shown = output(console)
@@ -83,6 +86,6 @@ def test_streamed_text_cannot_restyle_the_terminal(console) -> None:
 
 
 def test_the_demo_streams_too_saying_it_is_the_demo(console) -> None:
-    assert mas.main([TASK, "--stream", "--demo-scenario", "approve"], console=console) == mas.EXIT_APPROVED
+    assert main([TASK, "--stream", "--demo-scenario", "approve"], console=console) == mas.EXIT_APPROVED
     shown = output(console)
     assert "Scripted demo model, not a real LLM" in shown and "worker is writing…" in shown

@@ -2,7 +2,7 @@
 
 import pytest
 
-import multi_agent_system as mas
+from machinery.verdicts import parse_verdict
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ import multi_agent_system as mas
     ],
 )
 def test_clear_approvals_are_read(reply: str) -> None:
-    assert mas.parse_verdict(reply).approved is True
+    assert parse_verdict(reply).approved is True
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_clear_approvals_are_read(reply: str) -> None:
     ],
 )
 def test_clear_rejections_are_read(reply: str) -> None:
-    assert mas.parse_verdict(reply).approved is False
+    assert parse_verdict(reply).approved is False
 
 
 @pytest.mark.parametrize(
@@ -62,14 +62,14 @@ def test_clear_rejections_are_read(reply: str) -> None:
     ],
 )
 def test_ambiguity_is_never_an_approval_and_says_why(reply: str, why: str) -> None:
-    verdict = mas.parse_verdict(reply)
+    verdict = parse_verdict(reply)
     assert verdict.approved is False
     assert why in verdict.why
 
 
 def test_the_first_verdict_line_decides_not_a_substring() -> None:
     """The original bug: a substring search found 'APPROVED: YES' inside a rejection."""
-    verdict = mas.parse_verdict("APPROVED: NO\nFEEDBACK: this is not APPROVED: YES material yet")
+    verdict = parse_verdict("APPROVED: NO\nFEEDBACK: this is not APPROVED: YES material yet")
     assert verdict.approved is False
     assert verdict.feedback.startswith("this is not")
 
@@ -84,30 +84,30 @@ def test_the_first_verdict_line_decides_not_a_substring() -> None:
 )
 def test_whichever_verdict_comes_first_decides(reply: str) -> None:
     """A JSON example quoted after a 'no', or a 'yes' after a JSON 'no', cannot approve."""
-    assert mas.parse_verdict(reply).approved is False
+    assert parse_verdict(reply).approved is False
 
 
 def test_a_quoted_json_field_in_prose_cannot_approve() -> None:
-    verdict = mas.parse_verdict('APPROVED: NO\nFEEDBACK: do not just write "approved": true and stop')
+    verdict = parse_verdict('APPROVED: NO\nFEEDBACK: do not just write "approved": true and stop')
     assert verdict.approved is False and verdict.source == "verdict line"
 
 
 def test_cut_off_json_is_still_read() -> None:
-    verdict = mas.parse_verdict('```json\n{"approved": false, "feedback": "Cut the fourth li')
+    verdict = parse_verdict('```json\n{"approved": false, "feedback": "Cut the fourth li')
     assert (verdict.approved, verdict.source) == (False, "json fragment")
 
 
 def test_feedback_is_taken_from_the_feedback_line() -> None:
-    verdict = mas.parse_verdict("APPROVED: NO\nFEEDBACK: Cut the fourth line.")
+    verdict = parse_verdict("APPROVED: NO\nFEEDBACK: Cut the fourth line.")
     assert verdict.feedback == "Cut the fourth line."
     assert verdict.source == "verdict line"
 
 
 def test_json_feedback_and_source() -> None:
-    verdict = mas.parse_verdict('{"approved": false, "feedback": "Cut the fourth line."}')
+    verdict = parse_verdict('{"approved": false, "feedback": "Cut the fourth line."}')
     assert (verdict.approved, verdict.feedback, verdict.source) == (False, "Cut the fourth line.", "json")
 
 
 def test_markup_in_feedback_is_kept_literally() -> None:
-    verdict = mas.parse_verdict('{"approved": false, "feedback": "Remove [bold]this[/bold]."}')
+    verdict = parse_verdict('{"approved": false, "feedback": "Remove [bold]this[/bold]."}')
     assert verdict.feedback == "Remove [bold]this[/bold]."

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import multi_agent_system as mas
+from machinery.verdicts import _HEDGES, _YES, _words, parse_verdict
 
 # Replies that must NOT approve: each one hides a no, a condition or a template.
 NOT_APPROVALS = [
@@ -61,14 +61,14 @@ APPROVALS = [
 
 @pytest.mark.parametrize("reply", NOT_APPROVALS)
 def test_ambiguous_replies_are_rejected(reply: str) -> None:
-    verdict = mas.parse_verdict(reply)
+    verdict = parse_verdict(reply)
     assert verdict.approved is False, verdict.why
     assert verdict.why
 
 
 @pytest.mark.parametrize("reply", APPROVALS)
 def test_clear_approvals_are_accepted(reply: str) -> None:
-    verdict = mas.parse_verdict(reply)
+    verdict = parse_verdict(reply)
     assert verdict.approved is True, verdict.why
 
 
@@ -79,16 +79,16 @@ NO_LINES = ["APPROVED: NO", "Not approved.", "REJECTED", '{"approved": false}', 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=400))
 def test_parsing_any_text_never_raises(text: str) -> None:
-    verdict = mas.parse_verdict(text)
+    verdict = parse_verdict(text)
     assert isinstance(verdict.approved, bool) and isinstance(verdict.feedback, str)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_characters="✅✔☑👍"), max_size=300))
 def test_text_without_any_yes_word_is_never_approved(text: str) -> None:
-    words = set(mas._words(text))
-    if not words & mas._YES and "true" not in text.lower():
-        assert mas.parse_verdict(text).approved is False
+    words = set(_words(text))
+    if not words & _YES and "true" not in text.lower():
+        assert parse_verdict(text).approved is False
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,24 +106,24 @@ def test_a_no_anywhere_beside_a_yes_is_never_an_approval(
     if no_first:
         lines.reverse()
     reply = "\n".join([before, *lines, after])
-    assert mas.parse_verdict(reply).approved is False
+    assert parse_verdict(reply).approved is False
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     yes=st.sampled_from(YES_WORDS),
-    hedge=st.sampled_from(sorted(mas._HEDGES)),
+    hedge=st.sampled_from(sorted(_HEDGES)),
     tail=st.text(alphabet="abcdefghij ", max_size=30),
 )
 def test_a_yes_with_a_hedge_on_its_line_is_never_an_approval(yes: str, hedge: str, tail: str) -> None:
-    assert mas.parse_verdict(f"APPROVED: {yes}, {hedge} {tail}").approved is False
+    assert parse_verdict(f"APPROVED: {yes}, {hedge} {tail}").approved is False
 
 
 @settings(max_examples=25, deadline=None)
 @given(depth=st.integers(min_value=1, max_value=3000), approved=st.booleans())
 def test_deeply_nested_json_never_raises(depth: int, approved: bool) -> None:
     reply = '{"x": ' * depth + json.dumps({"approved": approved}) + "}" * depth
-    assert mas.parse_verdict(reply).approved in (False, approved)
+    assert parse_verdict(reply).approved in (False, approved)
 
 
 REAL_REPLIES = Path(__file__).parent / "data" / "critic_replies.jsonl"
@@ -140,6 +140,6 @@ def test_real_replies_from_the_local_model_are_read_as_a_person_reads_them() -> 
     wrong = [
         (r["should_approve"], r["reply"])
         for r in replies
-        if mas.parse_verdict(str(r["reply"])).approved != r["should_approve"]
+        if parse_verdict(str(r["reply"])).approved != r["should_approve"]
     ]
     assert wrong == []

@@ -18,6 +18,10 @@ from typing import Any
 from rich.console import Console
 
 import multi_agent_system as mas
+from machinery.config import load_env_file, positive, settings_from_env
+from machinery.demo import Responder, ScriptedClient
+from machinery.gateway import LLM
+from machinery.output import Display, Mode, Trace, describe_message, new_run_id
 
 ENVIRONMENT_HELP = """real models (environment or .env):
   OPENAI_API_KEY=sk-...                      OpenAI
@@ -34,12 +38,12 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits")
     limits.add_argument(
         "--max-tokens",
-        type=mas.positive(int),
+        type=positive(int),
         default=mas.MAX_TOTAL_TOKENS,
         metavar="N",
         help=f"token budget for the whole run (default {mas.MAX_TOTAL_TOKENS})",
     )
-    limits.add_argument("--timeout", type=mas.positive(float), metavar="SECONDS", help="time limit for the whole run")
+    limits.add_argument("--timeout", type=positive(float), metavar="SECONDS", help="time limit for the whole run")
     out = parser.add_argument_group("output")
     out.add_argument(
         "-v", "--verbose", action="store_true", help="show every prompt, model call, tool call and handoff"
@@ -57,7 +61,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
         return mas.EXIT_USAGE if exit_.code else mas.EXIT_APPROVED
 
 
-class Stage3Display(mas.Display):
+class Stage3Display(Display):
     """The chapter's display, with a --verbose that suits conversations which grow turn by turn.
 
     Each system prompt is shown in full the first time, then named; a role's
@@ -65,7 +69,7 @@ class Stage3Display(mas.Display):
     Without this, every turn reprinted every prompt: hundreds of lines a round.
     """
 
-    def __init__(self, console: Console, mode: mas.Mode = "normal", errors: Console | None = None):
+    def __init__(self, console: Console, mode: Mode = "normal", errors: Console | None = None):
         super().__init__(console, mode, errors)
         self._systems_shown: set[str] = set()
         self._last_prompt: dict[str, list[dict[str, Any]]] = {}
@@ -84,24 +88,22 @@ class Stage3Display(mas.Display):
                 continue
             if message["role"] == "system":
                 self._systems_shown.add(content)
-            parts.append(mas._describe_message(message))
+            parts.append(describe_message(message))
         self._last_prompt[role] = list(messages)
         self.panel("".join(parts), f"prompt → {role} (max_tokens {max_tokens})", "dim")
 
 
-def make_display(args: argparse.Namespace, console: Console) -> mas.Display:
+def make_display(args: argparse.Namespace, console: Console) -> Display:
     return Stage3Display(console, "verbose" if args.verbose else "normal")
 
 
-def open_run(
-    args: argparse.Namespace, display: mas.Display, client: Any, demo_responder: Callable[[], mas.Responder]
-) -> mas.LLM:
+def open_run(args: argparse.Namespace, display: Display, client: Any, demo_responder: Callable[[], Responder]) -> LLM:
     """Settings, trace and model access for one run. Raises UsageError for bad configuration.
 
     With no key and no server address, ``demo_responder()`` answers instead of a model.
     """
-    mas.load_env_file()
-    settings = mas.settings_from_env(
+    load_env_file()
+    settings = settings_from_env(
         dict(os.environ),
         model=args.model,
         demo=args.demo,
@@ -109,7 +111,7 @@ def open_run(
         timeout=args.timeout,
         log_dir=args.log_dir,
     )
-    trace = mas.Trace.in_dir(settings.log_dir, mas.new_run_id())
+    trace = Trace.in_dir(settings.log_dir, new_run_id())
     if settings.demo and client is None:
-        client = mas.ScriptedClient(demo_responder())
-    return mas.LLM(settings, display, trace, client=client)
+        client = ScriptedClient(demo_responder())
+    return LLM(settings, display, trace, client=client)

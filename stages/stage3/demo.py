@@ -65,6 +65,12 @@ from rich.panel import Panel
 from rich.text import Text
 
 import multi_agent_system as mas
+from machinery.cli import ctrl_c_exits, exit_code_for
+from machinery.config import positive
+from machinery.demo import Responder, ToolCallSpec
+from machinery.gateway import sdk_retries_shown
+from machinery.prices import format_cost
+from machinery.text import clip
 from stages.stage3 import cli
 from stages.stage3.handoffs import DEFAULT_MAX_TURNS, Agent, Tool, calls_written_as_text, run
 
@@ -161,7 +167,7 @@ def take_notes(context: ResearchContext, answer: str) -> str | None:
     notes = list_items(answer)
     if not notes:
         return "Write your findings as a numbered list: 1. ... 2. ... 3. ..., one sentence each, and nothing else."
-    context.notes = [mas.clip(note, NOTE_MAX_CHARS) for note in notes[:MAX_NOTES]]
+    context.notes = [clip(note, NOTE_MAX_CHARS) for note in notes[:MAX_NOTES]]
     return None
 
 
@@ -169,7 +175,7 @@ def take_plan(context: ResearchContext, answer: str) -> str | None:
     steps = list_items(answer)
     if not steps:
         return "Write the plan as a numbered list: 1. ... 2. ... 3. ..., one action per line, and nothing else."
-    context.action_items = [mas.clip(step, NOTE_MAX_CHARS) for step in steps[:MAX_ACTION_ITEMS]]
+    context.action_items = [clip(step, NOTE_MAX_CHARS) for step in steps[:MAX_ACTION_ITEMS]]
     return None
 
 
@@ -282,10 +288,10 @@ _STEPS = [
 ]
 
 
-def demo_responder() -> mas.Responder:
+def demo_responder() -> Responder:
     """Replies for the three agents, told apart by their system prompts, in the order a good model would give."""
 
-    def respond(request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
+    def respond(request: dict[str, Any]) -> str | list[ToolCallSpec]:
         messages = request["messages"]
         agent, task = messages[0]["content"], messages[1]["content"]
         results = [m["content"] for m in messages if m["role"] == "tool"]
@@ -300,7 +306,7 @@ def demo_responder() -> mas.Responder:
                 _NOTES
                 if task == DEFAULT_QUESTION
                 else [
-                    f"(scripted note) The question is: {mas.clip(task, 120)}",
+                    f"(scripted note) The question is: {clip(task, 120)}",
                     "(scripted note) A canned model cannot research other questions; set a key to use a real one.",
                 ]
             )
@@ -339,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION, help="what to plan for (default: %(default)s)")
     parser.add_argument(
         "--max-turns",
-        type=mas.positive(int),
+        type=positive(int),
         default=DEFAULT_MAX_TURNS,
         metavar="N",
         help=f"model calls allowed in the whole run (default {DEFAULT_MAX_TURNS})",
@@ -348,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@mas.ctrl_c_exits
+@ctrl_c_exits
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """The command line. ``console`` and ``client`` let tests capture output and fake the API."""
     console = console or Console()
@@ -367,7 +373,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("coordinator", "research", "planner"))
         context = ResearchContext(question)
-        with mas.sdk_retries_shown(display, llm.trace):
+        with sdk_retries_shown(display, llm.trace):
             result = run(build_agents(), question, context, llm, max_turns=args.max_turns)
         if args.verbose:
             console.print(
@@ -388,11 +394,11 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
                 f"stop reason: {result.stop_reason} ({result.detail}) · "
                 f"{result.turns} turn(s), {len(result.handoffs)} handoff(s), {len(context.notes)} note(s), "
                 f"{len(context.action_items)} step(s), {llm.ledger.total_tokens} tokens, "
-                f"{mas.format_cost(llm.ledger.cost_usd)}, {llm.elapsed():.1f}s",
+                f"{format_cost(llm.ledger.cost_usd)}, {llm.elapsed():.1f}s",
                 style="bold green" if ok else "bold red",
             )
         )
-        return mas.exit_code_for(result.stop_reason, "answered")
+        return exit_code_for(result.stop_reason, "answered")
     finally:
         llm.trace.close()
 

@@ -53,6 +53,9 @@ from typing import Any
 from rich.text import Text
 
 import multi_agent_system as mas
+from machinery.gateway import LLM
+from machinery.text import JSON_MAX_DEPTH, clip, json_objects, nesting_depth
+from multi_agent_system import ask
 
 # ---------------------------------------------------------------------------
 # Constants
@@ -236,7 +239,7 @@ def parse_arguments(raw: str | None) -> dict[str, Any]:
         raise ToolError("the arguments are nested too deeply to read: send one flat JSON object") from None
     if not isinstance(value, dict):
         raise ToolError(f"the arguments must be a JSON object, not {type(value).__name__}")
-    if mas.nesting_depth(value) > mas.JSON_MAX_DEPTH:
+    if nesting_depth(value) > JSON_MAX_DEPTH:
         raise ToolError("the arguments are nested too deeply to read: send one flat JSON object")
     return value
 
@@ -250,7 +253,7 @@ def calls_written_as_text(content: str, turn: int) -> list[Call]:
     []
     """
     calls: list[Call] = []
-    for data in mas.json_objects(content):
+    for data in json_objects(content):
         if not isinstance(data.get("name"), str) or not ("arguments" in data or "parameters" in data):
             continue  # an ordinary JSON answer, not a call
         arguments = data.get("arguments", data.get("parameters"))
@@ -265,12 +268,12 @@ def calls_written_as_text(content: str, turn: int) -> list[Call]:
 # ---------------------------------------------------------------------------
 
 
-def _say(llm: mas.LLM, text: str, style: str = "bold") -> None:
+def _say(llm: LLM, text: str, style: str = "bold") -> None:
     if llm.display.chatty:
         llm.display.console.print(Text(text, style=style))
 
 
-def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRecord) -> str:
+def run_agent(agent: Agent, task: str, context: Any, llm: LLM, record: RunRecord) -> str:
     """Run one agent until it replies without calling a tool, and return that reply.
 
     Raises StopRun when the run's turns or a budget run out, or the server fails.
@@ -296,8 +299,8 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             schema = call_schema([t for t in schemas if _ready(tools.get(t["function"]["name"]), context)] or schemas)
         elif choice == "none" or not schemas:
             schema = agent.answer_schema
-        reply = llm.complete(  # a snapshot of the messages: the list grows on
-            agent.name, list(messages), tools=schemas or None, tool_choice=choice, schema=schema
+        reply = ask(  # a snapshot of the messages: the list grows on
+            llm, agent.name, list(messages), tools=schemas or None, tool_choice=choice, schema=schema
         )
         calls = [Call(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in reply.tool_calls]
         message = reply.message
@@ -313,7 +316,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
             for call in calls:
                 result = _answer(call, tools, agent, context, llm, record)
                 messages.append(
-                    {"role": "tool", "tool_call_id": call.id, "content": mas.clip(result, TOOL_RESULT_MAX_CHARS)}
+                    {"role": "tool", "tool_call_id": call.id, "content": clip(result, TOOL_RESULT_MAX_CHARS)}
                 )
                 results += 1
             continue
@@ -330,10 +333,10 @@ def run_agent(agent: Agent, task: str, context: Any, llm: mas.LLM, record: RunRe
 
 
 def _answer(
-    call: Call, tools: dict[str, Tool | Agent], caller: Agent, context: Any, llm: mas.LLM, record: RunRecord
+    call: Call, tools: dict[str, Tool | Agent], caller: Agent, context: Any, llm: LLM, record: RunRecord
 ) -> str:
     """The text that goes back to the model for one tool call; a ToolError becomes an error message."""
-    llm.display.note(f"{caller.name} → {call.name}({mas.clip(call.arguments, SHOWN_CHARS)})")
+    llm.display.note(f"{caller.name} → {call.name}({clip(call.arguments, SHOWN_CHARS)})")
     try:
         target = tools.get(call.name)
         if target is None:
@@ -346,19 +349,19 @@ def _answer(
         llm.display.note(f"  ↳ error sent back to {caller.name}: {err}")
         llm.trace.event("tool_error", agent=caller.name, tool=call.name, arguments=call.arguments, error=str(err))
         return f"error: {err}"
-    llm.display.note(f"  ↳ {mas.clip(result, SHOWN_CHARS)}")
+    llm.display.note(f"  ↳ {clip(result, SHOWN_CHARS)}")
     llm.trace.event("tool", agent=caller.name, tool=call.name, arguments=call.arguments, result=result)
     return result
 
 
-def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: mas.LLM, record: RunRecord) -> str:
+def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: LLM, record: RunRecord) -> str:
     not_now = specialist.ready(context) if specialist.ready else None
     if not_now:
         raise ToolError(not_now)
     task = task.strip() or f"Do your part of the job for {caller.name}."
     record.handoffs.append(f"{caller.name} -> {specialist.name}")
     llm.trace.event("handoff", source=caller.name, target=specialist.name, task=task)
-    _say(llm, f"⇢ {caller.name} hands off to {specialist.name}: {mas.clip(task, SHOWN_CHARS)}", specialist.style)
+    _say(llm, f"⇢ {caller.name} hands off to {specialist.name}: {clip(task, SHOWN_CHARS)}", specialist.style)
     answer = run_agent(specialist, task, context, llm, record)
     if specialist.report:
         answer = specialist.report(context, answer)
@@ -367,7 +370,7 @@ def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: ma
     return answer or f"({specialist.name} finished without a written answer)"
 
 
-def run(agent: Agent, request: str, context: Any, llm: mas.LLM, *, max_turns: int = DEFAULT_MAX_TURNS) -> RunResult:
+def run(agent: Agent, request: str, context: Any, llm: LLM, *, max_turns: int = DEFAULT_MAX_TURNS) -> RunResult:
     """Run ``agent`` (usually a coordinator) on ``request``. It stops when:
 
     answered      the coordinator replied without calling a tool

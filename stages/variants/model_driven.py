@@ -36,24 +36,27 @@ import sys
 from typing import Any
 
 import multi_agent_system as mas
+from machinery import cli, demo
+from machinery.demo import Responder
+from machinery.gateway import LLM, request_role
+from machinery.output import draw_step
+from machinery.text import clip, first_line, json_objects, times
 from multi_agent_system import (
-    LLM,
+    Gateway,
+    HistoryItem,
     NextStep,
     Reply,
     SharedState,
     StopRun,
-    clip,
+    ask,
+    ask_human,
     critic_agent,
     decide_next_step,
     finish,
     new_state,
     planner_agent,
-    record_end,
-    record_escalation,
-    record_start,
-    show_step,
+    run_step,
     system,
-    times,
     user,
     worker_agent,
 )
@@ -82,11 +85,11 @@ Reply with JSON: {"choice": "revise" or "replan" or "give_up", "reason": "one se
 # -- The orchestrator: the chapter's loop, one line swapped -------------------
 
 
-def orchestrate(task: str, llm: LLM) -> SharedState:
+def orchestrate(task: str, llm: Gateway) -> SharedState:
     """The chapter's orchestrate(), except that the director chooses the next step."""
     settings = llm.settings
     state = new_state(task)
-    record_start(state, llm)
+    llm.record("start", state)
     step: NextStep = "replan"  # the first plan is a re-plan from nothing
     decisions: list[dict[str, Any]] = []
     try:
@@ -96,17 +99,19 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
             if state["iteration"] >= settings.max_iterations:
                 raise StopRun("max_iterations", f"{settings.max_iterations} iterations without approval")
             if step == "replan":
-                show_step(state, llm, "planner", planner_agent(state, llm))
+                run_step(state, llm, "planner", planner_agent)
             state["iteration"] += 1
-            show_step(state, llm, "worker", worker_agent(state, llm))
-            show_step(state, llm, "critic", critic_agent(state, llm))
+            run_step(state, llm, "worker", worker_agent)
+            run_step(state, llm, "critic", critic_agent)
             if state["critic_approved"]:
                 finish(state, "approved", f"approved on iteration {state['iteration']}")
                 return state
             step = choose_next_step(state, llm, decisions)  # the chapter: decide_next_step(...)
             if step != "revise" and llm.human is not None:  # the top rung: a person decides, if one is there
-                step = llm.human.decide(state, llm, step)
-            record_escalation(state, llm, step)
+                step = ask_human(state, llm, step)
+            where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
+            state["history"].append(HistoryItem(kind="escalation", action=step, **where))  # type: ignore[typeddict-item]
+            llm.record("escalation", state, step=step)
             if step == "accept":
                 finish(state, "approved", f"a human approved the draft of iteration {state['iteration']}")
                 return state
@@ -116,8 +121,12 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
         finish(state, halt.stop_reason, halt.detail)
     except KeyboardInterrupt:
         finish(state, "interrupted", "stopped with Ctrl-C")
+    except Exception:  # a bug (OutOfOrderError among them): the trace still ends, then the error goes up
+        finish(state, "crashed", "an unexpected error ended the run")
+        raise
     finally:
-        record_end(state, llm)  # also when an unexpected exception is on its way up: stop "crashed"
+        state["total_tokens"], state["cost_usd"] = llm.spent()  # a step that failed midway may have paid for a call
+        llm.record("end", state)
         show_comparison(llm, decisions)
     return state
 
@@ -125,7 +134,7 @@ def orchestrate(task: str, llm: LLM) -> SharedState:
 # -- The decision: a model's choice, checked by code ---------------------------
 
 
-def choose_next_step(state: SharedState, llm: LLM, decisions: list[dict[str, Any]]) -> NextStep:
+def choose_next_step(state: SharedState, llm: Any, decisions: list[dict[str, Any]]) -> NextStep:
     """Ask the director; fall back to decide_next_step() when its choice is invalid or would loop."""
     settings = llm.settings
     ladder = decide_next_step(state["worker_attempts"], state["plan_version"], settings)
@@ -139,7 +148,7 @@ def choose_next_step(state: SharedState, llm: LLM, decisions: list[dict[str, Any
         facts += "\n\nYour earlier choices, each followed by another rejection: " + ", ".join(
             d["used"] for d in decisions
         )
-    reply = llm.complete(DIRECTOR, [system(DIRECTOR_PROMPT), user(facts)], schema=decision_schema())
+    reply = ask(llm, DIRECTOR, [system(DIRECTOR_PROMPT), user(facts)], schema=decision_schema())
     choice, reason = read_decision(reply.content)
     problem = None
     if choice is None:
@@ -182,12 +191,12 @@ def read_decision(text: str) -> tuple[NextStep | None, str]:
     >>> read_decision("I would revise, or maybe replan.")
     (None, 'I would revise, or maybe replan.')
     """
-    for data in mas.json_objects(text):
+    for data in json_objects(text):
         said = next((data[k] for k in ("choice", "decision", "action", "next") if isinstance(data.get(k), str)), None)
         if said is not None:
             return _choice(said), str(data.get("reason") or data.get("why") or "")
     found = {_choice(w) for w in re.findall(r"give[ _-]?up|re-?plan|new[ _]plan|\w+", text.lower())} - {None}
-    return (found.pop() if len(found) == 1 else None), mas.first_line(text, 300)
+    return (found.pop() if len(found) == 1 else None), first_line(text, 300)
 
 
 def _choice(word: str) -> NextStep | None:
@@ -204,12 +213,12 @@ def show_decision(llm: LLM, decision: dict[str, Any], reply: Reply) -> None:
     body = decision["reason"] or "(no reason given)"
     if decision["overridden"]:
         body += f"\n\noverridden ({decision['why']}): decide_next_step() says {decision['used']}"
-    mas.draw_step(llm, DIRECTOR, title, body, reply, "blue")
+    draw_step(llm, DIRECTOR, title, body, reply, "blue")
     if decision["overridden"]:
         llm.warn(f"the director's choice is not used ({decision['why']}): falling back to decide_next_step()")
 
 
-def show_comparison(llm: LLM, decisions: list[dict[str, Any]]) -> None:
+def show_comparison(llm: Any, decisions: list[dict[str, Any]]) -> None:
     """Each decision beside the ladder's, so the two designs can be compared on one run."""
     if not decisions or not llm.display.chatty:
         return
@@ -246,14 +255,14 @@ DEMO_DECISIONS = [
 ]
 
 
-def demo_script(scenario: str) -> mas.Responder:
+def demo_script(scenario: str) -> Responder:
     """The chapter's scripted replies, plus the director's (the demo model knows nothing of this role)."""
-    chapter = mas.demo_script(scenario)
+    chapter = demo.demo_script(scenario)
     count = 0
 
     def respond(request: dict[str, Any]) -> Any:
         nonlocal count
-        if mas.request_role(request) != DIRECTOR:
+        if request_role(request) != DIRECTOR:
             return chapter(request)
         count += 1
         return DEMO_DECISIONS[min(count, len(DEMO_DECISIONS)) - 1]
@@ -263,7 +272,7 @@ def demo_script(scenario: str) -> mas.Responder:
 
 def main(argv: list[str] | None = None, **options: Any) -> int:
     """The chapter's command line, with this loop and this demo model."""
-    return mas.main(argv, loop=orchestrate, script=demo_script, **options)
+    return cli.main(argv, loop=orchestrate, script=demo_script, **options)
 
 
 if __name__ == "__main__":

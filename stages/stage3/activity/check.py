@@ -31,6 +31,9 @@ from types import ModuleType
 from typing import Any
 
 import multi_agent_system as mas
+from machinery.demo import ScriptedClient, ToolCallSpec
+from machinery.gateway import request_role
+from machinery.text import clip, json_objects
 
 LOOP_LIMIT = 5  # what EXERCISE.md asks for in task 4
 COST_LIMIT = 30  # what EXERCISE.md asks for in the first stretch task: one point per changed field
@@ -104,9 +107,9 @@ class Game:
     tool_results: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
 
-    def respond(self, request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
+    def respond(self, request: dict[str, Any]) -> str | list[ToolCallSpec]:
         self.requests.append(request)
-        role = mas.request_role(request)
+        role = request_role(request)
         if role == "blue_team":
             return self.blue(request)
         if role == "red_team":
@@ -117,7 +120,7 @@ class Game:
             return json.dumps({"approved": self.clean(), "feedback": "checked."}) if "Decision:" not in task else "ok."
         raise mas.AgentSystemError(f"the check's players do not know the role {role!r}")
 
-    def blue(self, request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
+    def blue(self, request: dict[str, Any]) -> str | list[ToolCallSpec]:
         messages = request["messages"]
         results = [str(m.get("content") or "") for m in messages if m["role"] == "tool"]
         tools = request.get("tools") or []
@@ -128,7 +131,7 @@ class Game:
                 function.get("parameters", {}).get("properties", {})
             )
             return [(function["name"], dict.fromkeys(params, topic)) for topic in self.kb_topics]
-        blue_turns = sum(1 for r in self.requests if mas.request_role(r) == "blue_team" and not _tool_turn(r))
+        blue_turns = sum(1 for r in self.requests if request_role(r) == "blue_team" and not _tool_turn(r))
         config = copy.deepcopy(self.configs[min(blue_turns, len(self.configs)) - 1])
         if results:
             self.tool_results += results
@@ -151,7 +154,7 @@ def _settings(results: list[str]) -> list[dict[str, Any]]:
     found = []
     for text in results:
         if not text.startswith("error:"):
-            for data in mas.json_objects(text):
+            for data in json_objects(text):
                 setting = data.get("setting", data)
                 found += [setting] if isinstance(setting, dict) else []
     return found
@@ -184,7 +187,7 @@ def play(module: ModuleType, game: Game, argv: Sequence[str] = ()) -> Outcome:
     buffer = io.StringIO()
     console = Console(file=buffer, width=120, color_system=None)
     with _inside(folder):
-        code = module.main(list(argv), console=console, client=mas.ScriptedClient(game.respond))
+        code = module.main(list(argv), console=console, client=ScriptedClient(game.respond))
     return Outcome(code, buffer.getvalue(), game, folder, folder / SAVED_FILE)
 
 
@@ -277,7 +280,7 @@ def task_knowledge_base(module: ModuleType) -> Result:
         return False, "the Blue Team's tool was offered but its results never came back to the model"
     errors = [r for r in game.tool_results if r.startswith("error:")]
     if not _settings(game.tool_results):
-        detail = f" (it said: {mas.clip(errors[0], 100)})" if errors else ""
+        detail = f" (it said: {clip(errors[0], 100)})" if errors else ""
         return False, f"asked about debug and credentials, the tool sent back no JSON setting to apply{detail}"
     if outcome.exit_code != mas.EXIT_APPROVED:
         return False, "the Blue Team applied what the tool sent back, but the config was still not approved"
@@ -358,7 +361,7 @@ def run_task(module: ModuleType, number: int) -> Result:
     try:
         return TASKS[number][1](module)
     except Exception as err:  # anything the student's code raises is reported, whatever it is
-        return False, f"your code raised {type(err).__name__}: {mas.clip(str(err), 160)}"
+        return False, f"your code raised {type(err).__name__}: {clip(str(err), 160)}"
 
 
 def main(argv: Sequence[str] | None = None, *, out: Any = None) -> int:

@@ -22,6 +22,12 @@ from rich.panel import Panel
 from rich.text import Text
 
 import multi_agent_system as mas
+from machinery.cli import exit_code_for
+from machinery.demo import Responder
+from machinery.gateway import LLM, sdk_retries_shown
+from machinery.output import Display
+from machinery.prices import format_cost
+from machinery.text import clip, json_objects, nesting_depth
 from stages.stage3 import cli
 
 if TYPE_CHECKING:
@@ -46,13 +52,13 @@ def read_config(text: str) -> tuple[dict[str, Any] | None, str]:
     >>> read_config("I would switch debug off.")
     (None, 'the reply holds no JSON object')
     """
-    objects = mas.json_objects(text)
+    objects = json_objects(text)
     if not objects:
         return None, "the reply holds no JSON object"
     config = max(objects, key=lambda obj: len(str(obj)))  # the config, not an example in the prose
     if len(config) == 1 and isinstance(next(iter(config.values())), dict) and "tls" not in config:
         config = next(iter(config.values()))  # {"config": {...}}
-    if mas.nesting_depth(config) > MAX_DEPTH:
+    if nesting_depth(config) > MAX_DEPTH:
         return None, f"the JSON nests more than {MAX_DEPTH} levels deep"
     return config, ""
 
@@ -66,7 +72,7 @@ def model_findings(text: str) -> list[dict[str, str]]:
     >>> model_findings('{"findings": [{"severity": "bad", "field": "Server Tokens", "description": "leaks"}]}')
     [{'id': 'red-server-tokens', 'severity': 'medium', 'field': 'Server Tokens', 'description': 'leaks'}]
     """
-    objects = mas.json_objects(text)
+    objects = json_objects(text)
     listed = next((o["findings"] for o in objects if isinstance(o.get("findings"), list)), None)
     found: dict[str, dict[str, str]] = {}
     for item in listed if listed is not None else objects:
@@ -79,8 +85,8 @@ def model_findings(text: str) -> list[dict[str, str]]:
                 {
                     "id": fid,
                     "severity": severity if severity in FINDING_SEVERITIES else "medium",
-                    "field": mas.clip(where, 80),
-                    "description": mas.clip(str(item["description"]).strip(), 300),
+                    "field": clip(where, 80),
+                    "description": clip(str(item["description"]).strip(), 300),
                 },
             )
     return list(found.values())
@@ -101,7 +107,7 @@ def show_config(config: dict[str, Any] | None) -> str:
         f"  {json.dumps(key, ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
         for key, value in config.items()
     ]
-    return mas.clip("{\n" + ",\n".join(lines) + "\n}", CONFIG_MAX_CHARS)
+    return clip("{\n" + ",\n".join(lines) + "\n}", CONFIG_MAX_CHARS)
 
 
 # ---------------------------------------------------------------------------
@@ -124,8 +130,8 @@ def result_of(state: AuditState) -> dict[str, Any]:
 
 def play(
     state: AuditState,
-    llm: mas.LLM,
-    one_round: Callable[[AuditState, mas.LLM], None],
+    llm: LLM,
+    one_round: Callable[[AuditState, LLM], None],
     result: Callable[[AuditState], dict[str, Any]] = result_of,
 ) -> AuditState:
     """Run rounds until one sets ``state.stop_reason``, or a limit, a fault or Ctrl-C ends the run.
@@ -190,8 +196,8 @@ def run_cli(
     console: Console | None,
     client: Any,
     parser: argparse.ArgumentParser,
-    game: Callable[[argparse.Namespace, mas.LLM], AuditState],
-    responder: Callable[[], mas.Responder],
+    game: Callable[[argparse.Namespace, LLM], AuditState],
+    responder: Callable[[], Responder],
     result: Callable[[AuditState], dict[str, Any]] = result_of,
 ) -> int:
     """Parse, open the run, play, report; returns the exit code. A user's or server's mistake is one line."""
@@ -199,7 +205,7 @@ def run_cli(
     args = cli.parse_args(parser, argv)
     if isinstance(args, int):
         return args
-    display = mas.Display(console, "json") if args.json else cli.make_display(args, console)
+    display = Display(console, "json") if args.json else cli.make_display(args, console)
     try:
         if not args.brief.strip():
             raise mas.UsageError("the brief is empty: describe the server to configure")
@@ -211,7 +217,7 @@ def run_cli(
         return mas.EXIT_INTERRUPTED
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("blue_team", "red_team", "ciso"))
-        with mas.sdk_retries_shown(display, llm.trace):
+        with sdk_retries_shown(display, llm.trace):
             state = game(args, llm)
         if state.stop_reason in ("config_error", "api_error"):
             display.error(state.stop_detail)
@@ -224,11 +230,11 @@ def run_cli(
             ledger = llm.ledger
             display.line(
                 f"stop reason: {state.stop_reason} ({state.stop_detail}) · {state.round} round(s), "
-                f"{ledger.calls} calls, {ledger.total_tokens} tokens, {mas.format_cost(ledger.cost_usd)}, "
+                f"{ledger.calls} calls, {ledger.total_tokens} tokens, {format_cost(ledger.cost_usd)}, "
                 f"{llm.elapsed():.1f}s",
                 style,
             )
-        return mas.exit_code_for(state.stop_reason, "approved")
+        return exit_code_for(state.stop_reason, "approved")
     except (mas.UsageError, OSError) as err:  # a bad --out path, a full disk: one line, no traceback
         display.error(str(err) if isinstance(err, mas.UsageError) else f"cannot write {err.filename}: {err.strerror}")
         return mas.EXIT_USAGE

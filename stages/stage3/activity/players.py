@@ -27,6 +27,9 @@ import re
 from typing import Any
 
 import multi_agent_system as mas
+from machinery.demo import Responder, ToolCallSpec
+from machinery.gateway import request_role
+from machinery.text import json_objects
 from stages.stage3.activity.machinery import read_config, show_config
 
 FIRST_DRAFT: dict[str, Any] = {
@@ -94,17 +97,17 @@ def settings_in(tool_results: list[str]) -> list[dict[str, Any]]:
     for text in tool_results:
         if text.startswith("error:"):
             continue
-        for data in mas.json_objects(text):
+        for data in json_objects(text):
             setting = data.get("setting", data)
             if isinstance(setting, dict):
                 found.append(setting)
     return found
 
 
-def demo_responder() -> mas.Responder:
+def demo_responder() -> Responder:
     attempts = 0  # fixes from memory so far: the second time, it remembers CSP
 
-    def blue(request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
+    def blue(request: dict[str, Any]) -> str | list[ToolCallSpec]:
         nonlocal attempts
         messages = request["messages"]
         task = messages[1]["content"]
@@ -160,8 +163,8 @@ def demo_responder() -> mas.Responder:
 
     players = {"blue_team": blue, "red_team": red, "ciso": ciso}
 
-    def respond(request: dict[str, Any]) -> str | list[mas.ToolCallSpec]:
-        player = players.get(mas.request_role(request) or "")
+    def respond(request: dict[str, Any]) -> str | list[ToolCallSpec]:
+        player = players.get(request_role(request) or "")
         if player is None:
             raise mas.AgentSystemError("the scripted demo model only plays the audit's three players")
         return player(request)

@@ -36,7 +36,9 @@ from typing import Any, Literal
 
 from rich.console import Console
 
-import multi_agent_system as mas
+from machinery.config import check_output_path, positive, write_atomically
+from machinery.gateway import LLM
+from multi_agent_system import ask
 from stages.stage3.activity import starter_workflow as starter
 from stages.stage3.activity.machinery import game_parser, play, result_of, run_cli
 from stages.stage3.activity.starter_workflow import SEVERITIES, AuditState, Finding
@@ -297,7 +299,7 @@ anything an attacker could use. Reply with JSON only: {"findings": [{"severity":
 critical", "field": "the key", "description": "..."}]}. If the scanner missed nothing, reply {"findings": []}."""
 
 
-def red_team(state: SolutionState, llm: mas.LLM, options: AuditOptions, unusable: Finding | None) -> None:
+def red_team(state: SolutionState, llm: LLM, options: AuditOptions, unusable: Finding | None) -> None:
     found, reply = [unusable] if unusable else [], None
     if state.config is not None:
         scanner = check_config(state.config, options.strict)
@@ -319,7 +321,7 @@ In two or three sentences, explain it to the team: what blocks approval and what
 or why the configuration may ship. Do not change or question the decision."""
 
 
-def explain(state: SolutionState, llm: mas.LLM, decision: Decision, options: AuditOptions) -> None:
+def explain(state: SolutionState, llm: LLM, decision: Decision, options: AuditOptions) -> None:
     task = "\n".join(
         [
             f"Decision: {decision.verdict.upper()}",
@@ -329,14 +331,14 @@ def explain(state: SolutionState, llm: mas.LLM, decision: Decision, options: Aud
             "\n".join(f.line() for f in decision.blocking) or "- none",
         ]
     )
-    reply = llm.complete("ciso", [{"role": "system", "content": CISO_PROMPT}, {"role": "user", "content": task}])
+    reply = ask(llm, "ciso", [{"role": "system", "content": CISO_PROMPT}, {"role": "user", "content": task}])
     state.rationale = reply.content.strip() or decision.detail
     style = {"approve": "green", "send back": "yellow", "reject": "red"}[decision.verdict]
     title = f"CISO · {decision.verdict.upper()} · round {state.round} · change cost {state.cost}/{options.max_cost}"
     llm.display.step(title, state.rationale, reply, style)
 
 
-def solution_round(state: SolutionState, llm: mas.LLM, options: AuditOptions, knowledge: dict[str, Any] | None) -> None:
+def solution_round(state: SolutionState, llm: LLM, options: AuditOptions, knowledge: dict[str, Any] | None) -> None:
     before = copy.deepcopy(state.config)
     tools = [knowledge_base_tool(knowledge)] if knowledge else []
     looked_up = len(state.kb_lookups)
@@ -362,7 +364,7 @@ def solution_result(state: AuditState) -> dict[str, Any]:
     return {**result_of(state), **extra}
 
 
-def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[str, Any] | None) -> SolutionState:
+def run_audit(brief: str, llm: LLM, options: AuditOptions, knowledge: dict[str, Any] | None) -> SolutionState:
     state = SolutionState(brief)
     play(state, llm, lambda s, m: solution_round(s, m, options, knowledge), solution_result)  # type: ignore[arg-type]
     return state
@@ -371,7 +373,7 @@ def run_audit(brief: str, llm: mas.LLM, options: AuditOptions, knowledge: dict[s
 def save_if_approved(state: SolutionState, out: Path) -> None:
     """The approved config goes to ``out``, written atomically; nothing is written otherwise."""
     if state.stop_reason == "approved" and state.config is not None:
-        mas.write_atomically(out, json.dumps(state.config, indent=2, ensure_ascii=False) + "\n")
+        write_atomically(out, json.dumps(state.config, indent=2, ensure_ascii=False) + "\n")
         state.saved_to = str(out)
 
 
@@ -393,11 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"lowest severity that blocks approval: {', '.join(SEVERITIES)} (default %(default)s)",
     )
     game.add_argument(
-        "--max-loops", type=mas.positive(int), default=MAX_LOOPS, metavar="N", help="round limit (default %(default)s)"
+        "--max-loops", type=positive(int), default=MAX_LOOPS, metavar="N", help="round limit (default %(default)s)"
     )
     game.add_argument(
         "--max-cost",
-        type=mas.positive(int),
+        type=positive(int),
         default=MAX_FIX_COST,
         metavar="POINTS",
         help="change budget: each field a fix changes costs 1 point (default %(default)s)",
@@ -412,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     parser = build_parser()
 
-    def play_game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
-        mas.check_output_path(args.out)  # before any model call is paid for
+    def play_game(args: argparse.Namespace, llm: LLM) -> AuditState:
+        check_output_path(args.out)  # before any model call is paid for
         options = AuditOptions(args.strict, args.threshold, args.max_loops, args.max_cost, not args.no_kb)
         state = run_audit(args.brief.strip(), llm, options, load_knowledge_base() if options.knowledge_base else None)
         save_if_approved(state, args.out)

@@ -40,6 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 import multi_agent_system as mas
+from machinery.cli import ctrl_c_exits
+from machinery.gateway import LLM
+from machinery.verdicts import parse_verdict
+from multi_agent_system import ask
 from stages.stage3.activity.machinery import game_parser, model_findings, play, read_config, run_cli, show_config
 from stages.stage3.activity.players import demo_responder  # the scripted players, for offline games
 from stages.stage3.handoffs import STOP_REASONS as HANDOFF_STOP_REASONS
@@ -200,7 +204,7 @@ server_tokens (true/false). When findings are listed, fix every one and keep ear
 
 def blue_team(
     state: AuditState,
-    llm: mas.LLM,
+    llm: LLM,
     tools: Sequence[Tool] = (),
     prompt: str | None = None,
     tool_choice: Callable[[Any, int], str | None] | None = None,
@@ -228,7 +232,7 @@ Reply with JSON only: {"findings": [{"severity": "low, medium, high or critical"
 
 
 def ask_red_model(
-    state: AuditState, llm: mas.LLM, scanner: list[Finding], prompt: str | None = None
+    state: AuditState, llm: LLM, scanner: list[Finding], prompt: str | None = None
 ) -> tuple[list[Finding], mas.Reply]:
     """The Red Team's model, shown the config and what the rules found."""
     task = (
@@ -236,7 +240,7 @@ def ask_red_model(
         "The automatic checks found:\n" + ("\n".join(f.line() for f in scanner) or "- nothing")
     )
     messages = [{"role": "system", "content": prompt or RED_PROMPT}, {"role": "user", "content": task}]
-    reply = llm.complete("red_team", messages)
+    reply = ask(llm, "red_team", messages)
     found = [Finding(**item, source="model", found_in=state.round) for item in model_findings(reply.content)]
     if len(found) > MAX_MODEL_FINDINGS:
         llm.display.warn(f"the Red Team's model reported {len(found)} findings; the first {MAX_MODEL_FINDINGS} count")
@@ -252,7 +256,7 @@ def record_findings(state: AuditState, found: list[Finding]) -> None:
     state.findings = sorted(unique.values(), key=lambda f: -SEVERITIES.index(f.severity))
 
 
-def red_team(state: AuditState, llm: mas.LLM, unusable: Finding | None) -> None:
+def red_team(state: AuditState, llm: LLM, unusable: Finding | None) -> None:
     found, reply = [unusable] if unusable else [], None
     if state.config is not None:
         scanner = check_config(state.config)
@@ -269,11 +273,11 @@ When none is left, approve it. Stop the game after 5 rounds if the teams cannot 
 Reply with JSON only: {"approved": true or false, "feedback": "what to fix first, or why it may ship"}."""
 
 
-def ciso(state: AuditState, llm: mas.LLM) -> None:
+def ciso(state: AuditState, llm: LLM) -> None:
     """The CISO's model routes. Code adds one thing: no approval while a blocking finding is open."""
     task = f"Round {state.round}. Findings:\n" + ("\n".join(f.line() for f in state.findings) or "- none")
-    reply = llm.complete("ciso", [{"role": "system", "content": CISO_PROMPT}, {"role": "user", "content": task}])
-    verdict = mas.parse_verdict(reply.content)
+    reply = ask(llm, "ciso", [{"role": "system", "content": CISO_PROMPT}, {"role": "user", "content": task}])
+    verdict = parse_verdict(reply.content)
     approved = verdict.approved and not blocking(state.findings)
     state.rationale = verdict.feedback or reply.content.strip()
     if approved:
@@ -287,12 +291,12 @@ def ciso(state: AuditState, llm: mas.LLM) -> None:
 # ---------------------------------------------------------------------------
 
 
-def starter_round(state: AuditState, llm: mas.LLM) -> None:
+def starter_round(state: AuditState, llm: LLM) -> None:
     red_team(state, llm, blue_team(state, llm))
     ciso(state, llm)
 
 
-def run_audit(brief: str, llm: mas.LLM) -> AuditState:
+def run_audit(brief: str, llm: LLM) -> AuditState:
     return play(AuditState(brief), llm, starter_round)
 
 
@@ -305,11 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     return game_parser("python -m stages.stage3.activity.starter_workflow", DEFAULT_BRIEF)
 
 
-@mas.ctrl_c_exits
+@ctrl_c_exits
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None, client: Any = None) -> int:
     """``console`` and ``client`` let tests and check.py capture the output and stand in for the API."""
 
-    def game(args: argparse.Namespace, llm: mas.LLM) -> AuditState:
+    def game(args: argparse.Namespace, llm: LLM) -> AuditState:
         return run_audit(args.brief.strip(), llm)
 
     return run_cli(argv, console, client, build_parser(), game, demo_responder)

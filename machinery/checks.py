@@ -1,0 +1,340 @@
+"""What code can measure in a draft: one table of requirement kinds, one function per kind.
+
+``KINDS`` is the only list of kinds in the project. The planner's prompt names
+the kinds it may propose from it, the plan schema's enum is made from it
+(``machinery.finder.plan_schema``), and ``measure`` looks up each kind's
+function in it. A new kind is one row here, plus the phrasings in
+``machinery/finder.py`` that find it in a task.
+
+A leaf module (it imports only ``machinery.text``), so the chapter may import it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from machinery.text import clip, first_line, times
+
+ABOUT_TOLERANCE = 0.2  # "about 120 words" passes at 96-144 words: a fifth either way
+REPEAT_LIMIT = 3  # a line (4+ words) this often, and a third of all lines: the model is looping, not writing a refrain
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Something the task asks for that code can measure, and the task's own words it comes from.
+
+    Found by ``requirements_from_task`` and proposed by the planner; a proposal
+    counts only when its quote really is in the task, so no model can invent one.
+    """
+
+    kind: str  # a key of KINDS: "max_words", "bullets", "json_array", "function", ...
+    value: Any  # the number, name or phrase to match
+    quote: str  # the words of the task it comes from
+
+
+Measure = Callable[[str, Any], "tuple[bool, str]"]  # (draft, value) -> (passed, what was measured, in words)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of requirement: what it means, and the function that measures it."""
+
+    name: str
+    means: str  # in a few words, for people and for the planner's prompt
+    measure: Measure
+    planned: bool = True  # the planner's prompt names it, and the plan schema allows it
+    always: bool = False  # every draft is checked for it; shown only when it fails
+
+
+# -- Helpers the measuring functions share --------------------------------------
+
+_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*[-*•]\s+\S")
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
+_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _words(draft: str) -> int:
+    return len(draft.split())
+
+
+def _list_lines(draft: str, pattern: re.Pattern[str] | None = None) -> list[str]:
+    lines = [line for line in draft.splitlines() if line.strip()]
+    if pattern is not None:
+        return [line for line in lines if pattern.match(line)]
+    marked = [line for line in lines if _BULLET.match(line) or _NUMBERED.match(line)]
+    return marked or lines
+
+
+def _sentences(text: str) -> int:
+    text = re.sub(r"```.*?```", " ", text, flags=re.S).strip()
+    ends = len(re.findall(r"[.!?]+[\"')\]]*(?=\s|$)", text))
+    return ends + (1 if text and not re.search(r"[.!?][\"')\]]*$", text) else 0)
+
+
+def _json_value(draft: str) -> Any:
+    """The draft's JSON: the whole draft, a fenced block, or the first array or object in it."""
+    for candidate in [draft, *(code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "json"))]:
+        try:
+            return json.loads(candidate)
+        except (ValueError, RecursionError):
+            pass
+    decoder = json.JSONDecoder()
+    for start in (i for i, c in enumerate(draft) if c in "[{"):
+        try:
+            return decoder.raw_decode(draft, start)[0]
+        except (ValueError, RecursionError):
+            continue
+    return None
+
+
+def _python_tree(draft: str) -> ast.Module | None:
+    blocks = [code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "python", "py", "python3")]
+    for code in [*blocks, draft]:
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return None
+
+
+def most_repeated_line(draft: str) -> tuple[str, int]:
+    """The longer line (four words or more, outside code) repeated most often, and how often.
+
+    A refrain is not a loop: a line counts as repeated only when its copies are a third of the lines or more.
+    """
+    counts: dict[str, int] = {}
+    lines = [line for line in re.sub(r"```.*?(```|$)", "", draft, flags=re.S).splitlines() if line.strip()]
+    for line in lines:
+        key = " ".join(line.lower().split())
+        if len(key.split()) >= 4:
+            counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        return "", 0
+    line = max(counts, key=lambda k: counts[k])
+    return (line, counts[line]) if counts[line] * 3 >= len(lines) else (line, 1)
+
+
+# -- One function per kind: each returns (passed, what was measured) -------------
+
+
+def _max_words(draft: str, v: int) -> tuple[bool, str]:
+    return _words(draft) <= v, f"{_count(_words(draft), 'word')}; the task asks for at most {v}"
+
+
+def _min_words(draft: str, v: int) -> tuple[bool, str]:
+    return _words(draft) >= v, f"{_count(_words(draft), 'word')}; the task asks for at least {v}"
+
+
+def _about_words(draft: str, v: int) -> tuple[bool, str]:
+    low, high = math.floor(v * (1 - ABOUT_TOLERANCE)), math.ceil(v * (1 + ABOUT_TOLERANCE))
+    words = _words(draft)
+    return low <= words <= high, f"{_count(words, 'word')}; the task asks for about {v} ({low}-{high})"
+
+
+def _exact_words(draft: str, v: int) -> tuple[bool, str]:
+    return _words(draft) == v, f"{_count(_words(draft), 'word')}; the task asks for exactly {v}"
+
+
+def _counted(noun: str, count: Callable[[str], int]) -> Measure:
+    def measure_count(draft: str, v: int) -> tuple[bool, str]:
+        found = count(draft)
+        return found == v, f"{_count(found, noun)}; the task asks for exactly {v}"
+
+    return measure_count
+
+
+def _items(draft: str) -> int:
+    found = len(_list_lines(draft))
+    if found == 1:  # "France, Spain and Italy." on one line is three items
+        found = len([part for part in re.split(r",|;|\band\b", draft) if part.strip(" .\n")])
+    return found
+
+
+def _item_max_words(draft: str, v: int) -> tuple[bool, str]:
+    longest = max((len(_MARKER.sub("", line).split()) for line in _list_lines(draft)), default=0)
+    return longest <= v, f"the longest item has {_count(longest, 'word')}; the task asks for at most {v} each"
+
+
+def _json(draft: str, v: Any) -> tuple[bool, str]:
+    if _json_value(draft) is None:
+        return False, "no valid JSON found in the draft; the task asks for JSON"
+    return True, "valid JSON"
+
+
+def _json_array(draft: str, v: int) -> tuple[bool, str]:
+    data = _json_value(draft)
+    if data is None:
+        return False, "no valid JSON found in the draft; the task asks for JSON"
+    if not isinstance(data, list):
+        return False, f"the JSON is {type(data).__name__}, not an array; the task asks for an array of {v}"
+    return len(data) == v, f"a JSON array of {len(data)}; the task asks for {v}"
+
+
+def _json_keys(draft: str, v: list[str]) -> tuple[bool, str]:
+    data = _json_value(draft)
+    if data is None:
+        return False, "no valid JSON found in the draft; the task asks for JSON"
+    objects = data if isinstance(data, list) else [data]
+    missing = sorted({k for o in objects for k in v if not (isinstance(o, dict) and k in o)})
+    return not missing, f"missing keys {', '.join(missing)}" if missing else f"every object has {', '.join(v)}"
+
+
+def _python(draft: str, v: Any) -> tuple[bool, str]:
+    if _python_tree(draft) is None:
+        return False, "the Python code does not parse; the task asks for working Python"
+    return True, "the Python code parses"
+
+
+def _defines(kind: str, node: type | tuple[type, ...]) -> Measure:
+    def measure_definition(draft: str, v: str) -> tuple[bool, str]:
+        tree = _python_tree(draft)
+        if tree is None:
+            return False, "the Python code does not parse; the task asks for working Python"
+        names = [n.name for n in ast.walk(tree) if isinstance(n, node)]  # type: ignore[attr-defined]
+        return v in names, f"defines {', '.join(names) or 'nothing'}; the task asks for {kind} {v}"
+
+    return measure_definition
+
+
+def _phrase(kind: str) -> Measure:
+    def measure_phrase(draft: str, v: str) -> tuple[bool, str]:
+        present = re.search(rf"(?<!\w){re.escape(v)}(?!\w)", draft, re.I) is not None
+        if kind == "include":
+            return present, f"contains '{v}'" if present else f"'{v}' is missing; the task asks for it"
+        return not present, f"'{v}' appears; the task forbids it" if present else f"does not contain '{v}'"
+
+    return measure_phrase
+
+
+def _line_start(draft: str, v: str) -> tuple[bool, str]:
+    bad = [
+        line.strip() for line in _list_lines(draft, re.compile(".")) if not line.strip().lower().startswith(v.lower())
+    ]
+    return not bad, f"{_count(len(bad), 'line')} do not start with '{v}'" if bad else f"every line starts with '{v}'"
+
+
+def _uppercase(draft: str, v: Any) -> tuple[bool, str]:
+    lower = sum(c.islower() for c in draft)
+    return lower == 0, f"{_count(lower, 'lowercase letter')}; the task asks for capitals only"
+
+
+def _no_empty_items(draft: str, v: Any) -> tuple[bool, str]:
+    """ "- -" or "3." with nothing after it: list markers with no words."""
+    prose = re.sub(r"```.*?(```|$)", "", draft, flags=re.S)  # code and JSON are not list items
+    marked = [m.group(1) for m in re.finditer(r"^\s*(?:[-*•]|\d+[.)])(?=\s|$)(.*)$", prose, re.M)]
+    empty = [rest for rest in marked if not re.search(r"\w", rest)]
+    return not empty, f"{_count(len(empty), 'list item')} with no words in it" if empty else "no empty items"
+
+
+def _no_repeats(draft: str, v: int) -> tuple[bool, str]:
+    line, times_seen = most_repeated_line(draft)
+    if times_seen < v:
+        return True, "no line repeated"
+    return False, f"the draft repeats itself: '{clip(line, 60)}' appears {times(times_seen)}"
+
+
+# -- The table ------------------------------------------------------------------
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("max_words", "at most N words", _max_words),
+        Kind("min_words", "at least N words", _min_words),
+        Kind("about_words", "about N words", _about_words),
+        Kind("exact_words", "exactly N words", _exact_words, planned=False),
+        Kind("bullets", "exactly N bullet points", _counted("bullet point", lambda d: len(_list_lines(d, _BULLET)))),
+        Kind("numbered", "exactly N numbered items", _counted("numbered item", lambda d: len(_list_lines(d, _NUMBERED)))),
+        Kind("items", "exactly N list items", _counted("item", _items)),
+        Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
+        Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
+        Kind("item_max_words", "each list item at most N words", _item_max_words, planned=False),
+        Kind("json", "valid JSON", _json),
+        Kind("json_array", "a JSON array of N elements", _json_array),
+        Kind("json_keys", "JSON objects with these keys", _json_keys),
+        Kind("python", "Python code that parses", _python),
+        Kind("function", "a Python function of this name", _defines("function", (ast.FunctionDef, ast.AsyncFunctionDef))),
+        Kind("class", "a Python class of this name", _defines("class", ast.ClassDef), planned=False),
+        Kind("include", "this word or phrase appears", _phrase("include")),
+        Kind("exclude", "this word or phrase does not appear", _phrase("exclude")),
+        Kind("line_start", "every line starts with this letter", _line_start, planned=False),
+        Kind("uppercase", "capital letters only", _uppercase, planned=False),
+        Kind("no_repeats", "no line repeated over and over", _no_repeats, planned=False, always=True),
+        Kind("no_empty_items", "no list item without words", _no_empty_items, planned=False, always=True),
+    )
+}  # fmt: skip
+PLANNED_KINDS = tuple(name for name, kind in KINDS.items() if kind.planned)  # what the planner may propose
+ALWAYS_CHECKED = tuple(name for name, kind in KINDS.items() if kind.always)  # every draft, whatever the task
+
+
+def measure(draft: str, r: Requirement) -> tuple[bool, str]:
+    """Whether ``draft`` meets ``r``, and what was measured, in words a model can act on.
+
+    >>> measure("one two three", Requirement("max_words", 2, "at most 2 words"))
+    (False, '3 words; the task asks for at most 2')
+    """
+    kind = KINDS.get(r.kind)
+    if kind is None:
+        return False, f"unknown requirement kind {r.kind!r}: not checked"
+    return kind.measure(draft, r.value)
+
+
+# -- What the agents are shown of the measurements -------------------------------
+
+
+def code_blocks(text: str) -> list[dict[str, Any]]:
+    """Each fenced code block's language, and whether it parses (Python and JSON are checked)."""
+    blocks = []
+    for tag, code in _FENCE.findall(text):
+        language = tag.strip().lower() or "unlabelled"
+        check: dict[str, Any] = {"language": language, "parses": None}
+        try:
+            if language in ("python", "py", "python3"):
+                ast.parse(code)
+                check["parses"] = True
+            elif language == "json":
+                json.loads(code)
+                check["parses"] = True
+        except (SyntaxError, ValueError, RecursionError) as err:
+            check["parses"], check["error"] = False, first_line(str(err) or type(err).__name__, 120)
+        blocks.append(check)
+    return blocks
+
+
+def spelled_out(r: Requirement) -> str:
+    """A requirement as the worker should read it: the task's words, and the measure when they hide it.
+
+    >>> spelled_out(Requirement("lines", 3, "haiku")), spelled_out(Requirement("max_words", 40, "at most 40 words"))
+    ('haiku (lines: 3)', 'at most 40 words')
+    """
+    if r.value is True or str(r.value).lower() in r.quote.lower():
+        return r.quote
+    value = ", ".join(r.value) if isinstance(r.value, list) else r.value
+    return f"{r.quote} ({r.kind.replace('_', ' ')}: {value})"
+
+
+def shown_checks(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checks worth showing: every requirement of the task, and the checks every draft gets only when they fail."""
+    return [c for c in facts.get("checks", []) if c["kind"] not in ALWAYS_CHECKED or not c["passed"]]
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    lines = [f"- words: {facts['words']}", f"- non-empty lines: {facts['lines']}"]  # characters: in the trace only
+    if facts.get("cut_off"):
+        lines.append("- the draft was cut off at its token limit: it is incomplete")
+    for i, block in enumerate(facts["code_blocks"], 1):
+        status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
+        lines.append(f"- code block {i} ({block['language']}): {status}")
+    for check in shown_checks(facts):
+        lines.append(f"- {'✓' if check['passed'] else '✗'} {check['requirement']}: {check['measured']}")
+    return "\n".join(lines)

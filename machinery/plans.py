@@ -1,0 +1,65 @@
+"""What code checks in a plan: that it is a plan, not the answer written early or a plan of the review process.
+
+A leaf module (it imports only ``machinery.text`` and ``machinery.checks``), so the chapter may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from machinery.checks import Requirement, most_repeated_line
+from machinery.text import clip, json_objects
+
+PLAN_MAX_STEPS = 8  # more than this is a list of answers, not a plan
+PLAN_MAX_WORDS = 160  # a plan longer than this is the work itself, written early
+# Words of the review process: a plan made of these plans the loop, not the task.
+_PROCESS_WORDS = {
+    "critic", "feedback", "review", "reviewer", "approval", "approve", "revise", "revision", "resubmit",
+    "submit",
+}  # fmt: skip
+
+
+def read_plan(text: str) -> tuple[list[str], Any]:
+    """(steps, proposed checks) from the planner's reply: the JSON it was asked for, or plain numbered lines."""
+    for data in json_objects(text):
+        steps = data.get("steps")
+        if isinstance(steps, list) and all(isinstance(s, str) for s in steps):
+            steps = [re.sub(r"^\s*(?:\d+[.):]|[-*•])\s*", "", s) for s in steps]  # numbers are added by code
+            return [" ".join(s.split()) for s in steps if s.strip()], data.get("checks")
+    lines = [
+        re.sub(r"^\s*(?:\d+[.):]|[-*•]|step \d+:?)\s*", "", line, flags=re.I).strip() for line in text.splitlines()
+    ]
+    return [line for line in lines if line], None
+
+
+def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement], cut_off: bool) -> str | None:
+    """Why these steps are not a usable plan, measured by code; None when they are."""
+    text = "\n".join(steps)
+    words = len(text.split())
+    word_goal = max((r.value for r in requirements if r.kind in ("about_words", "min_words", "exact_words")), default=0)
+    if not steps:
+        return "it has no steps"
+    if cut_off:
+        return "it was cut off at its token limit"
+    if len(steps) > PLAN_MAX_STEPS:
+        return f"it has {len(steps)} steps; a plan has 3 to 6"
+    if len({s.lower() for s in steps}) < len(steps) or most_repeated_line(text)[1] >= 2:
+        return "it repeats the same step"
+    if "```" in text or re.search(r"^\s*[\[{]", text, re.M):
+        return "it contains the finished work (code or JSON); a plan only says what to do"
+    if words > PLAN_MAX_WORDS or (word_goal and words >= max(60, 0.6 * word_goal)):
+        return f"it is {words} words long, as long as the answer itself"
+    process_words = _PROCESS_WORDS - set(re.findall(r"[a-z]+", task.lower()))  # "write a review" is a task
+    process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & process_words)
+    if process * 2 >= len(steps):
+        return "it plans the review process (critic, feedback, revisions) instead of the task"
+    return None
+
+
+def fallback_plan(task: str, requirements: Sequence[Requirement]) -> list[str]:
+    """A plan made by code when the planner cannot make one: do the task, meet each requirement."""
+    steps = [f"Do exactly what the task asks: {clip(task, 200)}"]
+    steps += [f"Make sure of this requirement: {r.quote}" for r in requirements]
+    return [*steps, "Return only the finished work, with nothing before or after it."]

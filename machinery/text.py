@@ -1,0 +1,135 @@
+"""Small text helpers every other module uses: cutting, one-line summaries, scrubbing secrets, finding JSON.
+
+A leaf module: it imports nothing of this project, so the chapter may import it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+
+def times(n: int) -> str:
+    """
+    >>> times(1), times(2), times(3)
+    ('once', 'twice', '3 times')
+    """
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut text to ``limit`` characters, saying that it was cut.
+
+    >>> clip("abcdefghij", 8)
+    'abcd […]'
+    """
+    return text if len(text) <= limit else text[: limit - 4] + " […]"
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def clean_text(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD: JSON may carry one ("\\ud83d", a reply cut
+    mid-emoji), and UTF-8 cannot encode it, so the screen, the trace and the next request would fail.
+
+    >>> clean_text("cut \\ud83d here") == "cut \\ufffd here"
+    True
+    """
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+_SECRET = re.compile(
+    r"(?i)((?:bearer|basic)\s+)[^\s\"',;]+"  # an Authorization header, echoed
+    r"|(?<![\w-])((?:sk|rk|pk)[-_][\w-]{8,})"  # key-shaped words: sk-..., sk-proj-..., sk_live_...
+    r"|((?:api[ _-]?key|x-api-key|token|password|secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;)]+"
+)
+
+
+SECRET_MIN_CHARS = 16  # real keys are longer; a trace is not scrubbed of a placeholder such as "local"
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with the given secrets, and anything that looks like a key, replaced by [redacted].
+
+    Run on any text a server wrote before it is shown or saved.
+
+    >>> redact("Invalid header 'Authorization: Bearer abc123' (api_key=xyz)")
+    "Invalid header 'Authorization: Bearer [redacted]' (api_key=[redacted])"
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:  # error text is short: scrubbing even a placeholder costs nothing
+            text = text.replace(secret, "[redacted]")
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(3) or "") + "[redacted]", text)
+
+
+def objects_with_spans(text: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(start, end, object) for every JSON object in ``text``, and for flat Python-style dicts ({'a': True})."""
+    decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except RecursionError:  # nested absurdly deep: skip the whole run of openings, not one "{" at a time
+            start = text.find("{", max(start + 1, text.find("}", start)))
+            continue
+        except ValueError:  # not JSON here
+            value, end = _python_dict(text, start)
+        if isinstance(value, dict) and nesting_depth(value) <= JSON_MAX_DEPTH:
+            yield start, end, value
+            start = text.find("{", end)
+        else:
+            start = text.find("{", start + 1)
+
+
+JSON_MAX_DEPTH = 32  # deeper than any verdict, plan or config; deeper is garbage, and would break json.dumps
+
+
+def nesting_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value``, counted without recursion (a reply can nest thousands deep).
+
+    >>> nesting_depth({"a": [1, {"b": 2}]}), nesting_depth("text")
+    (3, 0)
+    """
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose key repeats with another value keeps neither: {"approved": false, "approved": true}."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        data[key] = None if key in data and data[key] != value else value
+    return data
+
+
+def _python_dict(text: str, start: int) -> tuple[Any, int]:
+    flat = re.match(r"\{[^{}]{0,2000}\}", text[start:])
+    if flat:
+        try:
+            return ast.literal_eval(flat.group(0)), start + flat.end()
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return None, start
+
+
+def json_objects(text: str) -> list[dict[str, Any]]:
+    """Every JSON object embedded in ``text``, in order: bare, fenced, or amid prose.
+
+    Small models wrap JSON in code fences, chatter around it, or double the
+    braces; scanning from each "{" finds the objects anyway.
+
+    >>> json_objects('Sure! ```json\\n{"a": 1}\\n``` and {{"b": 2}} but {broken')
+    [{'a': 1}, {'b': 2}]
+    """
+    return [value for _, _, value in objects_with_spans(text)]

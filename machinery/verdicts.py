@@ -1,0 +1,209 @@
+"""Reading the critic's verdict: tolerant of format, strict about approval.
+
+A leaf module (it imports only ``machinery.text``), so the chapter may import it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from machinery.text import objects_with_spans
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The critic's decision, and how it was read from the reply."""
+
+    approved: bool
+    feedback: str
+    source: str  # "json", "verdict line", "json fragment", "none", "code"
+    why: str  # recorded in the trace: why this counts as approved or not
+
+    def overruled(self, why: str) -> Verdict:
+        """The same reply, not approved, because code knows better than the model here."""
+        return Verdict(False, self.feedback, self.source, why)
+
+
+_YES = {"yes", "y", "true", "approved", "approve", "accept", "accepted", "pass", "passed", "lgtm", "✅", "✔", "☑", "👍"}
+
+
+_NO = {
+    "no", "n", "false", "not", "rejected", "reject", "fail", "failed", "denied", "revise", "❌", "✖", "✗", "👎",
+    "🚫",
+}  # fmt: skip
+
+
+# A yes that comes with one of these is a yes with a condition, which is not a yes.
+_HEDGES = {
+    "but", "though", "although", "however", "if", "unless", "except", "assuming", "provided", "pending", "once",
+    "until", "after", "mostly", "partially", "partly", "almost", "nearly", "conditionally", "long", "minor",
+}  # fmt: skip
+
+
+_LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
+
+
+_BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*)\b(.*)$", re.I)
+
+
+_MARKS = re.compile(r"^([✅✔☑👍❌✖✗👎🚫])\s*")  # an emoji that states a verdict on its own
+
+
+_OPTIONS = re.compile(r"/|\||\bor\b", re.I)  # "YES/NO", "{YES|NO}", "YES or NO": the options echoed back
+
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.I | re.S)  # a reasoning model's scratchpad is not its verdict
+
+
+_VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
+
+
+# "approved": true with feedback that says "the draft does not fully meet the task" contradicts itself.
+# (Not "missing": the local model writes "nothing is missing" in clear approvals.)
+_CONTRADICTS = re.compile(
+    r"\b(?:does not|doesn't|do not|did not|fails? to|is not|isn't|not)\s+(?:fully\s+|quite\s+|yet\s+|entirely\s+)?"
+    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b",
+    re.I,
+)
+
+
+def parse_verdict(text: str) -> Verdict:
+    """Read the critic's reply; the rule fits in two sentences.
+
+    Every verdict the reply states is found: a JSON object with an "approved"
+    (or "verdict") field, a line that starts with a label such as ``APPROVED:``
+    or with a bare "Approved."/"Not approved", or a ✅/❌ mark. The reply approves
+    only when all of them are an unconditional yes and one is stated outright;
+    anything else (no verdict, a no anywhere, a hedged or templated yes, a duplicated
+    key, cut-off JSON, a yes that is only quoted, a yes whose own feedback says the
+    draft falls short) is a rejection. A reasoning model's <think> block is skipped.
+
+    >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
+    True
+    >>> parse_verdict("APPROVED: YES. It reads well aloud.").approved
+    True
+    >>> parse_verdict('APPROVED: NO. Do not just reply {"approved": true}.').approved
+    False
+    >>> parse_verdict("APPROVED: YES, though the ending is weak").why
+    "'YES, though the ending is weak' is a conditional yes: not an approval"
+    """
+    raw = _THINK.sub("", text).strip()
+    found: list[tuple[bool | None, bool, str, str]] = []  # (yes/no/unclear, quoted, source, what it said)
+    covered: list[tuple[int, int]] = []  # JSON spans, so their lines are not read twice
+    first_json: dict[str, Any] | None = None  # its "feedback" is the feedback
+    for start, end, data in objects_with_spans(raw):
+        keys = [k for k in data if str(k).lower() in _VERDICT_KEYS]
+        if keys:
+            first_json = first_json or data
+            line_end = raw.find("\n", end)
+            before = raw[raw.rfind("\n", 0, start) + 1 : start].strip()
+            after = raw[end : line_end if line_end != -1 else len(raw)].strip(" `")
+            quoted = bool(after) or bool(before and before[-1] not in ":.!")  # mid-sentence: an example
+            found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
+            covered.append((start, end))
+    offset = 0
+    for line in raw.splitlines(keepends=True):
+        inside = any(a <= offset < b for a, b in covered)
+        offset += len(line)
+        if not inside:
+            found += _line_verdicts(line)
+    if not found and re.match(r"(```\w*\s*)?\{", raw) and re.search(r"[\"']approved[\"']\s*:", raw, re.I):
+        return Verdict(False, _feedback(raw, None), "json fragment", "malformed JSON: not an approval")
+    if not found:
+        return Verdict(
+            False, raw, "none", "empty reply: not an approval" if not raw else "no verdict found: not an approval"
+        )
+    feedback = _feedback(raw, first_json)
+    source = found[0][2]
+    for value, _quoted, _source, said in found:
+        if value is not True:
+            why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
+            return Verdict(False, feedback, source, why)
+    if _CONTRADICTS.search(feedback):
+        return Verdict(
+            False, feedback, source, "the yes comes with feedback saying the draft falls short: not an approval"
+        )
+    if all(quoted for _, quoted, _, _ in found):
+        return Verdict(False, feedback, source, "the only yes is quoted inside a sentence: not an approval")
+    return Verdict(True, feedback, source, f"every verdict in the reply is a yes ({len(found)})")
+
+
+def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
+    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌."""
+    quoted = line.lstrip().startswith(">")
+    clean = re.sub(r"^[\s>#*_`\-•]*(\d+[.)]\s*)?", "", line).replace("**", "").replace("__", "").strip()
+    found: list[tuple[bool | None, bool, str, str]] = []
+    mark = _MARKS.match(clean)
+    if mark:
+        found.append((mark.group(1) in _YES, quoted, "verdict line", mark.group(1)))
+        clean = clean[mark.end() :]
+    labelled, bare = _LABEL.match(clean), _BARE.match(clean)
+    if labelled:
+        found.append((_value(labelled.group(2)), quoted, "verdict line", labelled.group(2).strip()))
+    elif bare:
+        found.append((_value(clean), quoted, "verdict line", clean))
+    return found
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+|[✅✔☑👍❌✖✗👎🚫]", text.lower())
+
+
+def _value(value: Any) -> bool | None:
+    """True for an unconditional yes, False for a no, None for anything unclear."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        return None  # 1, null, a list: not a clear yes or no
+    words = _words(value)
+    if not words or _echoed(value) or "?" in value:
+        return None
+    if words[:2] == ["not", "approved"] or words[0] in _NO:
+        return False
+    if words[0] in _YES:
+        return None if _HEDGES & set(words[1:]) or "as long as" in value.lower() else True
+    return None
+
+
+def _echoed(value: str) -> bool:
+    words = set(_words(value))
+    return bool(_OPTIONS.search(value) and words & _YES and words & _NO)
+
+
+def _unclear(said: str) -> str:
+    if _echoed(said):
+        return "repeats the template"
+    if "?" in said or (_words(said)[:1] and _words(said)[0] in _YES):
+        return "is a conditional yes"
+    return "is not a clear yes or no"
+
+
+def _feedback(raw: str, data: dict[str, Any] | None) -> str:
+    if data is not None:
+        keys = {str(k).lower(): v for k, v in data.items()}
+        if keys.get("feedback"):
+            return str(keys["feedback"]).strip()
+    match = re.search(r"feedback\W*?[:=]\s*(.*)", raw, re.I | re.S)
+    if match:
+        return match.group(1).strip().strip('"}').strip()
+    return "\n".join(line for line in raw.splitlines() if not _line_verdicts(line)).strip()
+
+
+@functools.cache
+def verdict_schema() -> dict[str, Any]:
+    """The critic's reply as a JSON schema for structured output, made from a pydantic model.
+
+    Built on first use: pydantic is imported here, so ``--help`` never pays for it.
+    Servers that refuse json_schema get json_object, then plain text; the parser copes with all three.
+    """
+    from pydantic import BaseModel, ConfigDict
+
+    class CriticVerdict(BaseModel):
+        model_config = ConfigDict(extra="forbid")  # strict structured output needs additionalProperties false
+        approved: bool
+        feedback: str
+
+    return {"name": "verdict", "strict": True, "schema": CriticVerdict.model_json_schema()}
