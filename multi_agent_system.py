@@ -53,7 +53,7 @@ if sys.version_info < (3, 10):  # noqa: UP036 - the one line an older Python get
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
@@ -61,7 +61,7 @@ from typing import Any, Literal, Protocol, TypedDict
 from machinery.checks import PLANNED_KINDS, REPEAT_LIMIT, Requirement, code_blocks, format_facts, measure, spelled_out
 from machinery.finder import accept_proposed, merge_requirements, plan_schema, requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, read_plan
-from machinery.text import clip, times
+from machinery.text import clip, fit, times
 from machinery.verdicts import Verdict, parse_verdict, verdict_schema
 
 # -- Limits: every promise the loop makes, each with the reason for its value --
@@ -86,6 +86,7 @@ DRAFT_MAX_CHARS = 6_000  # a draft as shown to the critic, or back to the worker
 FEEDBACK_MAX_CHARS = 1_500  # one round of critic feedback, in full
 NOTES_MAX_CHARS = 1_500  # what added agents (a researcher, say) leave for the worker, all together
 CHECKLIST_MAX_CHARS = 600  # the worker's line of requirements that code will check
+FACTS_MAX_CHARS = 500  # what code measured in a draft, as the critic reads it
 CLIP_CHARS = 300  # an old plan or old feedback, shortened
 HISTORY_WHOLE = 2  # newest reviews of the current plan the worker sees whole (draft and feedback)
 HISTORY_MAX = 6  # reviews shown at all; older ones stay in the trace only
@@ -591,10 +592,11 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
                 "Return a new, complete version that fixes every point, and nothing else."
             )
         )
-    reply = ask(llm, "worker", messages, reserve=critique_reserve(state, llm))
+    reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
     state["result"] = draft = reply.content.strip()
     state["worker_attempts"] += 1
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", state["requirements"])
+    state["draft_facts"]["max_tokens"] = reply.max_tokens  # how long it could be: the critic's reserve assumed this
     return reply
 
 
@@ -628,7 +630,10 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
         verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
-        reply = ask(llm, "critic", critic_messages(state), schema=verdict_schema(), reply_format=CRITIC_FORMAT)
+        # The draft and facts are shown at most as long as the worker's call reserved room for (critique_cost).
+        shown = fit(state["result"], math.ceil(facts.get("max_tokens", math.inf) * BYTES_PER_TOKEN_MOST))
+        messages = critic_messages(state, shown, fit(format_facts(facts), FACTS_MAX_CHARS))
+        reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = parse_verdict(reply.content)
         if verdict.approved and reply.finish_reason == "length":
             verdict = verdict.overruled("the verdict was cut off at max_tokens")
@@ -651,15 +656,15 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
     return reply
 
 
-def critic_messages(state: SharedState) -> list[dict[str, Any]]:
+def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str, Any]]:
     """What the critic reads. What never changes comes first (instructions, task), so providers
     can cache that prefix. The plan is not shown: the draft is judged against the task, not the plan's reading of it."""
     parts = [f"Task:\n{state['task']}"]
     own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
     if own:
         parts.append("Earlier feedback (yours, or code's), oldest first:\n" + lessons(own))
-    parts.append(f"Measured by code:\n{format_facts(state['draft_facts'])}")
-    parts.append(f"Draft to judge:\n<<<\n{clip(state['result'] or '', DRAFT_MAX_CHARS)}\n>>>")
+    parts.append(f"Measured by code:\n{facts}")
+    parts.append(f"Draft to judge:\n<<<\n{clip(draft, DRAFT_MAX_CHARS)}\n>>>")
     return [system(CRITIC_PROMPT), user("\n\n".join(parts))]
 
 
@@ -696,7 +701,14 @@ def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requi
 # -- The budget gate: every model call passes through ask() -------------------
 
 
-def ask(llm: Gateway, role: str, messages: list[dict[str, Any]], *, reserve: int = 0, **options: Any) -> Reply:
+def ask(
+    llm: Gateway,
+    role: str,
+    messages: list[dict[str, Any]],
+    *,
+    reserve: Callable[[int], int] | None = None,
+    **options: Any,
+) -> Reply:
     """The one way agents call a model: the budget gate decides what the call may write, then the gateway sends it.
 
     ``options`` go to the gateway (``schema``, ``reply_format``, ``tools``, ``tool_choice``);
@@ -717,13 +729,19 @@ def ask(llm: Gateway, role: str, messages: list[dict[str, Any]], *, reserve: int
     return llm.complete(role, messages, max_tokens=limit, **options)
 
 
-def critique_reserve(state: SharedState, llm: Gateway) -> int:
-    """Tokens the critic will need to judge the coming draft, besides the draft itself (see completion_allowance)."""
-    shown = [
-        system(f"{CRITIC_PROMPT}\n{CRITIC_FORMAT}"),
-        user(state["task"] + lessons(reviews(state)[-OWN_FEEDBACK_SHOWN:])),
-    ]
-    return llm.estimate(shown, [verdict_schema()]) + VERDICT_ROOM
+def critique_cost(state: SharedState, llm: Gateway) -> Callable[[int], int]:
+    """The prompt of the critique of a draft of n tokens, as the critic's own gate will estimate it.
+
+    The draft is taken as BYTES_PER_TOKEN_MOST bytes a token (the critic is shown no more than that),
+    so a draft the worker was allowed to write can always be judged.
+    """
+
+    def cost(n: int) -> int:
+        longest = "x" * math.ceil(n * BYTES_PER_TOKEN_MOST)
+        messages = critic_messages(state, longest, "x" * FACTS_MAX_CHARS)
+        return llm.estimate(messages, [verdict_schema(), CRITIC_FORMAT])
+
+    return cost
 
 
 def completion_allowance(
@@ -734,7 +752,7 @@ def completion_allowance(
     elapsed: float,
     price: Price | None,
     settings: Settings,
-    reserve: int = 0,
+    reserve: Callable[[int], int] | None = None,
 ) -> int:
     """How many tokens the next call may write; BudgetExhausted if it should not be made.
 
@@ -742,9 +760,9 @@ def completion_allowance(
     is clamped so that prompt + completion fits in what is left of the token
     (and cost) budget, so the cap holds even on the last call.
 
-    ``reserve`` is what a later call needs that will read this reply back: the
-    critique of a draft. It stays free, and since the draft is then paid for
-    twice (written, then read), only half of what remains may be written. A
+    ``reserve(n)`` is the prompt of a later call that will read this reply back,
+    if the reply is n tokens long: the critique of a draft, whose own reply needs
+    VERDICT_ROOM more. The reply may only be as long as leaves room for both: a
     draft that could not be judged is not worth writing.
 
     >>> s = Settings(max_tokens=2_000)
@@ -756,30 +774,53 @@ def completion_allowance(
     Traceback (most recent call last):
     ...
     multi_agent_system.BudgetExhausted: worker call skipped: its ~500-token prompt leaves too little room (1480 of 2000 tokens used)
-    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, None, s, reserve=300)  # (2000-1000-500-300) / 2
+    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, None, s, reserve=lambda n: 140 + n)  # 140 + the draft + 160
     100
     """
     if settings.timeout is not None and elapsed >= settings.timeout:
         raise BudgetExhausted("timeout", f"{settings.timeout:g}s time limit reached")
-    share = 2 if reserve else 1  # a reply that is read back is paid for twice
-    tokens_left = settings.max_tokens - spent_tokens - prompt_tokens - reserve
-    limit, binding = min(role_cap(role), tokens_left // share), "token_budget"
+
+    def later(n: int) -> int:  # the tokens of the call that will read n tokens of this reply back
+        return 0 if reserve is None else reserve(n) + VERDICT_ROOM
+
+    tokens_left = settings.max_tokens - spent_tokens - prompt_tokens
+    money_left = math.inf
     if settings.max_cost is not None:
         assert price is not None, "the settings refuse --max-cost without a price"
         money_left = settings.max_cost - (spent_usd or 0.0) - prompt_tokens * price.input_per_token
-        money_left -= reserve * price.output_per_token  # priced high: as if all of it were written
-        per_token = price.output_per_token + (price.input_per_token if reserve else 0.0)
-        if per_token > 0 and money_left / per_token < limit:
-            limit, binding = math.floor(money_left / per_token), "cost_budget"
+
+    def fits_tokens(n: int) -> bool:
+        return n + later(n) <= tokens_left
+
+    def fits_money(n: int) -> bool:  # the later call's prompt is read, its reply written
+        read, written = (reserve(n), VERDICT_ROOM) if reserve else (0, 0)
+        return price is None or (n + written) * price.output_per_token + read * price.input_per_token <= money_left
+
+    limit, binding = largest(role_cap(role), fits_tokens), "token_budget"
+    if settings.max_cost is not None and not fits_money(limit):
+        limit, binding = largest(limit, fits_money), "cost_budget"
     if limit < MIN_USEFUL_COMPLETION:
         spent = (
             f"{spent_tokens} of {settings.max_tokens} tokens used"
             if binding == "token_budget"
             else f"${spent_usd or 0:.6f} of ${settings.max_cost:g} spent"
         )
-        needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{reserve} kept for judging it)" if reserve else "")
+        needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{later(0)} kept for judging it)" if reserve else "")
         raise BudgetExhausted(binding, f"{role} call skipped: {needs} leaves too little room ({spent})")
     return limit
+
+
+def largest(most: int, fits: Callable[[int], bool]) -> int:
+    """The largest n from 0 to ``most`` for which ``fits(n)`` holds (it holds for all smaller n), or -1.
+
+    >>> largest(1200, lambda n: 2 * n <= 500)
+    250
+    """
+    low, high = -1, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 if __name__ == "__main__":  # the command line lives beside the chapter, in machinery/cli.py

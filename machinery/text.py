@@ -29,6 +29,24 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 4] + " […]"
 
 
+def fit(text: str, limit: float) -> str:
+    """``text`` cut so that its JSON-escaped form (what a prompt estimate counts) is at most ``limit`` characters.
+
+    >>> fit("abcdefghij", 8), fit("abc", 8), fit("ééééé", 14)
+    ('ab [...]', 'abc', 'é [...]')
+    """
+    if len(json.dumps(text)) - 2 <= limit:
+        return text
+    mark = " [...]"  # ASCII: it escapes to itself
+    if len(mark) > limit:
+        return ""
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits, marked as cut
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if len(json.dumps(text[:mid] + mark)) - 2 <= limit else (low, mid - 1)
+    return text[:low] + mark
+
+
 def first_line(text: str, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
