@@ -115,7 +115,7 @@ def edit_starter(starter: str) -> str:
         '    tls = config.get("tls")\n'
         '    if isinstance(tls, dict) and tls.get("min_version") in ("1.2", "1.3"):\n'
         "        return []\n"
-        '    return [Finding("old-tls-protocol", "high", "tls.min_version", "TLS older than 1.2", "1.2")]\n'
+        '    return [Finding("old-tls-protocol", "high", "tls.min_version", "TLS older than 1.2: set 1.2 or 1.3")]\n'
     )
     anchor = "RULES: list["
     assert starter.count(anchor) == 1
