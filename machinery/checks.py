@@ -229,6 +229,99 @@ def _uppercase(draft: str, v: Any) -> tuple[bool, str]:
     return lower == 0, f"{_count(lower, 'lowercase letter')}; the task asks for capitals only"
 
 
+def _paragraphs(draft: str) -> int:
+    prose = re.sub(r"```.*?(```|$)", "code", draft.strip(), flags=re.S)
+    return len([block for block in re.split(r"\n\s*\n", prose) if block.strip()])
+
+
+def _function(tree: ast.Module, name: Any) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return next((f for f in functions if f.name == name), functions[0] if functions and name is True else None)
+
+
+def _returns(draft: str, v: Any) -> tuple[bool, str]:
+    """The function returns a value: a ``return`` with something after it, read from the syntax tree, never run."""
+    tree = _python_tree(draft)
+    function = None if tree is None else _function(tree, v)
+    if function is None:
+        return False, f"no function {v if v is not True else ''} to check; the task asks for one that returns a value"
+    own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]
+    gives = [n for n in own if isinstance(n, ast.Return) and n.value is not None]
+    gives = [n for n in gives if not (isinstance(n.value, ast.Constant) and n.value.value is None)]
+    prints = any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print" for n in own)
+    if gives:
+        return True, f"{function.name} returns a value"
+    return (
+        False,
+        f"{function.name} {'prints but ' if prints else ''}returns nothing; the task asks it to return a value",
+    )
+
+
+def _bare(text: str) -> str:
+    """Text as compared with a phrase: lower case, spaces collapsed, no quotes or closing punctuation around it."""
+    return " ".join(text.lower().split()).strip(" \"'“”‘’*_`").rstrip(".!?,;:").strip(" \"'“”‘’*_`")
+
+
+def _starts_with(draft: str, v: str) -> tuple[bool, str]:
+    start = _bare(draft)[: len(_bare(v)) + 2]
+    return start.startswith(_bare(v)), f"starts with '{clip(draft.strip(), len(v) + 10)}'; the task asks for '{v}'"
+
+
+def _ends_with(draft: str, v: str) -> tuple[bool, str]:
+    last = _bare(draft)[-(len(_bare(v)) + 2) :]
+    return last.endswith(_bare(v)), f"ends with '{draft.strip()[-(len(v) + 10) :]}'; the task asks for '{v}'"
+
+
+def _acrostic(draft: str, v: str) -> tuple[bool, str]:
+    lines = [line for line in draft.splitlines() if re.search(r"[A-Za-z]", line)]
+    letters = "".join(re.search(r"[A-Za-z]", line).group(0) for line in lines)  # type: ignore[union-attr]
+    word = re.sub(r"[^A-Za-z]", "", v)
+    return letters.lower() == word.lower(), f"the lines start with {letters or 'nothing'}; the task asks for {word}"
+
+
+def _lowercase(draft: str, v: Any) -> tuple[bool, str]:
+    upper = sum(c.isupper() for c in draft)
+    return upper == 0, f"{_count(upper, 'capital letter')}; the task asks for lower case only"
+
+
+def _no_code_fence(draft: str, v: Any) -> tuple[bool, str]:
+    fences = draft.count("```")
+    return fences == 0, f"{_count(fences, 'code fence')} (```); the task asks for none"
+
+
+def _no_title(draft: str, v: Any) -> tuple[bool, str]:
+    lines = draft.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    titled = bool(
+        re.match(r"^(#+\s|\*\*[^*]+\*\*$|title\s*:)", first, re.I)
+        or (len(lines) > 2 and not lines[1].strip() and len(first.split()) <= 8 and not re.search(r"[.!?,;:]$", first))
+    )
+    return (
+        not titled,
+        f"the first line, '{clip(first, 50)}', is a title; the task asks for none" if titled else "no title",
+    )
+
+
+def _no_bullets(draft: str, v: Any) -> tuple[bool, str]:
+    marked = len(_list_lines(draft, _BULLET)) + len(_list_lines(draft, _NUMBERED))
+    return marked == 0, f"{_count(marked, 'list line')}; the task asks for no bullet points or lists"
+
+
+def _table(draft: str, v: dict[str, Any]) -> tuple[bool, str]:
+    """A Markdown table: its header names the columns asked for, and it has the rows asked for (not counting the header)."""
+    rows = [line.strip().strip("|").split("|") for line in draft.splitlines() if line.strip().count("|") >= 2]
+    if len(rows) < 2 or not all(re.fullmatch(r"\s*:?-{2,}:?\s*", cell) for cell in rows[1]):
+        return False, "no Markdown table (a header row, then a |---| row); the task asks for a table"
+    header = [" ".join(cell.split()).lower() for cell in rows[0]]
+    missing = [c for c in v.get("columns") or [] if c.lower() not in header]
+    body = len(rows) - 2
+    if missing:
+        return False, f"the table's header lacks {', '.join(missing)}"
+    if v.get("rows") is not None and body != v["rows"]:
+        return False, f"the table has {_count(body, 'row')}; the task asks for {v['rows']}"
+    return True, f"a table with {_count(len(header), 'column')} and {_count(body, 'row')}"
+
+
 def _no_empty_items(draft: str, v: Any) -> tuple[bool, str]:
     """ "- -" or "3." with nothing after it: list markers with no words."""
     prose = re.sub(r"```.*?(```|$)", "", draft, flags=re.S)  # code and JSON are not list items
@@ -258,6 +351,7 @@ KINDS: dict[str, Kind] = {
         Kind("items", "exactly N list items", _counted("item", _items)),
         Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
         Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
+        Kind("paragraphs", "exactly N paragraphs", _counted("paragraph", _paragraphs), planned=False),
         Kind("item_max_words", "each list item at most N words", _item_max_words, planned=False),
         Kind("json", "valid JSON", _json),
         Kind("json_array", "a JSON array of N elements", _json_array),
@@ -265,10 +359,19 @@ KINDS: dict[str, Kind] = {
         Kind("python", "Python code that parses", _python),
         Kind("function", "a Python function of this name", _defines("function", (ast.FunctionDef, ast.AsyncFunctionDef))),
         Kind("class", "a Python class of this name", _defines("class", ast.ClassDef), planned=False),
+        Kind("returns", "the function returns a value, not only prints it", _returns, planned=False),
         Kind("include", "this word or phrase appears", _phrase("include")),
         Kind("exclude", "this word or phrase does not appear", _phrase("exclude")),
         Kind("line_start", "every line starts with this letter", _line_start, planned=False),
         Kind("uppercase", "capital letters only", _uppercase, planned=False),
+        Kind("lowercase", "lower case only", _lowercase, planned=False),
+        Kind("starts_with", "the text begins with this phrase", _starts_with, planned=False),
+        Kind("ends_with", "the text ends with this phrase", _ends_with, planned=False),
+        Kind("acrostic", "the lines' first letters spell this word", _acrostic, planned=False),
+        Kind("no_code_fence", "no ``` code fences", _no_code_fence, planned=False),
+        Kind("no_title", "no title or heading", _no_title, planned=False),
+        Kind("no_bullets", "no bullet points or numbered lists", _no_bullets, planned=False),
+        Kind("table", "a Markdown table with these columns and rows", _table, planned=False),
         Kind("no_repeats", "no line repeated over and over", _no_repeats, planned=False, always=True),
         Kind("no_empty_items", "no list item without words", _no_empty_items, planned=False, always=True),
     )
