@@ -33,7 +33,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-MODULES = {module_name(p): p for p in project_files() if not p.relative_to(ROOT).parts[0] == "tests"}
+MODULES = {module_name(p): p for p in project_files() if p.relative_to(ROOT).parts[0] != "tests"}
 
 
 def is_main_block(node: ast.stmt) -> bool:
@@ -95,7 +95,7 @@ def test_no_import_cycle_anywhere() -> None:
         path.append(name)
         for dep in sorted(GRAPH.get(name, ())):
             if state.get(dep) == "open":
-                cycle = path[path.index(dep) :] + [dep]
+                cycle = [*path[path.index(dep) :], dep]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)

@@ -80,7 +80,9 @@ def edit_limits(chapter: str) -> str:
 
 def edit_prompts(chapter: str) -> str:
     for name, line in PROMPT_EDITS.items():
-        chapter, n = re.subn(rf'^({name} = f?""")[^\n]*', lambda m: m.group(1) + line, chapter, count=1, flags=re.M)
+        chapter, n = re.subn(
+            rf'^({name} = f?""")[^\n]*', lambda m, line=line: m.group(1) + line, chapter, count=1, flags=re.M
+        )
         assert n == 1, name
     return chapter
 
