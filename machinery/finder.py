@@ -26,7 +26,10 @@ _N = r"(\d{1,5}|" + "|".join(_NUMBER_WORDS) + r")"
 
 
 # "at least 3 sentences" and "no more than 3 sentences" are bounds, not the exact counts these kinds check.
-_UNBOUNDED = r"(?<!at least )(?<!at most )(?<!up to )(?<!more than )(?<!less than )(?<!fewer than )(?<!over )"
+_UNBOUNDED = (
+    r"(?<!at least )(?<!at most )(?<!up to )(?<!more than )(?<!less than )(?<!fewer than )(?<!over )"
+    r"(?<!maximum )(?<!max )(?<!minimum )(?<!or )(?<!to )(?<!-)"  # "two or three sentences", "2-3 sentences"
+)
 _NO_BOUND_AFTER = r"(?! (?:max(?:imum)?|at most|tops|or (?:fewer|less|more)))"  # "4 sentences max" is a bound
 # "a three-sentence summary" is the whole answer; "then a one-sentence conclusion" is a part of it.
 _WHOLE = (
@@ -42,6 +45,11 @@ _NOT_AN_OPTION = r"(?!\s*(?:or|/)\s*[\"'‘“])"  # "start with 'Yes' or 'No'" 
 
 # (pattern, kind): common ways a task states a measurable requirement; the groups hold its value.
 _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
+    # A limit on each item of a list, not on the whole text: "each rule at most six words", "15 words per question".
+    (rf"\beach\b[^.;]{{0,40}}?\b(?:at most|no more than|up to|max(?:imum)?|of at most|no longer than) {_N} words\b", "item_max_words"),
+    (rf"\beach\b[^.;]{{0,40}}?\b(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
+    (rf"\b(?:at most|no more than|up to|max(?:imum)?|no longer than) {_N} words? (?:per|for each|each|a) (?:item|line|bullet|point|entry|rule|tip|step|question|answer|idea|name)\b", "item_max_words"),
+    (rf"\b(?:under|fewer than|less than) {_N} words? (?:per|for each|each|a) (?:item|line|bullet|point|entry|rule|tip|step|question|answer|idea|name)\b", "item_below_words"),
     (rf"\beach (?:item|bullet|line|point|entry|one|tip|step)\b[^.;]{{0,20}}?\b{_N} words? (?:max(?:imum)?|at most|or (?:less|fewer))\b", "item_max_words"),
     (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most|up to|no longer than) {_N} words\b", "item_max_words"),
     (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
