@@ -330,6 +330,62 @@ def _no_empty_items(draft: str, v: Any) -> tuple[bool, str]:
     return not empty, f"{_count(len(empty), 'list item')} with no words in it" if empty else "no empty items"
 
 
+def _new_draft(draft: str, rejected: list[str]) -> tuple[bool, str]:
+    """Not a draft already rejected, word for word (whitespace aside)."""
+    same = " ".join(draft.split()) in {" ".join(old.split()) for old in rejected}
+    return (
+        not same,
+        "the same text as a draft already rejected: change what the feedback says" if same else "a new draft",
+    )
+
+
+# (what the draft says to the reviewer, a task that makes it fair to say): a worker that apologises or asks
+# for input is talking about the review, not doing the task.
+_CHATTER = [
+    (r"\b(?:I apologi[sz]e|(?:my )?apologies for|sorry for (?:the|any|my))\b", r"apolog|sorry"),
+    (r"\b(?:previous|earlier|last|prior) (?:drafts?|versions?|attempts?|responses?)\b", r"draft|version"),
+    (r"\b(?:your|the) feedback\b|\bthank you for (?:the|your) (?:notes|review|comments)\b", r"feedback|review"),
+    (
+        r"\b(?:please|could you|can you) (?:please )?(?:provide|share|give me|clarify|specify)\b",
+        r"email|letter|message|reply|form|note",
+    ),
+    (
+        r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|new|improved) (?:version|draft)\b",
+        r"draft|version",
+    ),
+    (r"\bI (?:understand|have (?:revised|updated|corrected|fixed))\b", r"\bI understand|revis"),
+]
+
+
+def _no_chatter(draft: str, task: str) -> tuple[bool, str]:
+    said = [
+        m.group(0)
+        for pattern, fair in _CHATTER
+        if not re.search(fair, task, re.I)
+        for m in [re.search(pattern, draft, re.I)]
+        if m
+    ]
+    if said:
+        return False, f"the draft talks to the reviewer ('{said[0]}'); write only the work the task asks for"
+    return True, "the work itself"
+
+
+def _no_echo(draft: str, prompt: dict[str, list[str]]) -> tuple[bool, str]:
+    """Not the prompt's own headings, and not the plan copied out: most of its steps, word for word."""
+    flat = " ".join(draft.lower().split())
+    copied = [h for h in prompt.get("headings", []) if h.lower() in flat]
+    if copied:
+        return False, f"the draft repeats the prompt ('{copied[0]}'); write only the work the task asks for"
+    steps = [" ".join(step.lower().split()) for step in prompt.get("plan", []) if len(step.split()) >= 4]
+    kept = [step for step in steps if step.rstrip(".") in flat]
+    if len(steps) >= 2 and len(kept) * 2 >= len(steps):
+        return (
+            False,
+            f"the draft copies {len(kept)} of the plan's {len(steps)} steps: the plan says how, it is not the work",
+        )
+    return True, "nothing copied from the prompt"
+
+
 def _no_repeats(draft: str, v: int) -> tuple[bool, str]:
     line, times_seen = most_repeated_line(draft)
     if times_seen < v:
@@ -374,6 +430,9 @@ KINDS: dict[str, Kind] = {
         Kind("table", "a Markdown table with these columns and rows", _table, planned=False),
         Kind("no_repeats", "no line repeated over and over", _no_repeats, planned=False, always=True),
         Kind("no_empty_items", "no list item without words", _no_empty_items, planned=False, always=True),
+        Kind("new_draft", "not a draft already rejected", _new_draft, planned=False, always=True),
+        Kind("no_chatter", "the work itself, not a note to the reviewer", _no_chatter, planned=False, always=True),
+        Kind("no_echo", "nothing copied from the prompt or the plan", _no_echo, planned=False, always=True),
     )
 }  # fmt: skip
 PLANNED_KINDS = tuple(name for name, kind in KINDS.items() if kind.planned)  # what the planner may propose
@@ -390,6 +449,44 @@ def measure(draft: str, r: Requirement) -> tuple[bool, str]:
     if kind is None:
         return False, f"unknown requirement kind {r.kind!r}: not checked"
     return kind.measure(draft, r.value)
+
+
+_COUNTERS: dict[str, Callable[[str], int]] = {
+    "max_words": _words,
+    "min_words": _words,
+    "about_words": _words,
+    "exact_words": _words,
+    "bullets": lambda d: len(_list_lines(d, _BULLET)),
+    "numbered": lambda d: len(_list_lines(d, _NUMBERED)),
+    "items": _items,
+    "lines": lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))),
+    "sentences": _sentences,
+    "paragraphs": _paragraphs,
+}
+
+
+def distance(draft: str, r: Requirement) -> float:
+    """How far ``draft`` is from meeting ``r``: 0 when it does; for a count, how far off it is as a share
+    of the count asked for (105 words is 0.1 from "about 150", which allows 120-180; 382 words is 1.35); otherwise 1.
+
+    >>> distance("a " * 105, Requirement("about_words", 150, "about 150 words")), distance("x", Requirement("json", True, "JSON"))
+    (0.1, 1.0)
+    """
+    passed, _ = measure(draft, r)
+    if passed:
+        return 0.0
+    count = _COUNTERS.get(r.kind)
+    if count is None or not isinstance(r.value, int) or r.value <= 0:
+        return 1.0
+    low, high = r.value, r.value
+    if r.kind == "about_words":
+        low, high = math.floor(r.value * (1 - ABOUT_TOLERANCE)), math.ceil(r.value * (1 + ABOUT_TOLERANCE))
+    elif r.kind == "max_words":
+        low = 0
+    elif r.kind == "min_words":
+        high = math.inf  # type: ignore[assignment]
+    found = count(draft)
+    return round(max(low - found, found - high, 0) / r.value, 3)
 
 
 # -- What the agents are shown of the measurements -------------------------------
@@ -441,3 +538,91 @@ def format_facts(facts: dict[str, Any]) -> str:
     for check in shown_checks(facts):
         lines.append(f"- {'✓' if check['passed'] else '✗'} {check['requirement']}: {check['measured']}")
     return "\n".join(lines)
+
+
+# -- When the critic disputes a measurement -------------------------------------
+
+_NUMBER = (
+    r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred)"
+)
+_WORDS_AS_NUMBERS = {
+    w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+_WORDS_AS_NUMBERS |= {"fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100}
+# (a count named with a number, the same named without one, the fact code measured, the kinds that checked it):
+# "only 3 lines" and "too many lines" claim a count; "the word 'sweet' is missing" does not.
+_MORE = r"(?:too many|too few|more|fewer|enough|extra|additional|missing|remaining) "
+_COUNTED = [
+    (
+        r"words?",
+        rf"word count|word limit|the length|too long|too short|too wordy|too brief|{_MORE}words",
+        "words",
+        "max_words min_words about_words exact_words",
+    ),
+    (r"lines?", rf"line count|{_MORE}lines", "lines", "lines"),
+    (r"sentences?", rf"{_MORE}sentences", None, "sentences"),
+    (
+        r"items?|bullets?|bullet points?|points?|entries|steps?",
+        rf"{_MORE}(?:items|bullets|points|steps)",
+        None,
+        "items bullets numbered",
+    ),
+    (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
+]
+# "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
+_PART = r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing) (?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b"
+_COMPLAINT = (
+    r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
+    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
+)
+_FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing check says otherwise)
+    (
+        r"\bjson\b.*\b(?:invalid|not valid|malformed|broken|does ?n[o']t parse|syntax)\b|\binvalid json\b",
+        "json json_array json_keys",
+    ),
+    (
+        r"\b(?:missing|lacks?|without) (?:the |a |an )?(?:required )?(?:keys?|fields?)\b|\bkeys? (?:is|are) missing\b",
+        "json_keys",
+    ),
+    (
+        r"\b(?:syntax error|does ?n[o']t (?:parse|compile|run)|invalid python|indentation error)\b",
+        "python function class",
+    ),
+    (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
+]
+
+
+def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each sentence of a rejection that contradicts what code measured, with the measurement:
+    a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed.
+
+    >>> facts = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+    >>> disputed("Missing the last two lines. The imagery is vague.", facts)
+    [('Missing the last two lines.', '3 non-empty lines')]
+    >>> disputed("The draft has 17 words. Line 2 has too many syllables.", facts)
+    []
+    """
+    found = []
+    checks = facts.get("checks", [])
+    for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
+        low = sentence.lower()
+        for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
+            said = re.search(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low) or re.search(rf"\b(?:{named})\b()", low)
+            if not said:
+                continue
+            passing = [c for c in checks if c["kind"] in kinds.split()]
+            number = said.group(1)
+            count = int(number) if number and number.isdigit() else _WORDS_AS_NUMBERS.get(number or "")
+            if passing and all(c["passed"] for c in passing) and (re.search(_COMPLAINT, low) or count is not None):
+                found.append((sentence, "; ".join(c["measured"] for c in passing)))
+                break
+            if fact and count is not None and count != facts.get(fact) and not passing:
+                found.append((sentence, f"{facts.get(fact)} {fact}"))
+                break
+        else:
+            for claim, kinds in _FOUND_INVALID:
+                passing = [c for c in checks if c["kind"] in kinds.split() and c["passed"]]
+                if passing and re.search(claim, low):
+                    found.append((sentence, passing[0]["measured"]))
+                    break
+    return found

@@ -144,6 +144,7 @@ def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) 
     )
     state["status"] = "approved" if end["stop_reason"] == "approved" else "stopped"
     state["iteration"], state["plan_version"] = end.get("iterations") or 0, end.get("plan_version") or 0
+    state["best"] = end.get("best")  # the best draft, and why it was kept, as the live run showed it
     display.summary(state, ledger, path)
     return EXIT_APPROVED
 

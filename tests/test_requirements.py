@@ -157,6 +157,9 @@ def test_measuring_never_raises(draft: str, kind: str) -> None:
         "acrostic": "RAIN",
         "returns": "f",
         "table": {"columns": ["A"], "rows": 2},
+        "new_draft": ["an old draft"],
+        "no_chatter": "the task",
+        "no_echo": {"headings": ["A heading"], "plan": ["Do the first thing now.", "Then do the next."]},
     }
     passed, measured = measure(draft, R(kind, value.get(kind, 3), "q"))
     assert isinstance(passed, bool) and measured
