@@ -614,7 +614,7 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
-    if recent and best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best
+    if best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best, any plan
         worse = "; ".join(sorted(newest - set(best["failed"])))
         note = f"\n(A later draft failed what this one passed: {worse}. Revise this one.)"
         recent = [
