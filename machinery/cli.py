@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from machinery.demo import DEMO_SCENARIOS, Responder, ScriptedClient, demo_scrip
 from machinery.estimate import main_estimate, preview_line, spend_preview
 from machinery.gateway import LLM, openai_client, sdk_retries_shown
 from machinery.output import Display, Mode, Trace, new_run_id, run_summary
-from machinery.replay import replay_setup, show_or_draw
+from machinery.replay import recorded_task, replay_setup, show_or_draw
 from machinery.stream import StreamingClient
 from multi_agent_system import (
     DEFAULT_MODEL,
@@ -194,6 +195,10 @@ def main(
         return main_estimate(args, display) if args.estimate else main_batch(args, display, client)
     try:
         load_env_file(display.warn)
+        if args.replay and not args.task:  # the one task a recording can replay is its own
+            raise UsageError(
+                f"--replay needs the recorded task: try  --replay {args.replay} {recorded_task(args.replay)!r}"
+            )
         task = read_task(args.task, sys.stdin)
         if args.output:
             check_output_path(args.output)

@@ -129,10 +129,10 @@ def _total_usd(spends: list[Spend]) -> float | None:
 def preview_line(preview: dict[str, tuple[Spend, Spend]]) -> str:
     """The banner's one line: the run's fewest and most calls, tokens and dollars."""
     low, high = preview["total"]
-    return (
-        f"can spend: {low.calls}-{high.calls} calls, ~{low.tokens:,}-{high.tokens:,} tokens, "
-        f"{format_cost(low.usd)}-{format_cost(high.usd)}"
+    usd = (
+        format_cost(None) if low.usd is None and high.usd is None else f"{format_cost(low.usd)}-{format_cost(high.usd)}"
     )
+    return f"can spend: {low.calls}-{high.calls} calls, ~{low.tokens:,}-{high.tokens:,} tokens, {usd}"
 
 
 def preview_table(preview: dict[str, tuple[Spend, Spend]], settings: Settings) -> Table:

@@ -234,6 +234,7 @@ class Trace:
         self.run_id = run_id
         self._file: Any = None
         self._secrets: list[str] = []
+        self.ended = False
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,8 +252,11 @@ class Trace:
             self._secrets.append(secret)
 
     def event(self, kind: str, **fields: Any) -> None:
-        if self._file is None:
+        """Write one event. The ``end`` event is always the last line: a call abandoned at the time limit
+        that speaks later (the SDK's retry warnings, from its own thread) is not written after it."""
+        if self._file is None or self.ended:
             return
+        self.ended = kind == "end"
         record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
         record.update(fields)
         line = json.dumps(record, ensure_ascii=False, default=str)
