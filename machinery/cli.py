@@ -197,7 +197,7 @@ def main(
         load_env_file(display.warn)
         if args.replay and not args.task:  # the one task a recording can replay is its own
             raise UsageError(
-                f"--replay needs the recorded task: try  --replay {args.replay} {recorded_task(args.replay)!r}"
+                f"--replay needs the recorded task: try  --replay {args.replay} {shlex.quote(recorded_task(args.replay))}"
             )
         task = read_task(args.task, sys.stdin)
         if args.output:
