@@ -425,7 +425,7 @@ def orchestrate(task: str, llm: Gateway) -> SharedState:
     stopped_by_user       a person said stop (--step, --human)               (the machinery's classroom hooks)
     crashed               a bug: an exception nobody expected                 (recorded below, then raised)
 
-    The state is returned in every case, with the last draft and the stop reason.
+    The state is returned in every case, with its result (without approval: the best draft) and the stop reason.
     """
     settings = llm.settings
     state = new_state(task)
