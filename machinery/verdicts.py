@@ -52,6 +52,7 @@ _LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$"
 
 
 _BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*)\b(.*)$", re.I)
+_FIRST = re.compile(r"^(yes|no)\b(.*)$", re.I)  # a reply that opens with a bare YES or NO has stated its verdict
 
 
 _MARKS = re.compile(r"^([✅✔☑👍❌✖✗👎🚫])\s*")  # an emoji that states a verdict on its own
@@ -82,7 +83,10 @@ _WITHHELD = re.compile(
 _SHORT = re.compile(
     r"\b(?:lacks?|lacking|(?:is|are) missing|exceeds?|fails? to|incorrect|inaccurate|too (?:long|short|many|few)|"
     r"(?:does|do|did) ?(?:not|n't) (?:fully |quite |entirely )?(?:meet|fulfil|fulfill|satisfy|follow|match|answer|do|"
-    r"complete|address|cover)|(?:is|are) not (?:fully |quite )?(?:correct|complete|on topic|accurate))\b",
+    r"complete|address|cover|spell)|(?:is|are) not (?:fully |quite )?(?:correct|complete|on topic|accurate)|"
+    r"(?:is|are) incomplete|could be (?:more|better|improved|expanded|simplified|shortened|clearer|tighter|stronger)|"
+    r"should (?:include|have|mention|add|be (?:shorter|longer|more|less))|"
+    r"(?:one|two|\d+|an?) (?:additional|extra) (?:words?|lines?|items?|sentences?))\b",
     re.I,
 )
 _DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)\W+(?:\w+\W+){0,3}$", re.I)
@@ -130,11 +134,11 @@ def parse_verdict(text: str) -> Verdict:
             found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
             covered.append((start, end))
     offset = 0
-    for line in raw.splitlines(keepends=True):
+    for number, line in enumerate(raw.splitlines(keepends=True)):
         inside = any(a <= offset < b for a, b in covered)
         offset += len(line)
         if not inside:
-            found += _line_verdicts(line)
+            found += _line_verdicts(line, first=number == 0)
     if not found and re.match(r"(```\w*\s*)?\{", raw) and re.search(r"[\"']approved[\"']\s*:", raw, re.I):
         return Verdict(False, _feedback(raw, None), "json fragment", "malformed JSON: not an approval")
     if not found:
@@ -170,8 +174,9 @@ def _shortcoming(feedback: str) -> str | None:
     return None
 
 
-def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
-    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌."""
+def _line_verdicts(line: str, first: bool = False) -> list[tuple[bool | None, bool, str, str]]:
+    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌,
+    and on the reply's first line a bare YES or NO."""
     quoted = line.lstrip().startswith(">")
     clean = re.sub(r"^[\s>#*_`\-•]*(\d+[.)]\s*)?", "", line).replace("**", "").replace("__", "").strip()
     found: list[tuple[bool | None, bool, str, str]] = []
@@ -179,7 +184,7 @@ def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
     if mark:
         found.append((mark.group(1) in _YES, quoted, "verdict line", mark.group(1)))
         clean = clean[mark.end() :]
-    labelled, bare = _LABEL.match(clean), _BARE.match(clean)
+    labelled, bare = _LABEL.match(clean), _BARE.match(clean) or (_FIRST.match(clean) if first else None)
     if labelled:
         found.append((_value(labelled.group(2)), quoted, "verdict line", labelled.group(2).strip()))
     elif bare:

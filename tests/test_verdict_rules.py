@@ -136,7 +136,7 @@ def real_replies() -> list[dict[str, object]]:
 def test_real_replies_from_the_local_model_are_read_as_a_person_reads_them() -> None:
     """Critic replies collected from Qwen2.5-Coder-1.5B runs, each labelled by reading it; see tests/data."""
     replies = real_replies()
-    assert len(replies) >= 15
+    assert len(replies) >= 82  # 42 from the first collection, 109 from the second (tests/data/critic_replies.jsonl)
     wrong = [
         (r["should_approve"], r["reply"])
         for r in replies
