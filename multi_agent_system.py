@@ -49,7 +49,8 @@ from __future__ import annotations
 import sys
 
 if sys.version_info < (3, 10):  # noqa: UP036 - the one line an older Python gets, instead of a traceback later
-    sys.exit(f"error: this kit needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
+    sys.stderr.write(f"error: this kit needs Python 3.10 or newer; this is Python {sys.version.split()[0]}\n")
+    sys.exit(2)  # a configuration error, like any other
 
 import math
 import re
