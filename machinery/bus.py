@@ -63,7 +63,9 @@ MSG_ID, REPLY_TO, CAUSE, ERROR, REPLAYED = (
     "Agent-Replayed",
 )
 
-Handler = Callable[[bytes, dict[str, str]], bytes]  # a service: request payload and headers -> reply payload
+# A service: the request's body and headers -> the reply's body, and whether to keep it as the request's
+# answer (False for an answer a later try may better: a stop at the time limit, a model server that failed).
+Handler = Callable[[bytes, dict[str, str]], tuple[bytes, bool]]
 
 
 class BusError(Exception):
@@ -211,7 +213,7 @@ class BusBase:
         where = {"messaging.system": "nats", "messaging.operation.type": "process", "messaging.message.id": msg_id}
         with telemetry.span(f"process {request_subject(role)}", where, kind="consumer", carrier=headers):
             try:
-                reply = handler(payload, headers)
+                reply, keep = handler(payload, headers)
                 if reason := check_payload(reply, self.max_bytes):
                     raise Refused(f"the reply is {reason}")
             except Refused as refusal:
@@ -220,7 +222,8 @@ class BusBase:
             except Exception as err:  # the agent failed: say so, and keep serving
                 log.exception("%s: failed on %s", role, msg_id)
                 return b"", {**out, ERROR: f"{type(err).__name__}: {err}"[:300]}
-        self.kv_put(REPLIES, msg_id, bytes(reply))
+        if keep:
+            self.kv_put(REPLIES, msg_id, bytes(reply))
         return bytes(reply), out
 
 
@@ -238,6 +241,7 @@ class Bus(BusBase):
         self._waiting: dict[str, asyncio.Future[tuple[bytes, dict[str, str]]]] = {}
         self._inbox_sub: Any = None
         self._services: list[Future[Any]] = []
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -284,11 +288,13 @@ class Bus(BusBase):
 
         async def on_error(err: Exception) -> None:  # instead of nats-py's traceback per attempt
             errors.append(scrub(f"{type(err).__name__}: {err}"))
-            log.warning("nats %s: %s", self.url, errors[-1])
+            if self._js is not None:  # before the first connect, the one line of BusError says it all
+                log.warning("nats %s: %s", self.url, errors[-1])
 
         def note(event: str) -> Callable[[], Coroutine[Any, Any, None]]:
             async def callback() -> None:
-                log.warning("nats %s: %s", self.url, event)
+                if self._js is not None and not self._closing:
+                    log.warning("nats %s: %s", self.url, event)
 
             return callback
 
@@ -317,6 +323,7 @@ class Bus(BusBase):
         self._inbox_sub = await self._nc.subscribe(f"agents.replies.{self.inbox}", cb=self._on_reply)
 
     def close(self) -> None:
+        self._closing = True
         for service in self._services:
             service.cancel()
         if self._nc is not None and (self._nc.is_connected or self._nc.is_reconnecting):

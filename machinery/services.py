@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import threading
 import types
 import typing
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from machinery.batch import BatchBudget
 from machinery.bus import REPLAYED, AgentError, BusBase, BusError, BusTimeout, Refused
 from machinery.checks import Requirement
 from machinery.demo import ScriptedClient, demo_script
-from machinery.gateway import LLM, estimate_text_tokens, openai_client
+from machinery.gateway import LLM, estimate_text_tokens
 from machinery.output import Display, Trace
 from machinery.prices import price_for
 from multi_agent_system import (
@@ -247,6 +246,11 @@ class ServiceGateway(LLM):
     def elapsed(self) -> float:
         return self.before.seconds + super().elapsed()
 
+    def close(self) -> None:
+        """Close the client made for this request (a test's or a demo script is not ours to close)."""
+        if self._owns_client and self._client is not None:
+            self._client.close()
+
     def scale(self) -> float:
         return self._estimate_scale
 
@@ -272,18 +276,15 @@ class AgentService:
         if role not in AGENTS:
             raise ValueError(f"no service for the role {role!r}: choose one of {', '.join(AGENTS)}")
         self.role, self.model, self.client_for = role, model, client_for
-        self._client: Any = None
-        self._lock = threading.Lock()
 
     def client(self, request: Request) -> Any:
+        """The test's client, a fresh demo script, or None: the gateway then makes a client of its own for this
+        request, which it closes if the call is abandoned at the time limit (a shared one would keep retrying)."""
         if self.client_for is not None:
             return self.client_for(request)
         if request.demo:  # a fresh script that knows how many calls the run has made of each role
             return ScriptedClient(demo_script(request.demo_scenario or "revise", request.spent.calls))
-        with self._lock:
-            if self._client is None:
-                self._client = openai_client(self.model)
-            return self._client
+        return None
 
     def settings(self, request: Request) -> Settings:
         """The run's limits, narrowed to the request's allowance; the model server is this service's own."""
@@ -306,8 +307,12 @@ class AgentService:
             timeout=limits.timeout,
         )
 
-    def handle(self, payload: bytes, headers: dict[str, str]) -> bytes:
-        """The bus's handler: a checked request in, a reply out; Refused for anything this service will not run."""
+    def handle(self, payload: bytes, headers: dict[str, str]) -> tuple[bytes, bool]:
+        """The bus's handler: a checked request in, a reply out; Refused for anything this service will not run.
+
+        The reply is kept as the request's answer unless the step stopped at the time limit or on a
+        failing server: a resumed run sends the request again and gets a fresh try, not that stop.
+        """
         request: Request = parse(Request, payload)
         if request.role != self.role:
             raise Refused(f"this service runs the {self.role}, not the {request.role}")
@@ -329,13 +334,15 @@ class AgentService:
                 AGENTS[self.role](state, llm)
             except StopRun as halt:  # a gate, or the model server: the run stops, and the orchestrator says why
                 stop = halt
+            finally:
+                llm.close()
         reply = self.reply(request, before, state_to_json(state), llm, stop)
         log.info(
             "%s: %s: %d call(s), %d tokens, %.2fs%s",
             self.role, request.message_id, len(reply.calls), reply.tokens_in + reply.tokens_out, reply.seconds,
             f", stop: {stop.stop_reason}" if stop else "",
         )  # fmt: skip
-        return reply.model_dump_json().encode()
+        return reply.model_dump_json().encode(), reply.stop_reason not in ("timeout", "api_error")
 
     def reply(
         self,
