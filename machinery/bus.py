@@ -287,12 +287,15 @@ class Bus(BusBase):
         errors: list[str] = []
 
         async def on_error(err: Exception) -> None:  # instead of nats-py's traceback per attempt
-            errors.append(scrub(f"{type(err).__name__}: {err}"))
-            if self._js is not None:  # before the first connect, the one line of BusError says it all
-                log.warning("nats %s: %s", self.url, errors[-1])
+            said = scrub(f"{type(err).__name__}: {err}")
+            if self._js is not None and errors[-1:] != [said]:  # once per outage; before the first connect,
+                log.warning("nats %s: %s", self.url, said)  # the one line of BusError says it all
+            errors.append(said)
 
         def note(event: str) -> Callable[[], Coroutine[Any, Any, None]]:
             async def callback() -> None:
+                if event == "reconnected":
+                    errors.clear()  # the next outage is said again
                 if self._js is not None and not self._closing:
                     log.warning("nats %s: %s", self.url, event)
 
@@ -332,8 +335,18 @@ class Bus(BusBase):
         self._stop_loop()
 
     def _stop_loop(self) -> None:
+        async def cancel_the_rest() -> None:  # nats-py's own tasks, so none is left to a closed loop
+            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> bool:
         """Publish to JetStream as given, unchecked (tests send bad messages this way); False for a duplicate."""
@@ -360,13 +373,19 @@ class Bus(BusBase):
         except KeyNotFoundError:  # deleted keys too
             return None
 
+    def _online(self, what: str) -> None:
+        if not self.connected:  # nats-py would hold the request until its own timeout
+            raise BusError(f"{what}: not connected to the broker at {self.url}")
+
     def kv_get(self, bucket: str, key: str) -> bytes | None:
+        self._online(f"reading {bucket}/{key}")
         return self._run(self._kv_get(bucket, key), 10, f"reading {bucket}/{key}")
 
     def kv_put(self, bucket: str, key: str, value: bytes) -> None:
         async def put() -> None:
             await (await self._kv(bucket)).put(key, bytes(value))
 
+        self._online(f"writing {bucket}/{key}")
         self._run(put(), 10, f"writing {bucket}/{key}")
 
     # -- the orchestrator's side -----------------------------------------------

@@ -590,14 +590,13 @@ class RemoteGateway(LLM):
         )  # fmt: skip
 
     def record(self, event: str, state: SharedState, **details: Any) -> None:
+        if event in ("step", "escalation", "end"):  # saved first: a warning that it failed goes before the end
+            self.save(state)
         super().record(event, state, **details)
         if event == "start":  # said in the trace, after its start event: where the agents ran
             self.trace.event("services", bus=self.bus.url, resumed_after_step=self.resumed)
-        if event == "start" and self.resumed:
-            self.warn(
-                f"resumed run {self.run_id}: its {self.resumed} saved step(s) come from the reply store, not new calls"
-            )
-        if event in ("start", "step", "escalation", "end"):
+            if self.resumed:
+                self.warn(f"resumed run {self.run_id}: {self.resumed} saved step(s) come from the reply store")
             self.save(state)
 
     def save(self, state: SharedState) -> None:
@@ -626,7 +625,7 @@ class RemoteGateway(LLM):
         try:
             self.bus.kv_put(RUNS, self.run_id, json.dumps(record, default=str).encode())
         except (BusError, OSError) as err:
-            self.display.warn(f"the run's state could not be saved ({err}); its trace keeps what happened")
+            self.warn(f"the run's state could not be saved ({err}); its trace keeps what happened")
 
 
 STOPS_A_SERVICE_MAY_SAY = {"token_budget", "cost_budget", "timeout", "config_error", "api_error", "stopped_by_user"}

@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+import multi_agent_system as mas
 from bench.server import BenchServer
 from machinery.demo import ScriptedClient, demo_script
 from machinery.gateway import ROLE_HEADER
+from machinery.services import Limits, Request, Spent, state_to_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,3 +180,24 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def a_request(role: str = "planner", **changes: Any) -> Request:
+    """A well-formed request of the demo model's, for the first step of a run."""
+    state = mas.new_state("Write a haiku about agents")
+    fields: dict[str, Any] = {
+        "run_id": "run-1",
+        "message_id": "run-1.1",
+        "causation_id": "run-1",
+        "role": role,
+        "state": state_to_json(state),
+        "default_model": mas.DEFAULT_MODEL,
+        "models": {},
+        "demo": True,
+        "demo_scenario": "approve",
+        "limits": Limits(max_iterations=10, max_tokens=50_000, max_plans=3, max_cost=None, timeout=None),
+        "spent": Spent(prompt=0, completion=0, cost_usd=0.0, seconds=0.0, calls={}, estimate_scale=1.0),
+        "allowance": 50_000,
+        "allowance_usd": None,
+    }
+    return Request(**(fields | changes))

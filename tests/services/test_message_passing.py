@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import ROOT, StatelessModel, quiet_console, summary_of
+from conftest import ROOT, StatelessModel, a_request, quiet_console, summary_of
 from machinery import cli
 from machinery.bus import ERROR, MSG_ID, LocalBus, request_subject
-from machinery.services import AgentService, Limits, Request, Spent, digest, state_to_json
+from machinery.services import AgentService, digest
 from stages.variants import message_passing as mp
 
 TASK = "Write a haiku about agents"
@@ -66,26 +66,6 @@ def test_the_loop_differs_from_the_chapters_only_where_agents_are_reached() -> N
     added = [line for line in changed if line.startswith("+")]
     assert len(changed) <= 8, "\n".join(changed)
     assert all("remote(" in line or "saves the state" in line for line in added), "\n".join(added)
-
-
-def a_request(role: str = "planner", **changes: Any) -> Request:
-    state = mas.new_state(TASK)
-    fields: dict[str, Any] = {
-        "run_id": "run-1",
-        "message_id": "run-1.1",
-        "causation_id": "run-1",
-        "role": role,
-        "state": state_to_json(state),
-        "default_model": mas.DEFAULT_MODEL,
-        "models": {},
-        "demo": True,
-        "demo_scenario": "approve",
-        "limits": Limits(max_iterations=10, max_tokens=50_000, max_plans=3, max_cost=None, timeout=None),
-        "spent": Spent(prompt=0, completion=0, cost_usd=0.0, seconds=0.0, calls={}, estimate_scale=1.0),
-        "allowance": 50_000,
-        "allowance_usd": None,
-    }
-    return Request(**(fields | changes))
 
 
 def test_a_service_refuses_malformed_oversized_and_wrongly_typed_messages_and_keeps_serving(caplog: Any) -> None:
