@@ -590,15 +590,21 @@ class LocalBus(BusBase):
                     payload, headers = requests.get(timeout=0.2)
                 except queue.Empty:
                     continue
+                if not headers:  # a copy is stopping: wake up, and look at the flag
+                    continue
                 reply = self.process(role, payload, headers, handler)
                 waiting = self._waiting.get(reply[1][CAUSE])
                 if waiting is not None:
                     with contextlib.suppress(Exception):  # another copy answered first
                         waiting.set_result(reply)
 
+        def done(timeout: float) -> None:
+            requests.put((b"", {}))
+            thread.join(timeout)
+
         thread = threading.Thread(target=loop, name=f"local-{role}", daemon=True)
         thread.start()
-        return Service(stopping, thread.join)
+        return Service(stopping, done)
 
 
 def open_bus(url: str | None, store: Path | None = None, timeout: float = 2.0) -> BusBase:

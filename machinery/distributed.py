@@ -38,6 +38,7 @@ from machinery.config import (
     settings_from_env,
 )
 from machinery.estimate import main_estimate
+from machinery.gateway import openai_sdk
 from machinery.output import Display, Mode, Trace, new_run_id
 from machinery.replay import show_or_draw
 from machinery.services import AGENTS, AgentService, RemoteGateway, load_run, saved_settings
@@ -235,6 +236,8 @@ def serve(argv: list[str], client: Any = None) -> int:
     except (UsageError, BusError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if not model.demo:
+        openai_sdk()  # imported now, not during the first request (it takes about a second)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     service = bus.serve(

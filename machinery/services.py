@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import types
 import typing
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from machinery.batch import BatchBudget
 from machinery.bus import REPLAYED, AgentError, BusBase, BusError, BusTimeout, Refused
 from machinery.checks import Requirement
 from machinery.demo import ScriptedClient, demo_script
-from machinery.gateway import LLM, estimate_text_tokens
+from machinery.gateway import LLM, estimate_text_tokens, openai_client
 from machinery.output import Display, Trace
 from machinery.prices import price_for
 from multi_agent_system import (
@@ -276,15 +277,23 @@ class AgentService:
         if role not in AGENTS:
             raise ValueError(f"no service for the role {role!r}: choose one of {', '.join(AGENTS)}")
         self.role, self.model, self.client_for = role, model, client_for
+        self._shared: Any = None
+        self._lock = threading.Lock()
 
     def client(self, request: Request) -> Any:
-        """The test's client, a fresh demo script, or None: the gateway then makes a client of its own for this
-        request, which it closes if the call is abandoned at the time limit (a shared one would keep retrying)."""
+        """The test's client; a fresh demo script; the service's one client; or, for a run with a time limit,
+        None: the gateway then makes a client of its own, which it closes if the call is abandoned at the
+        limit (the shared one would go on retrying it)."""
         if self.client_for is not None:
             return self.client_for(request)
         if request.demo:  # a fresh script that knows how many calls the run has made of each role
             return ScriptedClient(demo_script(request.demo_scenario or "revise", request.spent.calls))
-        return None
+        if request.limits.timeout is not None:
+            return None
+        with self._lock:  # one client for the service's life: making one costs milliseconds of CPU
+            if self._shared is None:
+                self._shared = openai_client(self.model)
+            return self._shared
 
     def settings(self, request: Request) -> Settings:
         """The run's limits, narrowed to the request's allowance; the model server is this service's own."""
