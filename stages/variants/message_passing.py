@@ -120,7 +120,7 @@ def orchestrate(task: str, llm: Gateway) -> SharedState:
         state["total_tokens"], state["cost_usd"] = llm.spent()  # a step that failed midway may have paid for a call
         if state["status"] != "approved" and state["best"] is not None:  # never worse than the best draft so far
             state["result"] = state["best"]["draft"]
-        llm.record("end", state)  # the gateway saves the state after this, as after every step
+        llm.record("end", state)  # the gateway saves the run here too, as at every step
     return state
 
 

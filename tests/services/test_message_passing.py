@@ -65,7 +65,7 @@ def test_the_loop_differs_from_the_chapters_only_where_agents_are_reached() -> N
     changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     added = [line for line in changed if line.startswith("+")]
     assert len(changed) <= 8, "\n".join(changed)
-    assert all("remote(" in line or "saves the state" in line for line in added), "\n".join(added)
+    assert all("remote(" in line or "saves the run" in line for line in added), "\n".join(added)
 
 
 def test_a_service_refuses_malformed_oversized_and_wrongly_typed_messages_and_keeps_serving(caplog: Any) -> None:
