@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import ROOT, StatelessModel, a_request, quiet_console, summary_of
 from machinery import cli
 from machinery.bus import ERROR, MSG_ID, LocalBus, request_subject
 from machinery.services import AgentService, digest
+from services.helpers import ROOT, StatelessModel, a_request, quiet_console, summary_of
 from stages.variants import message_passing as mp
 
 TASK = "Write a haiku about agents"

@@ -21,7 +21,10 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import (
+from machinery import cli
+from machinery.bus import ERROR, MSG_ID, REPLAYED, REPLY_TO, Bus, Service, request_subject
+from machinery.services import RUNS, AgentService
+from services.helpers import (
     ROOT,
     NatsServer,
     StatelessModel,
@@ -32,9 +35,6 @@ from conftest import (
     summary_of,
     wait_until,
 )
-from machinery import cli
-from machinery.bus import ERROR, MSG_ID, REPLAYED, REPLY_TO, Bus, Service, request_subject
-from machinery.services import RUNS, AgentService
 from stages.variants import message_passing as mp
 
 TASK = "Write a haiku about agents"

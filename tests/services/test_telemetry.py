@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import NatsServer, quiet_console, spawn_service, summary_of
 from machinery import telemetry
 from machinery.bus import Bus
 from machinery.services import RUNS, AgentService
+from services.helpers import NatsServer, quiet_console, spawn_service, summary_of
 from stages.variants import message_passing as mp
 
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is not installed (requirements-nats.txt)")
