@@ -76,6 +76,10 @@ def main(
         return serve(argv[1:], client=client)
     parser = cli.build_parser()
     parser.prog = PROG
+    parser.description = (
+        "The chapter's loop with each agent a service it sends the state to. "
+        f"`{PROG} serve ROLE --broker URL` runs one role's service."
+    )
     add_arguments(parser)
     try:
         args = parser.parse_args(argv)

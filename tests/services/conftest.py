@@ -11,6 +11,13 @@ import pytest
 from services.helpers import NatsServer, StatelessModel, nats_binary
 
 
+@pytest.fixture(autouse=True)
+def no_broker_or_exporter_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NATS_URL or an OTLP endpoint in the environment must not reach these tests: each says where it goes."""
+    for name in ("NATS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def start_nats(tmp_path: Path) -> Iterator[Callable[..., NatsServer]]:
     binary = nats_binary()
