@@ -35,6 +35,7 @@ from multi_agent_system import (
     BudgetExhausted,
     Price,
     Settings,
+    SharedState,
     StopRun,
     UsageError,
     orchestrate,
@@ -270,6 +271,8 @@ def run_batch(
     limit: RateLimit | None = None,
     on_done: Callable[[BatchOutcome], None] = lambda outcome: None,
     compare: bool = False,
+    gateway: Callable[[Settings, Display, Trace], LLM] | None = None,
+    loop: Callable[[str, Any], SharedState] = orchestrate,
 ) -> list[BatchOutcome]:
     """Run every task through ``orchestrate``, ``concurrency`` at a time, each with its own
     settings, gateway, ledger, trace and run id; they share only the budget and the rate limit.
@@ -278,6 +281,8 @@ def run_batch(
     thread-safe. A task that fails, even with a bug, is recorded and the
     others go on. Ctrl-C stops the batch: no new task starts, running tasks
     stop before their next call, and every finished result and trace is kept.
+    ``gateway`` and ``loop`` let a variant run its own loop through its own gateway
+    (stages/variants/message_passing.py: agents as services, the budget reserved per request).
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -288,11 +293,14 @@ def run_batch(
         run_id = new_run_id()
         trace = Trace.in_dir(settings.log_dir, run_id)
         quiet = _silent_console()
-        gate = GatedClient(make_client(), budget, limit)
-        llm = LLM(replace(settings), Display(quiet, "quiet", errors=quiet), trace, client=gate)
+        display = Display(quiet, "quiet", errors=quiet)
+        if gateway is None:
+            llm = LLM(replace(settings), display, trace, client=GatedClient(make_client(), budget, limit))
+        else:
+            llm = gateway(replace(settings), display, trace)
         try:
             single = plain_call(task, llm) if compare else None  # --compare: one plain call first
-            state = orchestrate(task, llm)
+            state = loop(task, llm)
             summary = run_summary(state, llm)
             if single is not None:
                 summary["compare"] = side_by_side(task, single, state, llm)

@@ -148,13 +148,15 @@ def task_in(request: dict[str, Any]) -> str:
     return re.sub(r"^\s*task\s*:\s*", "", first, flags=re.I).split("\n\n")[0].strip()
 
 
-def demo_script(scenario: str) -> Responder:
+def demo_script(scenario: str, calls: dict[str, int] | None = None) -> Responder:
     """Replies for planner, worker and critic, told apart by the role header, not by prompt wording.
 
     A role the script does not know (one a student added) gets a labelled generic reply.
+    ``calls``: how many calls of each role the run has made already (a service that answers
+    one step of a run starts the script there, so it replies as the chapter's run would).
     """
     verdicts = DEMO_SCENARIOS[scenario]
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = dict(calls or {})
 
     def respond(request: dict[str, Any]) -> str:
         role = request_role(request) or "unknown role"
