@@ -77,7 +77,7 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
         return "its steps are sentences of the answer, not instructions that say what to do"
     topic = _content_words(task)
     named = topic & _content_words(text)
-    if len(topic) >= 2 and len(named) <= 1 and all(_content_words(s) <= topic for s in steps):
+    if len(steps) >= 2 and len(topic) >= 2 and len(named) <= 1 and all(_content_words(s) <= topic for s in steps):
         return "its steps are generic (read, identify, plan) and name nothing of what this task is about"
     process_words = _PROCESS_WORDS - set(re.findall(r"[a-z]+", task.lower()))  # "write a review" is a task
     process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & process_words)
