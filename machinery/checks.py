@@ -592,6 +592,15 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
 ]
 
 
+def _as_number(word: str) -> int:
+    return int(word) if word.isdigit() else _WORDS_AS_NUMBERS[word]
+
+
+def _first_number(text: str) -> int | None:
+    found = re.search(r"\d+", text)
+    return int(found.group(0)) if found else None
+
+
 def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     """Each sentence of a rejection that contradicts what code measured, with the measurement:
     a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed.
@@ -607,16 +616,16 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
         low = sentence.lower()
         for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
-            said = re.search(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low) or re.search(rf"\b(?:{named})\b()", low)
-            if not said:
+            counts = [_as_number(m.group(1)) for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)]
+            if not counts and not re.search(rf"\b(?:{named})\b", low):
                 continue
             passing = [c for c in checks if c["kind"] in kinds.split()]
-            number = said.group(1)
-            count = int(number) if number and number.isdigit() else _WORDS_AS_NUMBERS.get(number or "")
-            if passing and all(c["passed"] for c in passing) and (re.search(_COMPLAINT, low) or count is not None):
+            measured = facts.get(fact) if fact else _first_number(passing[0]["measured"]) if passing else None
+            wrong = [n for n in counts if n != measured]  # "three lines, as code measured" agrees: no dispute
+            if passing and all(c["passed"] for c in passing) and (wrong or re.search(_COMPLAINT, low)):
                 found.append((sentence, "; ".join(c["measured"] for c in passing)))
                 break
-            if fact and count is not None and count != facts.get(fact) and not passing:
+            if fact and wrong and not passing:  # a count code made of every draft, though the task set none
                 found.append((sentence, f"{facts.get(fact)} {fact}"))
                 break
         else:

@@ -66,7 +66,7 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
         missing = [key for key in TRACE_FIELDS.get(event["event"], ()) if key not in event]
         if missing or not all(isinstance(event.get(k, 0), int) for k in ("prompt_tokens", "completion_tokens")):
             raise UsageError(
-                f"{path} is not a trace of this program: its {event['event']} event on line {number} "
+                f"{path} is not a trace of this program: its {first_line(str(event['event']), 40)!r} event on line {number} "
                 f"lacks {', '.join(missing) or 'token counts'}"
             )
         events.append(event)
