@@ -13,8 +13,9 @@ of block exist. The output of one command, as it looks at 80 columns:
 
 and a table of what some runs report with ``--json``, one row per command,
 one column per field of the JSON (``exit`` is the command's exit code; a field
-that holds a list is shown as its length; ``tokens`` as total (prompt +
-completion)); ``field:Heading_words`` names a column's heading:
+that holds a list is shown as its length, a token count as total (prompt +
+completion), seconds as whole seconds); ``field:Heading_words`` names a
+column's heading:
 
     <!-- runs: stop_reason calls iterations plans tokens
     [approve] python multi_agent_system.py "Write a haiku about agents" --demo-scenario approve --json
@@ -68,13 +69,13 @@ DOCS = [
     "examples/README.md",
     "bench/README.md",
 ]
-NOT_COPIED = (".git", ".venv", ".venv-ci", "logs", "__pycache__", ".pytest_cache", ".hypothesis", ".env")
-NOT_COPIED += ("secure_server.json", "*.pyc", "node_modules")
+# __pycache__ is copied: the copies keep the files' times, so Python need not compile them again.
+NOT_COPIED = (".git", ".venv", ".venv-ci", "logs", ".pytest_cache", ".hypothesis", ".env", "secure_server.json")
 RUN_ID = "20261202-070151-cd25863c5965"  # every run id in a block is written as this one
 COMMAND_TIMEOUT_S = 180
-BLOCK = re.compile(
-    r"<!-- (?P<kind>runs?): (?P<spec>.*?)-->\n(?P<body>.*?)<!-- /(?P=kind) -->",
-    re.S,
+BLOCK = re.compile(  # the markers begin lines; the opening one ends at the first "-->"
+    r"^<!-- (?P<kind>runs?): (?P<spec>(?:(?!-->).)*?)-->\n(?P<body>.*?)^<!-- /(?P=kind) -->",
+    re.S | re.M,
 )
 HEADINGS = {
     "exit": "Exit",
@@ -161,7 +162,7 @@ def run(command: str) -> Ran:
 
 def run_all(commands: list[str]) -> dict[str, Ran]:
     unique = sorted(set(commands))
-    with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
+    with ThreadPoolExecutor(max_workers=min(4, 2 * (os.cpu_count() or 1))) as pool:
         return dict(zip(unique, pool.map(run, unique), strict=True))
 
 
@@ -192,7 +193,7 @@ def cell(field: str, ran: Ran, summary: dict[str, Any]) -> str:
         if not isinstance(value, dict) or key not in value:
             raise BlockError(f"{ran.command!r}: its JSON has no {field!r}")
         value = value[key]
-    if field == "tokens" and isinstance(value, dict):
+    if isinstance(value, dict) and {"total", "prompt", "completion"} <= value.keys():  # a token count
         return f"{value['total']:,} ({value['prompt']:,} + {value['completion']:,})"
     if isinstance(value, list):
         value = len(value)
@@ -200,6 +201,8 @@ def cell(field: str, ran: Ran, summary: dict[str, Any]) -> str:
         return json.dumps(value)
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if field.endswith("seconds") else f"{value:g}"
     if field == "stop_reason":
         return f"`{value}`"
     return str(value).replace("|", "\\|")

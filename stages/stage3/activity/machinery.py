@@ -222,7 +222,8 @@ def run_cli(
         if state.stop_reason in ("config_error", "api_error"):
             display.error(state.stop_detail)
         if args.json:
-            console.print_json(json.dumps(result(state), ensure_ascii=False))
+            spent = {"calls": llm.ledger.calls, "total_tokens": llm.ledger.total_tokens}
+            console.print_json(json.dumps({**result(state), **spent}, ensure_ascii=False))
         else:
             display.spending(llm.ledger, "agent")
             show_outcome(console, state)
