@@ -24,6 +24,7 @@ repository root, with the local server (it prints its base URL):
 
 Options: --repo DIR (the checkout whose multi_agent_system.py is run),
 --only ID,ID, --single, --out FILE.jsonl (one JSON line per task, appended),
+--totals FILE.jsonl ... (print the totals of results files as JSON, and run nothing),
 --timeout S (per task, default 900; a timeout counts as not satisfied with
 stop_reason "runner_timeout"), --log-dir DIR (traces; default a new temp dir).
 """
@@ -313,15 +314,34 @@ def print_table(rows: list[dict]) -> None:
     )
 
 
+def totals(rows: list[dict]) -> dict:
+    """A results file in one line: what bench/README.md's table of live runs shows."""
+    return {
+        "tasks": len(rows),
+        "satisfied": f"{sum(bool(r['satisfied']) for r in rows)}/{len(rows)}",
+        "approved_but_failing": sum(bool(r["approved_but_failing"]) for r in rows),
+        "calls": sum(r["calls"] or 0 for r in rows),
+        "total_tokens": sum(r["total_tokens"] or 0 for r in rows),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repo", type=Path, required=True, help="folder holding multi_agent_system.py")
+    p.add_argument("--repo", type=Path, help="folder holding multi_agent_system.py (needed to run tasks)")
+    p.add_argument("--totals", type=Path, nargs="+", metavar="FILE", help="print the totals of results files as JSON")
     p.add_argument("--only", help="comma-separated task ids")
     p.add_argument("--single", action="store_true", help="one plain chat call per task (the baseline)")
     p.add_argument("--out", type=Path, help="append one JSON line per task here")
     p.add_argument("--timeout", type=float, default=900, help="seconds per task (default 900)")
     p.add_argument("--log-dir", type=Path, help="where the loop writes traces (default: a new temp dir)")
     args = p.parse_args(argv)
+    if args.totals:
+        texts = [path.read_text(encoding="utf-8") for path in args.totals]
+        rows = [json.loads(line) for text in texts for line in text.splitlines() if line.strip()]
+        print(json.dumps(totals(rows)))
+        return 0
+    if args.repo is None:
+        p.error("--repo is needed to run the tasks")
     tasks = TASKS
     if args.only:
         wanted = [t.strip() for t in args.only.split(",") if t.strip()]
