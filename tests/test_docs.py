@@ -276,8 +276,8 @@ def segment_problems(segment: str, doc_dir: Path) -> list[str]:
 
 def span_problems(span: str, doc_dir: Path) -> list[str]:
     _, _, names = code_index()
-    if span in ALLOWLIST or not span.strip("-.,:;!?()[]{}<>\"'*/ "):
-        return []
+    if span in ALLOWLIST or not span.strip("-.,:;!?()[]{}<>\"'*/ ") or span.startswith("<!--"):
+        return []  # punctuation, or a marker the documents use (an HTML comment)
     if "://" in span and " " not in span:
         return []  # an address, not a name
     if re.search(r"\s", span):
