@@ -36,12 +36,14 @@ import multi_agent_system as mas
 from machinery.demo import ScriptedClient, ToolCallSpec
 from machinery.gateway import request_role
 from machinery.text import clip, json_objects
+from stages.stage3.activity.machinery import SEVERITIES
+
+BLOCKING = SEVERITIES.index("medium")  # findings from here up block approval, as the games are played by default
 
 LOOP_LIMIT = 5  # what EXERCISE.md asks for in task 4
 COST_LIMIT = 30  # what EXERCISE.md asks for in the first stretch task: one point per changed field
 SAVED_FILE = "secure_server.json"
 TOKEN_CAP = ["--max-tokens", "20000"]  # ends a game that nothing else stops, in about 25 scripted rounds
-RANKS = ("low", "medium", "high", "critical")
 
 # A config every version of the rules should pass, in normal mode.
 GOOD: dict[str, Any] = {
@@ -145,7 +147,7 @@ class Game:
 
     def clean(self) -> bool:
         found = self.module.check_config(self.current) if self.current is not None else [None]
-        return not [f for f in found if f is None or RANKS.index(getattr(f, "severity", "high")) >= 1]
+        return not [f for f in found if f is None or SEVERITIES.index(getattr(f, "severity", "high")) >= BLOCKING]
 
 
 def _tool_turn(request: dict[str, Any]) -> bool:
