@@ -1,28 +1,33 @@
-"""The documents stay true to the code.
+"""The documents stay true to the code, and to what the programs print.
 
-What is checked, in README.md, CONCEPTS.md, PROJECT.md, stages/stage3/README.md and its EXERCISE.md:
+What is checked, in every document of DOCS:
 
 * Every name in `backticks` exists. ``name()`` must be a def or class (``Class.method()`` a
   method of that class); a bare identifier must be defined, assigned, imported, an argument,
   an attribute or a string literal somewhere in the project's Python files; ``--flag`` must
   be an option of one of the project's argument parsers (unless the command runs a tool from
-  outside the project, such as ruff or pytest); a path must exist in the repository.
-  Only text in backticks and commands in ```bash blocks are checked, never prose, so the test
-  is strict about names without tripping on ordinary words. ALLOWLIST holds the few
-  backticked things that are not code names.
-* PROJECT.md's code map names sections and definitions, never line numbers: its rows are the
-  chapter file's sections (the part banners and the ``# -- Title --`` banners), all of them and
-  in the file's order; every name a row gives is defined in that section; and its "Defined here"
-  column lists every public def and class of the section. No document points at a line number.
+  outside the project, such as ruff or pytest); a path must exist in the repository, unless it
+  is one the programs write or the user keeps (logs/, secure_server.json, .env: what .gitignore
+  names) or follows --log-dir, --output or --out. Only text in backticks and commands in
+  ```bash blocks are checked, never prose, so the test is strict about names without tripping
+  on ordinary words. ALLOWLIST holds the few backticked things that are not code names.
+* Every number quoted from a run sits between run markers, and is what its command prints today
+  (tools/doc_runs.py runs the commands and rewrites the blocks).
+* PROJECT.md's code map is what tools/code_map.py makes from the code: the chapter's sections in
+  order, with what each defines, and one row per module of machinery/. Its hand-written column
+  names only what its section defines. Its import picture has every module, and no import
+  points up. No document points at a line number.
 * PROJECT.md's walkthrough is exactly what tools/trace_walkthrough.py makes from a fresh run.
 * Every edge of PROJECT.md's escalation state diagram names a test that exists.
 * PROJECT.md's sequence diagram is exactly what ``--diagram`` prints for the recorded run it names.
 * examples/README.md has a line for every recorded run in examples/.
 * README.md's quickstart runs offline: each command in the section is run with the OpenAI
   variables removed, in a temporary copy of the repository, with ``python`` meaning this
-  interpreter. Setup lines (``pip install``, creating or activating a virtual environment)
-  are not run, since they need the network or change the environment: they are checked with
-  ``bash -n`` for syntax, and a ``-r`` requirements file they name must exist.
+  interpreter. Setup (``pip install``, creating or activating a virtual environment) is not
+  run, since it needs the network or changes the environment: it is checked with ``bash -n``
+  for syntax, and a ``-r`` requirements file it names must exist. Its one test command is the
+  one .ci/run runs. And after the quickstart (and the stage 3 solution, which writes a file)
+  has run in a copy, the document checks still pass there.
 
 A document that does not exist is a failure with a message saying so, never a skip.
 """
