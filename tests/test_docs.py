@@ -371,6 +371,7 @@ def test_the_import_picture_shows_every_module_and_imports_point_down() -> None:
             layers.append(layer)
     placed = [name for layer in layers for name in layer]
     assert sorted(placed) == sorted(names), f"each module once in the picture: {sorted(set(names) ^ set(placed))}"
+    assert {"multi_agent_system"} in layers, "the chapter should have a layer of its own"
     level = {name: i for i, layer in enumerate(reversed(layers)) for name in layer}
     chapter_imports = code_map.imported_modules(ast.parse((ROOT / "multi_agent_system.py").read_text()))
     imports = {
