@@ -402,7 +402,7 @@ def report_line(number: int, passed: bool, detail: str, width: int = 80) -> str:
     title = f"task {number} · {TASKS[number][0]}".ljust(TITLE_WIDTH)
     text = f"{title} {'passed' if passed else 'NOT YET'} · {detail}"
     lines = textwrap.wrap(
-        text, max(width, 40), subsequent_indent=" " * 4, break_long_words=False, break_on_hyphens=False
+        text, max(width, TITLE_WIDTH + 20), subsequent_indent=" " * 4, break_long_words=False, break_on_hyphens=False
     )
     return "\n".join(lines)
 
