@@ -49,7 +49,8 @@ from __future__ import annotations
 import sys
 
 if sys.version_info < (3, 10):  # noqa: UP036 - the one line an older Python gets, instead of a traceback later
-    sys.exit(f"error: this kit needs Python 3.10 or newer; this is Python {sys.version.split()[0]}")
+    sys.stderr.write(f"error: this kit needs Python 3.10 or newer; this is Python {sys.version.split()[0]}\n")
+    sys.exit(2)  # a configuration error, like any other
 
 import math
 import re
@@ -58,7 +59,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
-from machinery.checks import PLANNED_KINDS, REPEAT_LIMIT, Requirement, code_blocks, format_facts, measure, spelled_out
+from machinery.checks import (
+    PLANNED_KINDS,
+    REPEAT_LIMIT,
+    Requirement,
+    code_blocks,
+    disputed,
+    distance,
+    format_facts,
+    measure,
+    spelled_out,
+)
 from machinery.finder import accept_proposed, merge_requirements, plan_schema, requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, read_plan
 from machinery.text import clip, fit, times
@@ -250,6 +261,22 @@ class HistoryItem(TypedDict, total=False):
     action: str
 
 
+class Best(TypedDict):
+    """The best draft so far, by what code measured and what the critic said (see ``better``)."""
+
+    draft: str
+    approved: bool  # the critic approved it: nothing ranks above that
+    passed: int  # checks passed, of ``checks``
+    checks: int
+    distance: float  # how far its failed counts are from passing (machinery/checks.py distance)
+    failed: list[str]  # the requirements it failed, as the task words them
+    feedback: str
+    iteration: int
+    plan_version: int
+    attempt: int
+    why: str  # why it is the best, in words
+
+
 class SharedState(TypedDict):
     """The one dict every agent reads and writes. Who writes each key:
 
@@ -258,7 +285,9 @@ class SharedState(TypedDict):
     plan_version     planner (1 for the first plan, +1 per re-plan)
     requirements     orchestrator, found in the task; planner adds those it proposes that quote the task
     notes            any added agent, under its role's name; the worker reads them all (a person's, at --human)
-    result           worker (the newest draft; approved or not)
+    result           worker (the newest draft); at a stop without approval, the orchestrator puts the best draft here
+    best             critic, after every verdict: the best draft so far (approved first, then most checks passed,
+                     then nearest to the counts asked for); the worker revises it when a newer draft did worse
     worker_attempts  worker (+1 per draft); planner resets it to 0 with each new plan
     draft_facts      worker: what code measured in its newest draft, requirement checks included
     critic_approved  critic
@@ -282,6 +311,7 @@ class SharedState(TypedDict):
     draft_facts: dict[str, Any]
     critic_approved: bool
     critic_feedback: str | None
+    best: Best | None
     history: list[HistoryItem]
     iteration: int
     total_tokens: TokenCount
@@ -303,6 +333,7 @@ def new_state(task: str) -> SharedState:
         draft_facts={},
         critic_approved=False,
         critic_feedback=None,
+        best=None,
         history=[],
         iteration=0,
         total_tokens=TokenCount(prompt=0, completion=0, total=0),
@@ -395,7 +426,7 @@ def orchestrate(task: str, llm: Gateway) -> SharedState:
     stopped_by_user       a person said stop (--step, --human)               (the machinery's classroom hooks)
     crashed               a bug: an exception nobody expected                 (recorded below, then raised)
 
-    The state is returned in every case, with the last draft and the stop reason.
+    The state is returned in every case, with its result (without approval: the best draft) and the stop reason.
     """
     settings = llm.settings
     state = new_state(task)
@@ -438,6 +469,8 @@ def orchestrate(task: str, llm: Gateway) -> SharedState:
         raise
     finally:
         state["total_tokens"], state["cost_usd"] = llm.spent()  # a step that failed midway may have paid for a call
+        if state["status"] != "approved" and state["best"] is not None:  # never worse than the best draft so far
+            state["result"] = state["best"]["draft"]
         llm.record("end", state)
     return state
 
@@ -556,6 +589,8 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
 
 WORKER_PROMPT = """You are the Worker. Do the task exactly as asked. Reply with the finished work only:
 no preamble, no notes on the plan, no commentary. When feedback is included, fix every point it raises."""
+# What the worker's prompt says around the task. A draft that repeats it has copied the prompt: code rejects it.
+PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING = "A plan that may help", "Code will check:", "That draft was rejected"
 
 
 def worker_agent(state: SharedState, llm: Gateway) -> Reply:
@@ -570,15 +605,27 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
-    parts = [state["task"], f"A plan that may help (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    parts = [state["task"], f"{PLAN_HEADING} (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
     if state["requirements"]:
         checklist = "; ".join(spelled_out(r) for r in state["requirements"])
-        parts.append(clip(f"Code will check: {checklist}.", CHECKLIST_MAX_CHARS))
+        parts.append(clip(f"{CHECKS_HEADING} {checklist}.", CHECKLIST_MAX_CHARS))
     if state["notes"]:
         notes = "\n\n".join(f"Notes from the {role}:\n{note}" for role, note in state["notes"].items())
         parts.append(clip(notes, NOTES_MAX_CHARS))
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
+    best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
+    if best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best, any plan
+        worse = "; ".join(sorted(newest - set(best["failed"])))
+        note = f"\n(A later draft failed what this one passed: {worse}. Revise this one.)"
+        recent = [
+            HistoryItem(
+                draft=best["draft"],
+                feedback=best["feedback"] + note,
+                plan_version=best["plan_version"],
+                attempt=best["attempt"],
+            )
+        ]
     older = [r for r in shown if r not in recent]
     if older:
         parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
@@ -587,7 +634,7 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
         messages.append(
             user(
-                f"That draft was rejected (plan v{r['plan_version']}, draft {r['attempt']}):\n"
+                f"{REJECTED_HEADING} (plan v{r['plan_version']}, draft {r['attempt']}):\n"
                 f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
                 "Return a new, complete version that fixes every point, and nothing else."
             )
@@ -595,7 +642,8 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
     state["result"] = draft = reply.content.strip()
     state["worker_attempts"] += 1
-    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", state["requirements"])
+    checks = [*state["requirements"], *run_checks(state)]
+    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
     state["draft_facts"]["max_tokens"] = reply.max_tokens  # how long it could be: the critic's reserve assumed this
     return reply
 
@@ -634,13 +682,12 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         shown = fit(state["result"], math.ceil(facts.get("max_tokens", math.inf) * BYTES_PER_TOKEN_MOST))
         messages = critic_messages(state, shown, fit(format_facts(facts), FACTS_MAX_CHARS))
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
-        verdict = parse_verdict(reply.content)
-        if verdict.approved and reply.finish_reason == "length":
-            verdict = verdict.overruled("the verdict was cut off at max_tokens")
-        if verdict.approved and facts.get("cut_off"):
-            verdict = verdict.overruled("the draft was cut off: it is incomplete")
+        verdict = read_verdict(reply, facts)
+        if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
+            verdict, reply = judge_again(state, llm, messages, reply, verdict, claims)
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"], state["critic_feedback"] = verdict.approved, feedback
+    state["best"] = better(state["best"], state, verdict.approved, feedback)
     state["history"].append(
         HistoryItem(
             kind="review",
@@ -656,6 +703,72 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
     return reply
 
 
+def read_verdict(reply: Reply, facts: dict[str, Any]) -> Verdict:
+    """The critic's verdict, never an approval of a draft or a verdict cut off at its token limit."""
+    verdict = parse_verdict(reply.content)
+    if verdict.approved and reply.finish_reason == "length":
+        verdict = verdict.overruled("the verdict was cut off at max_tokens")
+    if verdict.approved and facts.get("cut_off"):
+        verdict = verdict.overruled("the draft was cut off: it is incomplete")
+    return verdict
+
+
+def judge_again(
+    state: SharedState, llm: Gateway, messages: list[dict[str, Any]], reply: Reply, verdict: Verdict, claims: list
+) -> tuple[Verdict, Reply]:
+    """Code outranks the critic both ways: a rejection that contradicts what code measured is asked again,
+    once, with the measurements. A claim made again (or when the budget allows no second call) is set
+    aside: only the rest of the feedback reaches the worker, with what code measured."""
+    facts = state["draft_facts"]
+    told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
+    messages = [*messages, reply.message, user(f"Code's measurements are facts: {told}. Judge the draft again.")]
+    try:
+        reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
+        verdict, claims = read_verdict(reply, facts), []
+        claims = [] if verdict.approved else disputed(verdict.feedback, facts)
+        llm.record("dispute", state, claims=claims, outcome="asked again")
+    except BudgetExhausted:
+        llm.record("dispute", state, claims=claims, outcome="no room to ask again")
+    if not claims:
+        return verdict, reply
+    kept = [s for s in re.split(r"(?<=[.!?])\s+|\n+", verdict.feedback) if s.strip() and s.strip() not in dict(claims)]
+    notes = [
+        f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside" for claim, measured in claims
+    ]
+    feedback = " ".join(kept) or "The critic named nothing else to change."
+    why = f"{len(claims)} claim(s) against code's measurements set aside"
+    return Verdict(False, feedback + "\n" + "\n".join(notes), verdict.source, why), reply
+
+
+def better(best: Best | None, state: SharedState, approved: bool, feedback: str) -> Best:
+    """The newest draft, if it ranks at least as high as the best so far: the critic's approval first,
+    then the fewest failed checks, then the nearest to the counts the task asks for (a tie goes to the newer)."""
+    checks = state["draft_facts"]["checks"]
+    failed = [c for c in checks if not c["passed"]]
+    distance = round(sum(c.get("distance", 1.0) for c in failed), 3)
+    it, plan, attempt = state["iteration"], state["plan_version"], state["worker_attempts"]
+    why = f"{'approved; ' if approved else ''}{len(checks) - len(failed)} of {len(checks)} code checks passed"
+    why += f", {distance:g} off the counts asked for" if distance else ""
+    new = Best(
+        draft=state["result"] or "",
+        approved=approved,
+        passed=len(checks) - len(failed),
+        checks=len(checks),
+        distance=distance,
+        failed=[c["requirement"] for c in failed],
+        feedback=clip(feedback, FEEDBACK_MAX_CHARS),
+        iteration=it,
+        plan_version=plan,
+        attempt=attempt,
+        why=f"iteration {it} (plan v{plan}, draft {attempt}): {why}",
+    )
+
+    def rank(b: Best) -> tuple[bool, int, float]:
+        return b["approved"], -len(b["failed"]), -b["distance"]
+
+    return best if best is not None and rank(best) > rank(new) else new
+
+
 def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str, Any]]:
     """What the critic reads. What never changes comes first (instructions, task), so providers
     can cache that prefix. The plan is not shown: the draft is judged against the task, not the plan's reading of it."""
@@ -669,6 +782,18 @@ def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str
 
 
 # -- What code can check, code checks (machinery/checks.py measures each kind) --
+
+
+def run_checks(state: SharedState) -> list[Requirement]:
+    """What every draft must also be, given the run so far: new, about the task, not copied from the prompt."""
+    rejected = [r["draft"] for r in reviews(state) if not r["approved"]]
+    steps = [re.sub(r"^\d+\.\s*", "", line) for line in (state["plan"] or "").splitlines()]
+    prompt = {"headings": [PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING], "plan": steps}
+    return [
+        Requirement("new_draft", rejected, "not a draft already rejected"),
+        Requirement("no_chatter", state["task"], "the work itself, not a note to the reviewer"),
+        Requirement("no_echo", prompt, "nothing copied from the prompt or the plan"),
+    ]
 
 
 def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requirement] = ()) -> dict[str, Any]:
@@ -687,7 +812,8 @@ def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requi
     checks = []
     for r in [*requirements, *always]:
         passed, measured = measure(text, r)
-        checks.append({"requirement": r.quote, "kind": r.kind, "passed": passed, "measured": measured})
+        check = {"requirement": r.quote, "kind": r.kind, "passed": passed, "measured": measured}
+        checks.append(check | ({} if passed else {"distance": distance(text, r)}))
     return {
         "words": len(text.split()),
         "lines": len([line for line in text.splitlines() if line.strip()]),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from machinery.compare import plain_call, side_by_side
 from machinery.config import check_output_path, load_env_file, read_batch, settings_from_args
 from machinery.demo import ScriptedClient, demo_script
 from machinery.estimate import preview_line, spend_preview, used_models
@@ -268,6 +269,7 @@ def run_batch(
     budget: BatchBudget | None = None,
     limit: RateLimit | None = None,
     on_done: Callable[[BatchOutcome], None] = lambda outcome: None,
+    compare: bool = False,
 ) -> list[BatchOutcome]:
     """Run every task through ``orchestrate``, ``concurrency`` at a time, each with its own
     settings, gateway, ledger, trace and run id; they share only the budget and the rate limit.
@@ -289,8 +291,11 @@ def run_batch(
         gate = GatedClient(make_client(), budget, limit)
         llm = LLM(replace(settings), Display(quiet, "quiet", errors=quiet), trace, client=gate)
         try:
+            single = plain_call(task, llm) if compare else None  # --compare: one plain call first
             state = orchestrate(task, llm)
             summary = run_summary(state, llm)
+            if single is not None:
+                summary["compare"] = side_by_side(task, single, state, llm)
         except Exception as err:  # a bug in one run must not end the others: record it, go on
             summary = {
                 "approved": False,
@@ -420,6 +425,17 @@ def batch_table(outcomes: Sequence[BatchOutcome], width: int = 80) -> Table:
     return table
 
 
+def compare_totals(outcomes: Sequence[BatchOutcome]) -> str:
+    """--compare over a batch: how many tasks passed every check, and the tokens, one plain call against the loop."""
+    both = [o.summary["compare"] for o in outcomes if "compare" in o.summary]
+
+    def side(name: str) -> str:
+        met = sum(1 for b in both if b[name].get("result") is not None and b[name]["passed"] == b[name]["checks"])
+        return f"{met} of {len(both)} passed every check, {sum(b[name]['tokens'] for b in both):,} tokens"
+
+    return f"one plain call: {side('single')} · the loop: {side('loop')}"
+
+
 def batch_exit_code(outcomes: Sequence[BatchOutcome]) -> int:
     """130 if the batch was stopped with Ctrl-C, 2 if a task met a configuration error,
     1 if any task stopped without approval, 0 when every task was approved."""
@@ -482,7 +498,14 @@ def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -
     try:
         with BatchProgress(display, len(tasks), budget) as progress:
             outcomes = run_batch(
-                tasks, settings, make_client, concurrency=args.concurrency, budget=budget, limit=limit, on_done=finished
+                tasks,
+                settings,
+                make_client,
+                concurrency=args.concurrency,
+                budget=budget,
+                limit=limit,
+                on_done=finished,
+                compare=args.compare,
             )
         for o in outcomes:  # tasks Ctrl-C kept from starting are results too
             if not o.started:
@@ -499,6 +522,8 @@ def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -
         display.console.print(batch_table(outcomes, display.console.width))
         approved = sum(bool(o.summary.get("approved")) for o in outcomes)
         display.line(f"{approved} of {len(outcomes)} approved · {progress.spending()}", "bold")
+        if args.compare:
+            display.line(compare_totals(outcomes), "bold")
         display.line(f"traces: {settings.log_dir}/<run id>.jsonl (run ids in --json)", "dim")
     elif display.mode == "quiet":
         for o in outcomes:

@@ -229,12 +229,161 @@ def _uppercase(draft: str, v: Any) -> tuple[bool, str]:
     return lower == 0, f"{_count(lower, 'lowercase letter')}; the task asks for capitals only"
 
 
+def _paragraphs(draft: str) -> int:
+    prose = re.sub(r"```.*?(```|$)", "code", draft.strip(), flags=re.S)
+    return len([block for block in re.split(r"\n\s*\n", prose) if block.strip()])
+
+
+def _function(tree: ast.Module, name: Any) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return next((f for f in functions if f.name == name), functions[0] if functions and name is True else None)
+
+
+def _returns(draft: str, v: Any) -> tuple[bool, str]:
+    """The function returns a value: a ``return`` with something after it, read from the syntax tree, never run."""
+    tree = _python_tree(draft)
+    function = None if tree is None else _function(tree, v)
+    if function is None:
+        return False, f"no function {v if v is not True else ''} to check; the task asks for one that returns a value"
+    own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]
+    gives = [n for n in own if isinstance(n, ast.Return) and n.value is not None]
+    gives = [n for n in gives if not (isinstance(n.value, ast.Constant) and n.value.value is None)]
+    prints = any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print" for n in own)
+    if gives:
+        return True, f"{function.name} returns a value"
+    return (
+        False,
+        f"{function.name} {'prints but ' if prints else ''}returns nothing; the task asks it to return a value",
+    )
+
+
+def _bare(text: str) -> str:
+    """Text as compared with a phrase: lower case, spaces collapsed, no quotes or closing punctuation around it."""
+    return " ".join(text.lower().split()).strip(" \"'“”‘’*_`").rstrip(".!?,;:").strip(" \"'“”‘’*_`")
+
+
+def _starts_with(draft: str, v: str) -> tuple[bool, str]:
+    start = _bare(draft)[: len(_bare(v)) + 2]
+    return start.startswith(_bare(v)), f"starts with '{clip(draft.strip(), len(v) + 10)}'; the task asks for '{v}'"
+
+
+def _ends_with(draft: str, v: str) -> tuple[bool, str]:
+    last = _bare(draft)[-(len(_bare(v)) + 2) :]
+    return last.endswith(_bare(v)), f"ends with '{draft.strip()[-(len(v) + 10) :]}'; the task asks for '{v}'"
+
+
+def _acrostic(draft: str, v: str) -> tuple[bool, str]:
+    lines = [line for line in draft.splitlines() if re.search(r"[A-Za-z]", line)]
+    letters = "".join(re.search(r"[A-Za-z]", line).group(0) for line in lines)  # type: ignore[union-attr]
+    word = re.sub(r"[^A-Za-z]", "", v)
+    return letters.lower() == word.lower(), f"the lines start with {letters or 'nothing'}; the task asks for {word}"
+
+
+def _lowercase(draft: str, v: Any) -> tuple[bool, str]:
+    upper = sum(c.isupper() for c in draft)
+    return upper == 0, f"{_count(upper, 'capital letter')}; the task asks for lower case only"
+
+
+def _no_code_fence(draft: str, v: Any) -> tuple[bool, str]:
+    fences = draft.count("```")
+    return fences == 0, f"{_count(fences, 'code fence')} (```); the task asks for none"
+
+
+def _no_title(draft: str, v: Any) -> tuple[bool, str]:
+    lines = draft.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    titled = bool(
+        re.match(r"^(#+\s|\*\*[^*]+\*\*$|title\s*:)", first, re.I)
+        or (len(lines) > 2 and not lines[1].strip() and len(first.split()) <= 8 and not re.search(r"[.!?,;:]$", first))
+    )
+    return (
+        not titled,
+        f"the first line, '{clip(first, 50)}', is a title; the task asks for none" if titled else "no title",
+    )
+
+
+def _no_bullets(draft: str, v: Any) -> tuple[bool, str]:
+    marked = len(_list_lines(draft, _BULLET)) + len(_list_lines(draft, _NUMBERED))
+    return marked == 0, f"{_count(marked, 'list line')}; the task asks for no bullet points or lists"
+
+
+def _table(draft: str, v: dict[str, Any]) -> tuple[bool, str]:
+    """A Markdown table: its header names the columns asked for, and it has the rows asked for (not counting the header)."""
+    rows = [line.strip().strip("|").split("|") for line in draft.splitlines() if line.strip().count("|") >= 2]
+    if len(rows) < 2 or not all(re.fullmatch(r"\s*:?-{2,}:?\s*", cell) for cell in rows[1]):
+        return False, "no Markdown table (a header row, then a |---| row); the task asks for a table"
+    header = [" ".join(cell.split()).lower() for cell in rows[0]]
+    missing = [c for c in v.get("columns") or [] if c.lower() not in header]
+    body = len(rows) - 2
+    if missing:
+        return False, f"the table's header lacks {', '.join(missing)}"
+    if v.get("rows") is not None and body != v["rows"]:
+        return False, f"the table has {_count(body, 'row')}; the task asks for {v['rows']}"
+    return True, f"a table with {_count(len(header), 'column')} and {_count(body, 'row')}"
+
+
 def _no_empty_items(draft: str, v: Any) -> tuple[bool, str]:
     """ "- -" or "3." with nothing after it: list markers with no words."""
     prose = re.sub(r"```.*?(```|$)", "", draft, flags=re.S)  # code and JSON are not list items
     marked = [m.group(1) for m in re.finditer(r"^\s*(?:[-*•]|\d+[.)])(?=\s|$)(.*)$", prose, re.M)]
     empty = [rest for rest in marked if not re.search(r"\w", rest)]
     return not empty, f"{_count(len(empty), 'list item')} with no words in it" if empty else "no empty items"
+
+
+def _new_draft(draft: str, rejected: list[str]) -> tuple[bool, str]:
+    """Not a draft already rejected, word for word (whitespace aside)."""
+    same = " ".join(draft.split()) in {" ".join(old.split()) for old in rejected}
+    return (
+        not same,
+        "the same text as a draft already rejected: change what the feedback says" if same else "a new draft",
+    )
+
+
+# (what the draft says to the reviewer, a task that makes it fair to say): a worker that apologises or asks
+# for input is talking about the review, not doing the task.
+_CHATTER = [
+    (r"\b(?:I apologi[sz]e|(?:my )?apologies for|sorry for (?:the|any|my))\b", r"apolog|sorry"),
+    (r"\b(?:previous|earlier|last|prior) (?:drafts?|versions?|attempts?|responses?)\b", r"draft|version"),
+    (r"\b(?:your|the) feedback\b|\bthank you for (?:the|your) (?:notes|review|comments)\b", r"feedback|review"),
+    (
+        r"\b(?:please|could you|can you) (?:please )?(?:provide|share|give me|clarify|specify)\b",
+        r"email|letter|message|reply|form|note",
+    ),
+    (
+        r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|new|improved) (?:version|draft)\b",
+        r"draft|version",
+    ),
+    (r"\bI (?:understand|have (?:revised|updated|corrected|fixed))\b", r"\bI understand|revis"),
+]
+
+
+def _no_chatter(draft: str, task: str) -> tuple[bool, str]:
+    said = [
+        m.group(0)
+        for pattern, fair in _CHATTER
+        if not re.search(fair, task, re.I)
+        for m in [re.search(pattern, draft, re.I)]
+        if m
+    ]
+    if said:
+        return False, f"the draft talks to the reviewer ('{said[0]}'); write only the work the task asks for"
+    return True, "the work itself"
+
+
+def _no_echo(draft: str, prompt: dict[str, list[str]]) -> tuple[bool, str]:
+    """Not the prompt's own headings, and not the plan copied out: most of its steps, word for word."""
+    flat = " ".join(draft.lower().split())
+    copied = [h for h in prompt.get("headings", []) if h.lower() in flat]
+    if copied:
+        return False, f"the draft repeats the prompt ('{copied[0]}'); write only the work the task asks for"
+    steps = [" ".join(step.lower().split()) for step in prompt.get("plan", []) if len(step.split()) >= 4]
+    kept = [step for step in steps if step.rstrip(".") in flat]
+    if len(steps) >= 2 and len(kept) * 2 >= len(steps):
+        return (
+            False,
+            f"the draft copies {len(kept)} of the plan's {len(steps)} steps: the plan says how, it is not the work",
+        )
+    return True, "nothing copied from the prompt"
 
 
 def _no_repeats(draft: str, v: int) -> tuple[bool, str]:
@@ -258,6 +407,7 @@ KINDS: dict[str, Kind] = {
         Kind("items", "exactly N list items", _counted("item", _items)),
         Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
         Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
+        Kind("paragraphs", "exactly N paragraphs", _counted("paragraph", _paragraphs), planned=False),
         Kind("item_max_words", "each list item at most N words", _item_max_words, planned=False),
         Kind("json", "valid JSON", _json),
         Kind("json_array", "a JSON array of N elements", _json_array),
@@ -265,12 +415,24 @@ KINDS: dict[str, Kind] = {
         Kind("python", "Python code that parses", _python),
         Kind("function", "a Python function of this name", _defines("function", (ast.FunctionDef, ast.AsyncFunctionDef))),
         Kind("class", "a Python class of this name", _defines("class", ast.ClassDef), planned=False),
+        Kind("returns", "the function returns a value, not only prints it", _returns, planned=False),
         Kind("include", "this word or phrase appears", _phrase("include")),
         Kind("exclude", "this word or phrase does not appear", _phrase("exclude")),
         Kind("line_start", "every line starts with this letter", _line_start, planned=False),
         Kind("uppercase", "capital letters only", _uppercase, planned=False),
+        Kind("lowercase", "lower case only", _lowercase, planned=False),
+        Kind("starts_with", "the text begins with this phrase", _starts_with, planned=False),
+        Kind("ends_with", "the text ends with this phrase", _ends_with, planned=False),
+        Kind("acrostic", "the lines' first letters spell this word", _acrostic, planned=False),
+        Kind("no_code_fence", "no ``` code fences", _no_code_fence, planned=False),
+        Kind("no_title", "no title or heading", _no_title, planned=False),
+        Kind("no_bullets", "no bullet points or numbered lists", _no_bullets, planned=False),
+        Kind("table", "a Markdown table with these columns and rows", _table, planned=False),
         Kind("no_repeats", "no line repeated over and over", _no_repeats, planned=False, always=True),
         Kind("no_empty_items", "no list item without words", _no_empty_items, planned=False, always=True),
+        Kind("new_draft", "not a draft already rejected", _new_draft, planned=False, always=True),
+        Kind("no_chatter", "the work itself, not a note to the reviewer", _no_chatter, planned=False, always=True),
+        Kind("no_echo", "nothing copied from the prompt or the plan", _no_echo, planned=False, always=True),
     )
 }  # fmt: skip
 PLANNED_KINDS = tuple(name for name, kind in KINDS.items() if kind.planned)  # what the planner may propose
@@ -287,6 +449,44 @@ def measure(draft: str, r: Requirement) -> tuple[bool, str]:
     if kind is None:
         return False, f"unknown requirement kind {r.kind!r}: not checked"
     return kind.measure(draft, r.value)
+
+
+_COUNTERS: dict[str, Callable[[str], int]] = {
+    "max_words": _words,
+    "min_words": _words,
+    "about_words": _words,
+    "exact_words": _words,
+    "bullets": lambda d: len(_list_lines(d, _BULLET)),
+    "numbered": lambda d: len(_list_lines(d, _NUMBERED)),
+    "items": _items,
+    "lines": lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))),
+    "sentences": _sentences,
+    "paragraphs": _paragraphs,
+}
+
+
+def distance(draft: str, r: Requirement) -> float:
+    """How far ``draft`` is from meeting ``r``: 0 when it does; for a count, how far off it is as a share
+    of the count asked for (105 words is 0.1 from "about 150", which allows 120-180; 382 words is 1.35); otherwise 1.
+
+    >>> distance("a " * 105, Requirement("about_words", 150, "about 150 words")), distance("x", Requirement("json", True, "JSON"))
+    (0.1, 1.0)
+    """
+    passed, _ = measure(draft, r)
+    if passed:
+        return 0.0
+    count = _COUNTERS.get(r.kind)
+    if count is None or not isinstance(r.value, int) or r.value <= 0:
+        return 1.0
+    low, high = r.value, r.value
+    if r.kind == "about_words":
+        low, high = math.floor(r.value * (1 - ABOUT_TOLERANCE)), math.ceil(r.value * (1 + ABOUT_TOLERANCE))
+    elif r.kind == "max_words":
+        low = 0
+    elif r.kind == "min_words":
+        high = math.inf  # type: ignore[assignment]
+    found = count(draft)
+    return round(max(low - found, found - high, 0) / r.value, 3)
 
 
 # -- What the agents are shown of the measurements -------------------------------
@@ -338,3 +538,91 @@ def format_facts(facts: dict[str, Any]) -> str:
     for check in shown_checks(facts):
         lines.append(f"- {'✓' if check['passed'] else '✗'} {check['requirement']}: {check['measured']}")
     return "\n".join(lines)
+
+
+# -- When the critic disputes a measurement -------------------------------------
+
+_NUMBER = (
+    r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred)"
+)
+_WORDS_AS_NUMBERS = {
+    w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+_WORDS_AS_NUMBERS |= {"fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100}
+# (a count named with a number, the same named without one, the fact code measured, the kinds that checked it):
+# "only 3 lines" and "too many lines" claim a count; "the word 'sweet' is missing" does not.
+_MORE = r"(?:too many|too few|more|fewer|enough|extra|additional|missing|remaining) "
+_COUNTED = [
+    (
+        r"words?",
+        rf"word count|word limit|the length|too long|too short|too wordy|too brief|{_MORE}words",
+        "words",
+        "max_words min_words about_words exact_words",
+    ),
+    (r"lines?", rf"line count|{_MORE}lines", "lines", "lines"),
+    (r"sentences?", rf"{_MORE}sentences", None, "sentences"),
+    (
+        r"items?|bullets?|bullet points?|points?|entries|steps?",
+        rf"{_MORE}(?:items|bullets|points|steps)",
+        None,
+        "items bullets numbered",
+    ),
+    (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
+]
+# "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
+_PART = r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing) (?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b"
+_COMPLAINT = (
+    r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
+    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
+)
+_FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing check says otherwise)
+    (
+        r"\bjson\b.*\b(?:invalid|not valid|malformed|broken|does ?n[o']t parse|syntax)\b|\binvalid json\b",
+        "json json_array json_keys",
+    ),
+    (
+        r"\b(?:missing|lacks?|without) (?:the |a |an )?(?:required )?(?:keys?|fields?)\b|\bkeys? (?:is|are) missing\b",
+        "json_keys",
+    ),
+    (
+        r"\b(?:syntax error|does ?n[o']t (?:parse|compile|run)|invalid python|indentation error)\b",
+        "python function class",
+    ),
+    (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
+]
+
+
+def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each sentence of a rejection that contradicts what code measured, with the measurement:
+    a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed.
+
+    >>> facts = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+    >>> disputed("Missing the last two lines. The imagery is vague.", facts)
+    [('Missing the last two lines.', '3 non-empty lines')]
+    >>> disputed("The draft has 17 words. Line 2 has too many syllables.", facts)
+    []
+    """
+    found = []
+    checks = facts.get("checks", [])
+    for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
+        low = sentence.lower()
+        for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
+            said = re.search(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low) or re.search(rf"\b(?:{named})\b()", low)
+            if not said:
+                continue
+            passing = [c for c in checks if c["kind"] in kinds.split()]
+            number = said.group(1)
+            count = int(number) if number and number.isdigit() else _WORDS_AS_NUMBERS.get(number or "")
+            if passing and all(c["passed"] for c in passing) and (re.search(_COMPLAINT, low) or count is not None):
+                found.append((sentence, "; ".join(c["measured"] for c in passing)))
+                break
+            if fact and count is not None and count != facts.get(fact) and not passing:
+                found.append((sentence, f"{facts.get(fact)} {fact}"))
+                break
+        else:
+            for claim, kinds in _FOUND_INVALID:
+                passing = [c for c in checks if c["kind"] in kinds.split() and c["passed"]]
+                if passing and re.search(claim, low):
+                    found.append((sentence, passing[0]["measured"]))
+                    break
+    return found

@@ -64,8 +64,9 @@ def prompt_summary(messages: list[dict[str, Any]]) -> str:
 class Stepper:
     """--step: a pause before every model call, showing what is about to be sent."""
 
-    def __init__(self, answers: Answers, display: Display):
+    def __init__(self, answers: Answers, display: Display, recorded: bool = False):
         self.answers, self.display = answers, display
+        self.recorded = recorded  # under --show nothing is sent: Enter only moves on
 
     def pause(self, role: str, messages: list[dict[str, Any]], max_tokens: int, spent: int, budget: int) -> None:
         if self.answers.ended:
@@ -73,7 +74,8 @@ class Stepper:
         body = f"{prompt_summary(messages)}\nmax_tokens {max_tokens} · {spent} tokens so far · {budget - spent} of {budget} left"
         if self.display.chatty:
             self.display.panel(body, f"next call: {role}", "blue")
-        answer = self.answers.ask("Enter sends it, q then Enter stops the run: ")
+        go_on = "Enter shows the next call" if self.recorded else "Enter sends it"
+        answer = self.answers.ask(f"{go_on}, q then Enter stops the run: ")
         if answer is not None and answer.lower() in ("q", "quit", "stop"):
             raise StopRun("stopped_by_user", f"stopped at the pause before the {role}'s call")
 

@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from machinery.batch import BATCH_CONCURRENCY, main_batch
 from machinery.classroom import add_classroom_flags, attach_classroom
+from machinery.compare import compare_table, plain_call, side_by_side
 from machinery.config import (
     check_output_path,
     load_env_file,
@@ -26,7 +28,7 @@ from machinery.demo import DEMO_SCENARIOS, Responder, ScriptedClient, demo_scrip
 from machinery.estimate import main_estimate, preview_line, spend_preview
 from machinery.gateway import LLM, openai_client, sdk_retries_shown
 from machinery.output import Display, Mode, Trace, new_run_id, run_summary
-from machinery.replay import replay_setup, show_or_draw
+from machinery.replay import recorded_task, replay_setup, show_or_draw
 from machinery.stream import StreamingClient
 from multi_agent_system import (
     DEFAULT_MODEL,
@@ -117,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--log-dir", type=Path, default=Path("logs"), metavar="DIR", help="where traces go (default logs/)"
     )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also send the task once, unplanned and unreviewed, and show both results side by side",
+    )
     add_batch_stream_estimate_arguments(p)
     add_classroom_flags(p)  # --step, --human, --show, --replay, --diagram
     return p
@@ -188,6 +195,10 @@ def main(
         return main_estimate(args, display) if args.estimate else main_batch(args, display, client)
     try:
         load_env_file(display.warn)
+        if args.replay and not args.task:  # the one task a recording can replay is its own
+            raise UsageError(
+                f"--replay needs the recorded task: try  --replay {args.replay} {shlex.quote(recorded_task(args.replay))}"
+            )
         task = read_task(args.task, sys.stdin)
         if args.output:
             check_output_path(args.output)
@@ -218,8 +229,9 @@ def main(
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
+            single = plain_call(task, llm) if args.compare else None  # before the loop: what one call would do
             state = loop(task, llm)
-        return report(state, llm, args, mode)
+        return report(state, llm, args, mode, single)
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
         kept = f"; the result was saved to {rescued}" if rescued else ""
@@ -230,8 +242,11 @@ def main(
         trace.close()
 
 
-def report(state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode) -> int:
-    """Show how the run ended, write the approved result, and return the exit code."""
+def report(
+    state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode, single: dict[str, Any] | None = None
+) -> int:
+    """Show how the run ended (beside one plain call, with --compare), write the approved result, return the exit code."""
+    both = None if single is None else side_by_side(state["task"], single, state, llm)
     display, console = llm.display, llm.display.console
     server_fault = state["stop_reason"] in ("config_error", "api_error", "replay_mismatch")
     if server_fault:
@@ -240,7 +255,7 @@ def report(state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode) -
     if args.output and approved:
         write_atomically(args.output, (state["result"] or "") + "\n")
     if mode == "json":
-        console.print_json(json.dumps(run_summary(state, llm)))
+        console.print_json(json.dumps(run_summary(state, llm) | ({"compare": both} if both else {})))
     elif mode == "quiet":
         if approved:
             display.line(state["result"] or "", soft_wrap=True)
@@ -248,6 +263,8 @@ def report(state: SharedState, llm: LLM, args: argparse.Namespace, mode: Mode) -
             display.error(f"stopped without approval: {state['stop_reason']} ({state['stop_detail']})")
     else:
         display.summary(state, llm.ledger, llm.trace.path)
+        if both is not None:
+            console.print(compare_table(both))
         if args.output and approved:
             display.line(f"result written to {args.output}", "dim")
     return exit_code_for(state["stop_reason"])

@@ -173,6 +173,8 @@ def demo_script(scenario: str) -> Responder:
             if "response_format" in request:
                 return json.dumps({"steps": steps, "checks": []})
             return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
+        if role == "single":  # --compare's plain call: what an unplanned first draft looks like
+            return _HAIKU_REJECTED[0] if haiku else f"(scripted plain call) A short answer to: {task}"
         if role == "worker":
             will_pass = n - 1 < len(verdicts) and verdicts[n - 1]
             if haiku:

@@ -25,52 +25,96 @@ _NUMBER_WORDS = {
 _N = r"(\d{1,5}|" + "|".join(_NUMBER_WORDS) + r")"
 
 
-_NOT_ITEMS = r"(?!(?:sentences|paragraphs|words|lines|times|minutes|seconds|hours|days|years)\b)"
+# "at least 3 sentences" and "no more than 3 sentences" are bounds, not the exact counts these kinds check.
+_UNBOUNDED = (
+    r"(?<!at least )(?<!at most )(?<!up to )(?<!more than )(?<!less than )(?<!fewer than )(?<!over )"
+    r"(?<!maximum )(?<!max )(?<!minimum )(?<!or )(?<!to )(?<!-)"  # "two or three sentences", "2-3 sentences"
+)
+_NO_BOUND_AFTER = r"(?! (?:max(?:imum)?|at most|tops|or (?:fewer|less|more)))"  # "4 sentences max" is a bound
+# "a three-sentence summary" is the whole answer; "then a one-sentence conclusion" is a part of it.
+_WHOLE = (
+    r"(?:write|give|create|compose|draft|produce|provide|make|want|need|like)\b(?: me| us)?(?: \w+)?? (?:a|an|one) "
+)
+_NOT_ITEMS = r"(?!(?:sentences|paragraphs|words|lines|times|minutes|seconds|hours|days|years|haikus|poems|limericks|sonnets|stanzas|verses|essays|stories)\b)"
 
 
-_QUOTED = r"""["'“‘`]([^"'”’`]{1,60})["'”’`]"""
+_QUOTED = r"""(?:["“]([^"”]{1,60})["”]|['‘`]((?:[^'’`]|(?<=\w)['’](?=\w)){1,60})['’`])"""
+_MORE_QUOTED = rf"(?:(?:,\s*|,?\s+(?:and|or)\s+){_QUOTED})*"  # "the words 'a', 'b' and 'c'"
+_NOT_AN_OPTION = r"(?!\s*(?:or|/)\s*[\"'‘“])"  # "start with 'Yes' or 'No'" names a choice, not a requirement
 
 
 # (pattern, kind): common ways a task states a measurable requirement; the groups hold its value.
 _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
-    (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most|up to) {_N} words\b", "item_max_words"),
+    # A limit on each item of a list, not on the whole text: "each rule at most six words", "15 words per question".
+    (rf"\beach\b[^.;]{{0,40}}?\b(?:at most|no more than|up to|max(?:imum)?|of at most|no longer than) {_N} words\b", "item_max_words"),
+    (rf"\beach\b[^.;]{{0,40}}?\b(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
+    (rf"\b(?:at most|no more than|up to|max(?:imum)?|no longer than) {_N} words? (?:per|for each|each|a) (?:item|line|bullet|point|entry|rule|tip|step|question|answer|idea|name)\b", "item_max_words"),
+    (rf"\b(?:under|fewer than|less than) {_N} words? (?:per|for each|each|a) (?:item|line|bullet|point|entry|rule|tip|step|question|answer|idea|name)\b", "item_below_words"),
+    (rf"\beach (?:item|bullet|line|point|entry|one|tip|step)\b[^.;]{{0,20}}?\b{_N} words? (?:max(?:imum)?|at most|or (?:less|fewer))\b", "item_max_words"),
+    (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:at most|no more than|of at most|up to|no longer than) {_N} words\b", "item_max_words"),
     (rf"\beach(?: \w+)?(?: \w+)? (?:has |is |in )?(?:under|fewer than|less than) {_N} words\b", "item_below_words"),
     (rf"\b(?:of )?(?:at most|no more than|up to) {_N} words each\b", "item_max_words"),
     (rf"\b(?:of )?(?:under|fewer than|less than) {_N} words each\b", "item_below_words"),
     (rf"\bbetween {_N} and {_N} words\b", "word_range"),
-    (rf"\b{_N}\s*(?:-|–|to)\s*{_N} words\b", "word_range"),
-    (rf"\b(?:at most|no more than|not more than|maximum of|max(?:imum)?|up to|within) {_N} words\b", "max_words"),
+    (rf"\b(?:more than|over) {_N} words? (?:but|and) (?:fewer|less) than {_N}\b", "open_range"),
+    (rf"\b{_N}\s*(?:-|–|to)\s*{_N}[- ]words?\b", "word_range"),
+    (rf"\b(?:max(?:imum)?|at most|up to) {_N} words each\b", "item_max_words"),
+    (rf"\b(?:at most|no more than|not more than|maximum of|max(?:imum)?|up to|within|not over|no longer than|not longer than|not exceeding) {_N} words\b", "max_words"),
     (rf"\b(?:under|fewer than|less than|below) {_N} words\b", "below_words"),
     (rf"\b{_N} words or (?:less|fewer)\b", "max_words"),
     (rf"\bnot exceed(?:ing)? {_N} words\b", "max_words"),
     (rf"\b(?:at least|no fewer than|no less than|minimum of|a minimum of) {_N} words\b", "min_words"),
+    (rf"\b{_N} words? (?:max(?:imum)?|tops|at (?:the )?most)\b", "max_words"),
+    (rf"\btops {_N} words\b", "max_words"),
     (rf"\bmore than {_N} words\b", "above_words"),
-    (rf"\b(?:about|around|approximately|roughly|some|circa|~)\s*{_N} words\b", "about_words"),
-    (rf"(?<!for a )(?<!for an )\b{_N}-word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
+    (rf"(?:\b(?:about|around|approximately|approx\.?|roughly|some|circa)\s*|~\s*){_N} words\b", "about_words"),
+    (rf"(?<!for a )(?<!for an )\b{_N}[- ]word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
     (rf"\bexactly {_N} words\b", "exact_words"),
-    (rf"\b(?:exactly )?{_N} bullet(?:ed)?(?: points?|s)?\b", "bullets"),
+    (rf"\b(?:exactly )?{_N}[- ]bullet(?:ed)?(?: points?|s)?\b", "bullets"),
     (rf"\b(?:exactly )?{_N} numbered (?:steps?|items?|points?|lines?|instructions?)\b", "numbered"),
+    (rf"\bnumbered list of {_N}\b", "numbered"),
+    (rf"\b{_N}-(?:item|point|entry|thing|tip|step|idea|reason|example)\b", "items"),
     (rf"\b(?:exactly )?{_N} (?:steps?|instructions?)\b", "items"),
-    (rf"\b(?:list|give|name|suggest|provide|write)(?: me)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
-    (rf"\b(?:exactly |of )?{_N} (?:non-empty )?lines\b", "lines"),
-    (rf"\b(?:exactly |in )?{_N} sentences?\b", "sentences"),
-    (r"\b(?:a|one|the) haiku\b", "haiku"),
-    (rf"\bjson array of {_N}\b", "json_array"),
+    (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
+    (rf"{_UNBOUNDED}\b(?:exactly |of )?{_N} (?:non-empty )?lines\b(?! each| per){_NO_BOUND_AFTER}", "lines"),
+    (rf"\b{_WHOLE}{_N}-line\b", "lines"),
+    (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} sentences?\b{_NO_BOUND_AFTER}", "sentences"),
+    (rf"\b{_WHOLE}{_N}-sentences?\b", "sentences"),
+    (r"\b(?:in |as )?(?:a single|one single|just one) sentence\b", "one_sentence"),
+    (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} paragraphs?\b{_NO_BOUND_AFTER}", "paragraphs"),
+    (rf"\b{_WHOLE}{_N}-paragraphs?\b", "paragraphs"),
+    (r"\b(?:write|in|as) (?:a|one) (?:single |short )?paragraph\b(?! or)", "one_paragraph"),
+    (r"\b(?:a|an|one|the)(?: \w+)? (haiku|limerick|sonnet|couplet|quatrain|cinquain)\b(?!s)", "form"),
+    (rf"\bjson (?:array|list) (?:of|containing|with) (?:exactly )?{_N}\b", "json_array"),
     (r"\b(?:(?:return|output|reply|respond|answer|give|produce|format)\b[^.]{0,30}\bjson|json (?:array|object|list)|(?:as|in|valid) json)\b", "json"),
-    (r"\bwith (?:the )?(?:keys|fields|properties) ([\w\"'`]+(?:(?:,\s*|,? and |\s+)[\w\"'`]+)*)", "json_keys"),
+    (r"\bwith (?:exactly )?(?:the )?(?:keys|fields|properties) ([\w\"'`]+(?:(?:,\s*|,? and |\s+)[\w\"'`]+)*)", "json_keys"),
     (r"\b(?:python )?(?:function|def)(?: named| called)?\s+`?([A-Za-z_]\w*)\s*\(", "function"),
     (r"\b(?:python )?function (?:named|called) `?([A-Za-z_]\w*)`?", "function"),
     (r"\bclass (?:named|called) `?([A-Za-z_]\w*)`?", "class"),
+    (r"\bclass `([A-Za-z_]\w*)`", "class"),
     (r"\b(?:python (?:code|function|script|program|snippet|class)|(?:write|implement|code)\b[^.]{0,40}\bin python)\b", "python"),
-    (rf"\b(?:without|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}", "exclude"),
-    (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}", "include"),
-    (rf"\b(?:without|never|avoid\w*|do not (?:use|mention)|don't (?:use|mention)) {_QUOTED}", "exclude"),
-    (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}", "include"),
+    (rf"\b(?:start|begin|open)\w*(?: (?:it|your \w+|the \w+))? with (?:the (?:words?|phrase|line|greeting|sentence) )?{_QUOTED}{_NOT_AN_OPTION}", "starts_with"),
+    (rf"\b(?:end|finish|close|conclude|sign off)(?:s|ing)?(?: (?:it|your \w+|the \w+))? with (?:the (?:words?|phrase|line|sentence|question) )?{_QUOTED}{_NOT_AN_OPTION}", "ends_with"),
+    (rf"\b(?:without|w/o|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "exclude"),
+    (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "include"),
+    (rf"\b(?:without|w/o|never|avoid\w*|do not (?:use|mention)|don't (?:use|mention)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
+    (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}{_MORE_QUOTED}", "include"),
+    (r"\b(?:don't|do not|never|without) mention(?:ing)? (?:the (?:word )?)?(?!(?:his|her|their|its|my|your|our|any|it|that|this|them|him|me|you)\b)([a-z]{3,})\b", "exclude"),
+    (r"\b(?:include|includes|including|mention|use|add|with)(?: the)?(?: hashtag)? (#\w+)", "include"),
+    (r"\b(?:that|which|all|each) (?:start|begin)s? with (?:the letter |an? )?[\"']?([A-Za-z])\b[\"']?(?!\w)", "line_start"),
     (r"\b(?:every|each) line (?:starts|begins|must start|must begin) with (?:the letter |an? )?[\"']?([A-Za-z])\b", "line_start"),
-    (r"\b(?:in )?(?:all caps|all capital letters|all uppercase|uppercase letters|capital letters only)\b", "uppercase"),
+    (r"\b(?:in )?(?:all (?:in )?caps|all (?:in )?capitals|all (?:in )?capital letters|all uppercase|uppercase letters|capital letters only)\b", "uppercase"),
+    (r"\b(?:all (?:in )?lower ?case|(?:in |only |entirely )lower ?case|lower ?case (?:only|letters)|no capital letters)\b", "lowercase"),
+    (r"\bacrostic\b[^.]{0,30}?\b(?:on|for|of|spelling|spells?)(?: out)?(?: the (?:word|name))? [\"'“‘]?((?-i:[A-Z]{2,}))\b", "acrostic"),
+    (rf"\b(?:first letters?|initials?) of (?:the |each |its )?lines? spells?(?: out)? (?:the word )?(?:{_QUOTED}|((?-i:[A-Z]{{2,}}))\b)", "acrostic"),
+    (r"\b(?:no|without|don't use|do not use|not in an?|never use) (?:any )?(?:markdown )?(?:code ?fences?|code ?blocks?|fences?|backticks|```)", "no_code_fence"),
+    (r"\b(?:raw json|no markdown)\b", "no_code_fence"),
+    (r"\b(?:no|without|don't (?:add|include|use|give it)|do not (?:add|include|use|give it)|skip the) (?:a |an |any )?(?:title|heading|headline)s?\b", "no_title"),
+    (r"\b(?:no|without|don't use|do not use|avoid|not as) (?:any )?(?:bullet(?:ed)?(?: points?| lists?)?|bullets|lists?)\b", "no_bullets"),
 ]  # fmt: skip
 
 
+_FORMS = {"haiku": 3, "limerick": 5, "sonnet": 14, "couplet": 2, "quatrain": 4, "cinquain": 5}  # lines each form has
 _KEY_LIST_ENDS = {"for", "of", "in", "to", "with", "from", "about", "each", "per", "that", "where", "describing"}
 
 
@@ -100,6 +144,8 @@ def requirements_from_task(task: str) -> list[Requirement]:
             groups = [g for g in match.groups() if g]
             found += _read_requirement(kind, groups, quote)
             taken.append((match.start(), match.end()))
+    found = _methods(task, found + _returns(task, found) + _table(task))
+    found = _in_json(_one_per_line(task, _as_marked(task, found)))
     unique: dict[tuple[str, str], Requirement] = {}
     for r in found:
         unique.setdefault((r.kind, str(r.value).lower()), r)
@@ -108,29 +154,101 @@ def requirements_from_task(task: str) -> list[Requirement]:
         r
         for r in unique.values()
         if not (r.kind == "json" and kinds & {"json_array", "json_keys"})  # the stronger check covers it
-        and not (r.kind == "python" and kinds & {"function", "class"})
+        and not (r.kind == "python" and kinds & {"function", "class", "returns"})
         and not (r.kind == "items" and kinds & {"bullets", "numbered"})
     ]
 
 
+def _as_marked(task: str, found: list[Requirement]) -> list[Requirement]:
+    """ "Give 3 reasons, as bullets": a count of items, and how they are marked, said apart."""
+    marked = re.search(
+        r"(?:\b(?:as|in|with|using|a)|,) (?:a |markdown )?(bullet(?:ed)?|numbered)(?: points?| list| form)?s?\b",
+        task,
+        re.I,
+    )
+    if not marked:
+        return found
+    kind = "numbered" if marked.group(1).lower() == "numbered" else "bullets"
+    return [Requirement(kind, r.value, r.quote) if r.kind == "items" else r for r in found]
+
+
+def _one_per_line(task: str, found: list[Requirement]) -> list[Requirement]:
+    """ "10 verbs, one per line": as many lines as items."""
+    said = re.search(r"\b(?:one|each) (?:per|on (?:its own|a separate|a new)) line\b", task, re.I)
+    counts = [r for r in found if r.kind in ("items", "bullets", "numbered")]
+    if not said or not counts or any(r.kind == "lines" for r in found):
+        return found
+    return [*found, Requirement("lines", counts[0].value, said.group(0))]
+
+
+def _methods(task: str, found: list[Requirement]) -> list[Requirement]:
+    """ "a class Stack with push, pop and peek methods": each method is a function the code must define."""
+    said = re.search(r"\bwith ((?:`?[A-Za-z_]\w*`?(?:,\s*|,?\s+and\s+)?)+) methods\b", task)
+    if not said or not any(r.kind == "class" for r in found):
+        return found
+    names = [n.strip("`") for n in re.split(r",\s*|,?\s+and\s+", said.group(1)) if n.strip("`")]
+    return [*found, *(Requirement("function", name, said.group(0)) for name in names)]
+
+
+def _in_json(found: list[Requirement]) -> list[Requirement]:
+    """ "A list of 5 ideas in JSON": what is counted is the JSON array's elements."""
+    if not {r.kind for r in found} & {"json", "json_keys"} or any(r.kind == "json_array" for r in found):
+        return found
+    return [Requirement("json_array", r.value, r.quote) if r.kind == "items" else r for r in found]
+
+
+def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
+    """A function the task says "returns" something must return it: "a function add(a, b) that returns the sum"."""
+    said = re.search(r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b", task, re.I)
+    if not said:
+        return []
+    named = [r.value for r in found if r.kind == "function" and r.value in said.group(0)]
+    return [Requirement("returns", named[0] if named else True, said.group(0).strip())]
+
+
+def _table(task: str) -> list[Requirement]:
+    """A Markdown table, with the columns and the number of rows the task names (either may be left open)."""
+    said = re.search(r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b[^.]{0,160}", task, re.I)
+    if not said:
+        return []
+    columns = re.search(
+        r"\bcolumns?\b\s*(?:named|called|for|of|:)?\s*\(?\s*([\w'\" ]+?(?:\s*,\s*[\w'\" ]+?)*(?:,?\s+and\s+[\w'\" ]+?)?)(?=\s+and\s+\w+\s+rows|\)|;|\.|$|\s+(?:with|for|and)\s+\w+\s+rows)",
+        said.group(0),
+        re.I,
+    )
+    rows = re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I)
+    names = [c.strip(" \"'") for c in re.split(r",\s*|,?\s+and\s+", columns.group(1))] if columns else []
+    value = {"columns": [c for c in names if c] or None, "rows": _number(rows.group(1)) if rows else None}
+    return [Requirement("table", value, said.group(0).strip())]
+
+
 def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirement]:
     try:
+        if kind == "open_range":  # "more than 100 words but fewer than 200"
+            low, high = _number(groups[0]) + 1, _number(groups[1]) - 1
+            return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
+        if kind in ("one_sentence", "one_paragraph"):
+            return [Requirement(kind.replace("one_", "") + "s", 1, quote)]
         if kind == "word_range":
             low, high = sorted(_number(g) for g in groups[:2])
             return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
         if kind in _SHIFT:
             real, shift = _SHIFT[kind]
             return [Requirement(real, _number(groups[0]) + shift, quote)]
-        if kind == "haiku":
-            return [Requirement("lines", 3, quote)]
+        if kind == "form":
+            return [Requirement("lines", _FORMS[groups[0].lower()], quote)]
         if kind == "json_keys":
             keys = [k.strip("\"'`") for k in re.split(r",\s*|,?\s+and\s+|\s+", groups[0]) if k.strip("\"'`")]
             stop = next((i for i, k in enumerate(keys) if k.lower() in _KEY_LIST_ENDS), len(keys))
             keys = [k for k in keys[:stop] if k.lower() not in ("the", "a", "an")]
             return [Requirement(kind, keys, quote)] if keys else []
-        if kind in ("json", "python", "uppercase"):
+        if kind in ("json", "python", "uppercase", "lowercase", "no_code_fence", "no_title", "no_bullets"):
             return [Requirement(kind, True, quote)]
-        if kind in ("function", "class", "include", "exclude", "line_start"):
+        if kind in ("include", "exclude"):  # "the words 'a', 'b' and 'c'": one requirement each
+            first = quote.find(groups[0]) - 1  # from the first phrase's quote on: "Don't" has an apostrophe too
+            phrases = [a or b for a, b in re.findall(_QUOTED, quote[max(first, 0) :])] or groups[:1]
+            return [Requirement(kind, phrase, quote) for phrase in phrases]
+        if kind in ("function", "class", "line_start", "starts_with", "ends_with", "acrostic"):
             return [Requirement(kind, groups[0], quote)]
         return [Requirement(kind, _number(groups[0]), quote)]
     except (KeyError, ValueError, IndexError):

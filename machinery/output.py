@@ -157,8 +157,10 @@ class Display:
         self.spending(ledger)
         approved = state["status"] == "approved"
         if state["result"]:
-            title = "approved result" if approved else "last draft (not approved)"
-            self.panel(state["result"], title, "green" if approved else "red")
+            best = state["best"]
+            title = "approved result" if approved else "best draft (not approved)"
+            subtitle = None if approved or best is None else best["why"]
+            self.panel(state["result"], title, "green" if approved else "red", subtitle)
         self.line(
             f"stop reason: {state['stop_reason']} ({state['stop_detail']}) · "
             f"{state['iteration']} iteration(s), {state['plan_version']} plan(s), "
@@ -249,6 +251,7 @@ class Trace:
         self.run_id = run_id
         self._file: Any = None
         self._secrets: list[str] = []
+        self.ended = False
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +269,11 @@ class Trace:
             self._secrets.append(secret)
 
     def event(self, kind: str, **fields: Any) -> None:
-        if self._file is None:
+        """Write one event. The ``end`` event is always the last line: a call abandoned at the time limit
+        that speaks later (the SDK's retry warnings, from its own thread) is not written after it."""
+        if self._file is None or self.ended:
             return
+        self.ended = kind == "end"
         record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
         record.update(fields)
         line = json.dumps(record, ensure_ascii=False, default=str)
@@ -307,6 +313,7 @@ def observe(llm: Run, event: str, state: SharedState, **details: Any) -> None:
         "step": _step,
         "verdict": _verdict,
         "escalation": _escalation,
+        "dispute": _dispute,
         "end": _end,
     }
     moments[event](llm, state, **details)
@@ -376,6 +383,13 @@ def _verdict(llm: Run, state: SharedState, verdict: Any, reply: Reply | None) ->
     )
 
 
+def _dispute(llm: Run, state: SharedState, claims: list[tuple[str, str]], outcome: str) -> None:
+    """The critic's rejection contradicted a measurement: it was asked again, and what it still claims is set aside."""
+    said = "; ".join(f"'{claim}' (code measured {measured})" for claim, measured in claims) or "nothing code measured"
+    llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
+    llm.trace.event("dispute", iteration=state["iteration"], outcome=outcome, claims=[list(c) for c in claims])
+
+
 def _escalation(llm: Run, state: SharedState, step: str) -> None:
     where = {"iteration": state["iteration"], "plan_version": state["plan_version"]}
     llm.trace.event("escalation", **where, worker_attempts=state["worker_attempts"], action=step)
@@ -395,6 +409,7 @@ def _end(llm: Run, state: SharedState) -> None:
         cost_usd=state["cost_usd"],
         seconds=round(llm.elapsed(), 3),
         result=state["result"],
+        best=state["best"],  # the best draft, and why: at a stop without approval it is the result
     )
 
 
@@ -402,6 +417,8 @@ def run_summary(state: SharedState, llm: Run) -> dict[str, Any]:
     return {
         "approved": state["status"] == "approved",
         "result": state["result"],
+        # Without approval the result is the best draft; this says which one, and why.
+        "best": None if state["best"] is None else {k: state["best"][k] for k in ("why", "passed", "checks", "failed")},
         "stop_reason": state["stop_reason"],
         "stop_detail": state["stop_detail"],
         "iterations": state["iteration"],

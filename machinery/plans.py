@@ -21,6 +21,27 @@ _PROCESS_WORDS = {
 }  # fmt: skip
 
 
+# A step that opens like a sentence of the answer ("A closure is...", "It keeps...") is not an instruction.
+_STATEMENT = re.compile(
+    r"^(?:(?:the|a|an|it|its|this|these|those|they|their|there|he|she|his|her|we|our|i|my|you|your)\b"
+    r"|\w+(?: \w+)? (?:is|are|was|were|has|have|can|will|means|refers)\b)",
+    re.I,
+)
+# Words any plan could use, whatever the task: a plan made only of these names nothing the task is about.
+_GENERIC = set(
+    """a an the of to and or for in on with at by as is be are it its that this these your all any each every
+    read task requirements requirement carefully understand identify key elements points needed need create plan
+    process write writing draft review finalize final ensure make sure check content information relevant research
+    gather structure outline organize main ideas idea topic clear concise output answer response result step steps
+    approach details quality complete format proper correct good well based given provided accordingly then first
+    next finally start begin end use using follow""".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _GENERIC}
+
+
 def read_plan(text: str) -> tuple[list[str], Any]:
     """(steps, proposed checks) from the planner's reply: the JSON it was asked for, or plain numbered lines."""
     for data in json_objects(text):
@@ -51,6 +72,13 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
         return "it contains the finished work (code or JSON); a plan only says what to do"
     if words > PLAN_MAX_WORDS or (word_goal and words >= max(60, 0.6 * word_goal)):
         return f"it is {words} words long, as long as the answer itself"
+    statements = sum(1 for s in steps if _STATEMENT.match(s))
+    if len(steps) >= 2 and statements * 2 >= len(steps):
+        return "its steps are sentences of the answer, not instructions that say what to do"
+    topic = _content_words(task)
+    named = topic & _content_words(text)
+    if len(topic) >= 2 and len(named) <= 1 and all(_content_words(s) <= topic for s in steps):
+        return "its steps are generic (read, identify, plan) and name nothing of what this task is about"
     process_words = _PROCESS_WORDS - set(re.findall(r"[a-z]+", task.lower()))  # "write a review" is a task
     process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & process_words)
     if process * 2 >= len(steps):

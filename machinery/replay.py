@@ -77,6 +77,14 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
     return events
 
 
+def recorded_task(path: Path) -> str:
+    """The task a recorded run was given (for the hint when --replay gets none); a bad file gives a placeholder."""
+    try:
+        return str(read_trace(path)[0].get("task") or "the recorded task")
+    except UsageError:
+        return "the recorded task"
+
+
 def reply_from(event: dict[str, Any]) -> Reply:
     """A recorded call, as the Reply the gateway made of it live."""
     content = event.get("reply") or ""
@@ -144,6 +152,7 @@ def show_recorded(path: Path, display: Display, stepper: Stepper | None = None) 
     )
     state["status"] = "approved" if end["stop_reason"] == "approved" else "stopped"
     state["iteration"], state["plan_version"] = end.get("iterations") or 0, end.get("plan_version") or 0
+    state["best"] = end.get("best")  # the best draft, and why it was kept, as the live run showed it
     display.summary(state, ledger, path)
     return EXIT_APPROVED
 
@@ -300,7 +309,7 @@ def show_or_draw(args: argparse.Namespace, display: Display, stdin: Any) -> int:
         if args.diagram:
             display.line(mermaid_diagram(read_trace(args.diagram)), soft_wrap=True)
             return EXIT_APPROVED
-        stepper = Stepper(Answers(stdin, display), display) if args.step else None
+        stepper = Stepper(Answers(stdin, display), display, recorded=True) if args.step else None
         return show_recorded(args.show, display, stepper)
     except UsageError as err:
         display.error(str(err))

@@ -36,10 +36,15 @@ _NO = {
 }  # fmt: skip
 
 
-# A yes that comes with one of these is a yes with a condition, which is not a yes.
+# A yes that comes with one of these, anywhere on its line, is a yes with a condition, which is not a yes.
 _HEDGES = {
     "but", "though", "although", "however", "if", "unless", "except", "assuming", "provided", "pending", "once",
     "until", "after", "mostly", "partially", "partly", "almost", "nearly", "conditionally", "long", "minor",
+}  # fmt: skip
+# ...and these, in the yes's own clause ("yes, with reservations", "Yes, contingent on fixing the JSON").
+_QUALIFIERS = {
+    "with", "reservation", "reservations", "contingent", "condition", "conditions", "conditional", "caveat",
+    "caveats", "subject", "requires", "needs", "should", "must", "changes", "edits", "fixes", "tweaks", "concerns",
 }  # fmt: skip
 
 
@@ -47,6 +52,7 @@ _LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$"
 
 
 _BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*)\b(.*)$", re.I)
+_FIRST = re.compile(r"^(yes|no)\b(.*)$", re.I)  # a reply that opens with a bare YES or NO has stated its verdict
 
 
 _MARKS = re.compile(r"^([✅✔☑👍❌✖✗👎🚫])\s*")  # an emoji that states a verdict on its own
@@ -61,25 +67,44 @@ _THINK = re.compile(r"<think>.*?(</think>|$)", re.I | re.S)  # a reasoning model
 _VERDICT_KEYS = ("approved", "verdict", "decision", "approval")
 
 
-# "approved": true with feedback that says "the draft does not fully meet the task" contradicts itself.
-# (Not "missing": the local model writes "nothing is missing" in clear approvals.)
-_CONTRADICTS = re.compile(
-    r"\b(?:does not|doesn't|do not|did not|fails? to|is not|isn't|not)\s+(?:fully\s+|quite\s+|yet\s+|entirely\s+)?"
-    r"(?:meet|meets|do|does|fulfil|fulfill|fulfils|fulfills|satisfy|satisfies|follow|follows|complete|match|answer)\b",
+# What a reader does not take for the verdict: struck-through text, HTML comments, a reasoning model's scratchpad.
+_UNSEEN = re.compile(r"~~.*?~~|<(del|s|strike)>.*?</\1>|<!--.*?-->", re.I | re.S)
+# A sentence that withholds approval, whatever else the reply says: "I can't approve this draft", "this is
+# NOT approved", "I would not accept it as it stands", "it is not ready", "approval is withheld".
+_WITHHELD = re.compile(
+    r"(?:\b(?:not|never|cannot|unable to|refuse to|decline to|hesitate to|no longer)\b|n't\b)(?! only\b)[^.!?;\n]{0,40}?"
+    r"\b(?:approv\w*|accept\w*|sign(?:ing)? off|ready|good enough|acceptable|pass(?:es|ing)?\b)"
+    r"|\b(?:approval|acceptance) (?:is |was )?(?:withheld|denied|refused|not (?:given|granted))"
+    r"|\b(?:disapprove|reject(?:ed|ing)? (?:it|this|the draft))\b",
     re.I,
+)
+# A yes whose own feedback says the draft falls short ("...but it lacks the fifth item", "does not fully meet
+# the task") contradicts itself. A shortcoming that is itself denied ("nothing is missing") is not one.
+_SHORT = re.compile(
+    r"\b(?:lacks?|lacking|(?:is|are) missing|exceeds?|fails? to|incorrect|inaccurate|too (?:long|short|many|few)|"
+    r"(?:does|do|did) ?(?:not|n't) (?:fully |quite |entirely )?(?:meet|fulfil|fulfill|satisfy|follow|match|answer|do|"
+    r"complete|address|cover|spell)|(?:is|are) not (?:fully |quite )?(?:correct|complete|on topic|accurate)|"
+    r"(?:is|are) incomplete|could be (?:more|better|improved|expanded|simplified|shortened|clearer|tighter|stronger)|"
+    r"should (?:include|have|mention|add|be (?:shorter|longer|more|less))|"
+    r"(?:one|two|\d+|an?) (?:additional|extra) (?:words?|lines?|items?|sentences?))\b",
+    re.I,
+)
+_DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)\W+(?:\w+\W+){0,3}$", re.I)
+# The line before a JSON object that says it is an example, not the verdict: "For reference:", "e.g.", "Format:".
+_EXAMPLE = re.compile(
+    r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|like this|template|format|sample)\b", re.I
 )
 
 
 def parse_verdict(text: str) -> Verdict:
-    """Read the critic's reply; the rule fits in two sentences.
+    """Read the critic's reply as a person reads it; the rule fits in two sentences.
 
-    Every verdict the reply states is found: a JSON object with an "approved"
-    (or "verdict") field, a line that starts with a label such as ``APPROVED:``
-    or with a bare "Approved."/"Not approved", or a ✅/❌ mark. The reply approves
-    only when all of them are an unconditional yes and one is stated outright;
-    anything else (no verdict, a no anywhere, a hedged or templated yes, a duplicated
-    key, cut-off JSON, a yes that is only quoted, a yes whose own feedback says the
-    draft falls short) is a rejection. A reasoning model's <think> block is skipped.
+    A reply approves only when every verdict it states (a JSON "approved" field, an
+    ``APPROVED:`` line, a bare "Approved.", a ✅) is an unconditional yes, at least one
+    is stated outright, and no sentence anywhere withholds approval ("I can't approve
+    this", "not ready") or says the draft falls short ("but it lacks the fifth item").
+    What a reader would not take for the verdict does not count: struck-through text,
+    a <think> scratchpad, JSON shown as an example or a template, a yes quoted mid-sentence.
 
     >>> parse_verdict('{"approved": true, "feedback": "Good."}').approved
     True
@@ -90,7 +115,7 @@ def parse_verdict(text: str) -> Verdict:
     >>> parse_verdict("APPROVED: YES, though the ending is weak").why
     "'YES, though the ending is weak' is a conditional yes: not an approval"
     """
-    raw = _THINK.sub("", text).strip()
+    raw = _UNSEEN.sub("", _THINK.sub("", text)).strip()
     found: list[tuple[bool | None, bool, str, str]] = []  # (yes/no/unclear, quoted, source, what it said)
     covered: list[tuple[int, int]] = []  # JSON spans, so their lines are not read twice
     first_json: dict[str, Any] | None = None  # its "feedback" is the feedback
@@ -101,15 +126,19 @@ def parse_verdict(text: str) -> Verdict:
             line_end = raw.find("\n", end)
             before = raw[raw.rfind("\n", 0, start) + 1 : start].strip()
             after = raw[end : line_end if line_end != -1 else len(raw)].strip(" `")
+            above = raw[: raw.rfind("\n", 0, start) + 1].strip().rsplit("\n", 1)[-1]  # the line before it
+            if (before or above) and _EXAMPLE.search(before or above):
+                covered.append((start, end))  # shown as an example or a reference: not the verdict
+                continue
             quoted = bool(after) or bool(before and before[-1] not in ":.!")  # mid-sentence: an example
             found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
             covered.append((start, end))
     offset = 0
-    for line in raw.splitlines(keepends=True):
+    for number, line in enumerate(raw.splitlines(keepends=True)):
         inside = any(a <= offset < b for a, b in covered)
         offset += len(line)
         if not inside:
-            found += _line_verdicts(line)
+            found += _line_verdicts(line, first=number == 0)
     if not found and re.match(r"(```\w*\s*)?\{", raw) and re.search(r"[\"']approved[\"']\s*:", raw, re.I):
         return Verdict(False, _feedback(raw, None), "json fragment", "malformed JSON: not an approval")
     if not found:
@@ -122,17 +151,32 @@ def parse_verdict(text: str) -> Verdict:
         if value is not True:
             why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
             return Verdict(False, feedback, source, why)
-    if _CONTRADICTS.search(feedback):
-        return Verdict(
-            False, feedback, source, "the yes comes with feedback saying the draft falls short: not an approval"
-        )
+    if withheld := _WITHHELD.search(_said(raw, first_json)):
+        return Verdict(False, feedback, source, f"the reply also says {withheld.group(0)!r}: not an approval")
+    if short := _shortcoming(feedback):
+        return Verdict(False, feedback, source, f"the yes comes with feedback saying the draft falls short ({short!r})")
     if all(quoted for _, quoted, _, _ in found):
         return Verdict(False, feedback, source, "the only yes is quoted inside a sentence: not an approval")
     return Verdict(True, feedback, source, f"every verdict in the reply is a yes ({len(found)})")
 
 
-def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
-    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌."""
+def _said(raw: str, data: dict[str, Any] | None) -> str:
+    """Everything the reply says in words: its text, and the text values of its JSON."""
+    values = [str(v) for v in (data or {}).values() if isinstance(v, str)]
+    return "\n".join([raw, *values])
+
+
+def _shortcoming(feedback: str) -> str | None:
+    """The first shortcoming the feedback states outright (a denied one, "nothing is missing", does not count)."""
+    for found in _SHORT.finditer(feedback):
+        if not _DENIED.search(feedback[max(0, found.start() - 40) : found.start()]):
+            return found.group(0)
+    return None
+
+
+def _line_verdicts(line: str, first: bool = False) -> list[tuple[bool | None, bool, str, str]]:
+    """The verdicts one line states: a label and its value, a bare verdict word, a leading ✅/❌,
+    and on the reply's first line a bare YES or NO."""
     quoted = line.lstrip().startswith(">")
     clean = re.sub(r"^[\s>#*_`\-•]*(\d+[.)]\s*)?", "", line).replace("**", "").replace("__", "").strip()
     found: list[tuple[bool | None, bool, str, str]] = []
@@ -140,7 +184,7 @@ def _line_verdicts(line: str) -> list[tuple[bool | None, bool, str, str]]:
     if mark:
         found.append((mark.group(1) in _YES, quoted, "verdict line", mark.group(1)))
         clean = clean[mark.end() :]
-    labelled, bare = _LABEL.match(clean), _BARE.match(clean)
+    labelled, bare = _LABEL.match(clean), _BARE.match(clean) or (_FIRST.match(clean) if first else None)
     if labelled:
         found.append((_value(labelled.group(2)), quoted, "verdict line", labelled.group(2).strip()))
     elif bare:
@@ -164,7 +208,9 @@ def _value(value: Any) -> bool | None:
     if words[:2] == ["not", "approved"] or words[0] in _NO:
         return False
     if words[0] in _YES:
-        return None if _HEDGES & set(words[1:]) or "as long as" in value.lower() else True
+        clause = _words(re.split(r"[.!;\n]", value, maxsplit=1)[0])  # the yes's own clause
+        hedged = _HEDGES & set(words[1:]) or _QUALIFIERS & set(clause[1:]) or "as long as" in value.lower()
+        return None if hedged else True
     return None
 
 

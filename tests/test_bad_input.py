@@ -317,7 +317,7 @@ def test_ctrl_c_between_calls_keeps_the_trace(console, tmp_path: Path, monkeypat
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert code == mas.EXIT_INTERRUPTED
     assert events[-1]["event"] == "end" and events[-1]["stop_reason"] == "interrupted"
-    assert "last draft (not approved)" in shown
+    assert "best draft (not approved)" in shown
 
 
 RESPONDERS: dict[str, Callable[[], Responder]] = {

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
 import multi_agent_system as mas
 from bench import run as bench
 from machinery.gateway import estimate_text_tokens
 
 
-def test_the_benchmark_runs_and_its_token_and_call_targets_hold() -> None:
-    r = bench.run(latency=0.002, iterations=4, batch_latency=0.02, tasks=4, levels=(1, 2), repeats=1, in_process=True)
+def quick_run() -> bench.Results:
+    return bench.run(
+        latency=0.002, iterations=4, batch_latency=0.02, tasks=4, levels=(1, 2), repeats=1, in_process=True
+    )
+
+
+def test_the_benchmark_runs_and_the_paths_take_the_fewest_calls() -> None:
+    r = quick_run()
     assert r.paths is not None and r.speedups is not None and r.per_call is not None
-    for path, (calls, tokens) in r.paths.items():
+    for path, (calls, _tokens) in r.paths.items():
         assert calls == bench.fewest_calls(path)
-        assert tokens <= bench.ORIGINAL_TOKENS[path], path
     assert r.overhead >= 1.0 and r.overhead_calls >= 4 * 2
     assert set(r.per_call) == set(mas.ROLES)
     assert all(last <= estimate_text_tokens("x" * mas.PROMPT_MAX_CHARS) for _, last in r.per_call.values())
@@ -24,3 +31,13 @@ def test_the_benchmark_runs_and_its_token_and_call_targets_hold() -> None:
 
 def test_the_fewest_calls_follow_the_ladder() -> None:
     assert [bench.fewest_calls(p) for p in bench.PATHS] == [3, 5, 3 + 2 * mas.REJECTIONS_BEFORE_REPLAN + 1]
+
+
+@pytest.mark.docs
+def test_the_textbook_paths_spend_no_more_than_the_original_course_code() -> None:
+    """Token counts depend on the prompts' wording: a student who rewords a prompt changes them, so this
+    lives with the documents' numbers (bench/README.md quotes them), outside ``-m "not docs"``."""
+    r = quick_run()
+    assert r.paths is not None
+    for path, (_calls, tokens) in r.paths.items():
+        assert tokens <= bench.ORIGINAL_TOKENS[path], path

@@ -188,7 +188,7 @@ def check_cell(entry: EntryPoint, fault: Fault, cell: Cell) -> None:
     if reason in ("config_error", "api_error"):
         assert len(errors) == 1, f"expected one error line:\n{cell.out}"
     if fault.after and entry.name == "chapter":  # work paid for before the fault is kept
-        assert end["result"] and "last draft (not approved)" in cell.out
+        assert end["result"] and "best draft (not approved)" in cell.out
     assert KEY not in cell.out and not any(KEY in text for text in cell.files.values()), "the key leaked"
     assert KEY[-12:] not in cell.out and not any(KEY[-12:] in text for text in cell.files.values()), (
         "part of the key leaked"

@@ -47,7 +47,7 @@ def found(task: str) -> set[tuple[str, object]]:
         ("Write a haiku about winter", {("lines", 3)}),
         ("Tell me about your day.", set()),
         ("Explain what JSON is, and what Python is used for.", set()),  # a mention is not a format
-        ("Write 2 paragraphs about cats", set()),  # paragraphs are not list items
+        ("Write 2 paragraphs about cats", {("paragraphs", 2)}),  # paragraphs, not list items
         ("Give me five tips for sleep, each under 10 words", {("items", 5), ("item_max_words", 9)}),
         ("3 bullet points of at most 10 words each", {("bullets", 3), ("item_max_words", 10)}),
         ("Write 3 haiku about rain", set()),  # three poems, not three lines
@@ -151,6 +151,16 @@ def test_finding_requirements_never_raises_and_always_quotes(task: str) -> None:
 @given(draft=st.text(max_size=300), kind=st.sampled_from(sorted(KINDS)))
 def test_measuring_never_raises(draft: str, kind: str) -> None:
     value = {"json_keys": ["a"], "include": "x", "exclude": "x", "function": "f", "class": "C", "line_start": "a"}
+    value |= {
+        "starts_with": "Dear",
+        "ends_with": "Bye.",
+        "acrostic": "RAIN",
+        "returns": "f",
+        "table": {"columns": ["A"], "rows": 2},
+        "new_draft": ["an old draft"],
+        "no_chatter": "the task",
+        "no_echo": {"headings": ["A heading"], "plan": ["Do the first thing now.", "Then do the next."]},
+    }
     passed, measured = measure(draft, R(kind, value.get(kind, 3), "q"))
     assert isinstance(passed, bool) and measured
 

@@ -136,10 +136,71 @@ def real_replies() -> list[dict[str, object]]:
 def test_real_replies_from_the_local_model_are_read_as_a_person_reads_them() -> None:
     """Critic replies collected from Qwen2.5-Coder-1.5B runs, each labelled by reading it; see tests/data."""
     replies = real_replies()
-    assert len(replies) >= 15
+    assert len(replies) >= 82  # 42 from the first collection, 109 from the second (tests/data/critic_replies.jsonl)
     wrong = [
         (r["should_approve"], r["reply"])
         for r in replies
         if parse_verdict(str(r["reply"])).approved != r["should_approve"]
     ]
     assert wrong == []
+
+
+# -- a yes counts only when the reply as a whole says yes ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "APPROVED: yes, with reservations",
+        "APPROVED: Yes, contingent on fixing the JSON",
+        "APPROVED: yes, on condition that the list has four items",
+        "I can't approve this draft.\nAPPROVED: YES\nFEEDBACK: too long",
+        "This is NOT approved.\n\nAPPROVED: YES",
+        "I would not approve this as it stands.\nAPPROVED: YES",
+        'For reference:\n{"approved": true, "feedback": "..."}\nMy actual verdict',
+        "**Approved:** ~~Yes~~ No",
+        '{"approved": true, "feedback": "Correct and on topic, but it lacks the fifth item."}',
+    ],
+)
+def test_replies_a_person_would_not_call_an_approval_are_not_one(reply: str) -> None:
+    assert parse_verdict(reply).approved is False
+
+
+CLEAR_YES = [
+    '{"approved": true, "feedback": "Good."}',
+    "APPROVED: YES\nFEEDBACK: It reads well aloud.",
+    '{"approved": true, "feedback": "The draft meets every requirement; nothing is missing."}',
+    "Approved.",
+    "**Approved:** Yes\n**Feedback:** Clear and complete.",
+]
+NEGATIONS = [
+    f"{who} {neg} {verb} {what}."
+    for who in ("I", "We", "Honestly, I")
+    for neg in ("can't", "cannot", "would not", "won't", "do not", "don't")
+    for verb in ("approve", "accept", "sign off on")
+    for what in ("this draft", "it", "the draft as it stands")
+] + ["This is NOT approved.", "It is not ready.", "Approval is withheld.", "Not approved yet."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(approval=st.sampled_from(CLEAR_YES), negation=st.sampled_from(NEGATIONS), at=st.integers(0, 10))
+def test_a_sentence_that_withholds_approval_added_anywhere_is_a_rejection(
+    approval: str, negation: str, at: int
+) -> None:
+    assert parse_verdict(approval).approved is True
+    lines = approval.splitlines()
+    lines.insert(at % (len(lines) + 1), negation)
+    assert parse_verdict("\n".join(lines)).approved is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reply=st.sampled_from([str(r["reply"]) for r in real_replies()] + CLEAR_YES),
+    struck=st.text(alphabet=st.characters(blacklist_characters="~\n\r"), min_size=1, max_size=40)
+    | st.sampled_from(["APPROVED: YES", "APPROVED: NO", '{"approved": true}', "Not approved", "✅"]),
+    at=st.integers(0, 20),
+)
+def test_struck_through_text_never_counts(reply: str, struck: str, at: int) -> None:
+    lines = reply.splitlines()
+    lines.insert(at % (len(lines) + 1), f"~~{struck}~~")
+    assert parse_verdict("\n".join(lines)).approved == parse_verdict(reply).approved

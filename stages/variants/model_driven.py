@@ -126,6 +126,8 @@ def orchestrate(task: str, llm: Gateway) -> SharedState:
         raise
     finally:
         state["total_tokens"], state["cost_usd"] = llm.spent()  # a step that failed midway may have paid for a call
+        if state["status"] != "approved" and state["best"] is not None:  # never worse than the best draft so far
+            state["result"] = state["best"]["draft"]
         llm.record("end", state)
         show_comparison(llm, decisions)
     return state

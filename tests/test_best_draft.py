@@ -1,0 +1,245 @@
+"""The loop earns its calls: it never returns worse than its best draft, and code outranks the critic both ways.
+
+- the best draft is kept in the state and returned (with why) by a run that stops without approval;
+- a revision that fails a check the best draft passed is not revised again: the best draft is;
+- a rejection that disputes what code measured is asked again once, and what it still claims is set aside;
+- code rejects what it can see: a repeated draft, a note to the reviewer, the prompt or the plan copied out,
+  a function that prints instead of returning, and plans that are the answer or name nothing of the task.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import multi_agent_system as mas
+from conftest import FakeClient, completion, verdict
+from machinery.checks import Requirement, disputed, distance, measure
+from machinery.plans import plan_problem
+
+R = mas.REJECTIONS_BEFORE_REPLAN
+HAIKU = "Write a haiku about autumn leaves"  # code checks three lines
+GOOD = "Red leaves drift and fall\nthe maple lets go of gold\nwind carries them home"
+SIX = GOOD + "\n" + GOOD.upper()  # six lines: fails the check the first passed
+CLAIM = "The draft only has three lines; it is missing the last two lines."
+
+
+def events(llm: Any, kind: str) -> list[dict[str, Any]]:
+    return [e for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == kind]
+
+
+def plans(n: int) -> list[Any]:
+    return [completion(json.dumps({"steps": ["Pick one image of autumn leaves.", "Write it in three lines."]}))] * n
+
+
+def test_a_run_without_approval_returns_its_best_draft_and_says_why(make_llm) -> None:
+    rounds = mas.MAX_PLANS * R
+    client = FakeClient(
+        planner=plans(mas.MAX_PLANS),
+        worker=[completion(GOOD)] + [completion(SIX + "\n" + "x" * n) for n in range(rounds - 1)],
+        critic=[verdict(False, "The imagery is flat.")],  # the later drafts fail a check: the critic is not asked
+    )
+    llm = make_llm(client, max_iterations=rounds)
+    state = mas.orchestrate(HAIKU, llm)
+    assert state["stop_reason"] in ("escalation_exhausted", "max_iterations")
+    assert state["result"] == GOOD and state["best"] is not None and state["best"]["iteration"] == 1
+    assert "iteration 1" in state["best"]["why"]
+    end = events(llm, "end")[-1]
+    assert end["result"] == GOOD and end["best"]["draft"] == GOOD
+
+
+def test_a_worse_revision_sends_the_worker_back_to_the_best_draft(make_llm) -> None:
+    client = FakeClient(
+        planner=plans(2),
+        worker=[completion(GOOD), completion(SIX), completion(GOOD.replace("gold", "amber"))],
+        critic=[verdict(False, "The imagery is flat."), verdict(True, "Good.")],
+    )
+    state = mas.orchestrate(HAIKU, make_llm(client, max_plans=2, max_iterations=3))
+    assert len(client.calls_of("worker")) == 3
+    third = client.calls_of("worker")[-1]["messages"]
+    assert {"role": "assistant", "content": GOOD} in third and {"role": "assistant", "content": SIX} not in third
+    assert "A later draft failed what this one passed" in third[-1]["content"]
+    assert state["stop_reason"] == "approved"
+
+
+def test_a_rejection_that_disputes_a_measurement_is_asked_again_with_it(make_llm) -> None:
+    client = FakeClient(planner=plans(1), worker=[completion(GOOD)], critic=[verdict(False, CLAIM), verdict(True)])
+    llm = make_llm(client)
+    state = mas.orchestrate(HAIKU, llm)
+    assert state["stop_reason"] == "approved" and client.roles("critic") == ["critic", "critic"]
+    again = client.calls_of("critic")[1]["messages"][-1]["content"]
+    assert "3 non-empty lines" in again and "only has three lines" in again
+    assert [e["outcome"] for e in events(llm, "dispute")] == ["asked again"]
+
+
+def test_a_claim_made_again_is_set_aside_and_the_worker_hears_the_rest(make_llm, console) -> None:
+    from conftest import output
+
+    client = FakeClient(
+        planner=plans(1),
+        worker=[completion(GOOD), completion(GOOD.replace("gold", "amber"))],
+        critic=[verdict(False, CLAIM + " Name the tree."), verdict(False, CLAIM + " Name the tree."), verdict(True)],
+    )
+    llm = make_llm(client)
+    state = mas.orchestrate(HAIKU, llm)
+    revision = client.calls_of("worker")[1]["messages"][-1]["content"]
+    assert "Name the tree." in revision and "missing the last two lines" not in revision.split("code measured")[0]
+    assert "code measured 3 non-empty lines" in revision and "the critic's claim" in revision
+    assert "was set aside" in output(console)
+    assert state["stop_reason"] == "approved"
+
+
+def test_with_no_room_to_ask_again_the_claim_is_set_aside(make_llm) -> None:
+    def then_the_money_runs_out(request: dict[str, Any]) -> Any:
+        llm.settings.max_tokens = llm.ledger.total_tokens + 100 + 20 + 10  # this reply fits; no call after it does
+        return verdict(False, CLAIM + " Name the tree.")
+
+    client = FakeClient(planner=plans(1), worker=[completion(GOOD)], critic=[then_the_money_runs_out])
+    llm = make_llm(client)
+    state = mas.orchestrate(HAIKU, llm)
+    assert [d["outcome"] for d in events(llm, "dispute")] == ["no room to ask again"]
+    assert client.roles("critic") == ["critic"] and state["stop_reason"] == "token_budget"
+    assert "was set aside" in (state["critic_feedback"] or "") and "Name the tree." in (state["critic_feedback"] or "")
+
+
+def test_code_rejects_a_repeated_draft_without_asking_the_critic(make_llm) -> None:
+    client = FakeClient(
+        planner=plans(2),
+        worker=[completion(GOOD), completion(GOOD), completion(GOOD.replace("gold", "amber"))],
+        critic=[verdict(False, "Name the tree."), verdict(True)],
+    )
+    state = mas.orchestrate(HAIKU, make_llm(client, max_plans=2, max_iterations=3))
+    assert client.roles("critic") == ["critic", "critic"]  # the repeat was judged by code
+    assert state["stop_reason"] == "approved"
+
+
+def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
+    def check(kind: str, value: Any, draft: str) -> bool:
+        return measure(draft, Requirement(kind, value, "q"))[0]
+
+    task = "Write a product description of a bamboo toothbrush."
+    assert not check(
+        "no_chatter", task, "Sure, I understand. I apologize for the previous drafts. Please provide more."
+    )
+    assert check("no_chatter", "Write an apology to a customer.", "I apologize for the delay.")
+    assert check("no_chatter", task, "A bamboo toothbrush that lasts.")
+    headings = {"headings": [mas.PLAN_HEADING, mas.CHECKS_HEADING], "plan": []}
+    assert not check("no_echo", headings, f"{mas.PLAN_HEADING} (v2): - Read the task requirements carefully")
+    steps = ["Pick one image of autumn leaves", "Write it in three lines of 5, 7 and 5 syllables"]
+    assert not check(
+        "no_echo",
+        {"headings": [], "plan": steps},
+        "1. Pick one image of autumn leaves\n2. Write it in three lines of 5, 7 and 5 syllables",
+    )
+    assert check("new_draft", ["old draft"], "new draft") and not check("new_draft", ["old  draft "], "old draft")
+
+
+def test_a_function_that_prints_is_not_one_that_returns() -> None:
+    returns = Requirement("returns", "f", "a function f that returns the sum")
+    assert not measure("```python\ndef f(a, b):\n    print(a + b)\n```", returns)[0]
+    assert not measure("def f(a, b):\n    return None", returns)[0]
+    assert measure("def f(a, b):\n    def g():\n        pass\n    return a + b", returns)[0]
+
+
+def test_plans_that_are_the_answer_or_name_nothing_of_the_task_are_sent_back() -> None:
+    answer = ["A closure is a function that keeps its scope.", "It remembers variables.", "This is useful."]
+    generic = [
+        "Read the task requirements carefully",
+        "Identify the key elements needed",
+        "Plan the process of writing",
+    ]
+    good = ["Pick one image of autumn leaves", "Write three lines", "Read it aloud"]
+    assert "sentences of the answer" in (plan_problem(answer, "Define a Python closure", [], False) or "")
+    assert "name nothing" in (plan_problem(generic, HAIKU, [], False) or "")
+    assert plan_problem(good, HAIKU, [], False) is None
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+FACTS = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(whitelist_categories=("Ll", "Lu", "Zs")), max_size=200))
+def test_a_sentence_with_no_count_in_it_is_never_disputed(text: str) -> None:
+    words = set(text.lower().split())
+    counting = {"lines", "words", "count", "length", "long", "short", "wordy", "brief"}
+    if not words & counting and not words & {
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+    }:
+        assert disputed(text, FACTS) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    draft=st.text(max_size=300),
+    kind=st.sampled_from(["max_words", "min_words", "about_words", "lines", "sentences", "items"]),
+    n=st.integers(1, 50),
+)
+def test_distance_is_zero_exactly_when_the_check_passes(draft: str, kind: str, n: int) -> None:
+    r = Requirement(kind, n, "q")
+    assert (distance(draft, r) == 0) == measure(draft, r)[0]
+
+
+# -- issue 18: the worker's reserve is the critique's own estimate -----------------------------------
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    budget=st.integers(600, 6_000),
+    wanted=st.lists(st.integers(1, 1_500), min_size=12, max_size=12),
+    bytes_per_token=st.floats(1.0, mas.BYTES_PER_TOKEN_MOST),
+)
+def test_the_last_call_of_a_run_is_never_a_worker_whose_draft_went_unjudged(
+    budget: int, wanted: list[int], bytes_per_token: float
+) -> None:
+    """Whatever the budget and however long the drafts (up to BYTES_PER_TOKEN_MOST bytes a token), every draft
+    written is judged: the run never stops with a worker's call last. The server counts no more prompt tokens
+    than the gate estimated, as real servers do (the estimate is deliberately high). Every draft is new and
+    states nothing countable, so each one is the critic's to judge (a draft code rejects is judged by code)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from machinery.gateway import LLM, estimate_tokens
+    from machinery.output import Display, Trace
+
+    drafts, written = iter(wanted), iter(range(100))
+
+    def honest(text: str, request: dict[str, Any]) -> Any:
+        return completion(text, estimate_tokens(request["messages"]) // 2, None)
+
+    def draft(request: dict[str, Any]) -> Any:
+        n = min(next(drafts, 50), request["max_tokens"])
+        text = f"d{next(written)} " + "".join(f"w{i} " for i in range(n))[: int(n * bytes_per_token)]  # never a repeat
+        reply = completion(text, estimate_tokens(request["messages"]) // 2, n)
+        reply.choices[0].finish_reason = "length" if n == request["max_tokens"] else "stop"
+        return reply
+
+    client = FakeClient(
+        planner=[lambda r: honest("1. Say what a closure is.\n2. Give one example.", r)] * 20,
+        worker=[draft] * 20,
+        critic=[lambda r: honest('{"approved": false, "feedback": "Add an example."}', r)] * 20,
+    )
+    llm = LLM(
+        mas.Settings(max_tokens=budget, max_iterations=12, max_plans=6),
+        Display(Console(file=StringIO()), "quiet"),
+        Trace(None, "prop"),
+        client=client,
+    )
+    mas.orchestrate("Explain what a closure is", llm)
+    roles = client.roles()
+    assert not roles or roles[-1] != "worker", (roles, llm.ledger.total_tokens)  # no call at all fits in the smallest
+    assert llm.ledger.total_tokens <= budget
