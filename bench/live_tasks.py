@@ -24,7 +24,8 @@ Options: --only ID,ID; --out FILE.jsonl (one JSON line per task and mode,
 appended); --timeout S per task (default 1200; a timeout counts as not
 satisfied, stop reason "runner_timeout"); --log-dir DIR for the traces;
 --jobs N tasks at once (default 1; the local server serves two at a time);
---table FILE.jsonl prints the table of recorded rows and exits.
+--table FILE.jsonl prints the table of recorded rows and exits; --totals FILE.jsonl ...
+(with --mode loop or single) prints their totals as JSON and exits.
 """
 
 from __future__ import annotations
@@ -170,6 +171,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             )
 
 
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recorded rows in one line, as JSON: what bench/README.md's tables of live runs show (read from the files)."""
+    return {
+        "tasks": len(rows),
+        "satisfied": f"{sum(bool(r['satisfied']) for r in rows)}/{len(rows)}",
+        "approved_but_failing": sum(bool(r.get("approved_but_failing")) for r in rows),
+        "calls": sum(r.get("calls") or 0 for r in rows),
+        "total_tokens": sum(r.get("total_tokens") or 0 for r in rows),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--repo", type=Path, default=ROOT, help="folder holding multi_agent_system.py (default: this one)")
@@ -182,7 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-dir", type=Path, help="where the loop writes traces (default: a new temp dir)")
     p.add_argument("--jobs", type=int, default=1, help="tasks at once (default 1)")
     p.add_argument("--table", type=Path, help="print the table of the rows recorded in this file, and exit")
+    p.add_argument("--totals", type=Path, nargs="+", metavar="FILE", help="print the totals of recorded rows as JSON")
+    p.add_argument("--mode", choices=("loop", "single"), help="with --totals: only the rows of this mode")
     args = p.parse_args(argv)
+    if args.totals:
+        texts = [path.read_text(encoding="utf-8") for path in args.totals]
+        rows = [json.loads(line) for text in texts for line in text.splitlines() if line.strip()]
+        print(json.dumps(totals([r for r in rows if args.mode in (None, r.get("mode"))])))
+        return 0
     if args.table:
         print_table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()])
         return 0

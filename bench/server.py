@@ -82,10 +82,7 @@ class BenchServer:
                         self._stream(body, bool((request.get("stream_options") or {}).get("include_usage")))
                     else:
                         self._send(200, body)
-                with server._lock:
-                    server.requests.append(request)
-                    server.usages.append((body.get("usage") or {}).get("prompt_tokens", 0))
-                    server.timings.append((started, time.perf_counter()))
+                server.record(request, body, started)
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -141,6 +138,13 @@ class BenchServer:
             cached = min(self.cached_tokens, body["usage"]["prompt_tokens"])
             body["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
         return body
+
+    def record(self, request: dict[str, Any], body: dict[str, Any], started: float) -> None:
+        """A request answered: what it asked, the prompt tokens counted, and when it was read and answered."""
+        with self._lock:
+            self.requests.append(request)
+            self.usages.append((body.get("usage") or {}).get("prompt_tokens", 0))
+            self.timings.append((started, time.perf_counter()))
 
     def configure(self, scenario: str, latency: float) -> None:
         self.scenario = lambda task, name=scenario: name

@@ -25,7 +25,7 @@ from machinery.estimate import preview_line, spend_preview, used_models
 from machinery.gateway import LLM, estimate_text_tokens, estimate_tokens, openai_client, openai_sdk
 from machinery.output import Display, Trace, new_run_id, run_summary
 from machinery.prices import format_cost, price_for
-from machinery.text import clip, first_line
+from machinery.text import first_line, fit_parts, shorten
 from multi_agent_system import (
     EXIT_APPROVED,
     EXIT_INTERRUPTED,
@@ -366,12 +366,17 @@ class BatchProgress:
         self._started = clock()
         self._live: Any = None
 
-    def line(self) -> str:
-        return f"{self.done}/{self.total} tasks done · {self.approved} approved · {self.spending()}"
+    def line(self, head: str = "") -> str:
+        """The progress so far, on one line of the screen: the cost, then the tokens, are left out when it is narrow."""
+        done = [head, f"{self.done}/{self.total} tasks done", f"{self.approved} approved"]
+        return fit_parts([*done, *self.parts()], self.display.console.width - 1, drop=[4, 3])
+
+    def parts(self) -> list[str]:
+        cost = format_cost(self.budget.spent_usd if self.budget.cost_known else None)
+        return [f"{self.budget.spent_tokens:,} tokens", cost, f"{self._clock() - self._started:.1f}s"]
 
     def spending(self) -> str:
-        cost = format_cost(self.budget.spent_usd if self.budget.cost_known else None)
-        return f"{self.budget.spent_tokens:,} tokens · {cost} · {self._clock() - self._started:.1f}s"
+        return " · ".join(self.parts())
 
     def __enter__(self) -> BatchProgress:
         if self.display.chatty and self.display.console.is_terminal:
@@ -387,37 +392,44 @@ class BatchProgress:
         self.approved += bool(outcome.summary.get("approved"))
         if self.display.chatty and self._live is None:
             s = outcome.summary
-            self.display.line(f"task {outcome.index}: {s.get('stop_reason')} · {self.line()}", "dim", soft_wrap=True)
+            self.display.line(self.line(f"task {outcome.index}: {s.get('stop_reason')}"), "dim", soft_wrap=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.stop()
 
 
-def batch_table(outcomes: Sequence[BatchOutcome]) -> Table:
+TASK_MIN_WIDTH = 12  # the table's task column, however narrow the screen
+
+
+def batch_table(outcomes: Sequence[BatchOutcome], width: int = 80) -> Table:
+    """One row per task. Each task is shortened, after a whole word, to one line of the room the other
+    columns leave in ``width`` (the full task is in --json and the trace); numbers are never cut."""
     from rich import box
     from rich.table import Table
 
-    table = Table(title="Batch results", box=box.SIMPLE_HEAD)
-    for column in ("#", "task", "stop reason", "calls", "tokens", "cost", "seconds"):
-        table.add_column(
-            column,
-            justify="left" if column in ("task", "stop reason") else "right",
-            no_wrap=column != "task",  # the task wraps; numbers never do
-            min_width=14 if column == "task" else None,
-        )
-    for o in outcomes:
-        s = o.summary
-        table.add_row(
+    headers = ("#", "task", "stop reason", "calls", "tokens", "cost", "seconds")
+    rows = [
+        [
             str(o.index),
-            clip(" ".join(o.task.split()), 60),  # the full task is in --json and the trace
-            str(s.get("stop_reason")),
-            str(s.get("calls", 0)),
-            f"{'~' if s.get('usage_estimated') else ''}{s.get('total_tokens', 0):,}",
-            format_cost(s.get("cost_usd")),
-            f"{s.get('seconds', 0.0):.1f}",
-            style="green" if s.get("approved") else None,
-        )
+            o.task,
+            str(o.summary.get("stop_reason")),
+            str(o.summary.get("calls", 0)),
+            f"{'~' if o.summary.get('usage_estimated') else ''}{o.summary.get('total_tokens', 0):,}",
+            format_cost(o.summary.get("cost_usd")),
+            f"{o.summary.get('seconds', 0.0):.1f}",
+        ]
+        for o in outcomes
+    ]
+    others = sum(max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers) if h != "task")
+    frame = 3 * len(headers) + 1  # each column's padding either side and a rule between columns, and the edges
+    room = max(TASK_MIN_WIDTH, width - others - frame)
+    table = Table(title="Batch results", box=box.SIMPLE_HEAD)
+    for column in headers:
+        table.add_column(column, justify="left" if column in ("task", "stop reason") else "right", no_wrap=True)
+    for o, row in zip(outcomes, rows, strict=True):
+        row[1] = shorten(row[1], room)
+        table.add_row(*row, style="green" if o.summary.get("approved") else None)
     return table
 
 
@@ -515,7 +527,7 @@ def main_batch(args: argparse.Namespace, display: Display, client: Any = None) -
         if results is not None:
             results.close()
     if display.chatty:
-        display.console.print(batch_table(outcomes))
+        display.console.print(batch_table(outcomes, display.console.width))
         approved = sum(bool(o.summary.get("approved")) for o in outcomes)
         display.line(f"{approved} of {len(outcomes)} approved · {progress.spending()}", "bold")
         if args.compare:

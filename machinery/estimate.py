@@ -126,21 +126,30 @@ def _total_usd(spends: list[Spend]) -> float | None:
     return None if any(s.usd is None for s in spends) else sum(s.usd or 0.0 for s in spends)
 
 
+def cost_range(low: Spend, high: Spend) -> str:
+    """ "$0.000050-$0.0209", or "cost unknown" once, when a model has no price."""
+    if low.usd is None or high.usd is None:
+        return format_cost(None)
+    return f"{format_cost(low.usd)}-{format_cost(high.usd)}"
+
+
 def preview_line(preview: dict[str, tuple[Spend, Spend]]) -> str:
     """The banner's one line: the run's fewest and most calls, tokens and dollars."""
     low, high = preview["total"]
-    usd = (
-        format_cost(None) if low.usd is None and high.usd is None else f"{format_cost(low.usd)}-{format_cost(high.usd)}"
-    )
-    return f"can spend: {low.calls}-{high.calls} calls, ~{low.tokens:,}-{high.tokens:,} tokens, {usd}"
+    return f"can spend: {low.calls}-{high.calls} calls, ~{low.tokens:,}-{high.tokens:,} tokens, {cost_range(low, high)}"
 
 
 def preview_table(preview: dict[str, tuple[Spend, Spend]], settings: Settings) -> Table:
+    """Per role: the model, and the fewest and most calls, tokens and dollars. Narrow enough for 80
+    columns with a long local model name; a name longer still folds onto a second line, never the numbers."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"What one run can spend (--max-tokens {settings.max_tokens:,})")
+    title = f"What one run can spend (--max-tokens {settings.max_tokens:,})"
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("role", "model", "calls", "tokens", "cost"):
-        table.add_column(column, justify="left" if column in ("role", "model") else "right")
+        left = column in ("role", "model")
+        table.add_column(column, justify="left" if left else "right", overflow="fold", no_wrap=column != "model")
     for role, (low, high) in preview.items():
         model = "" if role == "total" else settings.models.get(role) or settings.default_model
         table.add_row(
@@ -148,7 +157,7 @@ def preview_table(preview: dict[str, tuple[Spend, Spend]], settings: Settings) -
             model,
             f"{low.calls}-{high.calls}",
             f"~{low.tokens:,}-{high.tokens:,}",
-            f"{format_cost(low.usd)}-{format_cost(high.usd)}",
+            cost_range(low, high),
             style="bold" if role == "total" else None,
         )
     return table
@@ -177,9 +186,6 @@ def main_estimate(args: argparse.Namespace, display: Display) -> int:
             else min(args.batch_max_tokens, len(tasks) * high.tokens)
         )
         display.line(f"{len(tasks)} tasks: at most {len(tasks) * high.calls:,} calls and {tokens:,} tokens in all")
-    display.line(
-        "fewest: approved at the first draft (prompts as estimated, replies not counted); "
-        "most: every rung of the ladder at the largest prompts, capped by the budgets",
-        "dim",
-    )
+    display.line("fewest: approved at the first draft (prompts as estimated, replies not counted)", "dim")
+    display.line("most: every rung of the ladder at the largest prompts, capped by the budgets", "dim")
     return EXIT_APPROVED

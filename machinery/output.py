@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from machinery.checks import shown_checks
 from machinery.prices import Ledger, format_cost
-from machinery.text import SECRET_MIN_CHARS, times
+from machinery.text import SECRET_MIN_CHARS, fit_parts, times
 from multi_agent_system import ROLES, Reply, Settings, SharedState, UsageError
 
 if TYPE_CHECKING:  # only for type hints: rich is imported where it is used
@@ -107,16 +107,7 @@ class Display:
         """One panel per agent step: what it produced and what that cost."""
         if not self.chatty:
             return
-        subtitle = None
-        if reply is not None:
-            tokens = f"{'~' if reply.estimated else ''}{reply.tokens} tokens"
-            subtitle = (
-                f"{reply.model} · {tokens} ({reply.prompt_tokens} in / {reply.completion_tokens} out)"
-                f" · {format_cost(reply.cost_usd)} · {reply.seconds:.1f}s"
-            )
-            if reply.finish_reason == "length":
-                subtitle += " · cut off at max_tokens"
-        self.panel(body, title, style, subtitle)
+        self.panel(body, title, style, footer(reply, self.console.width) if reply is not None else None)
 
     def stream(self, role: str, text: str, done: bool = False) -> None:
         """A reply as it is written, piece by piece. Written as plain bytes, never as markup,
@@ -178,6 +169,32 @@ class Display:
         )
         if trace_path:
             self.line(f"trace: {trace_path}", "dim")
+
+
+def footer(reply: Reply, width: int) -> str:
+    """A step panel's footer: model, tokens, cost and seconds. On a narrow screen the split of
+    tokens into in and out goes first, then the model's name (the banner names it), then the cost;
+    the tokens, the seconds and a cut-off warning always stay.
+
+    >>> r = Reply("worker", "qwen2.5-coder-1.5b-instruct", "", {}, [], 1000, 234, False, None, 12.3, "stop", 1200)
+    >>> footer(r, 80)
+    'qwen2.5-coder-1.5b-instruct · 1234 tokens · cost unknown · 12.3s'
+    >>> footer(r, 44)
+    '1234 tokens · cost unknown · 12.3s'
+    """
+    tokens = f"{'~' if reply.estimated else ''}{reply.tokens} tokens"
+    split = f"{tokens} ({reply.prompt_tokens} in / {reply.completion_tokens} out)"
+    cut = "cut off at max_tokens" if reply.finish_reason == "length" else ""
+    room = width - FOOTER_MARGIN
+    whole = fit_parts([reply.model, split, format_cost(reply.cost_usd), f"{reply.seconds:.1f}s", cut], room, drop=[])
+    if len(whole) <= room:
+        return whole
+    return fit_parts(
+        [reply.model, tokens, format_cost(reply.cost_usd), f"{reply.seconds:.1f}s", cut], room, drop=[0, 2]
+    )
+
+
+FOOTER_MARGIN = 5  # a panel's corners and the rules either side of its footer: rich shows width - 5
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline: escapes could restyle a terminal

@@ -15,7 +15,7 @@ from machinery.demo import as_attributes, completion_body
 from machinery.gateway import request_role
 from machinery.output import Display, show_escalation
 from machinery.prices import Ledger
-from machinery.text import first_line
+from machinery.text import first_line, shorten
 from multi_agent_system import (
     EXIT_APPROVED,
     EXIT_NOT_APPROVED,
@@ -251,8 +251,17 @@ LADDER_WORDS = {  # each rung of the ladder, as a diagram note
 }
 
 
+DIAGRAM_WIDTH = 80  # no line of a diagram is longer: it is read in a terminal as often as rendered
+
+
 def mermaid_text(text: str, limit: int = 60) -> str:
-    return first_line(MERMAID_UNSAFE.sub(" ", str(text)), limit)
+    """Text safe inside a Mermaid statement, on one line, shortened after a whole word."""
+    return shorten(MERMAID_UNSAFE.sub(" ", str(text)), limit)
+
+
+def mermaid_line(head: str, text: str) -> str:
+    """``head`` followed by as much of ``text`` as fits in DIAGRAM_WIDTH."""
+    return f"{head}{mermaid_text(text, DIAGRAM_WIDTH - len(head))}".rstrip()
 
 
 def mermaid_diagram(events: list[dict[str, Any]]) -> str:
@@ -279,15 +288,15 @@ def mermaid_diagram(events: list[dict[str, Any]]) -> str:
         elif kind == "verdict":
             said = "APPROVED" if e["approved"] else "REJECTED"
             by, where = ("code", "O") if e.get("source") == "code" else ("the critic", alias["critic"])
-            lines.append(f"    Note over {where}: {said} by {by} · {mermaid_text(e.get('feedback') or '', 50)}")
+            lines.append(mermaid_line(f"    Note over {where}: {said} by {by} · ", e.get("feedback") or ""))
         elif kind == "escalation":
             lines.append(f"    Note over O: {LADDER_WORDS.get(e['action'], mermaid_text(e['action']))}")
         elif kind == "human":
-            feedback = mermaid_text(e.get("feedback") or "", 40)
-            lines += ["    O->>H: your call", f"    H-->>O: {mermaid_text(e['action'])} {feedback}".rstrip()]
+            said = f"    H-->>O: {mermaid_text(e['action'], 20)} "
+            lines += ["    O->>H: your call", mermaid_line(said, e.get("feedback") or "")]
         elif kind == "decision":
             used = f" · overridden, {e['used']}" if e.get("overridden") else ""
-            lines.append(f"    Note over O: the director chose {mermaid_text(e.get('choice') or 'nothing')}{used}")
+            lines.append(f"    Note over O: the director chose {mermaid_text(e.get('choice') or 'nothing', 20)}{used}")
         elif kind == "end":
             tokens = (e.get("total_tokens") or {}).get("total", 0)
             lines.append(f"    Note over O: stop · {e['stop_reason']} · {e.get('calls', 0)} calls, {tokens} tokens")

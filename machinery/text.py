@@ -52,6 +52,37 @@ def first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line of at most ``limit`` characters, cut after a whole word and marked "…" when cut.
+
+    >>> shorten("The draft is complete and on topic.", 20)
+    'The draft is…'
+    >>> shorten("Supercalifragilistic words", 10)  # a first word longer than the room is cut after all
+    'Supercali…'
+    """
+    line = " ".join(str(text).split())
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:·-") if " " in line[:limit] else ""
+    return (cut or line[: max(limit - 1, 0)]) + "…"
+
+
+def fit_parts(parts: list[str], limit: int, drop: list[int], sep: str = " · ") -> str:
+    """``parts`` joined by ``sep``; while the line is longer than ``limit``, the parts at the indexes
+    in ``drop`` are left out, in that order. The other parts always stay, whole.
+
+    >>> fit_parts(["qwen2.5-coder", "300 tokens", "(200 in / 100 out)", "12.3s"], 34, drop=[2, 0])
+    'qwen2.5-coder · 300 tokens · 12.3s'
+    """
+    kept = [part for part in parts if part]
+    for index in drop:
+        if len(sep.join(kept)) <= limit:
+            break
+        if parts[index] in kept:
+            kept.remove(parts[index])
+    return sep.join(kept)
+
+
 def clean_text(text: str) -> str:
     """``text`` with any lone surrogate replaced by U+FFFD: JSON may carry one ("\\ud83d", a reply cut
     mid-emoji), and UTF-8 cannot encode it, so the screen, the trace and the next request would fail.

@@ -1,28 +1,33 @@
-"""The documents stay true to the code.
+"""The documents stay true to the code, and to what the programs print.
 
-What is checked, in README.md, CONCEPTS.md, PROJECT.md, stages/stage3/README.md and its EXERCISE.md:
+What is checked, in every document of DOCS:
 
 * Every name in `backticks` exists. ``name()`` must be a def or class (``Class.method()`` a
   method of that class); a bare identifier must be defined, assigned, imported, an argument,
   an attribute or a string literal somewhere in the project's Python files; ``--flag`` must
   be an option of one of the project's argument parsers (unless the command runs a tool from
-  outside the project, such as ruff or pytest); a path must exist in the repository.
-  Only text in backticks and commands in ```bash blocks are checked, never prose, so the test
-  is strict about names without tripping on ordinary words. ALLOWLIST holds the few
-  backticked things that are not code names.
-* PROJECT.md's code map names sections and definitions, never line numbers: its rows are the
-  chapter file's sections (the part banners and the ``# -- Title --`` banners), all of them and
-  in the file's order; every name a row gives is defined in that section; and its "Defined here"
-  column lists every public def and class of the section. No document points at a line number.
+  outside the project, such as ruff or pytest); a path must exist in the repository, unless it
+  is one the programs write or the user keeps (logs/, secure_server.json, .env: what .gitignore
+  names) or follows --log-dir, --output or --out. Only text in backticks and commands in
+  ```bash blocks are checked, never prose, so the test is strict about names without tripping
+  on ordinary words. ALLOWLIST holds the few backticked things that are not code names.
+* Every number quoted from a run sits between run markers, and is what its command prints today
+  (tools/doc_runs.py runs the commands and rewrites the blocks).
+* PROJECT.md's code map is what tools/code_map.py makes from the code: the chapter's sections in
+  order, with what each defines, and one row per module of machinery/. Its hand-written column
+  names only what its section defines. Its import picture has every module, and no import
+  points up. No document points at a line number.
 * PROJECT.md's walkthrough is exactly what tools/trace_walkthrough.py makes from a fresh run.
 * Every edge of PROJECT.md's escalation state diagram names a test that exists.
 * PROJECT.md's sequence diagram is exactly what ``--diagram`` prints for the recorded run it names.
 * examples/README.md has a line for every recorded run in examples/.
 * README.md's quickstart runs offline: each command in the section is run with the OpenAI
   variables removed, in a temporary copy of the repository, with ``python`` meaning this
-  interpreter. Setup lines (``pip install``, creating or activating a virtual environment)
-  are not run, since they need the network or change the environment: they are checked with
-  ``bash -n`` for syntax, and a ``-r`` requirements file they name must exist.
+  interpreter. Setup (``pip install``, creating or activating a virtual environment) is not
+  run, since it needs the network or changes the environment: it is checked with ``bash -n``
+  for syntax, and a ``-r`` requirements file it names must exist. Its one test command is the
+  one .ci/run runs. And after the quickstart (and the stage 3 solution, which writes a file)
+  has run in a copy, the document checks still pass there.
 
 A document that does not exist is a failure with a message saying so, never a skip.
 """
@@ -31,16 +36,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import fnmatch
 import importlib
 import keyword
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +62,7 @@ DOCS = [
     "stages/stage3/activity/EXERCISE.md",
     "stages/variants/README.md",
     "examples/README.md",
+    "bench/README.md",
 ]
 SKIP_DIRS = {".git", ".venv", ".venv-ci", "logs", "__pycache__", ".pytest_cache", "node_modules"}
 
@@ -181,9 +188,23 @@ def looks_like_path(token: str) -> bool:
     return "/" in token and bool(first) and (ROOT / first).exists()
 
 
+@cache
+def written_by_programs() -> tuple[str, ...]:
+    """Patterns of .gitignore: what the programs write (logs/, secure_server.json) or the user keeps (.env)."""
+    ignore = ROOT / ".gitignore"
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    return tuple(line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#"))
+
+
+def is_written_by_a_program(token: str) -> bool:
+    """A path under logs/, or any path git is told to ignore: it exists only once something has been run."""
+    parts = Path(token.rstrip("/")).parts
+    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in written_by_programs())
+
+
 def path_problem(token: str, doc_dir: Path) -> str | None:
     token = token.rstrip(".,;:)")
-    if token in ALLOWLIST:
+    if token in ALLOWLIST or is_written_by_a_program(token):
         return None
     for base in (ROOT, doc_dir):
         if any(base.glob(token.rstrip("/"))) if "*" in token else (base / token.rstrip("/")).exists():
@@ -216,6 +237,7 @@ def callable_problem(name: str) -> str | None:
 
 
 # Programs that are not the project's: their flags are theirs (ruff format --check, pytest --doctest-modules).
+OUTPUT_FLAGS = {"--log-dir", "--output", "--out"}  # their value is written by the command
 EXTERNAL_PROGRAMS = {"ruff", "mypy", "pytest", "pip", "pip3", "git", "venv"}
 
 
@@ -245,6 +267,8 @@ def segment_problems(segment: str, doc_dir: Path) -> list[str]:
     external = runs_external_program(tokens)
     problems = []
     for i, token in enumerate(tokens):
+        if i > 0 and tokens[i - 1] in OUTPUT_FLAGS:
+            continue  # a file or folder the command will write: it need not exist yet
         if token.startswith("--") and len(token) > 2:
             if not external:
                 problems.append(flag_problem(token))
@@ -257,8 +281,8 @@ def segment_problems(segment: str, doc_dir: Path) -> list[str]:
 
 def span_problems(span: str, doc_dir: Path) -> list[str]:
     _, _, names = code_index()
-    if span in ALLOWLIST or not span.strip("-.,:;!?()[]{}<>\"'*/ "):
-        return []
+    if span in ALLOWLIST or not span.strip("-.,:;!?()[]{}<>\"'*/ ") or span.startswith("<!--"):
+        return []  # punctuation, or a marker the documents use (an HTML comment)
     if "://" in span and " " not in span:
         return []  # an address, not a name
     if re.search(r"\s", span):
@@ -296,88 +320,66 @@ def test_every_backticked_name_flag_and_path_exists(doc: str) -> None:
 
 # -- PROJECT.md: code map, walkthrough, state diagram --------------------------------------
 
-PART_BANNER = re.compile(r"^# (PART \d+\b.*?)\s*$")
-SECTION_BANNER = re.compile(r"^# -- (.+?)\s*-*\s*$")
-CODE_MAP_ROW = re.compile(r"^\| (Part \d+) \| ([^|]+?) \| (.*) \| (.*) \|$", re.M)
+
+def tool(name: str) -> Any:
+    """A module of tools/, imported by name (tools/ is a folder of scripts, not a package)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
 
 
-def file_sections() -> list[tuple[str, str, set[str], list[str]]]:
-    """(part, title, names defined there, public defs and classes) for each section of the chapter, in order.
-
-    A section starts at a part banner (# PART 1 · ...) or a section banner (# -- Title: ... --) and
-    runs to the next one; its title is the banner's text up to the first colon or full stop."""
-    source = (ROOT / "multi_agent_system.py").read_text(encoding="utf-8")
-    starts: list[tuple[int, str, str]] = []
-    part = ""
-    for number, line in enumerate(source.splitlines(), 1):
-        if m := PART_BANNER.match(line):
-            part = "Part " + m.group(1).split()[1]
-            starts.append((number, part, m.group(1)))
-        elif m := SECTION_BANNER.match(line):
-            starts.append((number, part, re.split(r":\s|\.\s", m.group(1), maxsplit=1)[0].strip().rstrip(":.")))
-    assert starts, "multi_agent_system.py has no section banners"
-    members: list[set[str]] = [set() for _ in starts]
-    public: list[list[str]] = [[] for _ in starts]
-    for node in ast.parse(source).body:
-        index = max((i for i, (first, _, _) in enumerate(starts) if first <= node.lineno), default=None)
-        if index is None:
-            continue  # the docstring and imports, before the first banner
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            members[index].add(node.name)
-            if not node.name.startswith("_"):
-                public[index].append(node.name)
-            if isinstance(node, ast.ClassDef):
-                members[index].update(
-                    f"{node.name}.{item.name}"
-                    for item in node.body
-                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
-                )
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            members[index].update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-    return [(part, title, members[i], public[i]) for i, (_, part, title) in enumerate(starts)]
-
-
-def code_map_rows() -> list[tuple[str, str, str, str]]:
-    """(part, section title, what is there, defined here) for each row of PROJECT.md's code map."""
+def test_the_code_map_is_what_the_tool_makes_today() -> None:
+    code_map = tool("code_map")
     text = read_doc("PROJECT.md")
-    section = text.split("## 6. Code map", 1)
-    assert len(section) == 2, "PROJECT.md has no '## 6. Code map' section"
-    rows = CODE_MAP_ROW.findall(section[1].split("\n## ", 1)[0])
-    assert rows, "the code map table has no rows of the form | Part n | Section | What is there | Defined here |"
-    return [(part, title.strip(), what, defined) for part, title, what, defined in rows]
-
-
-def test_code_map_names_every_section_in_file_order() -> None:
-    actual = [(part, title) for part, title, _, _ in file_sections()]
-    documented = [(part, title) for part, title, _, _ in code_map_rows()]
-    expected = "\n".join(f"| {part} | {title} |" for part, title in actual)
-    missing = [title for _, title in documented if title not in {t for _, t in actual}]
-    assert not missing, f"PROJECT.md's code map names sections the file does not have: {missing}"
-    assert documented == actual, (
-        "PROJECT.md's code map does not list the file's sections in order "
-        "(run python tools/code_map.py --update). The sections are:\n" + expected
-    )
+    fresh = code_map.update(text, (ROOT / "multi_agent_system.py").read_text(encoding="utf-8"))
+    assert fresh == text, "PROJECT.md's code map is out of date: run python tools/code_map.py --update"
+    assert code_map.PLACEHOLDER not in text, "a row of the code map still says " + code_map.PLACEHOLDER
 
 
 def test_code_map_names_are_defined_in_their_section() -> None:
-    sections = {title: (members, public) for _, title, members, public in file_sections()}
-    problems = []
-    named = 0
-    for _, title, what, defined in code_map_rows():
-        members, public = sections[title]
-        for name, call in re.findall(r"`([A-Za-z_][\w.]*)(\(\))?`", what + " " + defined):
+    """The hand-written "What is there" column names only what its section defines."""
+    code_map = tool("code_map")
+    found = code_map.sections((ROOT / "multi_agent_system.py").read_text(encoding="utf-8"))
+    described = code_map.descriptions(read_doc("PROJECT.md"))
+    problems, named = [], 0
+    for section in found:
+        for name in re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", described.get(section.title, "")):
             named += 1
-            if name not in members:
-                problems.append(f"{title}: `{name}{call}` is not defined in this section")
-        listed = set(re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", defined))
-        unlisted = [name for name in public if name not in listed]
-        if unlisted:
-            problems.append(f"{title}: 'Defined here' leaves out {', '.join(unlisted)}")
-    assert not problems, "PROJECT.md's code map is out of date (run python tools/code_map.py --update):\n" + "\n".join(
-        problems
-    )
-    assert named >= 20, "the code map should name what each section defines"
+            if name not in section.members:
+                problems.append(f"{section.title}: `{name}` is not defined in this section")
+    assert not problems, "PROJECT.md's code map names things out of place:\n" + "\n".join(problems)
+    assert named >= 10, "the code map should name what each section holds"
+
+
+IMPORTS = re.compile(r"<!-- imports:begin -->\n```text\n(.*?)```\n<!-- imports:end -->", re.S)
+
+
+def test_the_import_picture_shows_every_module_and_imports_point_down() -> None:
+    """PROJECT.md draws the modules in layers, top to bottom: each may import only its own layer or lower ones."""
+    code_map = tool("code_map")
+    found = IMPORTS.search(read_doc("PROJECT.md"))
+    assert found, "PROJECT.md has no import picture between <!-- imports:begin --> and <!-- imports:end -->"
+    modules = {m.path.removeprefix("machinery/").removesuffix(".py"): m for m in code_map.modules()}
+    names = {*modules, "multi_agent_system"}
+    layers: list[set[str]] = []
+    for line in found.group(1).splitlines():
+        drawn = re.split(r"\s{2,}\(", line)[0]  # a comment in brackets may follow the names
+        layer = {w.removeprefix("machinery/").removesuffix(".py") for w in re.findall(r"[\w/.]+", drawn)} & names
+        if layer:
+            layers.append(layer)
+    placed = [name for layer in layers for name in layer]
+    assert sorted(placed) == sorted(names), f"each module once in the picture: {sorted(set(names) ^ set(placed))}"
+    assert {"multi_agent_system"} in layers, "the chapter should have a layer of its own"
+    level = {name: i for i, layer in enumerate(reversed(layers)) for name in layer}
+    chapter_imports = code_map.imported_modules(ast.parse((ROOT / "multi_agent_system.py").read_text()))
+    imports = {
+        name: {"multi_agent_system" if i == "the chapter" else i for i in m.imports} for name, m in modules.items()
+    }
+    imports["multi_agent_system"] = {i.removeprefix("machinery.") for i in chapter_imports}
+    upward = [f"{a} imports {b}" for a, deps in imports.items() for b in deps if level[b] > level[a]]
+    assert not upward, "the picture has imports pointing up:\n" + "\n".join(upward)
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -388,11 +390,7 @@ def test_no_line_number_pointers(doc: str) -> None:
 
 
 def test_walkthrough_is_what_the_trace_gives_today() -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        walkthrough = importlib.import_module("trace_walkthrough")
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    walkthrough = tool("trace_walkthrough")
     text = read_doc("PROJECT.md")
     assert walkthrough.BEGIN in text and walkthrough.END in text, "PROJECT.md lacks the walkthrough markers"
     documented = text[text.index(walkthrough.BEGIN) : text.index(walkthrough.END) + len(walkthrough.END)]
@@ -463,8 +461,18 @@ def quickstart_commands() -> list[str]:
     return commands
 
 
+TEST_COMMAND = re.compile(r"^python3? -m pytest\b")
+
+
+def quickstart_runs() -> list[str]:
+    """The parts of the quickstart's commands a test can run: not the setup (network, environment), not the tests."""
+    parts = [part.strip() for command in quickstart_commands() for part in command.split("&&")]
+    return [part for part in parts if part and not SETUP.search(part) and not TEST_COMMAND.match(part)]
+
+
 def test_quickstart_setup_lines_are_valid_shell() -> None:
     setup = [c for c in quickstart_commands() if SETUP.search(c)]
+    assert setup, "the quickstart should say how to set up (a virtual environment, pip install)"
     for command in setup:
         check = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True)
         assert check.returncode == 0, f"not valid shell: {command}\n{check.stderr}"
@@ -472,20 +480,70 @@ def test_quickstart_setup_lines_are_valid_shell() -> None:
             assert (ROOT / requirements).exists(), f"{command}: {requirements} does not exist"
 
 
-def test_quickstart_commands_run_offline(tmp_path: Path) -> None:
-    copy = tmp_path / "repo"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(*SKIP_DIRS, "*.pyc"))
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    for name in ("python", "python3"):
-        (shim / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-        (shim / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and not k.endswith("_MODEL")}
-    env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
-    runnable = [c for c in quickstart_commands() if not SETUP.search(c)]
-    assert runnable, "the quickstart has no command to run besides setup"
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    tests = [c for c in quickstart_commands() if TEST_COMMAND.match(c)]
+    assert len(tests) == 1, f"the quickstart should give one command that runs the tests, not {tests}"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert tests[0] in ci, f".ci/run does not run the README's test command, {tests[0]!r}, as a line of its own"
+    assert f"`{tests[0]}`" in read_doc("README.md"), "the README should name its test command where it explains it"
+
+
+def run_quickstart(copy: Path, env: dict[str, str]) -> None:
+    runnable = quickstart_runs()
+    assert runnable, "the quickstart has no command to run besides setup and tests"
     for command in runnable:
         done = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (
             f"quickstart command failed ({done.returncode}): {command}\n{done.stdout}\n{done.stderr}"
         )
+
+
+def test_quickstart_commands_run_offline(tmp_path: Path) -> None:
+    doc_runs = tool("doc_runs")
+    copy = doc_runs.copy_repository(tmp_path)
+    run_quickstart(copy, doc_runs.offline_environment(tmp_path / "bin"))
+
+
+INSIDE_THE_COPY = "DOCS_AFTER_QUICKSTART"  # set in the copy below: that run does not start another
+
+
+@pytest.mark.skipif(bool(os.environ.get(INSIDE_THE_COPY)), reason="this is the copy the test made")
+def test_the_docs_tests_pass_after_the_quickstart_has_run(tmp_path: Path) -> None:
+    """Files the programs write (logs/, secure_server.json) never make a document check fail."""
+    doc_runs = tool("doc_runs")
+    copy = doc_runs.copy_repository(tmp_path)
+    env = doc_runs.offline_environment(tmp_path / "bin")
+    run_quickstart(copy, env)
+    for writer in ("python -m stages.stage3.activity.solution_workflow",):  # it writes secure_server.json here
+        subprocess.run(["bash", "-c", writer], cwd=copy, env=env, capture_output=True, timeout=120, check=True)
+    assert (copy / "logs").is_dir() and (copy / "secure_server.json").exists()
+    suite = ["-m", "pytest", "-q", "-m", "docs", "-p", "no:cacheprovider", "tests/test_docs.py"]
+    done = subprocess.run(
+        [sys.executable, *suite, "-k", "not run_blocks"],  # run blocks copy the repository without logs/ anyway
+        cwd=copy,
+        env={**env, INSIDE_THE_COPY: "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, "after the quickstart, the docs tests fail:\n" + done.stdout[-4000:]
+
+
+# -- numbers quoted from runs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_run_blocks_are_what_their_commands_print_today(doc: str) -> None:
+    """Every number a document quotes from a run sits in a block that tools/doc_runs.py fills from the run."""
+    doc_runs = tool("doc_runs")
+    text = read_doc(doc)
+    results = doc_runs.run_all(doc_runs.commands_of({doc: text}))
+    stale = [(block.commands()[0][1], fresh) for block, fresh in doc_runs.stale_blocks(doc, text, results)]
+    assert not stale, (
+        f"{doc} quotes runs that now print something else (python tools/doc_runs.py --update {doc}):\n"
+        + "\n".join(f"{command}\n{fresh}" for command, fresh in stale)
+    )
+
+
+def test_the_run_block_tool_covers_every_document() -> None:
+    assert tool("doc_runs").DOCS == DOCS

@@ -19,9 +19,16 @@ BUILD_TASKS = [n for n in check.TASKS if n != 1]  # task 1 is "run it": the star
 
 
 def lines(*argv: str) -> tuple[int, list[str]]:
+    """The exit code, and one entry per task: a task's first line with its wrapped detail joined back on."""
     out = io.StringIO()
     code = check.main(list(argv), out=out)
-    return code, out.getvalue().splitlines()
+    entries: list[str] = []
+    for line in out.getvalue().splitlines():
+        if line.startswith("    ") and entries:
+            entries[-1] += " " + line.strip()
+        else:
+            entries.append(line)
+    return code, entries
 
 
 def test_the_solution_passes_every_check():

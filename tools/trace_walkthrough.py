@@ -171,7 +171,8 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 state["result"] = reply.strip()
                 state["worker_attempts"] += 1
                 cut_off = event["finish_reason"] == "length"
-                state["draft_facts"] = mas.measure_draft(state["result"], cut_off, state["requirements"])
+                checks = [*state["requirements"], *mas.run_checks(state)]  # as worker_agent() measures it
+                state["draft_facts"] = mas.measure_draft(state["result"], cut_off, checks)
                 title = (
                     f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
                     f"in iteration {state['iteration']} ({spent}) and measures it with `measure_draft()`"
@@ -189,7 +190,8 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 raise ValueError(f"the replay measured other checks than the trace records: {event['checks']}")
             state["critic_approved"] = event["approved"]
             state["critic_feedback"] = event["feedback"]
-            state["history"].append({"kind": "review", "iteration": event["iteration"], "approved": event["approved"]})
+            review = {"kind": "review", "iteration": event["iteration"], "approved": event["approved"]}
+            state["history"].append({**review, "draft": state["result"]})  # run_checks() reads the drafts
             verdict = "approves" if event["approved"] else "rejects"
             changes = snapshot_changes(before, "critic_approved")
             if steps and steps[-1][0].startswith(f"call {calls}: `critic_agent()`"):

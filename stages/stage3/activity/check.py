@@ -23,7 +23,9 @@ import importlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +36,14 @@ import multi_agent_system as mas
 from machinery.demo import ScriptedClient, ToolCallSpec
 from machinery.gateway import request_role
 from machinery.text import clip, json_objects
+from stages.stage3.activity.machinery import SEVERITIES
+
+BLOCKING = SEVERITIES.index("medium")  # findings from here up block approval, as the games are played by default
 
 LOOP_LIMIT = 5  # what EXERCISE.md asks for in task 4
 COST_LIMIT = 30  # what EXERCISE.md asks for in the first stretch task: one point per changed field
 SAVED_FILE = "secure_server.json"
 TOKEN_CAP = ["--max-tokens", "20000"]  # ends a game that nothing else stops, in about 25 scripted rounds
-RANKS = ("low", "medium", "high", "critical")
 
 # A config every version of the rules should pass, in normal mode.
 GOOD: dict[str, Any] = {
@@ -143,7 +147,7 @@ class Game:
 
     def clean(self) -> bool:
         found = self.module.check_config(self.current) if self.current is not None else [None]
-        return not [f for f in found if f is None or RANKS.index(getattr(f, "severity", "high")) >= 1]
+        return not [f for f in found if f is None or SEVERITIES.index(getattr(f, "severity", "high")) >= BLOCKING]
 
 
 def _tool_turn(request: dict[str, Any]) -> bool:
@@ -380,9 +384,30 @@ def main(argv: Sequence[str] | None = None, *, out: Any = None) -> int:
         out.write(f"cannot import {name}.py: {type(err).__name__}: {err}\n")
         return 1
     results = {n: run_task(module, n) for n in ([args.task] if args.task else sorted(TASKS))}
+    width = shutil.get_terminal_size((80, 24)).columns  # the terminal's, or COLUMNS, or 80 when piped
     for number, (passed, detail) in results.items():
-        out.write(f"task {number} · {TASKS[number][0]:<36} {'passed' if passed else 'NOT YET'} · {detail}\n")
+        out.write(report_line(number, passed, detail, width) + "\n")
     return 0 if all(passed for passed, _ in results.values()) else 1
+
+
+def report_line(number: int, passed: bool, detail: str, width: int = 80) -> str:
+    """One task's result: its number, name and verdict on the first line, the detail wrapped after it
+    at word boundaries, each further line indented, so that no line is wider than ``width``.
+
+    >>> print(report_line(2, False, "no rule catches any of: TLS 1.0 allowed; no Strict-Transport-Security header", 60))
+    task 2 · a pickier Red Team                 NOT YET · no
+        rule catches any of: TLS 1.0 allowed; no
+        Strict-Transport-Security header
+    """
+    title = f"task {number} · {TASKS[number][0]}".ljust(TITLE_WIDTH)
+    text = f"{title} {'passed' if passed else 'NOT YET'} · {detail}"
+    lines = textwrap.wrap(
+        text, max(width, TITLE_WIDTH + 20), subsequent_indent=" " * 4, break_long_words=False, break_on_hyphens=False
+    )
+    return "\n".join(lines)
+
+
+TITLE_WIDTH = max(len(f"task {n} · {title}") for n, (title, _) in TASKS.items())  # the verdicts line up
 
 
 if __name__ == "__main__":

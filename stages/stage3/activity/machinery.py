@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.panel import Panel
@@ -30,12 +30,30 @@ from machinery.prices import format_cost
 from machinery.text import clip, json_objects, nesting_depth
 from stages.stage3 import cli
 
-if TYPE_CHECKING:
-    from stages.stage3.activity.starter_workflow import AuditState
-
 CONFIG_MAX_CHARS = 4_000  # a config as a model is shown it; a sensible one is under 1,000
 MAX_DEPTH = 8  # nesting a config may have (the schema needs 3); stricter than the chapter's JSON_MAX_DEPTH
-FINDING_SEVERITIES = ("low", "medium", "high", "critical")  # the same as starter_workflow.SEVERITIES
+SEVERITIES = (
+    "low",
+    "medium",
+    "high",
+    "critical",
+)  # rising: the one scale every version of the game and the checker use
+
+
+class GameState(Protocol):
+    """What this file reads of a game's run context (``AuditState`` in starter_workflow.py, which imports
+    this file: the state is described here, not imported, so the two files do not import each other)."""
+
+    brief: str
+    round: int
+    config: dict[str, Any] | None
+    findings: list[Any]  # the open findings: dataclasses with an ``id`` and a ``line()``
+    history: dict[str, Any]  # every finding ever recorded, by id
+    stop_reason: str | None
+    stop_detail: str
+
+
+State = TypeVar("State", bound=GameState)
 
 # ---------------------------------------------------------------------------
 # Reading model replies: tolerant of form, never of content
@@ -84,7 +102,7 @@ def model_findings(text: str) -> list[dict[str, str]]:
                 fid,
                 {
                     "id": fid,
-                    "severity": severity if severity in FINDING_SEVERITIES else "medium",
+                    "severity": severity if severity in SEVERITIES else "medium",
                     "field": clip(where, 80),
                     "description": clip(str(item["description"]).strip(), 300),
                 },
@@ -115,7 +133,7 @@ def show_config(config: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------------------
 
 
-def result_of(state: AuditState) -> dict[str, Any]:
+def result_of(state: GameState) -> dict[str, Any]:
     """The outcome as plain data: for --json, the trace's end event, and the final panel."""
     return {
         "approved": state.stop_reason == "approved",
@@ -129,11 +147,11 @@ def result_of(state: AuditState) -> dict[str, Any]:
 
 
 def play(
-    state: AuditState,
+    state: State,
     llm: LLM,
-    one_round: Callable[[AuditState, LLM], None],
-    result: Callable[[AuditState], dict[str, Any]] = result_of,
-) -> AuditState:
+    one_round: Callable[[State, LLM], None],
+    result: Callable[[State], dict[str, Any]] = result_of,
+) -> State:
     """Run rounds until one sets ``state.stop_reason``, or a limit, a fault or Ctrl-C ends the run.
 
     The state comes back in every case, and the trace's ``end`` event holds the
@@ -158,7 +176,7 @@ def play(
     return state
 
 
-def show_outcome(console: Console, state: AuditState) -> None:
+def show_outcome(console: Console, state: GameState) -> None:
     """The config, plainly marked approved or NOT, with every finding the run recorded."""
     approved = state.stop_reason == "approved"
     body = show_config(state.config) if state.config is not None else "(no usable configuration was written)"
@@ -196,9 +214,9 @@ def run_cli(
     console: Console | None,
     client: Any,
     parser: argparse.ArgumentParser,
-    game: Callable[[argparse.Namespace, LLM], AuditState],
+    game: Callable[[argparse.Namespace, LLM], State],
     responder: Callable[[], Responder],
-    result: Callable[[AuditState], dict[str, Any]] = result_of,
+    result: Callable[[State], dict[str, Any]] = result_of,
 ) -> int:
     """Parse, open the run, play, report; returns the exit code. A user's or server's mistake is one line."""
     console = console or Console()
@@ -222,7 +240,8 @@ def run_cli(
         if state.stop_reason in ("config_error", "api_error"):
             display.error(state.stop_detail)
         if args.json:
-            console.print_json(json.dumps(result(state), ensure_ascii=False))
+            spent = {"calls": llm.ledger.calls, "total_tokens": llm.ledger.total_tokens}
+            console.print_json(json.dumps({**result(state), **spent}, ensure_ascii=False))
         else:
             display.spending(llm.ledger, "agent")
             show_outcome(console, state)

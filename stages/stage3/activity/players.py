@@ -30,7 +30,7 @@ import multi_agent_system as mas
 from machinery.demo import Responder, ToolCallSpec
 from machinery.gateway import request_role
 from machinery.text import json_objects
-from stages.stage3.activity.machinery import read_config, show_config
+from stages.stage3.activity.machinery import SEVERITIES, read_config, show_config
 
 FIRST_DRAFT: dict[str, Any] = {
     "server_name": "shop.example.com",
@@ -53,7 +53,7 @@ RECOMMENDED_HEADERS = {
 }
 SAFE_ADMIN = {"username": "shop-admin", "password_env": "SHOP_ADMIN_PASSWORD"}
 _FINDING = re.compile(r"^- \[(\w+)\] (\S+) \(([^)]*)\)", re.M)  # the lines Finding.line() writes
-_BLOCKING = re.compile(r"^- \[(medium|high|critical)\]", re.M)
+_BLOCKING = re.compile(rf"^- \[({'|'.join(SEVERITIES[SEVERITIES.index('medium') :])})\]", re.M)  # medium and up
 
 
 def findings_in(task: str) -> list[tuple[str, str, str]]:

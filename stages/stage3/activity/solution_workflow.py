@@ -366,7 +366,7 @@ def solution_result(state: AuditState) -> dict[str, Any]:
 
 def run_audit(brief: str, llm: LLM, options: AuditOptions, knowledge: dict[str, Any] | None) -> SolutionState:
     state = SolutionState(brief)
-    play(state, llm, lambda s, m: solution_round(s, m, options, knowledge), solution_result)  # type: ignore[arg-type]
+    play(state, llm, lambda s, m: solution_round(s, m, options, knowledge), solution_result)
     return state
 
 

@@ -44,12 +44,19 @@ from machinery.cli import ctrl_c_exits
 from machinery.gateway import LLM
 from machinery.verdicts import parse_verdict
 from multi_agent_system import ask
-from stages.stage3.activity.machinery import game_parser, model_findings, play, read_config, run_cli, show_config
+from stages.stage3.activity.machinery import (
+    SEVERITIES,  # "low", "medium", "high", "critical": rising
+    game_parser,
+    model_findings,
+    play,
+    read_config,
+    run_cli,
+    show_config,
+)
 from stages.stage3.activity.players import demo_responder  # the scripted players, for offline games
 from stages.stage3.handoffs import STOP_REASONS as HANDOFF_STOP_REASONS
 from stages.stage3.handoffs import Agent, RunRecord, Tool, run_agent
 
-SEVERITIES = ("low", "medium", "high", "critical")  # rising
 THRESHOLD = "medium"  # lowest severity that blocks approval; low findings are reported, not blocking
 BLUE_MAX_TURNS = 4  # Blue's model calls per round: a few tool calls, then the config
 MAX_MODEL_FINDINGS = 5  # kept per round from the Red Team's model; past that it is noise
