@@ -19,7 +19,7 @@ import multi_agent_system as mas
 from machinery import cli
 from machinery.bus import ERROR, MSG_ID, LocalBus, request_subject
 from machinery.services import AgentService, digest
-from services.helpers import ROOT, StatelessModel, a_request, quiet_console, summary_of
+from services.helpers import ROOT, SAME_AGENTS, StatelessModel, a_request, quiet_console, summary_of
 from stages.variants import message_passing as mp
 
 TASK = "Write a haiku about agents"
@@ -48,6 +48,7 @@ SAME = ("stop_reason", "stop_detail", "calls", "tokens", "iterations", "plans", 
     ],
     ids=" ".join,
 )
+@SAME_AGENTS
 def test_without_a_broker_the_result_is_the_chapters(flags: tuple[str, ...]) -> None:
     chapter, variant = run_both(*flags)
     assert {k: variant[k] for k in SAME} == {k: chapter[k] for k in SAME}
@@ -60,6 +61,7 @@ def code_lines(function: Any) -> list[str]:
     return [line for line in source.splitlines()[first - 1 :] if line.strip() and not line.strip().startswith("#")]
 
 
+@SAME_AGENTS
 def test_the_loop_differs_from_the_chapters_only_where_agents_are_reached() -> None:
     diff = difflib.unified_diff(code_lines(mas.orchestrate), code_lines(mp.orchestrate), lineterm="", n=0)
     changed = [line for line in diff if line[:1] in "+-" and line[:3] not in ("+++", "---")]

@@ -26,6 +26,7 @@ from machinery.bus import ERROR, MSG_ID, REPLAYED, REPLY_TO, Bus, Service, reque
 from machinery.services import RUNS, AgentService
 from services.helpers import (
     ROOT,
+    SAME_AGENTS,
     NatsServer,
     StatelessModel,
     a_request,
@@ -77,6 +78,7 @@ def a_real_model(monkeypatch: pytest.MonkeyPatch, model: StatelessModel) -> None
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
+@SAME_AGENTS
 def test_each_role_in_its_own_process_gives_the_chapters_result(
     nats_server: NatsServer, processes: list[subprocess.Popen[str]]
 ) -> None:
