@@ -142,6 +142,7 @@ def test_the_orchestrator_accepts_only_the_answer_to_a_request_it_sent(
     assert "refused the worker's reply" in caplog.text
 
 
+@SAME_AGENTS  # its trace is replayed through the chapter's loop
 def test_a_local_run_stopped_at_its_time_limit_resumes_without_a_repeated_paid_call(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
