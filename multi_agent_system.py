@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
 from machinery.checks import (
-    PLANNED_KINDS,
     REPEAT_LIMIT,
     Requirement,
     code_blocks,
@@ -70,8 +69,8 @@ from machinery.checks import (
     measure,
     spelled_out,
 )
-from machinery.finder import accept_proposed, merge_requirements, plan_schema, requirements_from_task
-from machinery.plans import fallback_plan, plan_problem, read_plan
+from machinery.finder import requirements_from_task
+from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.text import clip, fit, times
 from machinery.verdicts import Verdict, parse_verdict, verdict_schema
 
@@ -283,7 +282,7 @@ class SharedState(TypedDict):
     task             orchestrator, once at the start
     plan             planner (the current plan)
     plan_version     planner (1 for the first plan, +1 per re-plan)
-    requirements     orchestrator, found in the task; planner adds those it proposes that quote the task
+    requirements     orchestrator, found in the task by code (machinery/finder.py), before any model is asked
     notes            any added agent, under its role's name; the worker reads them all (a person's, at --human)
     result           worker (the newest draft); at a stop without approval, the orchestrator puts the best draft here
     best             critic, after every verdict: the best draft so far (approved first, then most checks passed,
@@ -543,15 +542,14 @@ def lessons(items: list[HistoryItem]) -> str:
     return "\n".join(f"- {feedback}" + (f" (said {times(n)})" if n > 1 else "") for feedback, n in seen.items())
 
 
-PLANNER_PROMPT = f"""You are the Planner on a team of three agents: Planner, Worker, Critic.
+PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
 Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
-Also list the task's requirements that code can count or test. For each give a kind ({", ".join(PLANNED_KINDS)}), its value, and a quote: the exact words of the task it comes from.
-Reply with JSON: {{"steps": ["..."], "checks": [{{"kind": "...", "value": "...", "quote": "..."}}]}}."""
+Reply with JSON: {"steps": ["..."]}."""
 PLAN_REMINDER = "Reply with 3 to 6 short steps that say how to do the task; do not write the finished work."
 
 
 def planner_agent(state: SharedState, llm: Gateway) -> Reply:
-    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts, requirements.
+    """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts.
 
     Code checks the plan is a plan: a reply that is really the answer, or that plans
     the review process instead of the task, is sent back once, then replaced.
@@ -567,17 +565,16 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
         parts.append(lessons([r[0] if r else HistoryItem(feedback="(no feedback recorded)") for r in last]))
     messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
     reply = ask(llm, "planner", messages, schema=plan_schema())
-    steps, proposed = read_plan(reply.content)
+    steps = read_plan(reply.content)
     problem = plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length")
     if problem:  # one more try, told exactly what was wrong
         llm.warn(f"the planner's reply is not a usable plan ({problem}): asking again")
         messages += [reply.message, user(f"That is not a usable plan: {problem}. {PLAN_REMINDER}")]
         reply = ask(llm, "planner", messages, schema=plan_schema())
-        steps, proposed = read_plan(reply.content)
+        steps = read_plan(reply.content)
         if problem := plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length"):
             llm.warn(f"still not a usable plan ({problem}): code writes one from the task and its requirements")
             steps = fallback_plan(state["task"], state["requirements"])
-    state["requirements"] = merge_requirements(state["requirements"], accept_proposed(state["task"], proposed))
     state["plan"] = plan = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
     state["plan_version"] += 1
     state["worker_attempts"] = 0  # attempts are counted per plan
@@ -650,7 +647,7 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
 
 CRITIC_PROMPT = """You are the Critic. Decide whether the draft fully does the task; do not rewrite it.
 Code has measured the draft and its checks passed: do not recount. Judge what code cannot: is it correct, on topic, complete, in the form asked?
-Approve only if nothing the task asks for is missing or wrong. To reject, say exactly what to change (at most 80 words), consistent with your earlier feedback, and invent no requirement the task does not state."""
+Approve only if nothing the task asks for is missing or wrong; then leave the feedback empty. To reject, say exactly what to change (at most 80 words), consistent with your earlier feedback, and invent no requirement the task does not state."""
 # The verdict's shape in words. The gateway adds it to the system prompt only while the server
 # is not enforcing the JSON schema itself (the schema says the same, and is paid for too). The
 # planner's prompt keeps its shape line always: without it the local 1.5B model wrote long,

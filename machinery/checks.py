@@ -1,10 +1,10 @@
 """What code can measure in a draft: one table of requirement kinds, one function per kind.
 
-``KINDS`` is the only list of kinds in the project. The planner's prompt names
-the kinds it may propose from it, the plan schema's enum is made from it
-(``machinery.finder.plan_schema``), and ``measure`` looks up each kind's
-function in it. A new kind is one row here, plus the phrasings in
-``machinery/finder.py`` that find it in a task.
+``KINDS`` is the only list of kinds in the project: ``measure`` looks up each
+kind's function in it, the phrasings in ``machinery/finder.py`` name its kinds
+(a test checks that every one is a row here), and ``spelled_out`` says each
+requirement to the worker. A new kind is one row here, plus the phrasings
+that find it in a task.
 
 A leaf module (it imports only ``machinery.text``), so the chapter may import it.
 """
@@ -48,7 +48,6 @@ class Kind:
     name: str
     means: str  # in a few words, for people and for the planner's prompt
     measure: Measure
-    planned: bool = True  # the planner's prompt names it, and the plan schema allows it
     always: bool = False  # every draft is checked for it; shown only when it fails
 
 
@@ -401,41 +400,40 @@ KINDS: dict[str, Kind] = {
         Kind("max_words", "at most N words", _max_words),
         Kind("min_words", "at least N words", _min_words),
         Kind("about_words", "about N words", _about_words),
-        Kind("exact_words", "exactly N words", _exact_words, planned=False),
+        Kind("exact_words", "exactly N words", _exact_words),
         Kind("bullets", "exactly N bullet points", _counted("bullet point", lambda d: len(_list_lines(d, _BULLET)))),
         Kind("numbered", "exactly N numbered items", _counted("numbered item", lambda d: len(_list_lines(d, _NUMBERED)))),
         Kind("items", "exactly N list items", _counted("item", _items)),
         Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
         Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
-        Kind("paragraphs", "exactly N paragraphs", _counted("paragraph", _paragraphs), planned=False),
-        Kind("item_max_words", "each list item at most N words", _item_max_words, planned=False),
+        Kind("paragraphs", "exactly N paragraphs", _counted("paragraph", _paragraphs)),
+        Kind("item_max_words", "each list item at most N words", _item_max_words),
         Kind("json", "valid JSON", _json),
         Kind("json_array", "a JSON array of N elements", _json_array),
         Kind("json_keys", "JSON objects with these keys", _json_keys),
         Kind("python", "Python code that parses", _python),
         Kind("function", "a Python function of this name", _defines("function", (ast.FunctionDef, ast.AsyncFunctionDef))),
-        Kind("class", "a Python class of this name", _defines("class", ast.ClassDef), planned=False),
-        Kind("returns", "the function returns a value, not only prints it", _returns, planned=False),
+        Kind("class", "a Python class of this name", _defines("class", ast.ClassDef)),
+        Kind("returns", "the function returns a value, not only prints it", _returns),
         Kind("include", "this word or phrase appears", _phrase("include")),
         Kind("exclude", "this word or phrase does not appear", _phrase("exclude")),
-        Kind("line_start", "every line starts with this letter", _line_start, planned=False),
-        Kind("uppercase", "capital letters only", _uppercase, planned=False),
-        Kind("lowercase", "lower case only", _lowercase, planned=False),
-        Kind("starts_with", "the text begins with this phrase", _starts_with, planned=False),
-        Kind("ends_with", "the text ends with this phrase", _ends_with, planned=False),
-        Kind("acrostic", "the lines' first letters spell this word", _acrostic, planned=False),
-        Kind("no_code_fence", "no ``` code fences", _no_code_fence, planned=False),
-        Kind("no_title", "no title or heading", _no_title, planned=False),
-        Kind("no_bullets", "no bullet points or numbered lists", _no_bullets, planned=False),
-        Kind("table", "a Markdown table with these columns and rows", _table, planned=False),
-        Kind("no_repeats", "no line repeated over and over", _no_repeats, planned=False, always=True),
-        Kind("no_empty_items", "no list item without words", _no_empty_items, planned=False, always=True),
-        Kind("new_draft", "not a draft already rejected", _new_draft, planned=False, always=True),
-        Kind("no_chatter", "the work itself, not a note to the reviewer", _no_chatter, planned=False, always=True),
-        Kind("no_echo", "nothing copied from the prompt or the plan", _no_echo, planned=False, always=True),
+        Kind("line_start", "every line starts with this letter", _line_start),
+        Kind("uppercase", "capital letters only", _uppercase),
+        Kind("lowercase", "lower case only", _lowercase),
+        Kind("starts_with", "the text begins with this phrase", _starts_with),
+        Kind("ends_with", "the text ends with this phrase", _ends_with),
+        Kind("acrostic", "the lines' first letters spell this word", _acrostic),
+        Kind("no_code_fence", "no ``` code fences", _no_code_fence),
+        Kind("no_title", "no title or heading", _no_title),
+        Kind("no_bullets", "no bullet points or numbered lists", _no_bullets),
+        Kind("table", "a Markdown table with these columns and rows", _table),
+        Kind("no_repeats", "no line repeated over and over", _no_repeats, always=True),
+        Kind("no_empty_items", "no list item without words", _no_empty_items, always=True),
+        Kind("new_draft", "not a draft already rejected", _new_draft, always=True),
+        Kind("no_chatter", "the work itself, not a note to the reviewer", _no_chatter, always=True),
+        Kind("no_echo", "nothing copied from the prompt or the plan", _no_echo, always=True),
     )
 }  # fmt: skip
-PLANNED_KINDS = tuple(name for name, kind in KINDS.items() if kind.planned)  # what the planner may propose
 ALWAYS_CHECKED = tuple(name for name, kind in KINDS.items() if kind.always)  # every draft, whatever the task
 
 

@@ -173,7 +173,7 @@ def demo_script(scenario: str, calls: dict[str, int] | None = None) -> Responder
                 )
             steps = [first, f"Write it in one pass: {clip(task, 80)}", "Read it back and tighten every line."]
             if "response_format" in request:
-                return json.dumps({"steps": steps, "checks": []})
+                return json.dumps({"steps": steps})
             return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
         if role == "single":  # --compare's plain call: what an unplanned first draft looks like
             return _HAIKU_REJECTED[0] if haiku else f"(scripted plain call) A short answer to: {task}"

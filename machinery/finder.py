@@ -7,11 +7,9 @@ one, such as "haiku" into three lines). A leaf module: it imports only
 
 from __future__ import annotations
 
-import functools
 import re
-from typing import Any
 
-from machinery.checks import KINDS, PLANNED_KINDS, Requirement
+from machinery.checks import Requirement
 
 _NUMBER_WORDS = {
     word: n
@@ -253,53 +251,3 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
         return [Requirement(kind, _number(groups[0]), quote)]
     except (KeyError, ValueError, IndexError):
         return []
-
-
-def accept_proposed(task: str, proposed: Any) -> list[Requirement]:
-    """Checks the planner proposed that code can trust: the quote is in the task, and code reads it as that kind.
-
-    The model only points at words of the task; code decides what they require, so no model can invent one.
-
-    >>> accept_proposed("Write at most 30 words.", [{"kind": "max_words", "value": "300", "quote": "at most 30 words"}])
-    [Requirement(kind='max_words', value=30, quote='at most 30 words')]
-    >>> accept_proposed("List 5 fruits.", [{"kind": "max_words", "value": "5", "quote": "5"}])
-    []
-    """
-    accepted: list[Requirement] = []
-    flat_task = " ".join(task.split())
-    for item in proposed if isinstance(proposed, list) else []:
-        if not isinstance(item, dict) or item.get("kind") not in KINDS or KINDS[item["kind"]].always:
-            continue
-        quote = " ".join(str(item.get("quote", "")).split())
-        if quote and re.search(rf"(?<!\w){re.escape(quote)}(?!\w)", flat_task, re.I):
-            accepted += [r for r in requirements_from_task(quote) if r.kind == item["kind"]]
-    return accepted
-
-
-def merge_requirements(known: list[Requirement], more: list[Requirement]) -> list[Requirement]:
-    merged = {(r.kind, str(r.value).lower()): r for r in [*known, *more]}
-    return list(merged.values())
-
-
-@functools.cache
-def plan_schema() -> dict[str, Any]:
-    """The planner's reply: short steps, and the task's measurable requirements, each quoting the task.
-
-    The kinds are an enum made from KINDS, so a server that enforces the schema lets no other kind through.
-    """
-    from typing import Literal
-
-    from pydantic import BaseModel, ConfigDict
-
-    class ProposedCheck(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        kind: Literal[PLANNED_KINDS]  # type: ignore[valid-type]
-        value: str
-        quote: str
-
-    class Plan(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        steps: list[str]
-        checks: list[ProposedCheck]
-
-    return {"name": "plan", "strict": True, "schema": Plan.model_json_schema()}

@@ -5,6 +5,7 @@ A leaf module (it imports only ``machinery.text`` and ``machinery.checks``), so 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -42,17 +43,32 @@ def _content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z]{4,}", text.lower()) if w not in _GENERIC}
 
 
-def read_plan(text: str) -> tuple[list[str], Any]:
-    """(steps, proposed checks) from the planner's reply: the JSON it was asked for, or plain numbered lines."""
+def read_plan(text: str) -> list[str]:
+    """The steps of the planner's reply: the JSON it was asked for, or plain numbered lines."""
     for data in json_objects(text):
         steps = data.get("steps")
         if isinstance(steps, list) and all(isinstance(s, str) for s in steps):
             steps = [re.sub(r"^\s*(?:\d+[.):]|[-*•])\s*", "", s) for s in steps]  # numbers are added by code
-            return [" ".join(s.split()) for s in steps if s.strip()], data.get("checks")
+            return [" ".join(s.split()) for s in steps if s.strip()]
     lines = [
         re.sub(r"^\s*(?:\d+[.):]|[-*•]|step \d+:?)\s*", "", line, flags=re.I).strip() for line in text.splitlines()
     ]
-    return [line for line in lines if line], None
+    return [line for line in lines if line]
+
+
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    """The planner's reply as a JSON schema for structured output: a list of short steps.
+
+    Built on first use from a pydantic model: pydantic is imported here, so ``--help`` never pays for it.
+    """
+    from pydantic import BaseModel, ConfigDict
+
+    class Plan(BaseModel):
+        model_config = ConfigDict(extra="forbid")  # strict structured output needs additionalProperties false
+        steps: list[str]
+
+    return {"name": "plan", "strict": True, "schema": Plan.model_json_schema()}
 
 
 def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement], cut_off: bool) -> str | None:

@@ -58,7 +58,7 @@ log = logging.getLogger("agents.services")
 AGENTS = {"planner": planner_agent, "worker": worker_agent, "critic": critic_agent}  # the chapter's own functions
 # Which keys of the shared state each agent writes (the chapter's SharedState docstring); a reply may write no other.
 WRITES = {
-    "planner": {"plan", "plan_version", "worker_attempts", "requirements", "history"},
+    "planner": {"plan", "plan_version", "worker_attempts", "history"},
     "worker": {"result", "worker_attempts", "draft_facts"},
     "critic": {"critic_approved", "critic_feedback", "best", "history"},
 }

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import multi_agent_system as mas
 from conftest import FakeClient, completion, verdict
 from machinery.checks import ABOUT_TOLERANCE, KINDS, REPEAT_LIMIT, Requirement, measure
-from machinery.finder import accept_proposed, requirements_from_task
+from machinery.finder import requirements_from_task
 
 R = Requirement
 
@@ -121,23 +121,17 @@ def test_a_draft_that_repeats_itself_fails_every_time() -> None:
     assert [c["passed"] for c in checks if c["kind"] == "no_repeats"] == [False]
 
 
-def test_the_planner_can_add_a_check_only_by_quoting_the_task() -> None:
-    task = "Write a product blurb; keep each line short, and mention 'waterproof'. List 5 uses."
-    proposed = [
-        {"kind": "include", "value": "waterproof", "quote": "mention 'waterproof'"},  # quoted: kept
-        {"kind": "max_words", "value": "20", "quote": "at most 20 words"},  # invented: the task never says it
-        {"kind": "teleport", "value": "1", "quote": "Write a product blurb"},  # not a kind code can check
-        {"kind": "max_words", "value": "5", "quote": "5"},  # in the task, but code does not read it as a word limit
-        {"kind": "uppercase", "value": "yes", "quote": "a"},
-    ]
-    assert accept_proposed(task, proposed) == [R("include", "waterproof", "mention 'waterproof'")]
+def test_every_phrasing_names_a_kind_of_the_one_table() -> None:
+    """The finder's phrasings name kinds of checks.KINDS (or shorthands read into them): one table of kinds."""
+    from machinery import finder
 
-
-def test_a_proposal_is_read_by_code_not_by_the_model() -> None:
-    """The model's value is ignored when code can read the quote itself."""
-    task = "Answer in at most 25 words."
-    (kept,) = accept_proposed(task, [{"kind": "max_words", "value": "250", "quote": "at most 25 words"}])
-    assert kept.value == 25
+    shorthands = {"item_below_words", "word_range", "open_range", "below_words", "above_words", "form"}
+    shorthands |= {"one_sentence", "one_paragraph"}
+    for _pattern, kind in finder._PHRASINGS:
+        assert kind in KINDS or kind in shorthands, kind
+    for kind in shorthands:
+        for r in finder._read_requirement(kind, ["3", "5"] if kind != "form" else ["haiku"], "q"):
+            assert r.kind in KINDS
 
 
 @settings(max_examples=200, deadline=None)
