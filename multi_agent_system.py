@@ -68,6 +68,7 @@ from machinery.checks import (
     format_facts,
     measure,
     spelled_out,
+    without_chatter,
 )
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
@@ -637,7 +638,7 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
             )
         )
     reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
-    state["result"] = draft = reply.content.strip()
+    state["result"] = draft = without_chatter(reply.content)  # "Sure, here is...:" is the model talking, not the work
     state["worker_attempts"] += 1
     checks = [*state["requirements"], *run_checks(state)]
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)

@@ -127,28 +127,43 @@ def most_repeated_line(draft: str) -> tuple[str, int]:
 # -- One function per kind: each returns (passed, what was measured) -------------
 
 
+def _change(found: int, low: float, high: float, noun: str) -> str:
+    """What to do about a count outside [low, high], in words a small model can act on: "cut 19 words"."""
+    if found > high:
+        return f" (cut {_count(math.ceil(found - high), noun)})"
+    if found < low:
+        return f" (add {_count(math.ceil(low - found), noun)})"
+    return ""
+
+
 def _max_words(draft: str, v: int) -> tuple[bool, str]:
-    return _words(draft) <= v, f"{_count(_words(draft), 'word')}; the task asks for at most {v}"
+    n = _words(draft)
+    return n <= v, f"{_count(n, 'word')}; the task asks for at most {v}{_change(n, 0, v, 'word')}"
 
 
 def _min_words(draft: str, v: int) -> tuple[bool, str]:
-    return _words(draft) >= v, f"{_count(_words(draft), 'word')}; the task asks for at least {v}"
+    n = _words(draft)
+    return n >= v, f"{_count(n, 'word')}; the task asks for at least {v}{_change(n, v, math.inf, 'word')}"
 
 
 def _about_words(draft: str, v: int) -> tuple[bool, str]:
     low, high = math.floor(v * (1 - ABOUT_TOLERANCE)), math.ceil(v * (1 + ABOUT_TOLERANCE))
-    words = _words(draft)
-    return low <= words <= high, f"{_count(words, 'word')}; the task asks for about {v} ({low}-{high})"
+    n = _words(draft)
+    return (
+        low <= n <= high,
+        f"{_count(n, 'word')}; the task asks for about {v} ({low}-{high}){_change(n, low, high, 'word')}",
+    )
 
 
 def _exact_words(draft: str, v: int) -> tuple[bool, str]:
-    return _words(draft) == v, f"{_count(_words(draft), 'word')}; the task asks for exactly {v}"
+    n = _words(draft)
+    return n == v, f"{_count(n, 'word')}; the task asks for exactly {v}{_change(n, v, v, 'word')}"
 
 
 def _counted(noun: str, count: Callable[[str], int]) -> Measure:
     def measure_count(draft: str, v: int) -> tuple[bool, str]:
         found = count(draft)
-        return found == v, f"{_count(found, noun)}; the task asks for exactly {v}"
+        return found == v, f"{_count(found, noun)}; the task asks for exactly {v}{_change(found, v, v, noun)}"
 
     return measure_count
 
@@ -392,6 +407,30 @@ def _no_repeats(draft: str, v: int) -> tuple[bool, str]:
     return False, f"the draft repeats itself: '{clip(line, 60)}' appears {times(times_seen)}"
 
 
+# A line that only introduces or closes the work ("Sure, here is the revised description:", "Let me know if
+# you need changes!") is the model talking, not the work: code takes it off before anything is measured.
+_OPENER = re.compile(
+    r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|here(?: is|'s| are)|below is|i (?:have|'ve) (?:revised|rewritten|updated))"
+    r"\b[^\n]{0,120}:\s*$",
+    re.I,
+)
+_CLOSER = re.compile(r"^\s*(?:let me know|i hope this|feel free|hope this|is there anything)\b[^\n]{0,160}$", re.I)
+
+
+def without_chatter(text: str) -> str:
+    r"""``text`` without a first line that only introduces it or a last line that only offers more help.
+
+    >>> without_chatter("Sure, here is the revised haiku:\n\nSnow on the pine\nLet me know if you want changes!")
+    'Snow on the pine'
+    """
+    lines = text.strip().splitlines()
+    if len(lines) > 1 and _OPENER.match(lines[0]):
+        lines = lines[1:]
+    if len(lines) > 1 and _CLOSER.match(lines[-1]):
+        lines = lines[:-1]
+    return "\n".join(lines).strip()
+
+
 # -- The table ------------------------------------------------------------------
 
 KINDS: dict[str, Kind] = {
@@ -441,7 +480,7 @@ def measure(draft: str, r: Requirement) -> tuple[bool, str]:
     """Whether ``draft`` meets ``r``, and what was measured, in words a model can act on.
 
     >>> measure("one two three", Requirement("max_words", 2, "at most 2 words"))
-    (False, '3 words; the task asks for at most 2')
+    (False, '3 words; the task asks for at most 2 (cut 1 word)')
     """
     kind = KINDS.get(r.kind)
     if kind is None:
