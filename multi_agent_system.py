@@ -63,13 +63,13 @@ from machinery.checks import (
     REPEAT_LIMIT,
     Requirement,
     code_blocks,
-    disputed,
     distance,
     format_facts,
     measure,
     spelled_out,
     without_chatter,
 )
+from machinery.disputes import disputed
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.text import clip, fit, times

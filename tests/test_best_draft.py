@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, verdict
-from machinery.checks import Requirement, disputed, distance, measure
+from machinery.checks import Requirement, distance, measure
+from machinery.disputes import disputed
 from machinery.plans import plan_problem
 
 R = mas.REJECTIONS_BEFORE_REPLAN

@@ -18,7 +18,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER_MAX_LINES = 1_000
 FILE_MAX_LINES = 700
-LEAVES = {"machinery.text", "machinery.verdicts", "machinery.checks", "machinery.finder", "machinery.plans"}
+LEAVES = {
+    "machinery.text",
+    "machinery.verdicts",
+    "machinery.checks",
+    "machinery.finder",
+    "machinery.plans",
+    "machinery.disputes",
+}
 SKIP = {".venv", ".venv-ci", ".git", "logs", "__pycache__", ".hypothesis"}
 
 

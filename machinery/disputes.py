@@ -1,0 +1,108 @@
+"""When the critic disputes what code measured: the sentences of a rejection that contradict a measurement.
+
+Code outranks the critic in both directions. A failed check is a rejection no model can
+overturn; and a rejection whose reason contradicts a check that passed ("it only has three
+lines" of a haiku code counted three lines in) is not taken as stated: the chapter's
+``judge_again`` asks the critic once more, with the measurement, and sets aside what it still claims.
+
+A leaf module (it imports nothing of this project), so the chapter may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_NUMBER = (
+    r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred)"
+)
+_WORDS_AS_NUMBERS = {
+    w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+_WORDS_AS_NUMBERS |= {"fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100}
+# (a count named with a number, the same named without one, the fact code measured, the kinds that checked it):
+# "only 3 lines" and "too many lines" claim a count; "the word 'sweet' is missing" does not.
+_MORE = r"(?:too many|too few|more|fewer|enough|extra|additional|missing|remaining) "
+_COUNTED = [
+    (
+        r"words?",
+        rf"word count|word limit|the length|too long|too short|too wordy|too brief|{_MORE}words",
+        "words",
+        "max_words min_words about_words exact_words",
+    ),
+    (r"lines?", rf"line count|{_MORE}lines", "lines", "lines"),
+    (r"sentences?", rf"{_MORE}sentences", None, "sentences"),
+    (
+        r"items?|bullets?|bullet points?|points?|entries|steps?",
+        rf"{_MORE}(?:items|bullets|points|steps)",
+        None,
+        "items bullets numbered",
+    ),
+    (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
+]
+# "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
+_PART = r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing) (?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b"
+_COMPLAINT = (
+    r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
+    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
+)
+_FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing check says otherwise)
+    (
+        r"\bjson\b.*\b(?:invalid|not valid|malformed|broken|does ?n[o']t parse|syntax)\b|\binvalid json\b",
+        "json json_array json_keys",
+    ),
+    (
+        r"\b(?:missing|lacks?|without) (?:the |a |an )?(?:required )?(?:keys?|fields?)\b|\bkeys? (?:is|are) missing\b",
+        "json_keys",
+    ),
+    (
+        r"\b(?:syntax error|does ?n[o']t (?:parse|compile|run)|invalid python|indentation error)\b",
+        "python function class",
+    ),
+    (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
+]
+
+
+def _as_number(word: str) -> int:
+    return int(word) if word.isdigit() else _WORDS_AS_NUMBERS[word]
+
+
+def _first_number(text: str) -> int | None:
+    found = re.search(r"\d+", text)
+    return int(found.group(0)) if found else None
+
+
+def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each sentence of a rejection that contradicts what code measured, with the measurement:
+    a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed.
+
+    >>> facts = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+    >>> disputed("Missing the last two lines. The imagery is vague.", facts)
+    [('Missing the last two lines.', '3 non-empty lines')]
+    >>> disputed("The draft has 17 words. Line 2 has too many syllables.", facts)
+    []
+    """
+    found = []
+    checks = facts.get("checks", [])
+    for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
+        low = sentence.lower()
+        for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
+            counts = [_as_number(m.group(1)) for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)]
+            if not counts and not re.search(rf"\b(?:{named})\b", low):
+                continue
+            passing = [c for c in checks if c["kind"] in kinds.split()]
+            measured = facts.get(fact) if fact else _first_number(passing[0]["measured"]) if passing else None
+            wrong = [n for n in counts if n != measured]  # "three lines, as code measured" agrees: no dispute
+            if passing and all(c["passed"] for c in passing) and (wrong or re.search(_COMPLAINT, low)):
+                found.append((sentence, "; ".join(c["measured"] for c in passing)))
+                break
+            if fact and wrong and not passing:  # a count code made of every draft, though the task set none
+                found.append((sentence, f"{facts.get(fact)} {fact}"))
+                break
+        else:
+            for claim, kinds in _FOUND_INVALID:
+                passing = [c for c in checks if c["kind"] in kinds.split() and c["passed"]]
+                if passing and re.search(claim, low):
+                    found.append((sentence, passing[0]["measured"]))
+                    break
+    return found
