@@ -23,6 +23,7 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from machinery.cli import exit_code_for
+from machinery.config import clean_task
 from machinery.demo import Responder
 from machinery.gateway import LLM, sdk_retries_shown
 from machinery.output import Display
@@ -227,6 +228,7 @@ def run_cli(
     try:
         if not args.brief.strip():
             raise mas.UsageError("the brief is empty: describe the server to configure")
+        args.brief = clean_task(args.brief, "the brief")  # the chapter's checks: bytes argv could not decode, NUL
         llm = cli.open_run(args, display, client, responder)
     except mas.UsageError as err:
         display.error(str(err))
