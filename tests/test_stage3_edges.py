@@ -17,6 +17,10 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
+from conftest import output
+from stages.stage3 import demo
+from stages.stage3.activity import solution_workflow as solution
+from stages.stage3.activity import starter_workflow as starter
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = {
@@ -56,3 +60,39 @@ def test_invalid_utf8_in_argv_is_one_line_and_exit_2(program: str, tmp_path: Pat
     errors = [line for line in shown.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "not UTF-8" in errors[0], shown
     assert not traces(tmp_path), "a trace was written for a run that never started"
+
+
+# -- a refusal after the trace was opened --------------------------------------
+
+
+def test_an_out_path_under_a_regular_file_leaves_no_trace_without_an_end(console, tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    code = solution.main(["--out", str(tmp_path / "plain.txt" / "secure_server.json")], console=console)
+    shown = output(console)
+    assert code == mas.EXIT_USAGE and "Traceback" not in shown
+    assert [line for line in shown.splitlines() if line.startswith("error: ")] == [
+        f"error: cannot write the result to {tmp_path / 'plain.txt' / 'secure_server.json'}: "
+        f"{tmp_path / 'plain.txt'} is a file, not a folder"
+    ]
+    assert_every_trace_ends(tmp_path)
+    assert not traces(tmp_path), "the path is checked before the run opens its trace"
+
+
+def refuse(*args: Any, **kwargs: Any) -> Any:
+    raise mas.UsageError("cannot write the result to out.json: the disk is full")
+
+
+@pytest.mark.parametrize("program", ["handoffs", "starter"])
+def test_a_refusal_once_the_trace_is_open_still_ends_the_trace(console, monkeypatch, tmp_path: Path, program) -> None:
+    """What a student's own save (stretch 2) or a later check may raise: one line, exit 2, and an ended trace."""
+    module, name = (demo, "run") if program == "handoffs" else (starter, "run_audit")
+    monkeypatch.setattr(module, name, refuse)
+    code = module.main([], console=console)
+    shown = output(console)
+    assert code == mas.EXIT_USAGE and "Traceback" not in shown
+    assert [line for line in shown.splitlines() if line.startswith("error: ")] == [
+        "error: cannot write the result to out.json: the disk is full"
+    ]
+    (events,) = traces(tmp_path)
+    assert_every_trace_ends(tmp_path)
+    assert events[-1]["stop_reason"] == "usage_error" and "disk is full" in events[-1]["detail"]

@@ -368,6 +368,7 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     except mas.UsageError as err:
         display.error(str(err))
         return mas.EXIT_USAGE
+    outcome = ("crashed", "an unexpected error ended the run")  # what the trace's end says if run() never did
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("coordinator", "research", "planner"))
         context = ResearchContext(question)
@@ -397,8 +398,12 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
             )
         )
         return exit_code_for(result.stop_reason, "answered")
+    except mas.UsageError as err:
+        display.error(str(err))
+        outcome = ("usage_error", str(err))
+        return mas.EXIT_USAGE
     finally:
-        llm.trace.close()
+        cli.close_run(llm.trace, *outcome)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ STOP_REASONS = {
     **mas.STOP_REASONS,
     "answered": "the coordinator answered",
     "max_turns": "the run used every model turn it was allowed without finishing",
+    "usage_error": "a mistake in the command line (a path, an input) was refused after the run had started",
 }
 
 
