@@ -7,20 +7,27 @@ opened, ends with its ``end`` event, with nothing after it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 import multi_agent_system as mas
 from conftest import output
+from fault_server import FAULTS, FaultServer
+from machinery.output import Trace
 from stages.stage3 import demo
 from stages.stage3.activity import solution_workflow as solution
 from stages.stage3.activity import starter_workflow as starter
+from stages.stage3.activity.players import demo_responder as demo_players
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = {
@@ -96,3 +103,53 @@ def test_a_refusal_once_the_trace_is_open_still_ends_the_trace(console, monkeypa
     (events,) = traces(tmp_path)
     assert_every_trace_ends(tmp_path)
     assert events[-1]["stop_reason"] == "usage_error" and "disk is full" in events[-1]["detail"]
+
+
+# -- a server that hangs: the run stops on time, and its trace ends with its end event ------------------
+
+HANG_LIMIT_S = 1.0  # --timeout: the SDK's own read timeout on the hung request is this long too, so the two race
+
+
+@pytest.mark.parametrize("program", ["handoffs", "solution"])
+def test_a_hung_server_stops_the_run_and_nothing_follows_the_end_event(monkeypatch, tmp_path: Path, program) -> None:
+    """The abandoned call's SDK thread times out and retries (and says so) at about the moment the run ends."""
+    main, responder = (demo.main, demo.demo_responder) if program == "handoffs" else (solution.main, demo_players)
+    with FaultServer(responder(), FAULTS["hang"], key="sk-test-hang-0123456789") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-hang-0123456789")
+        console = Console(file=io.StringIO(), width=100, color_system=None)
+        started = time.monotonic()
+        code = main(["--timeout", str(HANG_LIMIT_S), "--verbose", "--log-dir", str(tmp_path / "logs")], console=console)
+        seconds = time.monotonic() - started
+        time.sleep(HANG_LIMIT_S + 0.5)  # the abandoned call's retry, had it anywhere to go, has spoken by now
+    assert code == mas.EXIT_NOT_APPROVED and seconds < HANG_LIMIT_S + 2
+    (events,) = traces(tmp_path)
+    assert_every_trace_ends(tmp_path)
+    assert events[-1]["stop_reason"] == "timeout"
+
+
+class _Slow:
+    """A field whose text takes a while to write: an event that is being written while the run ends."""
+
+    def __init__(self) -> None:
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def __str__(self) -> str:
+        self.inside.set()
+        self.go.wait(5)
+        return "openai SDK: Retrying request to /chat/completions"
+
+
+def test_an_event_written_while_the_run_ends_never_lands_after_the_end_event(tmp_path: Path) -> None:
+    """The abandoned call's thread and the run's thread write to one trace: the end event stays the last line."""
+    trace = Trace(tmp_path / "t.jsonl", "run")
+    slow = _Slow()
+    late = threading.Thread(target=lambda: trace.event("warning", message=slow))
+    late.start()
+    assert slow.inside.wait(5)
+    trace.event("end", stop_reason="timeout")
+    slow.go.set()
+    late.join(5)
+    trace.close()
+    kinds = [json.loads(line)["event"] for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert kinds[-1] == "end", kinds
