@@ -518,3 +518,58 @@ def test_a_bad_out_path_is_one_line_and_costs_nothing(console, tmp_path):
     client = FakeClient()  # any call would fail the test: nothing may be paid for
     assert solution.main(["--out", str(tmp_path)], console=console, client=client) == mas.EXIT_USAGE
     assert [line for line in output(console).splitlines() if line.startswith("error:")]
+
+
+# A rule a student names their own way (EXERCISE.md allows any stable id): (id, field, description, check).
+STUDENT_FINDINGS = {
+    "a version to set": (
+        "old-tls-protocol",
+        "tls.min_version",
+        "TLS older than 1.3: set 1.3",
+        lambda c: isinstance(c.get("tls"), dict) and c["tls"].get("min_version") == "1.3",
+    ),
+    "a block to fix": (
+        "weak-crypto",
+        "tls",
+        "old TLS is allowed",
+        lambda c: isinstance(c.get("tls"), dict) and c["tls"].get("min_version") == "1.3",
+    ),
+    "a header by name": (
+        "no-hsts",
+        "headers.Strict-Transport-Security",
+        "HSTS is missing",
+        lambda c: isinstance(c.get("headers"), dict) and "Strict-Transport-Security" in c["headers"],
+    ),
+    "the headers as a whole": (
+        "missing-security-headers",
+        "headers",
+        "Referrer-Policy is missing",
+        lambda c: isinstance(c.get("headers"), dict) and "Referrer-Policy" in c["headers"],
+    ),
+    "a quoted value": (
+        "frames",
+        "headers.X-Frame-Options",
+        'framing is allowed: set "DENY"',
+        lambda c: isinstance(c.get("headers"), dict) and c["headers"].get("X-Frame-Options") == "DENY",
+    ),
+    "a flag to set": (
+        "plain-http",
+        "redirect_http_to_https",
+        "HTTP is served as is: set true",
+        lambda c: c.get("redirect_http_to_https") is True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STUDENT_FINDINGS)
+def test_the_scripted_blue_team_fixes_what_a_finding_says_whatever_its_id(case, console, monkeypatch):
+    fid, where, description, fixed = STUDENT_FINDINGS[case]
+
+    def student_rule(config: dict[str, Any], strict: bool) -> list[starter.Finding]:
+        return [] if fixed(config) else [starter.Finding(fid, "high", where, description)]
+
+    assert not fixed(players.FIRST_DRAFT)  # the first draft has the flaw: the rule fires in round 1
+    monkeypatch.setattr(starter, "RULES", [*starter.RULES, student_rule])
+    assert starter.main(["--demo", "--json"], console=console) == mas.EXIT_APPROVED, output(console)[-600:]
+    result = json.loads(output(console))
+    assert result["rounds"] <= 3 and fid in {f["id"] for f in result["all_findings"]}

@@ -119,3 +119,13 @@ def test_code_that_raises_is_a_failed_task_with_the_error(monkeypatch):
     monkeypatch.setattr(starter_workflow, "starter_round", broken)
     passed, detail = check.run_task(starter_workflow, 4)
     assert not passed and "ValueError: oops" in detail
+
+
+def test_a_game_that_ends_without_approval_fails_task_1_with_its_stop_reason(monkeypatch):
+    def unfixable(config: dict[str, Any], strict: bool) -> list[Finding]:
+        return [Finding("mystery", "high", "mystery", "something is off, and nobody knows what")]
+
+    monkeypatch.setattr(starter_workflow, "RULES", [*starter_workflow.RULES, unfixable])
+    passed, detail = check.run_task(starter_workflow, 1)
+    assert not passed, detail
+    assert "without approval" in detail and "token_budget" in detail and "mystery" in detail

@@ -244,14 +244,24 @@ def task_run(module: ModuleType) -> Result:
 
     folder = Path(tempfile.mkdtemp(prefix="stage3-check-"))
     with _inside(folder):
-        code = module.main(["--demo"], console=Console(file=io.StringIO()))
+        code = module.main(["--demo", *TOKEN_CAP], console=Console(file=io.StringIO()))
     traces = list((folder / "logs").glob("*.jsonl"))
     if code not in (mas.EXIT_APPROVED, mas.EXIT_NOT_APPROVED):
         return False, f"the offline game ended with exit code {code}, not 0 or 1"
     events = [json.loads(line) for trace in traces for line in trace.read_text().splitlines()]
-    if not any(e.get("event") == "end" for e in events):
+    ends = [e for e in events if e.get("event") == "end"]
+    if not ends:
         return False, "the game left no trace with an 'end' event in logs/"
-    return True, f"the offline game ran and ended with exit code {code}"
+    end = ends[-1]
+    if code != mas.EXIT_APPROVED:  # the scripted players fix what a finding says: a sound game ends approved
+        still = [f"{f.get('id')} ({f.get('field')})" for f in end.get("open_findings") or [] if isinstance(f, dict)]
+        return False, (
+            f"the offline game ended without approval: {end.get('stop_reason')} ({end.get('detail')}) "
+            f"after {end.get('rounds')} rounds"
+            + (f"; still open: {clip(', '.join(still), 120)}" if still else "")
+            + ". The offline Blue Team fixes the field a finding names, with the value its description gives"
+        )
+    return True, f"the offline game ran and was approved in round {end.get('rounds')}"
 
 
 def task_pickier(module: ModuleType) -> Result:
