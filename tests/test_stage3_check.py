@@ -129,3 +129,25 @@ def test_a_game_that_ends_without_approval_fails_task_1_with_its_stop_reason(mon
     passed, detail = check.run_task(starter_workflow, 1)
     assert not passed, detail
     assert "without approval" in detail and "token_budget" in detail and "mystery" in detail
+
+
+def test_a_rule_that_crashes_on_an_odd_shape_fails_task_2_naming_the_shape(monkeypatch):
+    def check_tls_version(config: dict[str, Any], strict: bool) -> list[Finding]:
+        if config["tls"]["min_version"] in ("1.2", "1.3"):  # what the hints warn against
+            return []
+        return [Finding("tls-old", "high", "tls.min_version", "TLS older than 1.2: set 1.3")]
+
+    monkeypatch.setattr(starter_workflow, "RULES", [*starter_workflow.RULES, check_tls_version])
+    passed, detail = check.run_task(starter_workflow, 2)
+    assert not passed, detail
+    assert "check_tls_version" in detail and "tls is missing" in detail and "KeyError" in detail
+
+
+def test_the_odd_shapes_are_odd_in_every_way_the_hints_name():
+    shapes = dict(check.odd_shapes())
+    assert len(shapes) > 50 and shapes["nothing is set"] == {}
+    for kind in ("is missing", "is None", "is a list", "is a string", "is a number"):
+        assert any(name.endswith(kind) for name in shapes), kind
+    assert shapes["tls is missing"] == {k: v for k, v in check.GOOD.items() if k != "tls"}
+    assert shapes["headers is a list"]["headers"] == check.ODD_VALUES["a list"]
+    assert shapes["tls.min_version is None"]["tls"] == {"min_version": None}
