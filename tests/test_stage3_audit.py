@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, output
+from conftest import FakeClient, completion, output, shipped_starter
 from machinery.demo import ScriptedClient, ToolCallSpec
 from machinery.gateway import request_role
 from stages.stage3.activity import machinery, players
@@ -318,7 +318,7 @@ def test_each_module_plays_offline_and_approves(module, console):
 
 
 def test_only_the_solution_saves_and_only_on_approval(console):
-    assert starter.main(["--demo"], console=console) == 0 and not Path("secure_server.json").exists()
+    assert shipped_starter().main(["--demo"], console=console) == 0 and not Path("secure_server.json").exists()
     assert solution.main(["--demo"], console=console) == 0
     assert json.loads(Path("secure_server.json").read_text()) == trace_events_of_last()["config"]
     Path("secure_server.json").unlink()
@@ -346,11 +346,12 @@ def test_a_run_that_stops_keeps_the_best_work_marked_not_approved(module, consol
 
 
 def test_the_starters_limit_is_only_a_prompt_so_the_token_gate_ends_it(console):
+    shipped = shipped_starter()  # as shipped: task 4 asks the student to change this
     client = scripted([json.dumps(changed(debug=True))], ciso='{"approved": false}')
-    assert starter.main(["--max-tokens", "8000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    assert shipped.main(["--max-tokens", "8000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
     end = trace_events()[-1]
     assert end["stop_reason"] == "token_budget" and end["rounds"] > solution.MAX_LOOPS
-    assert "Stop the game after 5 rounds" in starter.CISO_PROMPT  # asked for, and not kept: task 4
+    assert "Stop the game after 5 rounds" in shipped.CISO_PROMPT  # asked for, and not kept: task 4
 
 
 def test_the_starter_never_approves_with_a_blocking_finding_whatever_the_ciso_says(console):

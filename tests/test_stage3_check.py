@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 
-from stages.stage3.activity import check, solution_workflow, starter_workflow
-from stages.stage3.activity.starter_workflow import AuditState, Finding
+from conftest import ROOT, shipped_starter
+from stages.stage3.activity import check, solution_workflow
+from stages.stage3.activity.starter_workflow import AuditState, Finding  # for type hints: the shapes do not change
 
 BUILD_TASKS = [n for n in check.TASKS if n != 1]  # task 1 is "run it": the starter passes it as shipped
+# The starter as shipped (git HEAD), not the file a student is editing: what these tests say of it stays true
+# while the student works, and the checker is tested on student-like changes made to a known starting point.
+starter_workflow = shipped_starter()
 
 
 def lines(*argv: str) -> tuple[int, list[str]]:
@@ -38,11 +42,20 @@ def test_the_solution_passes_every_check():
 
 
 def test_the_untouched_starter_fails_every_build_task():
-    code, report = lines()
-    assert code == 1
-    passed = {n for n, line in zip(check.TASKS, report, strict=True) if " passed · " in line}
-    assert passed == {1}, report
-    assert all("NOT YET · " in report[n - 1] for n in BUILD_TASKS)
+    results = {n: check.run_task(starter_workflow, n) for n in check.TASKS}
+    assert {n for n, (passed, _) in results.items() if passed} == {1}, results
+    assert all(detail for _, detail in results.values())
+
+
+def test_the_starter_these_tests_use_is_the_one_committed():
+    import subprocess
+
+    where = "HEAD:stages/stage3/activity/starter_workflow.py"
+    committed = subprocess.run(["git", "show", where], cwd=ROOT, capture_output=True, text=True, check=False)
+    if committed.returncode != 0:
+        pytest.skip("not a git checkout: the file itself is the starter as shipped")
+    assert starter_workflow.__name__ == "shipped_starter_workflow"
+    assert starter_workflow.CISO_PROMPT in committed.stdout and starter_workflow.RED_PROMPT in committed.stdout
 
 
 def test_one_task_at_a_time():
