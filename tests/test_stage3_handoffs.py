@@ -293,9 +293,9 @@ def test_demo_configuration_error_is_one_line_and_exit_2(console, monkeypatch):
 
 
 def test_doctests_of_the_stage3_modules_pass():
-    from stages.stage3.activity import machinery, solution_workflow
+    from stages.stage3.activity import check, machinery, players, solution_workflow
 
-    for module in (handoffs, demo, machinery, solution_workflow):
+    for module in (handoffs, demo, machinery, solution_workflow, players, check):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

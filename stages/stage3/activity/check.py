@@ -455,8 +455,8 @@ def report_line(number: int, passed: bool, detail: str, width: int = 80) -> str:
     at word boundaries, each further line indented, so that no line is wider than ``width``.
 
     >>> print(report_line(2, False, "no rule catches any of: TLS 1.0 allowed; no Strict-Transport-Security header", 60))
-    task 2 · a pickier Red Team                 NOT YET · no
-        rule catches any of: TLS 1.0 allowed; no
+    task 2 · a pickier Red Team                 NOT YET · no rule
+        catches any of: TLS 1.0 allowed; no
         Strict-Transport-Security header
     """
     title = f"task {number} · {TASKS[number][0]}".ljust(TITLE_WIDTH)

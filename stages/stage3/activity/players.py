@@ -91,15 +91,16 @@ def topic_of(field: str) -> str:
 
 
 def recommended(description: str) -> str | None:
-    """The value a finding's description tells you to set, as written (the strongest, if it names several).
+    """The value a finding's description tells you to set, as written: the last advice in it, and of the
+    values that advice names, the last (the strongest, as people list them).
 
     >>> recommended("TLS older than 1.2: set 1.2 or 1.3"), recommended('framing: set it to "DENY"')
     ('1.3', '"DENY"')
-    >>> recommended("Debug mode is not off: errors would show internals.") is None
-    True
+    >>> recommended("TLS 1.0 to 1.1 is allowed: use 1.3"), recommended("Debug mode is on: errors show internals.")
+    ('1.3', None)
     """
-    match = _RECOMMENDED.search(description)
-    return re.findall(_VALUE, match.group(1))[-1] if match else None
+    advice = _RECOMMENDED.findall(description)
+    return re.findall(_VALUE, advice[-1])[-1] if advice else None
 
 
 def as_value(written: str, like: Any) -> Any:
