@@ -27,16 +27,31 @@ def read_task(arg: str | None, stdin: Any) -> str:
         task = stdin.read() if arg == "-" else (arg or "")
     except UnicodeDecodeError as err:
         raise UsageError(f"{where} is not UTF-8 text (byte {err.object[err.start]:#04x} at {err.start})") from None
-    task = task.strip()
+    if not task.strip():
+        raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
+    return clean_task(task, where)
+
+
+def clean_task(text: str, where: str = "the task") -> str:
+    """Text a user gave as a task (stage 3: a question, a brief), stripped; a UsageError if no request could carry it.
+
+    >>> clean_task("  Write a haiku  ")
+    'Write a haiku'
+    >>> clean_task("Plan a \\udcff server", "the question")  # how Python decodes the byte 0xff in argv
+    Traceback (most recent call last):
+    ...
+    multi_agent_system.UsageError: the question is not UTF-8 text (an undecodable byte at character 7)
+    """
+    task = text.strip()
     bad = next((i for i, ch in enumerate(task) if "\ud800" <= ch <= "\udfff"), None)  # bytes argv could not decode
     if bad is not None:
         raise UsageError(f"{where} is not UTF-8 text (an undecodable byte at character {bad})")
     if "\0" in task:
         raise UsageError(f"{where} contains a NUL byte at character {task.index(chr(0))}: is it a binary file?")
     if not task:
-        raise UsageError('no task given: try  python multi_agent_system.py "Write a haiku about agents"')
+        raise UsageError(f"{where} is empty")
     if len(task) > TASK_MAX_CHARS:
-        raise UsageError(f"the task is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)")
+        raise UsageError(f"{where} is {len(task)} characters; the limit is {TASK_MAX_CHARS} (TASK_MAX_CHARS)")
     return task
 
 

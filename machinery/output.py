@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -251,6 +252,7 @@ class Trace:
         self.run_id = run_id
         self._file: Any = None
         self._secrets: list[str] = []
+        self._lock = threading.Lock()  # the run's thread and an abandoned call's thread may both write
         self.ended = False
         if path is not None:
             try:
@@ -270,22 +272,28 @@ class Trace:
 
     def event(self, kind: str, **fields: Any) -> None:
         """Write one event. The ``end`` event is always the last line: a call abandoned at the time limit
-        that speaks later (the SDK's retry warnings, from its own thread) is not written after it."""
+        that speaks later (the SDK's retry warnings, from its own thread) is not written after it, even
+        when it began writing just before the run ended (the line is written under a lock, if the trace
+        has not ended by then)."""
         if self._file is None or self.ended:
             return
-        self.ended = kind == "end"
         record = {"ts": datetime.now(timezone.utc).isoformat(), "run_id": self.run_id, "event": kind}
         record.update(fields)
         line = json.dumps(record, ensure_ascii=False, default=str)
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
-        self._file.write(line + "\n")
-        self._file.flush()  # a crash or Ctrl-C must not lose what already happened
+        with self._lock:
+            if self._file is None or self.ended:
+                return
+            self.ended = kind == "end"
+            self._file.write(line + "\n")
+            self._file.flush()  # a crash or Ctrl-C must not lose what already happened
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def new_run_id() -> str:

@@ -12,12 +12,17 @@ rewords a prompt or adds an agent breaks only the tests about that change.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -213,3 +218,32 @@ def make_llm(tmp_path: Path, console: Console) -> Callable[..., LLM]:
         return LLM(mas.Settings(**settings), Display(console, mode), trace, client=client)
 
     return build
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def shipped(relative: str) -> ModuleType:
+    """A module of ours as shipped: its text at git HEAD, loaded apart from the file a student may be editing.
+
+    Tests about what the starter does *as shipped* (it fails every build task of the checker, say) run on
+    this copy, so a student who edits the starter as EXERCISE.md asks breaks none of them. Outside a git
+    checkout, or for a file not yet committed, the file itself is loaded. The copy is a module of its own
+    (``shipped_<stem>``), imported once; monkeypatch it as you would the real one.
+    """
+    shown = subprocess.run(["git", "show", f"HEAD:{relative}"], cwd=ROOT, capture_output=True, check=False)
+    source = shown.stdout if shown.returncode == 0 and shown.stdout else (ROOT / relative).read_bytes()
+    name = f"shipped_{Path(relative).stem}"
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(ROOT / relative))
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(ROOT / relative)
+    sys.modules[name] = module  # dataclasses and pydantic look their module up while the class is built
+    exec(compile(source, str(ROOT / relative), "exec"), module.__dict__)
+    return module
+
+
+def shipped_starter() -> ModuleType:
+    """The stage 3 exercise's starter as shipped (see ``shipped``)."""
+    return shipped("stages/stage3/activity/starter_workflow.py")

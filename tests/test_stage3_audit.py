@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, output
+from conftest import FakeClient, completion, output, shipped_starter
 from machinery.demo import ScriptedClient, ToolCallSpec
 from machinery.gateway import request_role
 from stages.stage3.activity import machinery, players
@@ -318,7 +318,7 @@ def test_each_module_plays_offline_and_approves(module, console):
 
 
 def test_only_the_solution_saves_and_only_on_approval(console):
-    assert starter.main(["--demo"], console=console) == 0 and not Path("secure_server.json").exists()
+    assert shipped_starter().main(["--demo"], console=console) == 0 and not Path("secure_server.json").exists()
     assert solution.main(["--demo"], console=console) == 0
     assert json.loads(Path("secure_server.json").read_text()) == trace_events_of_last()["config"]
     Path("secure_server.json").unlink()
@@ -346,11 +346,12 @@ def test_a_run_that_stops_keeps_the_best_work_marked_not_approved(module, consol
 
 
 def test_the_starters_limit_is_only_a_prompt_so_the_token_gate_ends_it(console):
+    shipped = shipped_starter()  # as shipped: task 4 asks the student to change this
     client = scripted([json.dumps(changed(debug=True))], ciso='{"approved": false}')
-    assert starter.main(["--max-tokens", "8000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
+    assert shipped.main(["--max-tokens", "8000"], console=console, client=client) == mas.EXIT_NOT_APPROVED
     end = trace_events()[-1]
     assert end["stop_reason"] == "token_budget" and end["rounds"] > solution.MAX_LOOPS
-    assert "Stop the game after 5 rounds" in starter.CISO_PROMPT  # asked for, and not kept: task 4
+    assert "Stop the game after 5 rounds" in shipped.CISO_PROMPT  # asked for, and not kept: task 4
 
 
 def test_the_starter_never_approves_with_a_blocking_finding_whatever_the_ciso_says(console):
@@ -518,3 +519,58 @@ def test_a_bad_out_path_is_one_line_and_costs_nothing(console, tmp_path):
     client = FakeClient()  # any call would fail the test: nothing may be paid for
     assert solution.main(["--out", str(tmp_path)], console=console, client=client) == mas.EXIT_USAGE
     assert [line for line in output(console).splitlines() if line.startswith("error:")]
+
+
+# A rule a student names their own way (EXERCISE.md allows any stable id): (id, field, description, check).
+STUDENT_FINDINGS = {
+    "a version to set": (
+        "old-tls-protocol",
+        "tls.min_version",
+        "TLS older than 1.3: set 1.3",
+        lambda c: isinstance(c.get("tls"), dict) and c["tls"].get("min_version") == "1.3",
+    ),
+    "a block to fix": (
+        "weak-crypto",
+        "tls",
+        "old TLS is allowed",
+        lambda c: isinstance(c.get("tls"), dict) and c["tls"].get("min_version") == "1.3",
+    ),
+    "a header by name": (
+        "no-hsts",
+        "headers.Strict-Transport-Security",
+        "HSTS is missing",
+        lambda c: isinstance(c.get("headers"), dict) and "Strict-Transport-Security" in c["headers"],
+    ),
+    "the headers as a whole": (
+        "missing-security-headers",
+        "headers",
+        "Referrer-Policy is missing",
+        lambda c: isinstance(c.get("headers"), dict) and "Referrer-Policy" in c["headers"],
+    ),
+    "a quoted value": (
+        "frames",
+        "headers.X-Frame-Options",
+        'framing is allowed: set "DENY"',
+        lambda c: isinstance(c.get("headers"), dict) and c["headers"].get("X-Frame-Options") == "DENY",
+    ),
+    "a flag to set": (
+        "plain-http",
+        "redirect_http_to_https",
+        "HTTP is served as is: set true",
+        lambda c: c.get("redirect_http_to_https") is True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STUDENT_FINDINGS)
+def test_the_scripted_blue_team_fixes_what_a_finding_says_whatever_its_id(case, console, monkeypatch):
+    fid, where, description, fixed = STUDENT_FINDINGS[case]
+
+    def student_rule(config: dict[str, Any], strict: bool) -> list[starter.Finding]:
+        return [] if fixed(config) else [starter.Finding(fid, "high", where, description)]
+
+    assert not fixed(players.FIRST_DRAFT)  # the first draft has the flaw: the rule fires in round 1
+    monkeypatch.setattr(starter, "RULES", [*starter.RULES, student_rule])
+    assert starter.main(["--demo", "--json"], console=console) == mas.EXIT_APPROVED, output(console)[-600:]
+    result = json.loads(output(console))
+    assert result["rounds"] <= 3 and fid in {f["id"] for f in result["all_findings"]}

@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 
-from stages.stage3.activity import check, solution_workflow, starter_workflow
-from stages.stage3.activity.starter_workflow import AuditState, Finding
+from conftest import ROOT, shipped_starter
+from stages.stage3.activity import check, solution_workflow
+from stages.stage3.activity.starter_workflow import AuditState, Finding  # for type hints: the shapes do not change
 
 BUILD_TASKS = [n for n in check.TASKS if n != 1]  # task 1 is "run it": the starter passes it as shipped
+# The starter as shipped (git HEAD), not the file a student is editing: what these tests say of it stays true
+# while the student works, and the checker is tested on student-like changes made to a known starting point.
+starter_workflow = shipped_starter()
 
 
 def lines(*argv: str) -> tuple[int, list[str]]:
@@ -38,11 +42,20 @@ def test_the_solution_passes_every_check():
 
 
 def test_the_untouched_starter_fails_every_build_task():
-    code, report = lines()
-    assert code == 1
-    passed = {n for n, line in zip(check.TASKS, report, strict=True) if " passed · " in line}
-    assert passed == {1}, report
-    assert all("NOT YET · " in report[n - 1] for n in BUILD_TASKS)
+    results = {n: check.run_task(starter_workflow, n) for n in check.TASKS}
+    assert {n for n, (passed, _) in results.items() if passed} == {1}, results
+    assert all(detail for _, detail in results.values())
+
+
+def test_the_starter_these_tests_use_is_the_one_committed():
+    import subprocess
+
+    where = "HEAD:stages/stage3/activity/starter_workflow.py"
+    committed = subprocess.run(["git", "show", where], cwd=ROOT, capture_output=True, text=True, check=False)
+    if committed.returncode != 0:
+        pytest.skip("not a git checkout: the file itself is the starter as shipped")
+    assert starter_workflow.__name__ == "shipped_starter_workflow"
+    assert starter_workflow.CISO_PROMPT in committed.stdout and starter_workflow.RED_PROMPT in committed.stdout
 
 
 def test_one_task_at_a_time():
@@ -119,3 +132,35 @@ def test_code_that_raises_is_a_failed_task_with_the_error(monkeypatch):
     monkeypatch.setattr(starter_workflow, "starter_round", broken)
     passed, detail = check.run_task(starter_workflow, 4)
     assert not passed and "ValueError: oops" in detail
+
+
+def test_a_game_that_ends_without_approval_fails_task_1_with_its_stop_reason(monkeypatch):
+    def unfixable(config: dict[str, Any], strict: bool) -> list[Finding]:
+        return [Finding("mystery", "high", "mystery", "something is off, and nobody knows what")]
+
+    monkeypatch.setattr(starter_workflow, "RULES", [*starter_workflow.RULES, unfixable])
+    passed, detail = check.run_task(starter_workflow, 1)
+    assert not passed, detail
+    assert "without approval" in detail and "token_budget" in detail and "mystery" in detail
+
+
+def test_a_rule_that_crashes_on_an_odd_shape_fails_task_2_naming_the_shape(monkeypatch):
+    def check_tls_version(config: dict[str, Any], strict: bool) -> list[Finding]:
+        if config["tls"]["min_version"] in ("1.2", "1.3"):  # what the hints warn against
+            return []
+        return [Finding("tls-old", "high", "tls.min_version", "TLS older than 1.2: set 1.3")]
+
+    monkeypatch.setattr(starter_workflow, "RULES", [*starter_workflow.RULES, check_tls_version])
+    passed, detail = check.run_task(starter_workflow, 2)
+    assert not passed, detail
+    assert "check_tls_version" in detail and "tls is missing" in detail and "KeyError" in detail
+
+
+def test_the_odd_shapes_are_odd_in_every_way_the_hints_name():
+    shapes = dict(check.odd_shapes())
+    assert len(shapes) > 50 and shapes["nothing is set"] == {}
+    for kind in ("is missing", "is None", "is a list", "is a string", "is a number"):
+        assert any(name.endswith(kind) for name in shapes), kind
+    assert shapes["tls is missing"] == {k: v for k, v in check.GOOD.items() if k != "tls"}
+    assert shapes["headers is a list"]["headers"] == check.ODD_VALUES["a list"]
+    assert shapes["tls.min_version is None"]["tls"] == {"min_version": None}

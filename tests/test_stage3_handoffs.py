@@ -293,9 +293,9 @@ def test_demo_configuration_error_is_one_line_and_exit_2(console, monkeypatch):
 
 
 def test_doctests_of_the_stage3_modules_pass():
-    from stages.stage3.activity import machinery, solution_workflow
+    from stages.stage3.activity import check, machinery, players, solution_workflow
 
-    for module in (handoffs, demo, machinery, solution_workflow):
+    for module in (handoffs, demo, machinery, solution_workflow, players, check):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 
@@ -318,3 +318,50 @@ def test_the_walkthrough_tool_says_in_one_line_that_it_cannot_read_a_stage3_trac
     assert walkthrough.main([str(trace)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "stage 3" in err[0] and "Traceback" not in err[0]
+
+
+NOTES = (
+    '{"notes": ["Old apps have no seams: start with end-to-end tests.", "Run the tests in CI on every pull request."]}'
+)
+
+
+def test_a_specialist_with_nothing_usable_hands_back_after_two_replies_and_the_coordinator_decides(make_llm, console):
+    client = FakeClient(
+        calls(("transfer_to_research", {"task": "What matters?"})),
+        completion(""),  # research: nothing at all
+        completion("I am not able to list facts about that."),  # research: prose, no list
+        calls(("transfer_to_research", {"task": "List three risks of adding tests to an old app."})),  # a new ask
+        completion(NOTES),
+        calls(("transfer_to_planner", {"task": "Plan it."})),
+        calls(("read_notes", {})),
+        completion('{"steps": ["Set up pytest and run it in CI on every pull request."]}'),
+        completion('{"plan": ["Set up pytest and run it in CI on every pull request."]}'),
+    )
+    context = demo.ResearchContext("q")
+    result = run(demo.build_agents(), "q", context, make_llm(client))
+
+    assert result.answered and len(client.calls) == 9
+    assert [request_role(c) for c in client.calls[:4]] == ["coordinator", "research", "research", "coordinator"]
+    back = client.calls[3]["messages"][-1]  # what the coordinator is told when research hands back
+    assert back["role"] == "tool"
+    assert f"after {handoffs.UNUSABLE_REPLIES_MAX} replies" in back["content"]
+    assert "nothing usable" not in back["content"] and "not able to list facts" in back["content"]
+    assert result.handoffs == ["coordinator -> research", "coordinator -> research", "coordinator -> planner"]
+    assert "research hands control back to coordinator without usable work" in output(console)
+
+
+def test_a_specialist_that_wrote_nothing_says_so_plainly(make_llm):
+    client = FakeClient(
+        calls(("transfer_to_research", {"task": "What matters?"})),
+        completion(""),
+        completion("   "),
+        calls(("transfer_to_research", {"task": "List three risks."})),
+    )
+    result = run(demo.build_agents(), "q", demo.ResearchContext("q"), make_llm(client), max_turns=4)
+
+    assert result.stop_reason == "max_turns" and len(client.calls) == 4
+    back = client.calls[3]["messages"][-1]["content"]
+    assert "research wrote nothing usable" in back and "hands back nothing" in back
+    events = [json.loads(line) for line in Path("trace.jsonl").read_text().splitlines()]
+    (returned,) = [e for e in events if e["event"] == "handoff_return"]
+    assert returned["gave_up"] is True and returned["answer"] == back

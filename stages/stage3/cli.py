@@ -93,6 +93,14 @@ class Stage3Display(Display):
         self.panel("".join(parts), f"prompt → {role} (max_tokens {max_tokens})", "dim")
 
 
+def close_run(trace: Trace, stop_reason: str, detail: str) -> None:
+    """Close a run's trace. One that a refusal or a bug left without its ``end`` event gets one now:
+    every trace that was opened ends with ``end``, and nothing comes after it."""
+    if not trace.ended:
+        trace.event("end", stop_reason=stop_reason, detail=detail)
+    trace.close()
+
+
 def make_display(args: argparse.Namespace, console: Console) -> Display:
     return Stage3Display(console, "verbose" if args.verbose else "normal")
 

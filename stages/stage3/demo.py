@@ -66,7 +66,7 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from machinery.cli import ctrl_c_exits, exit_code_for
-from machinery.config import positive
+from machinery.config import clean_task, positive
 from machinery.demo import Responder, ToolCallSpec
 from machinery.gateway import sdk_retries_shown
 from machinery.prices import format_cost
@@ -362,14 +362,13 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     if isinstance(args, int):
         return args
     display = cli.make_display(args, console)
-    question = args.question.strip()
     try:
-        if not question:
-            raise mas.UsageError("the question is empty")
+        question = clean_task(args.question, "the question")  # the chapter's checks: undecodable bytes, NUL, length
         llm = cli.open_run(args, display, client, demo_responder)
     except mas.UsageError as err:
         display.error(str(err))
         return mas.EXIT_USAGE
+    outcome = ("crashed", "an unexpected error ended the run")  # what the trace's end says if run() never did
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("coordinator", "research", "planner"))
         context = ResearchContext(question)
@@ -399,8 +398,12 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
             )
         )
         return exit_code_for(result.stop_reason, "answered")
+    except mas.UsageError as err:
+        display.error(str(err))
+        outcome = ("usage_error", str(err))
+        return mas.EXIT_USAGE
     finally:
-        llm.trace.close()
+        cli.close_run(llm.trace, *outcome)
 
 
 if __name__ == "__main__":

@@ -65,11 +65,14 @@ DEFAULT_MAX_TURNS = 12  # model calls per run; the stage 3 demo needs 6 when all
 HANDOFF_PREFIX = "transfer_to_"  # the naming convention models have seen most in training
 TOOL_RESULT_MAX_CHARS = 2_000  # a tool result as the model sees it; the context keeps everything
 SHOWN_CHARS = 160  # tool arguments and results in --verbose lines; the trace keeps them whole
+UNUSABLE_REPLIES_MAX = 2  # a specialist's refused answers before it hands back what it has: asking a third time
+# in the same words gets the same reply, and the coordinator can ask again differently
 
 STOP_REASONS = {
     **mas.STOP_REASONS,
     "answered": "the coordinator answered",
     "max_turns": "the run used every model turn it was allowed without finishing",
+    "usage_error": "a mistake in the command line (a path, an input) was refused after the run had started",
 }
 
 
@@ -80,6 +83,26 @@ STOP_REASONS = {
 
 class ToolError(mas.AgentSystemError):
     """A mistake the model can fix. Its message goes back to the model as the tool's result."""
+
+
+class HandBack(mas.AgentSystemError):
+    """A specialist gives up: ``UNUSABLE_REPLIES_MAX`` of its answers were refused. Carries what it has."""
+
+    def __init__(self, agent: str, last: str, objection: str):
+        super().__init__(f"{agent} gave up: {objection}")
+        self.agent, self.last, self.objection = agent, last, objection
+
+    def report(self) -> str:
+        """What the coordinator is told: what the specialist has (its last reply, unchecked), or plainly nothing."""
+        tries = f"after {UNUSABLE_REPLIES_MAX} replies that could not be used"
+        if self.last.strip():
+            has = f"Its last reply, which could not be used as it is: {clip(self.last.strip(), SHOWN_CHARS * 2)}"
+        else:
+            has = f"{self.agent} wrote nothing usable, so it hands back nothing."
+        return (
+            f"{self.agent} could not finish {tries} (it was told: {self.objection}). {has} "
+            "Decide what to do next: hand off again with a clearer task, or go on without it."
+        )
 
 
 @dataclass(frozen=True)
@@ -273,10 +296,11 @@ def _say(llm: LLM, text: str, style: str = "bold") -> None:
         llm.display.console.print(Text(text, style=style))
 
 
-def run_agent(agent: Agent, task: str, context: Any, llm: LLM, record: RunRecord) -> str:
+def run_agent(agent: Agent, task: str, context: Any, llm: LLM, record: RunRecord, *, tries: int | None = None) -> str:
     """Run one agent until it replies without calling a tool, and return that reply.
 
-    Raises StopRun when the run's turns or a budget run out, or the server fails.
+    Raises StopRun when the run's turns or a budget run out, or the server fails; with ``tries``
+    (a specialist's), HandBack once that many of its answers were refused by ``check_answer``.
     """
     tools: dict[str, Tool | Agent] = {tool.name: tool for tool in agent.tools}
     tools.update({HANDOFF_PREFIX + specialist.name: specialist for specialist in agent.handoffs})
@@ -287,6 +311,7 @@ def run_agent(agent: Agent, task: str, context: Any, llm: LLM, record: RunRecord
     ]
     insist = False  # after a refused answer, the next turn must call a tool
     results = 0  # tool results this agent has had, for its tool_choice
+    refused = 0  # answers check_answer sent back
     while True:
         record.take_turn(agent.name)
         choice = "required" if insist else agent.tool_choice(context, results) if agent.tool_choice else None
@@ -326,6 +351,9 @@ def run_agent(agent: Agent, task: str, context: Any, llm: LLM, record: RunRecord
             return reply.content.strip()
         _say(llm, f"✗ {agent.name} tried to answer too early: {objection}", "yellow")
         llm.trace.event("answer_refused", agent=agent.name, answer=reply.content, reason=objection)
+        refused += 1
+        if tries is not None and refused >= tries:
+            raise HandBack(agent.name, reply.content, objection)
         insist = bool(schemas) and choice != "none"  # told to answer, it must answer again, not call
         messages.pop()  # a refused answer would anchor the next try, and the prompt would grow with each
         if messages[-1] != {"role": "user", "content": objection}:
@@ -362,10 +390,16 @@ def _hand_off(caller: Agent, specialist: Agent, task: str, context: Any, llm: LL
     record.handoffs.append(f"{caller.name} -> {specialist.name}")
     llm.trace.event("handoff", source=caller.name, target=specialist.name, task=task)
     _say(llm, f"⇢ {caller.name} hands off to {specialist.name}: {clip(task, SHOWN_CHARS)}", specialist.style)
-    answer = run_agent(specialist, task, context, llm, record)
+    try:
+        answer = run_agent(specialist, task, context, llm, record, tries=UNUSABLE_REPLIES_MAX)
+    except HandBack as gave_up:  # the caller decides what next, with what the specialist has
+        answer = gave_up.report()
+        llm.trace.event("handoff_return", source=specialist.name, target=caller.name, answer=answer, gave_up=True)
+        _say(llm, f"⇠ {specialist.name} hands control back to {caller.name} without usable work", "yellow")
+        return answer
     if specialist.report:
         answer = specialist.report(context, answer)
-    llm.trace.event("handoff_return", source=specialist.name, target=caller.name, answer=answer)
+    llm.trace.event("handoff_return", source=specialist.name, target=caller.name, answer=answer, gave_up=False)
     _say(llm, f"⇠ {specialist.name} hands control back to {caller.name}", specialist.style)
     return answer or f"({specialist.name} finished without a written answer)"
 

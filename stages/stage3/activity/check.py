@@ -10,7 +10,8 @@ Each check plays a short game against your code with scripted players of its
 own (not the demo's), built to need a known number of rounds, and looks at
 what your code does: how many rounds it ran, whether it approved, what it
 wrote, which tools it offered. It never reads your code's text, so any way of
-doing a task that behaves right passes. Exit code 0 when every task checked
+doing a task that behaves right passes. Your rules are also run over odd
+shapes (``odd_shapes()``), since a model may write anything. Exit code 0 when every task checked
 passes, 1 otherwise.
 """
 
@@ -85,6 +86,55 @@ PICKY_PROBES = {
     "no Strict-Transport-Security header": without_header("Strict-Transport-Security"),
     "no Content-Security-Policy header": without_header("Content-Security-Policy"),
 }
+
+
+# What a model may write where GOOD has a value: the shapes a rule must read without crashing.
+ODD_VALUES: dict[str, Any] = {"None": None, "a list": [None, "x"], "a string": "yes", "a number": 0, "an object": {}}
+_MISSING = object()
+
+
+def odd_shapes() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(what is odd, config): GOOD with one value missing or of another type, at the top level and one
+    level down (``tls.min_version``, each header, ...), and a config with nothing in it."""
+    for key, value in GOOD.items():
+        paths = [[key]] + ([[key, inner] for inner in value] if isinstance(value, dict) else [])
+        for path in paths:
+            for kind, odd in [("is missing", _MISSING), *((f"is {name}", v) for name, v in ODD_VALUES.items())]:
+                if kind == "is an object" and isinstance(_at(GOOD, path), dict):
+                    continue  # an object where one belongs is not odd
+                yield f"{'.'.join(path)} {kind}", _with_value(path, odd)
+    yield "nothing is set", {}
+
+
+def _at(config: dict[str, Any], path: list[str]) -> Any:
+    return config[path[0]] if len(path) == 1 else config[path[0]][path[1]]
+
+
+def _with_value(path: list[str], value: Any) -> dict[str, Any]:
+    config = copy.deepcopy(GOOD)
+    holder = config if len(path) == 1 else config[path[0]]
+    if value is _MISSING:
+        del holder[path[-1]]
+    else:
+        holder[path[-1]] = copy.deepcopy(value)
+    return config
+
+
+def crash_on_odd_shapes(module: ModuleType) -> str | None:
+    """Which rule raises on which odd shape, or None. A rule reads a model's config: anything can be in it."""
+    rules = [(getattr(rule, "__name__", repr(rule)), rule) for rule in getattr(module, "RULES", [])]
+    rules.append(("check_config", lambda config, strict: module.check_config(config)))
+    for name, rule in rules:
+        for shape, config in odd_shapes():
+            for strict in (False, True):
+                try:
+                    rule(config, strict)
+                except Exception as err:  # whatever a student's rule raises is the answer
+                    return (
+                        f"{name} crashes on a config where {shape}: {type(err).__name__}: {clip(str(err), 60)} "
+                        "(read values with dict.get and isinstance)"
+                    )
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -244,18 +294,28 @@ def task_run(module: ModuleType) -> Result:
 
     folder = Path(tempfile.mkdtemp(prefix="stage3-check-"))
     with _inside(folder):
-        code = module.main(["--demo"], console=Console(file=io.StringIO()))
+        code = module.main(["--demo", *TOKEN_CAP], console=Console(file=io.StringIO()))
     traces = list((folder / "logs").glob("*.jsonl"))
     if code not in (mas.EXIT_APPROVED, mas.EXIT_NOT_APPROVED):
         return False, f"the offline game ended with exit code {code}, not 0 or 1"
     events = [json.loads(line) for trace in traces for line in trace.read_text().splitlines()]
-    if not any(e.get("event") == "end" for e in events):
+    ends = [e for e in events if e.get("event") == "end"]
+    if not ends:
         return False, "the game left no trace with an 'end' event in logs/"
-    return True, f"the offline game ran and ended with exit code {code}"
+    end = ends[-1]
+    if code != mas.EXIT_APPROVED:  # the scripted players fix what a finding says: a sound game ends approved
+        still = [f"{f.get('id')} ({f.get('field')})" for f in end.get("open_findings") or [] if isinstance(f, dict)]
+        return False, (
+            f"the offline game ended without approval: {end.get('stop_reason')} ({end.get('detail')}) "
+            f"after {end.get('rounds')} rounds"
+            + (f"; still open: {clip(', '.join(still), 120)}" if still else "")
+            + ". The offline Blue Team fixes the field a finding names, with the value its description gives"
+        )
+    return True, f"the offline game ran and was approved in round {end.get('rounds')}"
 
 
 def task_pickier(module: ModuleType) -> Result:
-    problem = _good_passes(module)
+    problem = _good_passes(module) or crash_on_odd_shapes(module)
     if problem:
         return False, problem
     caught = {name: module.check_config(copy.deepcopy(config)) for name, config in PICKY_PROBES.items()}
@@ -395,8 +455,8 @@ def report_line(number: int, passed: bool, detail: str, width: int = 80) -> str:
     at word boundaries, each further line indented, so that no line is wider than ``width``.
 
     >>> print(report_line(2, False, "no rule catches any of: TLS 1.0 allowed; no Strict-Transport-Security header", 60))
-    task 2 · a pickier Red Team                 NOT YET · no
-        rule catches any of: TLS 1.0 allowed; no
+    task 2 · a pickier Red Team                 NOT YET · no rule
+        catches any of: TLS 1.0 allowed; no
         Strict-Transport-Security header
     """
     title = f"task {number} · {TASKS[number][0]}".ljust(TITLE_WIDTH)

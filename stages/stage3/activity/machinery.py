@@ -23,6 +23,7 @@ from rich.text import Text
 
 import multi_agent_system as mas
 from machinery.cli import exit_code_for
+from machinery.config import clean_task
 from machinery.demo import Responder
 from machinery.gateway import LLM, sdk_retries_shown
 from machinery.output import Display
@@ -217,8 +218,13 @@ def run_cli(
     game: Callable[[argparse.Namespace, LLM], State],
     responder: Callable[[], Responder],
     result: Callable[[State], dict[str, Any]] = result_of,
+    check_args: Callable[[argparse.Namespace], None] | None = None,
 ) -> int:
-    """Parse, open the run, play, report; returns the exit code. A user's or server's mistake is one line."""
+    """Parse, open the run, play, report; returns the exit code. A user's or server's mistake is one line.
+
+    ``check_args`` refuses (with a UsageError) what can be refused before the run opens its trace: an output
+    path that cannot be written, say. A refusal later still ends the trace with an ``end`` event.
+    """
     console = console or Console()
     args = cli.parse_args(parser, argv)
     if isinstance(args, int):
@@ -227,12 +233,16 @@ def run_cli(
     try:
         if not args.brief.strip():
             raise mas.UsageError("the brief is empty: describe the server to configure")
+        args.brief = clean_task(args.brief, "the brief")  # the chapter's checks: bytes argv could not decode, NUL
+        if check_args is not None:
+            check_args(args)
         llm = cli.open_run(args, display, client, responder)
     except mas.UsageError as err:
         display.error(str(err))
         return mas.EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C before the run has a trace: nothing to keep yet
         return mas.EXIT_INTERRUPTED
+    outcome = ("crashed", "an unexpected error ended the run")  # what the trace's end says if play() never did
     try:
         display.banner(llm.settings, llm.trace.run_id, llm.trace.path, roles=("blue_team", "red_team", "ciso"))
         with sdk_retries_shown(display, llm.trace):
@@ -255,7 +265,9 @@ def run_cli(
             )
         return exit_code_for(state.stop_reason, "approved")
     except (mas.UsageError, OSError) as err:  # a bad --out path, a full disk: one line, no traceback
-        display.error(str(err) if isinstance(err, mas.UsageError) else f"cannot write {err.filename}: {err.strerror}")
+        message = str(err) if isinstance(err, mas.UsageError) else f"cannot write {err.filename}: {err.strerror}"
+        display.error(message)
+        outcome = ("usage_error", message)
         return mas.EXIT_USAGE
     finally:
-        llm.trace.close()
+        cli.close_run(llm.trace, *outcome)

@@ -5,9 +5,13 @@ to your code, so the exercise can be done offline:
 
 * the Blue Team drafts a config with the classic mistakes, then fixes the
   findings it is sent. With a tool (your knowledge base) it looks each topic
-  up and applies the ``setting`` it gets back; without one it fixes from
-  memory, which knows the common fixes and nothing else. A finding from a
-  rule you add is fixed only if your knowledge base has an answer for it.
+  up and applies the ``setting`` it gets back; for a field the knowledge base
+  did not answer, or without one, it fixes from memory. Memory reads what a
+  finding says, never its id: the field it names (``tls.min_version``), set
+  to the value its description recommends (``"set 1.2 or 1.3"``: the last
+  one) or else to the safe value it knows for that field (``MEMORY``, the
+  headers, the admin login, closing the ports a finding names). It forgets
+  the Content-Security-Policy header the first time, as people do.
 * the Red Team's model notices one thing the starter's rules do not check
   (the server banner); everything else it reports comes from the rules, so a
   rule you add shows up offline at once.
@@ -52,12 +56,32 @@ RECOMMENDED_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 SAFE_ADMIN = {"username": "shop-admin", "password_env": "SHOP_ADMIN_PASSWORD"}
-_FINDING = re.compile(r"^- \[(\w+)\] (\S+) \(([^)]*)\)", re.M)  # the lines Finding.line() writes
+_FINDING = re.compile(r"^- \[(\w+)\] (\S+) \((.*?)\): (.*)$", re.M)  # the lines Finding.line() writes
 _BLOCKING = re.compile(rf"^- \[({'|'.join(SEVERITIES[SEVERITIES.index('medium') :])})\]", re.M)  # medium and up
+# What a description recommends: "set 1.3", "use 1.2 or 1.3", 'set it to "DENY"', "should be true".
+_VALUE = r"""(?:"[^"]*"|'[^']*'|`[^`]*`|\btrue\b|\bfalse\b|\b\d+(?:\.\d+)*\b)"""
+_RECOMMENDED = re.compile(
+    rf"\b(?:set|use|to|be|least)\s+((?:it\s+to\s+)?{_VALUE}(?:\s*(?:,|or|and)\s*{_VALUE})*)", re.I
+)
+# What the Blue Team knows without a knowledge base: a safe value for each field of the config.
+MEMORY: dict[str, Any] = {
+    "debug": False,
+    "redirect_http_to_https": True,
+    "tls": {"min_version": "1.3"},
+    "tls.min_version": "1.3",
+    "server_tokens": False,
+    "cors": {"allowed_origins": ["https://shop.example.com"]},
+    "cors.allowed_origins": ["https://shop.example.com"],
+}
 
 
 def findings_in(task: str) -> list[tuple[str, str, str]]:
     """(severity, id, field) for every finding listed in a task."""
+    return [(severity, fid, where) for severity, fid, where, _ in listed_findings(task)]
+
+
+def listed_findings(task: str) -> list[tuple[str, str, str, str]]:
+    """(severity, id, field, description) for every finding listed in a task."""
     return _FINDING.findall(task)
 
 
@@ -66,29 +90,111 @@ def topic_of(field: str) -> str:
     return re.split(r"[.\[ ]", field.strip(), maxsplit=1)[0].lower() or field
 
 
-def fix_from_memory(config: dict[str, Any], fid: str, where: str, attempt: int) -> None:
-    """What the Blue Team knows without a knowledge base: the common fixes, and it forgets CSP once."""
-    if fid == "debug-mode":
-        config["debug"] = False
-    elif fid.startswith("port-") and fid[5:].isdigit() and isinstance(config.get("listen_ports"), list):
-        config["listen_ports"] = [p for p in config["listen_ports"] if p != int(fid[5:])]
-    elif fid == "admin-default" or where.startswith("admin"):
+def recommended(description: str) -> str | None:
+    """The value a finding's description tells you to set, as written: the last advice in it, and of the
+    values that advice names, the last (the strongest, as people list them).
+
+    >>> recommended("TLS older than 1.2: set 1.2 or 1.3"), recommended('framing: set it to "DENY"')
+    ('1.3', '"DENY"')
+    >>> recommended("TLS 1.0 to 1.1 is allowed: use 1.3"), recommended("Debug mode is on: errors show internals.")
+    ('1.3', None)
+    """
+    advice = _RECOMMENDED.findall(description)
+    return re.findall(_VALUE, advice[-1])[-1] if advice else None
+
+
+def as_value(written: str, like: Any) -> Any:
+    """A recommended value as the config holds it: a bool or a number where the field has one, else text.
+
+    >>> as_value("true", None), as_value('"DENY"', "SAMEORIGIN"), as_value("1.3", "1.2"), as_value("8443", 443)
+    (True, 'DENY', '1.3', 8443)
+    """
+    text = written.strip("\"'`")
+    if text == written and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if isinstance(like, int) and not isinstance(like, bool) and text.isdigit():
+        return int(text)
+    return text
+
+
+def fix_from_memory(config: dict[str, Any], finding: tuple[str, str, str, str], attempt: int) -> None:
+    """Fix what a finding says, whatever its id: its field, set to the value its description recommends, or
+    else to the safe value the Blue Team remembers for that field. It forgets CSP the first time."""
+    _, fid, where, description = finding
+    path = [part for part in where.strip().split(".") if part]
+    if not path:
+        return
+    root = path[0].lower()
+    if "not a known key" in description:  # the schema's words: a key outside ServerConfig goes
+        _drop(config, path)
+    elif root == "listen_ports":
+        _fix_ports(config, f"{fid} {description}")
+    elif root == "admin":
         config["admin"] = dict(SAFE_ADMIN)
-    elif fid.startswith("schema-unknown-") and "." not in where:
-        config.pop(where, None)
-    elif fid.startswith(("http-", "port-80")):
-        config["redirect_http_to_https"] = True
-    elif fid.startswith("cors"):
-        config["cors"] = {"allowed_origins": ["https://shop.example.com"]}
-    elif fid.startswith("tls"):
-        config["tls"] = {"min_version": "1.3"}
-    elif fid.startswith("header-"):
-        name = next((h for h in RECOMMENDED_HEADERS if h.lower() == fid[7:]), None)
-        if name and (name != "Content-Security-Policy" or attempt > 1):  # "it might break the checkout page"
-            headers = config["headers"] if isinstance(config.get("headers"), dict) else {}
-            config["headers"] = {**headers, name: RECOMMENDED_HEADERS[name]}
-    elif fid == "red-server-tokens":
-        config["server_tokens"] = False
+    elif root == "headers":
+        _fix_headers(config, path[1] if len(path) > 1 else None, description, attempt)
+    else:
+        _set_recommended(config, path, description)
+
+
+def _set_recommended(config: dict[str, Any], path: list[str], description: str) -> None:
+    key = ".".join(path).lower()
+    remembered, current = MEMORY.get(key), _get(config, path)
+    written = recommended(description)
+    value = remembered
+    if written is not None:
+        if isinstance(remembered, dict) and len(remembered) == 1:  # "tls": set its one field
+            inner = next(iter(remembered))
+            path, remembered = [*path, inner], remembered[inner]
+        said = as_value(written, current if current is not None else remembered)
+        value = said if remembered is None or type(said) is type(remembered) else remembered
+    if value is not None:
+        _put(config, path, copy.deepcopy(value))
+
+
+def _fix_ports(config: dict[str, Any], said: str) -> None:
+    """Close the ports a finding names; open 443 if it is named and closed."""
+    ports = config["listen_ports"] if isinstance(config.get("listen_ports"), list) else [443]
+    named = {int(n) for n in re.findall(r"\b\d{1,5}\b", said)}
+    kept = [p for p in ports if p not in named or p == 443]
+    config["listen_ports"] = kept if 443 in kept or 443 not in named else [*kept, 443]
+
+
+def _fix_headers(config: dict[str, Any], name: str | None, description: str, attempt: int) -> None:
+    """One header (by name) or every recommended one that is missing; a quoted value in the description wins."""
+    headers = dict(config["headers"]) if isinstance(config.get("headers"), dict) else {}
+    written = recommended(description)
+    if name is not None and written is not None and written[0] in "\"'`":
+        headers[name] = written.strip("\"'`")
+    else:
+        wanted = [h for h in RECOMMENDED_HEADERS if h.lower() == name.lower()] if name else list(RECOMMENDED_HEADERS)
+        for header in wanted:
+            forgotten = header == "Content-Security-Policy" and attempt == 1  # "it might break the checkout page"
+            if not forgotten and (name is not None or header not in headers):
+                headers[header] = RECOMMENDED_HEADERS[header]
+    config["headers"] = headers
+
+
+def _get(config: dict[str, Any], path: list[str]) -> Any:
+    value: Any = config
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _put(config: dict[str, Any], path: list[str], value: Any) -> None:
+    where = config
+    for part in path[:-1]:
+        if not isinstance(where.get(part), dict):
+            where[part] = {}
+        where = where[part]
+    where[path[-1]] = value
+
+
+def _drop(config: dict[str, Any], path: list[str]) -> None:
+    where = _get(config, path[:-1]) if len(path) > 1 else config
+    if isinstance(where, dict):
+        where.pop(path[-1], None)
 
 
 def settings_in(tool_results: list[str]) -> list[dict[str, Any]]:
@@ -114,23 +220,23 @@ def demo_responder() -> Responder:
         config, _ = read_config(task)
         if config is None:
             return f"Here is a first draft.\n```json\n{show_config(FIRST_DRAFT)}\n```"
-        listed = findings_in(task)
+        listed = listed_findings(task)
         results = [str(m.get("content") or "") for m in messages if m["role"] == "tool"]
         tools = request.get("tools") or []
         if tools and listed and not results:  # look every topic up first, as the prompt asks
             function = tools[0]["function"]
             params = list(function.get("parameters", {}).get("properties", {})) or ["topic"]
-            topics = dict.fromkeys(topic_of(where) for _, _, where in listed)
+            topics = dict.fromkeys(topic_of(where) for _, _, where, _ in listed)
             return [(function["name"], dict.fromkeys(params, topic)) for topic in topics]
-        fixed = copy.deepcopy(config)
+        fixed, looked_up = copy.deepcopy(config), set()
         for setting in settings_in(results):
             fixed.update(copy.deepcopy(setting))
+            looked_up |= set(setting)
         attempts += 1
-        for _, fid, where in listed:
-            if fixed == config or not results:  # the knowledge base had nothing: fix from memory
-                fix_from_memory(fixed, fid, where, attempts)
-            elif fid.startswith("schema-unknown-") and "." not in where:
-                fixed.pop(where, None)  # an unknown key is dropped whatever the knowledge base says
+        for finding in listed:
+            answered = topic_of(finding[2]) in looked_up and "not a known key" not in finding[3]
+            if not answered:  # the knowledge base had nothing on this field: fix it from memory
+                fix_from_memory(fixed, finding, attempts)
         return show_config(fixed)
 
     def red(request: dict[str, Any]) -> str:

@@ -415,7 +415,6 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
     parser = build_parser()
 
     def play_game(args: argparse.Namespace, llm: LLM) -> AuditState:
-        check_output_path(args.out)  # before any model call is paid for
         options = AuditOptions(args.strict, args.threshold, args.max_loops, args.max_cost, not args.no_kb)
         state = run_audit(args.brief.strip(), llm, options, load_knowledge_base() if options.knowledge_base else None)
         save_if_approved(state, args.out)
@@ -425,7 +424,10 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None, c
             )
         return state
 
-    return run_cli(argv, console, client, parser, play_game, starter.demo_responder, solution_result)
+    def check_out(args: argparse.Namespace) -> None:
+        check_output_path(args.out)  # before the run starts: no call paid for, no trace opened
+
+    return run_cli(argv, console, client, parser, play_game, starter.demo_responder, solution_result, check_out)
 
 
 if __name__ == "__main__":
