@@ -588,7 +588,11 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
 WORKER_PROMPT = """You are the Worker. Do the task exactly as asked. Reply with the finished work only:
 no preamble, no notes on the plan, no commentary. When feedback is included, fix every point it raises."""
 # What the worker's prompt says around the task. A draft that repeats it has copied the prompt: code rejects it.
-PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING = "A plan that may help", "Code will check:", "That draft was rejected"
+PLAN_HEADING, CHECKS_HEADING = "A plan (guidance only, not part of the answer)", "Code will check:"
+REJECTED_HEADING, REPEATED = (
+    "That draft was rejected",
+    "Your last draft repeated a rejected one word for word: write it afresh.",
+)
 
 
 def worker_agent(state: SharedState, llm: Gateway) -> Reply:
@@ -613,7 +617,10 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
-    if best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best, any plan
+    repeated = any(c["kind"] == "new_draft" and not c["passed"] for c in state["draft_facts"].get("checks", []))
+    if repeated:  # shown its own rejected draft again, a small model may send it again: start afresh instead
+        recent = []
+    elif best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best
         worse = "; ".join(sorted(newest - set(best["failed"])))
         note = f"\n(A later draft failed what this one passed: {worse}. Revise this one.)"
         recent = [
@@ -627,6 +634,8 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     older = [r for r in shown if r not in recent]
     if older:
         parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
+    if repeated:
+        parts.append(REPEATED)
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
     for r in recent:
         messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})

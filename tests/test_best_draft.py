@@ -244,3 +244,22 @@ def test_the_last_call_of_a_run_is_never_a_worker_whose_draft_went_unjudged(
     roles = client.roles()
     assert not roles or roles[-1] != "worker", (roles, llm.ledger.total_tokens)  # no call at all fits in the smallest
     assert llm.ledger.total_tokens <= budget
+
+
+def test_a_plan_made_of_the_answers_lines_is_sent_back() -> None:
+    lines = ["Write ", "Snowflakes dance on the window pane", "Cold morning light filters in"]
+    assert plan_problem(lines, "Write a haiku about a cold winter morning", [], False)
+    steps = ["Pick one image of the morning", "Write three lines of 5, 7 and 5 syllables", "Read it aloud"]
+    assert plan_problem(steps, "Write a haiku about a cold winter morning", [], False) is None
+
+
+def test_after_a_word_for_word_repeat_the_worker_writes_afresh(make_llm) -> None:
+    client = FakeClient(
+        planner=plans(2),
+        worker=[completion(GOOD), completion(GOOD), completion(GOOD.replace("gold", "amber"))],
+        critic=[verdict(False, "Name the tree."), verdict(True)],
+    )
+    mas.orchestrate(HAIKU, make_llm(client, max_plans=2, max_iterations=3))
+    third = client.calls_of("worker")[2]["messages"]
+    assert [m["role"] for m in third] == ["system", "user"]  # no rejected draft shown again
+    assert mas.REPEATED in third[-1]["content"] and "Name the tree." in third[-1]["content"]

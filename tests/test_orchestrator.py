@@ -387,7 +387,9 @@ def test_prompt_size_stays_bounded_as_iterations_grow(make_llm) -> None:
     history window: no prompt outgrows the bound, and the same step of the next plan costs the same."""
     long_draft, long_feedback = "word " * 4_000, "fix " * 2_000
     # a plan longer than PLAN_MAX_CHARS that is still a plan: six steps of 24 long words
-    long_plan = "\n".join(f"{i}. " + " ".join(f"step{i}word{j}-{'x' * 18}" for j in range(24)) for i in range(1, 7))
+    long_plan = "\n".join(
+        f"{i}. Write " + " ".join(f"step{i}word{j}-{'x' * 18}" for j in range(24)) for i in range(1, 7)
+    )
     assert len(long_plan) > mas.PLAN_MAX_CHARS
     plans = mas.HISTORY_MAX // R + 3
     rounds = plans * R
