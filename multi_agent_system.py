@@ -21,7 +21,10 @@ model, decides who runs next. That makes every run traceable and every limit rea
 What code can check, code checks; the model judges the rest. Requirements a
 task states in countable terms ("at most 40 words", "exactly 5 bullet points",
 "a JSON array of 3 objects") are measured in every draft, and a failed check
-is a rejection no model can overturn. Limits are code too: the orchestrator
+is a rejection no model can overturn; a rejection that contradicts what code
+measured is not taken as stated either. The loop never returns worse than its
+best draft: the critic keeps the best so far, and a run that stops without
+approval returns it, saying why. Limits are code too: the orchestrator
 starts no round past ``MAX_ITERATIONS``, and every model call goes through
 ``ask()``, where the budget gate (``completion_allowance``) enforces a hard cap
 of ``MAX_TOTAL_TOKENS`` tokens, and optional cost and time limits. Every run
