@@ -17,7 +17,8 @@ What is checked, in every document of DOCS:
   order, with what each defines, and one row per module of machinery/. Its hand-written column
   names only what its section defines. Its import picture has every module, and no import
   points up. No document points at a line number.
-* PROJECT.md's walkthrough is exactly what tools/trace_walkthrough.py makes from a fresh run.
+* PROJECT.md's walkthrough is exactly what tools/trace_walkthrough.py makes from a fresh run, and the
+  tool replays runs that end without approval too (their best draft is the result).
 * Every edge of PROJECT.md's escalation state diagram names a test that exists.
 * PROJECT.md's sequence diagram is exactly what ``--diagram`` prints for the recorded run it names.
 * examples/README.md has a line for every recorded run in examples/.
@@ -399,6 +400,27 @@ def test_walkthrough_is_what_the_trace_gives_today() -> None:
         "PROJECT.md's walkthrough no longer matches a fresh run: regenerate it with "
         "python tools/trace_walkthrough.py --demo escalate"
     )
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [[], ["--max-iterations", "1"], ["--max-tokens", "2500", "--max-plans", "99"]],
+    ids=["give_up", "max_iterations", "token_budget"],
+)
+def test_the_walkthrough_replays_a_run_that_ends_without_approval(tmp_path: Path, limits: list[str]) -> None:
+    """Experiment 11 has a student replay their own trace: the replay lands where the run did, best draft included."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from machinery import cli
+
+    walkthrough = tool("trace_walkthrough")
+    argv = ["Write a haiku about agents", "--demo-scenario", "exhaust", *limits, "--quiet", "--log-dir", str(tmp_path)]
+    cli.main(argv, console=Console(file=StringIO()))
+    (trace,) = tmp_path.glob("*.jsonl")
+    text = walkthrough.render(walkthrough.read_events(trace))  # raises when the replay disagrees with the end event
+    assert "the best draft is the result" in text and "| `best` |" in text
 
 
 DIAGRAM = re.compile(r"<!-- diagram:begin (\S+) -->\n```mermaid\n(.*?)```\n<!-- diagram:end -->", re.S)

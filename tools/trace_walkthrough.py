@@ -12,15 +12,17 @@ Or let the script run the demo itself (offline, nothing written to logs/):
     python tools/trace_walkthrough.py --demo escalate --update   # rewrite it in PROJECT.md
 
 The trace does not store the state; it stores what happened (events ``start``,
-``call``, ``verdict``, ``escalation``, ``warning``, ``end``). This script replays
-those events with the same rules the agents and ``orchestrate`` follow: it reads
-each plan with ``read_plan``, measures each draft with ``measure_draft`` against
-the requirements the ``start`` event lists, and takes a ``verdict`` event with no
-critic call before it as a rejection made by code. Three checks keep the replay
-honest, and it fails loudly when one does not hold: the requirements it finds in
-the task are the ones the ``start`` event records, the checks it measures are the
-ones each ``verdict`` event records, and its totals are those of the ``end``
-event. Run ids, timestamps and latencies are left out, so the same scenario
+``call``, ``verdict``, ``dispute``, ``escalation``, ``warning``, ``end``). This
+script replays those events with the same rules the agents and ``orchestrate``
+follow: it reads each plan with ``read_plan``, takes the chatter off each draft
+with ``without_chatter`` and measures it with ``measure_draft`` against the
+requirements the ``start`` event lists and ``run_checks``, takes a ``verdict``
+event with no critic call before it as a rejection made by code, keeps the best
+draft with ``better``, and at a stop without approval makes it the result. Three
+checks keep the replay honest, and it fails loudly when one does not hold: the
+requirements it finds in the task are the ones the ``start`` event records, the
+checks it measures are the ones each ``verdict`` event records, and its totals,
+result and best draft are those of the ``end`` event. Run ids, timestamps and latencies are left out, so the same scenario
 always gives the same text.
 """
 
@@ -95,6 +97,11 @@ def history_cell(history: list[dict[str, Any]]) -> str:
     return f"{len(history)} {'entry' if len(history) == 1 else 'entries'}: " + ", ".join(names) if names else "[]"
 
 
+def best_cell(best: dict[str, Any] | None) -> str:
+    """The best draft as why it is the best: which draft, how many checks it passed, how far off the counts."""
+    return "null" if best is None else cell(best["why"])
+
+
 def plain(value: Any) -> Any:
     """A JSON copy of a value: requirements become dicts, and later steps cannot change this one."""
     return json.loads(json.dumps(value, default=vars))
@@ -115,7 +122,10 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
         raise ValueError("the requirements found in the task differ from the trace's start event")
     steps: list[tuple[str, dict[str, Any]]] = []
     calls = 0
+    critic_call = 0  # the number of the critic's latest call: a verdict right after it was the model's
     planner_retry = False  # the previous call was a planner reply that was not a usable plan
+    dispute = ""  # what judge_again() did about a rejection that contradicted a measurement
+    round_due = False  # orchestrate() starts a round (iteration + 1) next, before the worker's call
 
     def snapshot_changes(before: dict[str, Any], *always: str) -> dict[str, Any]:
         now = plain(state)
@@ -151,7 +161,7 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                     continue
                 if problem:
                     steps_read = fallback_plan(state["task"], state["requirements"])
-                planner_retry = False
+                planner_retry, round_due = False, True
                 state["plan"] = "\n".join(f"{i}. {step}" for i, step in enumerate(steps_read, 1))
                 state["plan_version"] += 1
                 state["worker_attempts"] = 0
@@ -165,16 +175,19 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                     title = f"call {calls}: `planner_agent()` writes plan v{state['plan_version']} ({spent})"
             elif role == "worker":  # orchestrate adds the iteration, worker_agent the draft
                 state["iteration"] += 1
-                state["result"] = reply.strip()
+                round_due = False
+                state["result"] = mas.without_chatter(reply)
                 state["worker_attempts"] += 1
                 cut_off = event["finish_reason"] == "length"
                 checks = [*state["requirements"], *mas.run_checks(state)]  # as worker_agent() measures it
                 state["draft_facts"] = mas.measure_draft(state["result"], cut_off, checks)
+                state["draft_facts"]["max_tokens"] = event["max_tokens"]
                 title = (
                     f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
                     f"in iteration {state['iteration']} ({spent}) and measures it with `measure_draft()`"
                 )
             elif role == "critic":
+                critic_call = calls
                 title = f"call {calls}: `critic_agent()` judges the draft ({spent})"
                 steps.append((title, snapshot_changes(before)))
                 continue  # the verdict event that follows carries the decision
@@ -189,26 +202,46 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             state["critic_feedback"] = event["feedback"]
             review = {"kind": "review", "iteration": event["iteration"], "approved": event["approved"]}
             state["history"].append({**review, "draft": state["result"]})  # run_checks() reads the drafts
+            state["best"] = mas.better(state["best"], state, event["approved"], event["feedback"])
             verdict = "approves" if event["approved"] else "rejects"
             changes = snapshot_changes(before, "critic_approved")
-            if steps and steps[-1][0].startswith(f"call {calls}: `critic_agent()`"):
+            if critic_call == calls and steps:  # the critic's model was asked (once more, after a dispute)
                 title, earlier = steps.pop()
                 changes = {**earlier, **changes}
-                title = title.replace("judges the draft", f"{verdict} (read from {event['source']}: {event['why']})")
+                read = f"{verdict}{dispute} (read from {event['source']}: {event['why']})"
+                title = title.replace("judges the draft", read) if "judges the draft" in title else f"{title}: {read}"
             else:  # a failed check or an empty draft is rejected by code, with no call
                 title = f"`critic_agent()` {verdict} without a model call ({event['why']})"
+            critic_call, dispute = 0, ""
             steps.append((title, changes))
+        elif kind == "dispute":  # judge_again(), after a rejection that contradicted what code measured
+            if event["outcome"] == "asked again" and len(steps) >= 2:  # the verdict's why counts what is set aside
+                first, _ = steps[-2]
+                steps[-2] = (first.replace("judges the draft", "rejects, against what code measured"), steps[-2][1])
+                title, changes = steps[-1]
+                asked = "`judge_again()` asks the critic once more, shown what code measured"
+                steps[-1] = (title.replace("`critic_agent()` judges the draft", asked), changes)
+            else:  # no room in the budget for a second call: the claims are set aside at once
+                dispute = ", against what code measured, with no room in the budget to ask again"
         elif kind == "escalation":  # orchestrate, after decide_next_step
             state["history"].append({"kind": "escalation", "action": event["action"]})
+            round_due = event["action"] == "revise"  # a replan asks the planner first; give_up ends the run
             title = (
                 f'`decide_next_step()` returns "{event["action"]}" '
                 f"(worker_attempts={event['worker_attempts']}, plan_version={event['plan_version']})"
             )
             steps.append((title, snapshot_changes(before)))
         elif kind == "end":
+            title = f"`orchestrate()` stops: {event['stop_reason']}"
+            if round_due and event["stop_reason"] != "max_iterations":  # a round began; its worker call was refused
+                state["iteration"] += 1
+                title += f" (iteration {state['iteration']} began, but its worker call was not made)"
+            if event["stop_reason"] != "approved" and state["best"] is not None:  # never worse than the best draft
+                state["result"] = state["best"]["draft"]
+                title += "; the best draft is the result"
             state["status"] = "approved" if event["stop_reason"] == "approved" else "stopped"
             state["stop_reason"], state["stop_detail"] = event["stop_reason"], event["detail"]
-            steps.append((f"`orchestrate()` stops: {event['stop_reason']}", snapshot_changes(before)))
+            steps.append((title, snapshot_changes(before)))
             check_against_end(state, event, calls)
     return start, steps
 
@@ -223,7 +256,9 @@ def check_against_end(state: dict[str, Any], end: dict[str, Any], calls: int) ->
         "critic_approved": end["approved"],
         "calls": end["calls"],
     }
-    got = {**{k: state[k] for k in expected if k != "calls"}, "calls": calls}
+    if "best" in end:  # traces of older versions have no best draft
+        expected["best"] = end["best"]
+    got = {**{k: plain(state[k]) for k in expected if k != "calls"}, "calls": calls}
     if got != expected:
         raise ValueError(f"the replay disagrees with the trace's end event: {got} != {expected}")
 
@@ -249,7 +284,7 @@ def render(events: list[dict[str, Any]]) -> str:
         lines.append("| key | value after this step |")
         lines.append("| --- | --- |")
         for key, value in changes.items():
-            shown = history_cell(value) if key == "history" else cell(value)
+            shown = history_cell(value) if key == "history" else best_cell(value) if key == "best" else cell(value)
             lines.append(f"| `{key}` | {shown} |")
         lines.append("")
     lines.append(
