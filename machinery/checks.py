@@ -29,8 +29,8 @@ REPEAT_LIMIT = 3  # a line (4+ words) this often, and a third of all lines: the 
 class Requirement:
     """Something the task asks for that code can measure, and the task's own words it comes from.
 
-    Found by ``requirements_from_task`` and proposed by the planner; a proposal
-    counts only when its quote really is in the task, so no model can invent one.
+    Found by code alone (``machinery.finder.requirements_from_task``), in the task's words,
+    before any model is asked: no model can add one, change one or talk one away.
     """
 
     kind: str  # a key of KINDS: "max_words", "bullets", "json_array", "function", ...
