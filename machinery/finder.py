@@ -209,14 +209,19 @@ def _table(task: str) -> list[Requirement]:
     said = re.search(r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b[^.]{0,160}", task, re.I)
     if not said:
         return []
+    # The names run from "columns" to where the sentence turns to something else: ", with 4 rows", ")".
     columns = re.search(
-        r"\bcolumns?\b\s*(?:named|called|for|of|:)?\s*\(?\s*([\w'\" ]+?(?:\s*,\s*[\w'\" ]+?)*(?:,?\s+and\s+[\w'\" ]+?)?)(?=\s+and\s+\w+\s+rows|\)|;|\.|$|\s+(?:with|for|and)\s+\w+\s+rows)",
+        rf"\b(?:columns?|headers?|headings?)\b\s*(?:named|called|for|of|:)?\s*\(?\s*(.+?)"
+        rf"(?=\)|;|\.\s|\.$|$|,?\s+(?:with|for|having|containing|listing|showing)\b|,?\s+and\s+(?:\w+\s+)?{_N}\s+)",
         said.group(0),
         re.I,
     )
     rows = re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I)
-    names = [c.strip(" \"'") for c in re.split(r",\s*|,?\s+and\s+", columns.group(1))] if columns else []
-    value = {"columns": [c for c in names if c] or None, "rows": _number(rows.group(1)) if rows else None}
+    names = [c.strip(" \"'`*") for c in re.split(r",\s*|,?\s+and\s+", columns.group(1))] if columns else []
+    names = [c for c in names if c]
+    if any(len(c.split()) > 3 for c in names):  # not a list of column names after all
+        names = []
+    value = {"columns": names or None, "rows": _number(rows.group(1)) if rows else None}
     return [Requirement("table", value, said.group(0).strip())]
 
 

@@ -60,6 +60,19 @@ def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tup
     assert found(task) == expected
 
 
+@pytest.mark.parametrize(
+    "task",
+    [
+        "Make a markdown table with the columns Planet, Diameter and Moons, with exactly 4 rows of data.",
+        "Make a markdown table with columns Planet, Diameter and Moons and 4 rows.",
+        "A table (columns: Planet, Diameter, Moons) of 4 rows",
+    ],
+)
+def test_a_tables_columns_end_where_the_sentence_turns(task: str) -> None:
+    (table,) = requirements_from_task(task)
+    assert table.value == {"columns": ["Planet", "Diameter", "Moons"], "rows": 4}
+
+
 def test_every_requirement_quotes_the_task() -> None:
     task = "In at most 30 words, list 3 colours, each item under 4 words, without the word 'red'."
     requirements = requirements_from_task(task)
