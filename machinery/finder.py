@@ -73,7 +73,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\bnumbered list of {_N}\b", "numbered"),
     (rf"\b{_N}-(?:item|point|entry|thing|tip|step|idea|reason|example)\b", "items"),
     (rf"\b(?:exactly )?{_N} (?:steps?|instructions?)\b", "items"),
-    (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
+    (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)?(?: the| all)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
     (rf"{_UNBOUNDED}\b(?:exactly |of )?{_N} (?:non-empty )?lines\b(?! each| per){_NO_BOUND_AFTER}", "lines"),
     (rf"\b{_WHOLE}{_N}-line\b", "lines"),
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} sentences?\b{_NO_BOUND_AFTER}", "sentences"),
