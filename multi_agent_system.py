@@ -590,27 +590,55 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
 
 WORKER_PROMPT = """You are the Worker. Do the task exactly as asked. Reply with the finished work only:
 no preamble, no notes on the plan, no commentary. When feedback is included, fix every point it raises."""
-# What the worker's prompt says around the task. A draft that repeats it has copied the prompt: code rejects it.
-PLAN_HEADING, CHECKS_HEADING = "A plan (guidance only, not part of the answer)", "Code will check:"
-REJECTED_HEADING, REPEATED = (
+# What the worker's prompt says around the task. A small model copies such lines into its work: code takes
+# a line that repeats one off the draft, and rejects a draft that repeats one inside its own lines.
+PLAN_HEADING, CHECKS_HEADING = "Steps you may follow", "Code will check:"
+REJECTED_HEADING, REVISE = (
     "That draft was rejected",
-    "Your last draft repeated a rejected one word for word: write it afresh.",
+    "Return a new, complete version that fixes every point, and nothing else.",
 )
+REPEATED = "Your last draft repeated a rejected one word for word: write it afresh."
+ECHOES = (PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING, REVISE, REPEATED)
 
 
 def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts, draft_facts.
 
-    The task comes first, in its own words, and the plan after it as help: a
-    small model given a plan first copies the plan. Rejected drafts of the current plan go back as the worker's own earlier
-    turns, each followed by the critic's feedback: the chat shape models are
-    trained on, so small models revise instead of echoing the prompt. Drafts
-    of failed plans are not replayed (they would pull the worker back to the
-    approach that failed); their feedback is listed, clipped, as lessons.
+    Code reads the draft before anyone judges it: lines that only introduce or close it, or repeat the
+    prompt, are taken off, and a draft sent again word for word is asked for once more, afresh.
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
-    parts = [state["task"], f"{PLAN_HEADING} (v{state['plan_version']}):\n{clip(state['plan'], PLAN_MAX_CHARS)}"]
+    state["worker_attempts"] += 1
+    reply = write_draft(state, llm, worker_messages(state))
+    if not passed(state, "new_draft"):  # a word-for-word repeat: asked once more, afresh, before anyone judges it
+        llm.warn("the worker sent a rejected draft again, word for word: asking once more, afresh")
+        reply = write_draft(state, llm, worker_messages(state, afresh=True))
+    return reply
+
+
+def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]) -> Reply:
+    reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
+    state["result"] = draft = without_chatter(reply.content, ECHOES)  # "Sure, here is...:" is not the work
+    checks = [*state["requirements"], *run_checks(state)]
+    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
+    state["draft_facts"]["max_tokens"] = reply.max_tokens  # how long it could be: the critic's reserve assumed this
+    return reply
+
+
+def passed(state: SharedState, kind: str) -> bool:
+    return all(c["passed"] for c in state["draft_facts"].get("checks", []) if c["kind"] == kind)
+
+
+def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, Any]]:
+    """The task first, in its own words, and the plan after it, inline: a small model given a plan first,
+    or under a heading of its own, copies it. Rejected drafts of the current plan go back as the worker's
+    own earlier turns, each followed by its feedback, the chat shape models are trained on; but a draft
+    that did worse than the best so far is not revised: the best is, and after a word-for-word repeat no
+    draft is shown at all. Drafts of failed plans are not replayed; their feedback is listed as lessons.
+    """
+    steps = "; ".join(state["plan"].splitlines()) if state["plan"] else ""
+    parts = [state["task"], f"{PLAN_HEADING} (plan v{state['plan_version']}): {clip(steps, PLAN_MAX_CHARS)}"]
     if state["requirements"]:
         checklist = "; ".join(spelled_out(r) for r in state["requirements"])
         parts.append(clip(f"{CHECKS_HEADING} {checklist}.", CHECKLIST_MAX_CHARS))
@@ -620,24 +648,18 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     shown = reviews(state)[-HISTORY_MAX:]
     recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
-    repeated = any(c["kind"] == "new_draft" and not c["passed"] for c in state["draft_facts"].get("checks", []))
-    if repeated:  # shown its own rejected draft again, a small model may send it again: start afresh instead
+    afresh = afresh or not passed(state, "new_draft")
+    if afresh:  # shown its own rejected draft again, a small model may send it again
         recent = []
     elif best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best
         worse = "; ".join(sorted(newest - set(best["failed"])))
         note = f"\n(A later draft failed what this one passed: {worse}. Revise this one.)"
-        recent = [
-            HistoryItem(
-                draft=best["draft"],
-                feedback=best["feedback"] + note,
-                plan_version=best["plan_version"],
-                attempt=best["attempt"],
-            )
-        ]
+        recent = [HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])]
+        recent[0]["plan_version"] = best["plan_version"]
     older = [r for r in shown if r not in recent]
     if older:
         parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
-    if repeated:
+    if afresh:
         parts.append(REPEATED)
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
     for r in recent:
@@ -645,17 +667,10 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
         messages.append(
             user(
                 f"{REJECTED_HEADING} (plan v{r['plan_version']}, draft {r['attempt']}):\n"
-                f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n"
-                "Return a new, complete version that fixes every point, and nothing else."
+                f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n{REVISE}"
             )
         )
-    reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
-    state["result"] = draft = without_chatter(reply.content)  # "Sure, here is...:" is the model talking, not the work
-    state["worker_attempts"] += 1
-    checks = [*state["requirements"], *run_checks(state)]
-    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
-    state["draft_facts"]["max_tokens"] = reply.max_tokens  # how long it could be: the critic's reserve assumed this
-    return reply
+    return messages
 
 
 CRITIC_PROMPT = """You are the Critic. Decide whether the draft fully does the task; do not rewrite it.
@@ -797,12 +812,10 @@ def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str
 def run_checks(state: SharedState) -> list[Requirement]:
     """What every draft must also be, given the run so far: new, about the task, not copied from the prompt."""
     rejected = [r["draft"] for r in reviews(state) if not r["approved"]]
-    steps = [re.sub(r"^\d+\.\s*", "", line) for line in (state["plan"] or "").splitlines()]
-    prompt = {"headings": [PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING], "plan": steps}
     return [
         Requirement("new_draft", rejected, "not a draft already rejected"),
         Requirement("no_chatter", state["task"], "the work itself, not a note to the reviewer"),
-        Requirement("no_echo", prompt, "nothing copied from the prompt or the plan"),
+        Requirement("no_echo", list(ECHOES), "nothing copied from the prompt"),
     ]
 
 

@@ -15,7 +15,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,8 +249,18 @@ def _paragraphs(draft: str) -> int:
 
 
 def _function(tree: ast.Module, name: Any) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The function of that name; for ``True`` (a task that names none), the first that returns a value, or the first."""
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    return next((f for f in functions if f.name == name), functions[0] if functions and name is True else None)
+    if name is not True:
+        return next((f for f in functions if f.name == name), None)
+    return next((f for f in functions if _gives(f)), functions[0] if functions else None)
+
+
+def _gives(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether the function itself (not one nested in it) returns something other than None."""
+    own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]
+    returns = [n for n in own if isinstance(n, ast.Return) and n.value is not None]
+    return any(not (isinstance(n.value, ast.Constant) and n.value.value is None) for n in returns)
 
 
 def _returns(draft: str, v: Any) -> tuple[bool, str]:
@@ -260,10 +270,8 @@ def _returns(draft: str, v: Any) -> tuple[bool, str]:
     if function is None:
         return False, f"no function {v if v is not True else ''} to check; the task asks for one that returns a value"
     own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]
-    gives = [n for n in own if isinstance(n, ast.Return) and n.value is not None]
-    gives = [n for n in gives if not (isinstance(n.value, ast.Constant) and n.value.value is None)]
     prints = any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print" for n in own)
-    if gives:
+    if _gives(function):
         return True, f"{function.name} returns a value"
     return (
         False,
@@ -384,19 +392,16 @@ def _no_chatter(draft: str, task: str) -> tuple[bool, str]:
     return True, "the work itself"
 
 
-def _no_echo(draft: str, prompt: dict[str, list[str]]) -> tuple[bool, str]:
-    """Not the prompt's own headings, and not the plan copied out: most of its steps, word for word."""
+def _no_echo(draft: str, prompt: list[str]) -> tuple[bool, str]:
+    """Not the prompt's own words: its headings and instructions, copied into the work.
+
+    (A draft that lists what the plan listed is not an echo: for "list 6 steps for brewing tea" the
+    plan's steps may well be the answer's items. A plan that is the answer is the planner's fault.)
+    """
     flat = " ".join(draft.lower().split())
-    copied = [h for h in prompt.get("headings", []) if h.lower() in flat]
+    copied = [said for said in prompt if " ".join(said.lower().split()) in flat]
     if copied:
-        return False, f"the draft repeats the prompt ('{copied[0]}'); write only the work the task asks for"
-    steps = [" ".join(step.lower().split()) for step in prompt.get("plan", []) if len(step.split()) >= 4]
-    kept = [step for step in steps if step.rstrip(".") in flat]
-    if len(steps) >= 2 and len(kept) * 2 >= len(steps):
-        return (
-            False,
-            f"the draft copies {len(kept)} of the plan's {len(steps)} steps: the plan says how, it is not the work",
-        )
+        return False, f"the draft repeats the prompt ('{clip(copied[0], 60)}'); write only the work the task asks for"
     return True, "nothing copied from the prompt"
 
 
@@ -414,16 +419,23 @@ _OPENER = re.compile(
     r"\b[^\n]{0,120}:\s*$",
     re.I,
 )
-_CLOSER = re.compile(r"^\s*(?:let me know|i hope this|feel free|hope this|is there anything)\b[^\n]{0,160}$", re.I)
+_CLOSER = re.compile(
+    r"^\s*(?:let me know|i hope this|feel free|hope this|is there anything|"
+    r"this (?:message|draft|version|response|text|poem|description|answer) (?:now )?(?:ends|meets|follows|includes|uses"
+    r"|contains|has|is|should|fulfils|fulfills|satisfies))\b[^\n]{0,200}$",
+    re.I,
+)
 
 
-def without_chatter(text: str) -> str:
-    r"""``text`` without a first line that only introduces it or a last line that only offers more help.
+def without_chatter(text: str, echoes: Sequence[str] = ()) -> str:
+    r"""``text`` without a first line that only introduces it, a last line that only offers more help or
+    describes the work, and any line that only repeats one of ``echoes`` (the prompt's own headings).
 
     >>> without_chatter("Sure, here is the revised haiku:\n\nSnow on the pine\nLet me know if you want changes!")
     'Snow on the pine'
     """
-    lines = text.strip().splitlines()
+    heard = [" ".join(e.lower().split()) for e in echoes]
+    lines = [line for line in text.strip().splitlines() if not any(h in " ".join(line.lower().split()) for h in heard)]
     if len(lines) > 1 and _OPENER.match(lines[0]):
         lines = lines[1:]
     if len(lines) > 1 and _CLOSER.match(lines[-1]):

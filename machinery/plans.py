@@ -23,30 +23,13 @@ _PROCESS_WORDS = {
 
 
 # A step that opens like a sentence of the answer ("A closure is...", "It keeps...") is not an instruction.
-# A step says what to do: it opens with a verb ("Write three lines"), an order word ("Then ..."), or a
-# label ("Opening: ..."). A plan whose steps mostly do not ("Snowflakes dance on the pane", "A closure is
-# a function that...") is the answer written early, line by line.
-_DOING = set(
-    """write list define explain describe start begin open end finish close conclude use include add keep make
-    give choose pick select decide draft compose create build implement code test check verify ensure count limit
-    trim cut shorten expand revise edit polish proofread read review research gather collect identify outline
-    organize organise structure format state mention avoid highlight emphasize emphasise focus introduce summarize
-    summarise compare contrast name note return print handle import declare initialize initialise loop iterate
-    call convert split join sort filter map calculate compute determine find search plan brainstorm imagine think
-    consider set put place arrange group order number label title wrap present show provide offer suggest
-    recommend answer respond reply address greet thank sign express convey capture evoke paint depict illustrate
-    rhyme craft construct form shape fill insert replace remove delete drop confirm validate output produce
-    generate translate match follow apply combine connect link finalize finalise refine tighten vary mix describe
-    define give tell ask specify clarify estimate measure fit align end""".split()
+# A step that opens like a sentence of the answer ("A closure is a function that...", "It keeps...") is not an
+# instruction. (A list of verbs to require instead sent back too many good plans: "Continue with the second line".)
+_STATEMENT = re.compile(
+    r"^(?:(?:the|a|an|it|its|this|these|those|they|their|there|he|she|his|her|we|our|i|my|you|your)\b"
+    r"|\w+(?: \w+)? (?:is|are|was|were|has|have|can|will|means|refers)\b)",
+    re.I,
 )
-_ORDER = re.compile(r"^(?:first|second|third|then|next|after that|finally|lastly|step \d+)\b|^[\w ]{1,40}:", re.I)
-
-
-def _is_instruction(step: str) -> bool:
-    first = re.sub(r"[^a-z]", "", (step.split() or [""])[0].lower())
-    return first in _DOING or bool(_ORDER.match(step))
-
-
 # Words any plan could use, whatever the task: a plan made only of these names nothing the task is about.
 _GENERIC = set(
     """a an the of to and or for in on with at by as is be are it its that this these your all any each every
@@ -107,7 +90,7 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
         return "it contains the finished work (code or JSON); a plan only says what to do"
     if words > PLAN_MAX_WORDS or (word_goal and words >= max(60, 0.6 * word_goal)):
         return f"it is {words} words long, as long as the answer itself"
-    if len(steps) >= 2 and sum(not _is_instruction(s) for s in steps) * 2 > len(steps):
+    if len(steps) >= 2 and sum(bool(_STATEMENT.match(s)) for s in steps) * 2 >= len(steps):
         return "its steps are sentences of the answer, not instructions that say what to do"
     if len(steps) >= 2 and any(len(s.split()) < 2 for s in steps):
         return "a step is a single word: each step must say what to do"

@@ -127,14 +127,9 @@ def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
     )
     assert check("no_chatter", "Write an apology to a customer.", "I apologize for the delay.")
     assert check("no_chatter", task, "A bamboo toothbrush that lasts.")
-    headings = {"headings": [mas.PLAN_HEADING, mas.CHECKS_HEADING], "plan": []}
-    assert not check("no_echo", headings, f"{mas.PLAN_HEADING} (v2): - Read the task requirements carefully")
-    steps = ["Pick one image of autumn leaves", "Write it in three lines of 5, 7 and 5 syllables"]
-    assert not check(
-        "no_echo",
-        {"headings": [], "plan": steps},
-        "1. Pick one image of autumn leaves\n2. Write it in three lines of 5, 7 and 5 syllables",
-    )
+    echoes = list(mas.ECHOES)
+    assert not check("no_echo", echoes, f"The tea. {mas.PLAN_HEADING} (plan v2): - Read the task requirements")
+    assert check("no_echo", echoes, "1. Boil the water\n2. Warm the pot")  # a list the plan also listed is fine
     assert check("new_draft", ["old draft"], "new draft") and not check("new_draft", ["old  draft "], "old draft")
 
 

@@ -399,7 +399,9 @@ def test_a_task_read_from_stdin_leaves_no_answers_and_says_so(console, tmp_path,
 
 def test_a_human_who_approves_a_draft_that_fails_a_check_is_told_and_it_is_traced(make_llm, console, tmp_path) -> None:
     client = FakeClient(
-        planner=[completion("1. Answer briefly.")], worker=[completion("one two three four")] * R, critic=[]
+        planner=[completion("1. Answer briefly.")],
+        worker=[completion(f"one two three four {n}") for n in range(R)],  # never a repeat
+        critic=[],
     )
     llm = human_llm(make_llm, client, "a\n")
     state = mas.orchestrate("Answer in at most 3 words.", llm)

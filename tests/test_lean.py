@@ -90,7 +90,11 @@ def test_feedback_repeated_word_for_word_is_shown_once_with_a_count(make_llm) ->
 
 def test_each_role_sends_the_same_prefix_every_call_for_prompt_caching(make_llm) -> None:
     client = FakeClient(
-        **{"planner": [completion("1. p")] * 3, "worker": [completion("d")] * 6, "critic": [verdict(False)] * 6}
+        **{
+            "planner": [completion("1. p")] * 3,
+            "worker": [completion(f"draft {n}") for n in range(6)],  # never a repeat: code would ask again at once
+            "critic": [verdict(False)] * 6,
+        }
     )
     mas.orchestrate(TASK, make_llm(client))
     for role, head in (("worker", TASK), ("critic", f"Task:\n{TASK}"), ("planner", f"Task:\n{TASK}")):

@@ -166,7 +166,7 @@ def test_measuring_never_raises(draft: str, kind: str) -> None:
         "table": {"columns": ["A"], "rows": 2},
         "new_draft": ["an old draft"],
         "no_chatter": "the task",
-        "no_echo": {"headings": ["A heading"], "plan": ["Do the first thing now.", "Then do the next."]},
+        "no_echo": ["A heading", "Return a new version."],
     }
     passed, measured = measure(draft, R(kind, value.get(kind, 3), "q"))
     assert isinstance(passed, bool) and measured
@@ -196,7 +196,7 @@ def test_no_model_can_approve_a_draft_that_fails_a_check(make_llm) -> None:
     """Even when the critic's model would say yes, a failing draft is never approved."""
     client = FakeClient(
         planner=[completion("1. Write it.")] * mas.MAX_PLANS,
-        worker=[completion("- one\n- two")] * mas.MAX_ITERATIONS,
+        worker=[completion(f"- one\n- two ({n})") for n in range(2 * mas.MAX_ITERATIONS)],  # never a repeat
         critic=[verdict(True)] * mas.MAX_ITERATIONS,
     )
     state = mas.orchestrate("Give exactly 3 bullet points on rain.", make_llm(client))
