@@ -27,7 +27,11 @@ _N = r"(\d{1,5}|" + "|".join(_NUMBER_WORDS) + r")"
 _UNBOUNDED = (
     r"(?<!at least )(?<!at most )(?<!up to )(?<!more than )(?<!less than )(?<!fewer than )(?<!over )"
     r"(?<!maximum )(?<!max )(?<!minimum )(?<!or )(?<!to )(?<!-)"  # "two or three sentences", "2-3 sentences"
+    r"(?<!under )(?<!within )(?<!below )(?<!maximum of )(?<!max of )(?<!minimum of )(?<!most of )"
 )
+# A form, or a function by name, is asked for only where the task asks for one to be written:
+# "Explain what a haiku is" and "Explain the function print()" ask for neither.
+_WRITING = r"\b(?:write|compose|create|draft|pen|give|make|craft|implement|define|code|build|provide|add|need|want)\b[^.?!]{0,40}?\b"
 _NO_BOUND_AFTER = r"(?! (?:max(?:imum)?|at most|tops|or (?:fewer|less|more)))"  # "4 sentences max" is a bound
 # "a three-sentence summary" is the whole answer; "then a one-sentence conclusion" is a part of it.
 _WHOLE = (
@@ -82,12 +86,12 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} paragraphs?\b{_NO_BOUND_AFTER}", "paragraphs"),
     (rf"\b{_WHOLE}{_N}-paragraphs?\b", "paragraphs"),
     (r"\b(?:write|in|as) (?:a|one) (?:single |short )?paragraph\b(?! or)", "one_paragraph"),
-    (r"\b(?:a|an|one|the)(?: \w+)? (haiku|limerick|sonnet|couplet|quatrain|cinquain)\b(?!s)", "form"),
+    (rf"{_WRITING}(?:a|an|one|the)(?: \w+)? (haiku|limerick|sonnet|couplet|quatrain|cinquain)\b(?!s| for each)", "form"),
     (rf"\bjson (?:array|list) (?:of|containing|with) (?:exactly )?{_N}\b", "json_array"),
     (r"\b(?:(?:return|output|reply|respond|answer|give|produce|format)\b[^.]{0,30}\bjson|json (?:array|object|list)|(?:as|in|valid) json)\b", "json"),
     (r"\bwith (?:exactly )?(?:the )?(?:keys|fields|properties) ([\w\"'`]+(?:(?:,\s*|,? and |\s+)[\w\"'`]+)*)", "json_keys"),
-    (r"\b(?:python )?(?:function|def)(?: named| called)?\s+`?([A-Za-z_]\w*)\s*\(", "function"),
-    (r"\b(?:python )?function (?:named|called) `?([A-Za-z_]\w*)`?", "function"),
+    (rf"{_WRITING}(?:\w+ ){{0,3}}?(?:python )?(?:function|def)(?: named| called)?\s+`?([A-Za-z_]\w*)\s*\(", "function"),
+    (rf"{_WRITING}(?:\w+ ){{0,3}}?(?:python )?function (?:named|called) `?([A-Za-z_]\w*)`?", "function"),
     (r"\bclass (?:named|called) `?([A-Za-z_]\w*)`?", "class"),
     (r"\bclass `([A-Za-z_]\w*)`", "class"),
     (r"\b(?:python (?:code|function|script|program|snippet|class)|(?:write|implement|code)\b[^.]{0,40}\bin python)\b", "python"),
@@ -154,6 +158,7 @@ def requirements_from_task(task: str) -> list[Requirement]:
         if not (r.kind == "json" and kinds & {"json_array", "json_keys"})  # the stronger check covers it
         and not (r.kind == "python" and kinds & {"function", "class", "returns"})
         and not (r.kind == "items" and kinds & {"bullets", "numbered"})
+        and not (r.kind in ("uppercase", "lowercase") and kinds >= {"uppercase", "lowercase"})  # both: neither is meant
     ]
 
 
@@ -181,8 +186,11 @@ def _one_per_line(task: str, found: list[Requirement]) -> list[Requirement]:
 
 def _methods(task: str, found: list[Requirement]) -> list[Requirement]:
     """ "a class Stack with push, pop and peek methods": each method is a function the code must define."""
-    said = re.search(r"\bwith ((?:`?[A-Za-z_]\w*`?(?:,\s*|,?\s+and\s+)?)+) methods\b", task)
-    if not said or not any(r.kind == "class" for r in found):
+    if not any(r.kind == "class" for r in found):
+        return found
+    # Each name, then a separator before the next: no nested repetition, so no catastrophic backtracking.
+    said = re.search(r"\bwith (`?\w+`?(?:(?:,\s*|,?\s+and\s+)`?\w+`?){0,11}) methods\b", task)
+    if not said:
         return found
     names = [n.strip("`") for n in re.split(r",\s*|,?\s+and\s+", said.group(1)) if n.strip("`")]
     return [*found, *(Requirement("function", name, said.group(0)) for name in names)]
@@ -197,8 +205,8 @@ def _in_json(found: list[Requirement]) -> list[Requirement]:
 
 def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
     """A function the task says "returns" something must return it: "a function add(a, b) that returns the sum"."""
-    said = re.search(r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b", task, re.I)
-    if not said:
+    said = re.search(r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b(?! nothing| none\b)", task, re.I)
+    if not said or re.search(r"\b(?:not|never|n't|without)\W+(?:\w+\W+){0,2}return", said.group(0), re.I):
         return []
     named = [r.value for r in found if r.kind == "function" and r.value in said.group(0)]
     return [Requirement("returns", named[0] if named else True, said.group(0).strip())]

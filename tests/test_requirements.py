@@ -224,3 +224,38 @@ def test_a_plan_about_the_review_process_is_replaced_by_code_after_one_retry(mak
     state = mas.orchestrate("Write a riddle about clocks.", make_llm(client))
     assert client.roles().count("planner") == 2
     assert state["plan"] and "Critic" not in state["plan"] and "riddle about clocks" in state["plan"]
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "Write a Python function under 10 lines.",  # a bound is not an exact count
+        "Explain recursion in under 3 sentences.",
+        "Explain recursion within 4 sentences.",
+        "Write a poem in a maximum of 5 lines.",
+        "Explain what a haiku is.",  # a form only mentioned is not asked for
+        "Write a haiku for each of the four seasons.",
+        "Explain the function print().",  # a function only mentioned is not one to define
+        "A function that prints the list and returns nothing.",
+        "Use uppercase letters and lowercase letters.",  # both at once: neither is meant
+    ],
+)
+def test_what_a_task_only_mentions_or_bounds_is_not_required(task: str) -> None:
+    kinds = {r.kind for r in requirements_from_task(task)}
+    assert not kinds & {"lines", "sentences", "function", "returns", "uppercase", "lowercase"}, kinds
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    word=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=20, max_size=60),
+    lead=st.sampled_from(
+        ["Write a class named Stack with ", "Write an essay with ", "each ", "list ", "a table with columns "]
+    ),
+)
+def test_finding_requirements_is_quick_on_long_words(word: str, lead: str) -> None:
+    """No phrasing backtracks catastrophically: a task's requirements are found before anyone waits."""
+    import time
+
+    started = time.perf_counter()
+    requirements_from_task(f"{lead}{word} and {word} methods, {word} as its theme.")
+    assert time.perf_counter() - started < 0.5
