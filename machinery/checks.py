@@ -361,34 +361,52 @@ def _new_draft(draft: str, rejected: list[str]) -> tuple[bool, str]:
     )
 
 
-# (what the draft says to the reviewer, a task that makes it fair to say): a worker that apologises or asks
-# for input is talking about the review, not doing the task.
-_CHATTER = [
-    (r"\b(?:I apologi[sz]e|(?:my )?apologies for|sorry for (?:the|any|my))\b", r"apolog|sorry"),
-    (r"\b(?:previous|earlier|last|prior) (?:drafts?|versions?|attempts?|responses?)\b", r"draft|version"),
-    (r"\b(?:your|the) feedback\b|\bthank you for (?:the|your) (?:notes|review|comments)\b", r"feedback|review"),
+# What the draft says to the reviewer, and what in a task makes it fair to say. Words about the review
+# itself ("your feedback", "my previous draft") count anywhere; an apology, "I understand" or a request
+# for input counts only as the draft's first or last line, where the model talks instead of working:
+# inside the work, "I apologize for the delay" may be just what a customer letter needs.
+_ABOUT_THE_REVIEW = [
+    (
+        r"\b(?:your|the) (?:feedback|critique)\b|\bthank you for (?:the|your) (?:notes|review|comments)\b",
+        r"feedback|review|critique|customer|reply|email|letter|message",
+    ),
+    (r"\b(?:my|the|your) (?:previous|earlier|last|prior) (?:drafts?|versions?)\b", r"draft|version"),
+    (r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|improved) (?:version|draft)\b", r"draft|version"),
+    (
+        r"\bI (?:have|'ve) (?:revised|updated|corrected|fixed|rewritten) (?:the|my|this) (?:draft|version|text)\b",
+        r"revis|draft",
+    ),
+]
+_AT_THE_EDGES = [
+    (r"^\W*(?:I apologi[sz]e|(?:my )?apologies|sorry)\b", r"apolog|sorry|letter|email|reply|message|note"),
+    (r"^\W*(?:(?:sure|okay|ok|yes),? )?I understand\b", r"\bI understand"),
     (
         r"\b(?:please|could you|can you) (?:please )?(?:provide|share|give me|clarify|specify)\b",
         r"email|letter|message|reply|form|note",
     ),
-    (
-        r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|new|improved) (?:version|draft)\b",
-        r"draft|version",
-    ),
-    (r"\bI (?:understand|have (?:revised|updated|corrected|fixed))\b", r"\bI understand|revis"),
 ]
 
 
 def _no_chatter(draft: str, task: str) -> tuple[bool, str]:
+    lines = [line.strip() for line in draft.strip().splitlines() if line.strip()]
+    edges = [lines[0], lines[-1]] if lines else []
     said = [
         m.group(0)
-        for pattern, fair in _CHATTER
+        for pattern, fair in _ABOUT_THE_REVIEW
         if not re.search(fair, task, re.I)
         for m in [re.search(pattern, draft, re.I)]
         if m
     ]
+    said += [
+        m.group(0)
+        for pattern, fair in _AT_THE_EDGES
+        if not re.search(fair, task, re.I)
+        for line in edges
+        for m in [re.search(pattern, line, re.I)]
+        if m
+    ]
     if said:
-        return False, f"the draft talks to the reviewer ('{said[0]}'); write only the work the task asks for"
+        return False, f"the draft talks to the reviewer ('{said[0].strip()}'); write only the work the task asks for"
     return True, "the work itself"
 
 

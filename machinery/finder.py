@@ -205,7 +205,9 @@ def _in_json(found: list[Requirement]) -> list[Requirement]:
 
 def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
     """A function the task says "returns" something must return it: "a function add(a, b) that returns the sum"."""
-    said = re.search(r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b(?! nothing| none\b)", task, re.I)
+    said = re.search(
+        r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b(?! nothing| none\b)", task, re.I
+    )
     if not said or re.search(r"\b(?:not|never|n't|without)\W+(?:\w+\W+){0,2}return", said.group(0), re.I):
         return []
     named = [r.value for r in found if r.kind == "function" and r.value in said.group(0)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -258,3 +259,16 @@ def test_after_a_word_for_word_repeat_the_worker_writes_afresh(make_llm) -> None
     third = client.calls_of("worker")[2]["messages"]
     assert [m["role"] for m in third] == ["system", "user"]  # no rejected draft shown again
     assert mas.REPEATED in third[-1]["content"] and "Name the tree." in third[-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("task", "draft"),
+    [
+        ("Write a reply to a customer whose order arrived late", "Dear Ms Lee,\nI apologize for the delay.\nBest, Sam"),
+        ("Write a short story about a robot", 'The lab was quiet.\n"I understand now," the robot whispered.\nThe end.'),
+        ("Write a reply to a customer", "Thank you for your feedback! We will improve."),
+        ("Write a history of Everest", "Earlier attempts had failed in 1921.\nIn 1953 they reached the top."),
+    ],
+)
+def test_words_that_belong_to_the_work_are_not_chatter(task: str, draft: str) -> None:
+    assert measure(draft, Requirement("no_chatter", task, "q"))[0]
