@@ -128,8 +128,13 @@ def parse_url(url: str) -> tuple[str, str, dict[str, str]]:
 
 
 def redact_url(text: str) -> str:
-    """Any ``scheme://user:password@`` in ``text`` shown as ``scheme://***@``."""
-    return re.sub(r"(\w+://)[^/@\s]*@", r"\1***@", text)
+    """Any ``scheme://user:password@`` in ``text`` shown as ``scheme://***@``, up to the last ``@``: a
+    password may hold ``/`` or ``@`` of its own.
+
+    >>> redact_url("not a broker address: nats://alice:s3cr/et@127.0.0.1:4222 or nats://a:p@ss@h")
+    'not a broker address: nats://***@127.0.0.1:4222 or nats://***@h'
+    """
+    return re.sub(r"(\w+://)[^\s]*@", r"\1***@", text)
 
 
 class Service:

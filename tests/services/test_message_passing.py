@@ -216,3 +216,11 @@ def test_a_request_is_answered_once_however_often_it_is_sent() -> None:
     assert first[0] == second[0] == third[0] and calls == ["run-1.1"]
     assert json.loads(first[0])["request_digest"] == digest("planner", a_request().state)
     assert request_subject("planner") == "agents.planner.requests"
+
+
+@pytest.mark.parametrize("url", ["nats://alice:s3cr/et@127.0.0.1:4222", "nats://alice:p@ss@127.0.0.1:9"])
+def test_a_password_with_a_slash_or_an_at_sign_is_never_shown(url: str, capsys: Any) -> None:
+    console = quiet_console()
+    assert mp.main(["Write a haiku", "--broker", url, "--timeout", "2"], console=console) == 2
+    shown = console.file.getvalue() + "".join(capsys.readouterr())  # type: ignore[attr-defined]
+    assert "s3cr" not in shown and "p@ss" not in shown and "ss@" not in shown and "***@" in shown
