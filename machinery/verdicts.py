@@ -39,7 +39,7 @@ _NO = {
 # A yes that comes with one of these, anywhere on its line, is a yes with a condition, which is not a yes.
 _HEDGES = {
     "but", "though", "although", "however", "if", "unless", "except", "assuming", "provided", "pending", "once",
-    "until", "after", "mostly", "partially", "partly", "almost", "nearly", "conditionally", "long", "minor",
+    "until", "after", "mostly", "partially", "partly", "almost", "nearly", "conditionally", "long", "minor", "ish",
 }  # fmt: skip
 # ...and these, in the yes's own clause ("yes, with reservations", "Yes, contingent on fixing the JSON").
 _QUALIFIERS = {
@@ -51,7 +51,7 @@ _QUALIFIERS = {
 _LABEL = re.compile(r"^(approved|approval|verdict|decision)\s*[:=\-–]\s*(.*)$", re.I)
 
 
-_BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*)\b(.*)$", re.I)
+_BARE = re.compile(r"^((?:not\s+)?approved|rejected|denied|not\s+approve\w*|not\s+yet)\b(.*)$", re.I)
 _FIRST = re.compile(r"^(yes|no)\b(.*)$", re.I)  # a reply that opens with a bare YES or NO has stated its verdict
 
 
@@ -91,9 +91,9 @@ _SHORT = re.compile(
 )
 _DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)\W+(?:\w+\W+){0,3}$", re.I)
 # The line before a JSON object that says it is an example, not the verdict: "For reference:", "e.g.", "Format:".
-_EXAMPLE = re.compile(
-    r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|like this|template|format|sample)\b", re.I
-)
+_EXAMPLE = re.compile(r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|like this|template|sample)\b", re.I)
+# A sentence that opens with a reservation, anywhere in a reply that says yes: "However, change the title."
+_BUT = re.compile(r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]", re.I)
 
 
 def parse_verdict(text: str) -> Verdict:
@@ -127,12 +127,13 @@ def parse_verdict(text: str) -> Verdict:
             before = raw[raw.rfind("\n", 0, start) + 1 : start].strip()
             after = raw[end : line_end if line_end != -1 else len(raw)].strip(" `")
             above = raw[: raw.rfind("\n", 0, start) + 1].strip().rsplit("\n", 1)[-1]  # the line before it
-            if (before or above) and _EXAMPLE.search(before or above):
-                covered.append((start, end))  # shown as an example or a reference: not the verdict
+            covered.append((start, end))
+            values = [(_value(data[k]), repr(data[k])) for k in keys]  # every verdict key it has
+            if (before or above) and _EXAMPLE.search(before or above):  # shown as an example: a no counts, a yes never
+                found += [(False, False, "json", said) for value, said in values if value is not True]
                 continue
             quoted = bool(after) or bool(before and before[-1] not in ":.!")  # mid-sentence: an example
-            found.append((_value(data[keys[0]]), quoted, "json", repr(data[keys[0]])))
-            covered.append((start, end))
+            found += [(value, quoted, "json", said) for value, said in values]
     offset = 0
     for number, line in enumerate(raw.splitlines(keepends=True)):
         inside = any(a <= offset < b for a, b in covered)
@@ -153,6 +154,8 @@ def parse_verdict(text: str) -> Verdict:
             return Verdict(False, feedback, source, why)
     if withheld := _WITHHELD.search(_said(raw, first_json)):
         return Verdict(False, feedback, source, f"the reply also says {withheld.group(0)!r}: not an approval")
+    if but := _BUT.search(_said(raw, first_json)):
+        return Verdict(False, feedback, source, f"the yes comes with a reservation ({but.group(0).strip()!r})")
     if short := _shortcoming(feedback):
         return Verdict(False, feedback, source, f"the yes comes with feedback saying the draft falls short ({short!r})")
     if all(quoted for _, quoted, _, _ in found):
@@ -209,7 +212,11 @@ def _value(value: Any) -> bool | None:
         return False
     if words[0] in _YES:
         clause = _words(re.split(r"[.!;\n]", value, maxsplit=1)[0])  # the yes's own clause
-        hedged = _HEDGES & set(words[1:]) or _QUALIFIERS & set(clause[1:]) or "as long as" in value.lower()
+        qualifiers = {
+            w for i, w in enumerate(clause) if i and w in _QUALIFIERS and clause[i - 1] != "no"
+        }  # "no changes"
+        nos = {w for i, w in enumerate(words) if i and w in _NO and (i + 1 == len(words) or w != "no")}  # "yes and no"
+        hedged = _HEDGES & set(words[1:]) or qualifiers or nos or "as long as" in value.lower()
         return None if hedged else True
     return None
 

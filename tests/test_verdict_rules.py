@@ -204,3 +204,24 @@ def test_struck_through_text_never_counts(reply: str, struck: str, at: int) -> N
     lines = reply.splitlines()
     lines.insert(at % (len(lines) + 1), f"~~{struck}~~")
     assert parse_verdict("\n".join(lines)).approved == parse_verdict(reply).approved
+
+
+@pytest.mark.parametrize(
+    ("reply", "approved"),
+    [
+        ('{"approved": true, "verdict": "rejected"}', False),  # every verdict key is read
+        ("APPROVED: yes and no", False),  # a no inside the yes's own value
+        ("APPROVED: YES (just kidding) NO", False),
+        ("APPROVED: ✅ ❌", False),
+        ("APPROVED: true-ish", False),
+        ("Not yet.\nAPPROVED: YES", False),
+        ("Approved: Yes\nHowever, change the title.", False),  # a reservation anywhere
+        ('Check the format below:\n{"approved": false}\nAPPROVED: YES', False),
+        ('For example:\n{"approved": false}\nAPPROVED: YES', False),  # an example's no still counts, its yes never
+        ("APPROVED: Yes, no changes needed.", True),  # "no changes" is not a no
+        ('Here is my verdict in the format you asked for:\n{"approved": true, "feedback": "Good."}', True),
+        ("YES, no issues.", True),
+    ],
+)
+def test_what_a_reviewer_found_is_read_as_a_person_reads_it(reply: str, approved: bool) -> None:
+    assert parse_verdict(reply).approved is approved
