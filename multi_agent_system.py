@@ -855,7 +855,7 @@ def ask(
     role: str,
     messages: list[dict[str, Any]],
     *,
-    reserve: Callable[[int], int] | None = None,
+    reserve: ReadBack | None = None,
     **options: Any,
 ) -> Reply:
     """The one way agents call a model: the budget gate decides what the call may write, then the gateway sends it.
@@ -878,19 +878,27 @@ def ask(
     return llm.complete(role, messages, max_tokens=limit, **options)
 
 
-def critique_cost(state: SharedState, llm: Gateway) -> Callable[[int], int]:
-    """The prompt of the critique of a draft of n tokens, as the critic's own gate will estimate it.
+@dataclass(frozen=True)
+class ReadBack:
+    """A later call that will read a reply back: its prompt for a reply of n tokens, and its model's price."""
+
+    prompt: Callable[[int], int]
+    price: Price | None = None
+
+
+def critique_cost(state: SharedState, llm: Gateway) -> ReadBack:
+    """The critique of a draft of n tokens: its prompt as the critic's own gate will estimate it, at the critic's price.
 
     The draft is taken as BYTES_PER_TOKEN_MOST bytes a token (the critic is shown no more than that),
     so a draft the worker was allowed to write can always be judged.
     """
 
-    def cost(n: int) -> int:
+    def prompt(n: int) -> int:
         longest = "x" * math.ceil(n * BYTES_PER_TOKEN_MOST)
         messages = critic_messages(state, longest, "x" * FACTS_MAX_CHARS)
         return llm.estimate(messages, [verdict_schema(), CRITIC_FORMAT])
 
-    return cost
+    return ReadBack(prompt, llm.price("critic"))
 
 
 def completion_allowance(
@@ -901,7 +909,7 @@ def completion_allowance(
     elapsed: float,
     price: Price | None,
     settings: Settings,
-    reserve: Callable[[int], int] | None = None,
+    reserve: ReadBack | None = None,
 ) -> int:
     """How many tokens the next call may write; BudgetExhausted if it should not be made.
 
@@ -909,10 +917,11 @@ def completion_allowance(
     is clamped so that prompt + completion fits in what is left of the token
     (and cost) budget, so the cap holds even on the last call.
 
-    ``reserve(n)`` is the prompt of a later call that will read this reply back,
-    if the reply is n tokens long: the critique of a draft, whose own reply needs
-    VERDICT_ROOM more. The reply may only be as long as leaves room for both: a
-    draft that could not be judged is not worth writing.
+    ``reserve`` is a later call that will read this reply back (the critique of
+    a draft): ``reserve.prompt(n)`` is its prompt if the reply is n tokens long,
+    and its own reply needs VERDICT_ROOM more, at its own model's price. The
+    reply may only be as long as leaves room for both: a draft that could not be
+    judged is not worth writing.
 
     >>> s = Settings(max_tokens=2_000)
     >>> completion_allowance("worker", 500, 0, 0.0, 0.0, None, s)  # the role's own cap
@@ -923,14 +932,14 @@ def completion_allowance(
     Traceback (most recent call last):
     ...
     multi_agent_system.BudgetExhausted: worker call skipped: its ~500-token prompt leaves too little room (1480 of 2000 tokens used)
-    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, None, s, reserve=lambda n: 140 + n)  # 140 + the draft + 160
+    >>> completion_allowance("worker", 500, 1_000, 0.0, 0.0, None, s, ReadBack(lambda n: 140 + n))  # 140 + the draft + 160
     100
     """
     if settings.timeout is not None and elapsed >= settings.timeout:
         raise BudgetExhausted("timeout", f"{settings.timeout:g}s time limit reached")
 
     def later(n: int) -> int:  # the tokens of the call that will read n tokens of this reply back
-        return 0 if reserve is None else reserve(n) + VERDICT_ROOM
+        return 0 if reserve is None else reserve.prompt(n) + VERDICT_ROOM
 
     tokens_left = settings.max_tokens - spent_tokens - prompt_tokens
     money_left = math.inf
@@ -941,9 +950,11 @@ def completion_allowance(
     def fits_tokens(n: int) -> bool:
         return n + later(n) <= tokens_left
 
-    def fits_money(n: int) -> bool:  # the later call's prompt is read, its reply written
-        read, written = (reserve(n), VERDICT_ROOM) if reserve else (0, 0)
-        return price is None or (n + written) * price.output_per_token + read * price.input_per_token <= money_left
+    def fits_money(n: int) -> bool:  # this reply is written; the later call's prompt is read, its reply written
+        cost = n * price.output_per_token if price else 0.0
+        if reserve is not None and reserve.price is not None:
+            cost += reserve.prompt(n) * reserve.price.input_per_token + VERDICT_ROOM * reserve.price.output_per_token
+        return cost <= money_left
 
     limit, binding = largest(role_cap(role), fits_tokens), "token_budget"
     if settings.max_cost is not None and not fits_money(limit):

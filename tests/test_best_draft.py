@@ -272,3 +272,40 @@ def test_after_a_word_for_word_repeat_the_worker_writes_afresh(make_llm) -> None
 )
 def test_words_that_belong_to_the_work_are_not_chatter(task: str, draft: str) -> None:
     assert measure(draft, Requirement("no_chatter", task, "q"))[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(max_cost=st.floats(0.0005, 0.02), wanted=st.lists(st.integers(1, 1_200), min_size=12, max_size=12))
+def test_under_a_cost_budget_the_critique_is_reserved_at_the_critics_own_price(
+    max_cost: float, wanted: list[int]
+) -> None:
+    """A dear critic (gpt-4o) judging a cheap worker (gpt-4o-mini): every draft written is still judged."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from machinery.gateway import LLM, estimate_tokens
+    from machinery.output import Display, Trace
+
+    drafts, written = iter(wanted), iter(range(100))
+
+    def honest(text: str, request: dict[str, Any]) -> Any:
+        return completion(text, estimate_tokens(request["messages"]) // 2, None, model=request["model"])
+
+    def draft(request: dict[str, Any]) -> Any:
+        n = min(next(drafts, 50), request["max_tokens"])
+        text = f"d{next(written)} " + "".join(f"w{i} " for i in range(n))[: int(n * 3.5)]
+        return completion(text, estimate_tokens(request["messages"]) // 2, n, model=request["model"])
+
+    client = FakeClient(
+        planner=[lambda r: honest("1. Say what a closure is.\n2. Give one example.", r)] * 20,
+        worker=[draft] * 20,
+        critic=[lambda r: honest('{"approved": false, "feedback": "Add an example."}', r)] * 20,
+    )
+    settings = mas.Settings(max_cost=max_cost, max_iterations=12, max_plans=6)
+    settings.models = {"planner": "gpt-4o-mini", "worker": "gpt-4o-mini", "critic": "gpt-4o"}
+    llm = LLM(settings, Display(Console(file=StringIO()), "quiet"), Trace(None, "prop"), client=client)
+    mas.orchestrate("Explain what a closure is", llm)
+    roles = client.roles()
+    assert not roles or roles[-1] != "worker", roles
+    assert (llm.ledger.cost_usd or 0) <= max_cost
