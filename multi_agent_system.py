@@ -55,6 +55,7 @@ if sys.version_info < (3, 10):  # noqa: UP036 - the one line an older Python get
     sys.stderr.write(f"error: this kit needs Python 3.10 or newer; this is Python {sys.version.split()[0]}\n")
     sys.exit(2)  # a configuration error, like any other
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -622,7 +623,6 @@ def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]
     state["result"] = draft = without_chatter(reply.content, ECHOES)  # "Sure, here is...:" is not the work
     checks = [*state["requirements"], *run_checks(state)]
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
-    state["draft_facts"]["max_tokens"] = reply.max_tokens  # how long it could be: the critic's reserve assumed this
     return reply
 
 
@@ -703,9 +703,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
         verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
-        # The draft and facts are shown at most as long as the worker's call reserved room for (critique_cost).
-        shown = fit(state["result"], math.ceil(facts.get("max_tokens", math.inf) * BYTES_PER_TOKEN_MOST))
-        messages = critic_messages(state, shown, fit(format_facts(facts), FACTS_MAX_CHARS))
+        messages = critic_view(state, llm)
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = read_verdict(reply, facts)
         if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
@@ -792,6 +790,21 @@ def better(best: Best | None, state: SharedState, approved: bool, feedback: str)
         return b["approved"], -len(b["failed"]), -b["distance"]
 
     return best if best is not None and rank(best) > rank(new) else new
+
+
+def critic_view(state: SharedState, llm: Gateway) -> list[dict[str, Any]]:
+    """The critic's messages, the draft cut (and marked so) only where the whole would not fit in the budget left.
+
+    The worker's reserve (critique_cost) plans for the longest draft; this makes the guarantee hard whatever a
+    draft's bytes per token turned out to be, or however the gateway's estimates have learned since.
+    """
+    facts, draft = fit(format_facts(state["draft_facts"]), FACTS_MAX_CHARS), state["result"] or ""
+    room = llm.settings.max_tokens - llm.spent()[0]["total"] - VERDICT_ROOM
+
+    def fits(size: int) -> bool:
+        return llm.estimate(critic_messages(state, fit(draft, size), facts), [verdict_schema(), CRITIC_FORMAT]) <= room
+
+    return critic_messages(state, fit(draft, max(largest(len(json.dumps(draft)), fits), 0)), facts)
 
 
 def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str, Any]]:

@@ -197,15 +197,16 @@ def test_distance_is_zero_exactly_when_the_check_passes(draft: str, kind: str, n
 @given(
     budget=st.integers(600, 6_000),
     wanted=st.lists(st.integers(1, 1_500), min_size=12, max_size=12),
-    bytes_per_token=st.floats(1.0, mas.BYTES_PER_TOKEN_MOST),
+    bytes_per_token=st.floats(1.0, 8.0),
+    counted=st.floats(0.5, 1.3),
 )
 def test_the_last_call_of_a_run_is_never_a_worker_whose_draft_went_unjudged(
-    budget: int, wanted: list[int], bytes_per_token: float
+    budget: int, wanted: list[int], bytes_per_token: float, counted: float
 ) -> None:
-    """Whatever the budget and however long the drafts (up to BYTES_PER_TOKEN_MOST bytes a token), every draft
-    written is judged: the run never stops with a worker's call last. The server counts no more prompt tokens
-    than the gate estimated, as real servers do (the estimate is deliberately high). Every draft is new and
-    states nothing countable, so each one is the critic's to judge (a draft code rejects is judged by code)."""
+    """Whatever the budget, however long the drafts and however many bytes a token, and even when the server
+    counts up to 30% more prompt tokens than the gate estimated, every draft written is judged: the run never
+    stops with a worker's call last. Every draft is new and states nothing countable, so each one is the
+    critic's to judge (a draft code rejects is judged by code)."""
     from io import StringIO
 
     from rich.console import Console
@@ -216,12 +217,12 @@ def test_the_last_call_of_a_run_is_never_a_worker_whose_draft_went_unjudged(
     drafts, written = iter(wanted), iter(range(100))
 
     def honest(text: str, request: dict[str, Any]) -> Any:
-        return completion(text, estimate_tokens(request["messages"]) // 2, None)
+        return completion(text, int(estimate_tokens(request["messages"]) * counted), None)
 
     def draft(request: dict[str, Any]) -> Any:
         n = min(next(drafts, 50), request["max_tokens"])
         text = f"d{next(written)} " + "".join(f"w{i} " for i in range(n))[: int(n * bytes_per_token)]  # never a repeat
-        reply = completion(text, estimate_tokens(request["messages"]) // 2, n)
+        reply = completion(text, int(estimate_tokens(request["messages"]) * counted), n)
         reply.choices[0].finish_reason = "length" if n == request["max_tokens"] else "stop"
         return reply
 
@@ -239,7 +240,7 @@ def test_the_last_call_of_a_run_is_never_a_worker_whose_draft_went_unjudged(
     mas.orchestrate("Explain what a closure is", llm)
     roles = client.roles()
     assert not roles or roles[-1] != "worker", (roles, llm.ledger.total_tokens)  # no call at all fits in the smallest
-    assert llm.ledger.total_tokens <= budget
+    assert counted > 1 or llm.ledger.total_tokens <= budget  # a server counting more than estimated may overrun once
 
 
 def test_a_plan_made_of_the_answers_lines_is_sent_back() -> None:
@@ -309,3 +310,10 @@ def test_under_a_cost_budget_the_critique_is_reserved_at_the_critics_own_price(
     roles = client.roles()
     assert not roles or roles[-1] != "worker", roles
     assert (llm.ledger.cost_usd or 0) <= max_cost
+
+
+def test_a_long_draft_in_another_script_reaches_the_critic_whole(make_llm) -> None:
+    russian = " ".join(["слово"] * 320)  # 320 words, 1,919 characters: well within the worker's cap
+    client = FakeClient(planner=plans(1), worker=[completion(russian, 100, 700)], critic=[verdict(True)])
+    mas.orchestrate("Напишите рассказ о море", make_llm(client))
+    assert russian in client.calls_of("critic")[0]["messages"][-1]["content"]
