@@ -40,6 +40,8 @@ _COUNTED = [
     ),
     (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
 ]
+# A number right after one of these is what the draft should be, not what it is: "to 50", "under 60 words".
+_TARGET = r"\b(?:to|under|below|over|than|about|around|roughly|of|most|least|maximum|minimum|max|min|exactly|within|be|limit|only need|at)\s+$"
 # "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
 _PART = r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing) (?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b"
 _COMPLAINT = (
@@ -87,7 +89,11 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
         low = sentence.lower()
         for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
-            counts = [_as_number(m.group(1)) for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)]
+            counts = [
+                _as_number(m.group(1))
+                for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)
+                if not re.search(_TARGET, low[: m.start()])  # "cut it to 50 words" names a target, not the draft
+            ]
             if not counts and not re.search(rf"\b(?:{named})\b", low):
                 continue
             passing = [c for c in checks if c["kind"] in kinds.split()]

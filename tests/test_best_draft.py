@@ -317,3 +317,9 @@ def test_a_long_draft_in_another_script_reaches_the_critic_whole(make_llm) -> No
     client = FakeClient(planner=plans(1), worker=[completion(russian, 100, 700)], critic=[verdict(True)])
     mas.orchestrate("Напишите рассказ о море", make_llm(client))
     assert russian in client.calls_of("critic")[0]["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("feedback", ["Cut it to about 50 words.", "It has 120 words but should be under 60 words."])
+def test_a_target_the_critic_names_is_not_a_claim_about_the_draft(feedback: str) -> None:
+    facts = {"words": 120, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+    assert disputed(feedback, facts) == []
