@@ -294,12 +294,14 @@ def run_batch(
         trace = Trace.in_dir(settings.log_dir, run_id)
         quiet = _silent_console()
         display = Display(quiet, "quiet", errors=quiet)
-        if gateway is None:
-            llm = LLM(replace(settings), display, trace, client=GatedClient(make_client(), budget, limit))
-        else:
-            llm = gateway(replace(settings), display, trace)
+        gate = GatedClient(make_client(), budget, limit) if gateway is None else None
+        single = plain_call(task, replace(settings), display, trace, gate) if compare and gate else None
+        llm = (
+            LLM(replace(settings), display, trace, client=gate)
+            if gateway is None
+            else gateway(replace(settings), display, trace)
+        )
         try:
-            single = plain_call(task, llm) if compare else None  # --compare: one plain call first
             state = loop(task, llm)
             summary = run_summary(state, llm)
             if single is not None:

@@ -217,9 +217,8 @@ def main(
         client = ScriptedClient(script(settings.demo_scenario or "revise"))
     if args.stream:
         client = StreamingClient(client or openai_client(settings), display)
-    llm = LLM(settings, display, trace, client=client)
     state: SharedState | None = None
-    attach_classroom(llm, args, sys.stdin)
+    single = None
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if display.chatty:
@@ -229,9 +228,15 @@ def main(
             why = "--demo was given" if args.demo or args.demo_scenario else "no OPENAI_API_KEY or OPENAI_BASE_URL"
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
-            single = plain_call(task, llm) if args.compare else None  # before the loop: what one call would do
+            if args.compare:  # before the loop, and before its gateway: what one plain call would do
+                single = plain_call(task, settings, display, trace, client)
+            llm = LLM(settings, display, trace, client=client)
+            attach_classroom(llm, args, sys.stdin)
             state = loop(task, llm)
         return report(state, llm, args, mode, single)
+    except KeyboardInterrupt:  # only the plain --compare call can raise it: the loop ends its own run on Ctrl-C
+        display.error("interrupted during the plain call for --compare: the loop did not start")
+        return EXIT_INTERRUPTED
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None
         kept = f"; the result was saved to {rescued}" if rescued else ""

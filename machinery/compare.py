@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from machinery.checks import without_chatter
 from machinery.finder import requirements_from_task
 from machinery.gateway import LLM
+from machinery.output import Display, Trace
 from machinery.prices import format_cost
-from multi_agent_system import SharedState, StopRun, ask, measure_draft, user
+from multi_agent_system import Settings, SharedState, StopRun, completion_allowance, measure_draft, user
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -31,18 +33,25 @@ def checked(task: str, text: str) -> dict[str, Any]:
     return {"passed": len(passed), "checks": len(checks), "failed": [c["measured"] for c in checks if not c["passed"]]}
 
 
-def plain_call(task: str, llm: LLM) -> dict[str, Any]:
-    """One call with the task alone, through its own gateway (same client, trace and settings, a fresh ledger)."""
-    settings = replace(llm.settings, models={**llm.settings.models, SINGLE: llm.settings.model_for("worker")})
-    alone = LLM(settings, llm.display, llm.trace, client=llm.client)
+def plain_call(task: str, settings: Settings, display: Display, trace: Trace, client: Any) -> dict[str, Any]:
+    """One call with the task alone, made before the loop's gateway exists (so its clock, budget and ledger
+    are the loop's own), through a gateway of its own with the same client, trace and settings.
+
+    It may write as much as the worker may (the worker's cap, under the same budget gate), and its answer
+    is cleaned as the worker's drafts are (an opening "Sure, here is...:" line taken off) before it is measured.
+    """
+    settings = replace(settings, models={**settings.models, SINGLE: settings.model_for("worker")})
+    alone = LLM(settings, display, trace, client=client)
+    messages = [user(task)]
     try:
-        reply = ask(alone, SINGLE, [user(task)])
+        limit = completion_allowance("worker", alone.estimate(messages), 0, 0.0, 0.0, alone.price(SINGLE), settings)
+        reply = alone.complete(SINGLE, messages, max_tokens=limit)
     except StopRun as halt:  # the loop meets the same server next, and stops with its own reason
         alone.warn(f"the plain call for --compare failed: {halt.detail}")
         return {"result": None, "error": halt.detail, "calls": alone.ledger.calls, "tokens": alone.ledger.total_tokens}
-    text = reply.content.strip()
-    if llm.display.chatty:
-        llm.display.step("One plain call, for --compare (no plan, no critic)", text, reply, "blue")
+    text = without_chatter(reply.content)
+    if display.chatty:
+        display.step("One plain call, for --compare (no plan, no critic)", text, reply, "blue")
     return {
         "result": text,
         **checked(task, text),

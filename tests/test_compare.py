@@ -1,0 +1,88 @@
+"""--compare: one plain call with the task alone, made before the loop, measured the same way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+import multi_agent_system as mas
+from conftest import FakeClient, completion, output, verdict
+from machinery.cli import main
+from machinery.compare import SINGLE
+from machinery.gateway import estimate_tokens
+
+TASK = "Write a haiku about agents"
+
+
+def loop_replies() -> dict[str, list]:
+    return {
+        "planner": [completion("1. Write the haiku.")],
+        "worker": [completion("Agents hand off work\nlines pass from one desk to next\nthe critic nods yes")],
+        "critic": [verdict(True, "Good.")],
+    }
+
+
+def run(console: Console, client: FakeClient, *flags: str) -> int:
+    return main([TASK, "--json", "--compare", *flags], console=console, client=client)
+
+
+def test_the_plain_call_comes_first_with_the_task_alone_and_the_workers_cap(console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = FakeClient(single=[completion("Sure, here is a haiku:\nOne\nTwo\nThree")], **loop_replies())
+    assert run(console, client) == mas.EXIT_APPROVED
+    first = client.calls[0]
+    assert client.roles()[0] == SINGLE
+    assert first["messages"] == [{"role": "user", "content": TASK}]
+    settings = mas.Settings()
+    cap = mas.completion_allowance("worker", estimate_tokens(first["messages"]), 0, 0.0, 0.0, None, settings)
+    assert first["max_tokens"] == cap
+
+
+def test_the_loops_ledger_is_its_own_and_the_plain_answer_loses_its_opener(console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = FakeClient(single=[completion("Sure, here is a haiku:\nOne\nTwo\nThree")], **loop_replies())
+    run(console, client)
+    shown = json.loads(output(console))
+    both = shown["compare"]
+    assert both["single"]["result"] == "One\nTwo\nThree"
+    assert both["single"]["calls"] == 1
+    assert shown["calls"] == both["loop"]["calls"] == len(client.calls) - 1  # the plain call is not the loop's
+
+
+def test_a_failed_plain_call_is_one_warning_and_the_loop_still_runs(console, monkeypatch) -> None:
+    import openai
+
+    class Refused(openai.BadRequestError):  # a server's 400, without building an HTTP response
+        def __init__(self) -> None:
+            Exception.__init__(self, "context too long")
+            self.message, self.status_code, self.body = str(self), 400, None
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = FakeClient(single=[Refused()], **loop_replies())
+    assert main([TASK, "--compare"], console=console, client=client) == mas.EXIT_APPROVED
+    shown = output(console)
+    assert "the plain call for --compare failed" in shown
+    assert "Traceback" not in shown
+
+
+def test_ctrl_c_during_the_plain_call_is_one_line_and_the_interrupted_code(console, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = FakeClient(single=[KeyboardInterrupt()], **loop_replies())
+    assert main([TASK, "--compare"], console=console, client=client) == mas.EXIT_INTERRUPTED
+    shown = output(console)
+    assert "interrupted during the plain call for --compare" in shown
+    assert client.roles() == [SINGLE]  # the loop never started
+    assert "Traceback" not in shown
+
+
+def test_the_plain_call_has_a_budget_of_its_own(console, monkeypatch, tmp_path: Path) -> None:
+    # the loop's budget is untouched by the plain call: a loop that fits alone still fits
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    big = completion("Sure:\n" + "word " * 50, prompt_tokens=100, completion_tokens=900)
+    client = FakeClient(single=[big], **loop_replies())
+    assert run(console, client, "--max-tokens", "1500") == mas.EXIT_APPROVED
+    shown = json.loads(output(console))
+    assert shown["compare"]["single"]["tokens"] == 1000
+    assert shown["total_tokens"] < 1000
