@@ -32,13 +32,10 @@ ends, and ``state["stop_reason"]`` says why.
 
 This file is the pattern, top to bottom: the limits, the roles, the shared
 state, the orchestrator, the three agents with their prompts, the checks code
-makes and the budget gate. What runs it lives beside it in ``machinery/``: the
-model gateway (``gateway.py``), reading verdicts (``verdicts.py``), finding and
-measuring requirements (``finder.py``, ``checks.py``), the screen and the trace
-(``output.py``), the offline demo model (``demo.py``) and the command line
-(``cli.py``), with the optional tools (batch, streaming, the cost preview, the
-classroom modes). Those modules import this one; this one imports only the
-small leaf modules it names, so you can read it without them.
+makes and the budget gate. What runs it lives beside it in ``machinery/``, one
+module per job (the model gateway, the screen and trace, the demo model, the
+command line, the optional tools). Those modules import this one; this one
+imports only small leaf modules (verdicts, checks, plans), so it reads alone.
 
 Run it: ``python multi_agent_system.py "Write a haiku about agents" --verbose``.
 With no key a scripted demo model stands in; ``OPENAI_API_KEY`` uses OpenAI,
@@ -416,21 +413,11 @@ class Gateway(Protocol):
 
 
 def orchestrate(task: str, llm: Gateway) -> SharedState:
-    """Run Planner -> Worker -> Critic until one of these stops the loop:
-
-    approved              the critic approved; the loop stops at once        (below, or a person: "accept")
-    max_iterations        settings.max_iterations rounds ran without approval (the loop's first line)
-    escalation_exhausted  settings.max_plans plans were each rejected REJECTIONS_BEFORE_REPLAN times ("give_up")
-    token_budget          the next call would not fit in settings.max_tokens  (completion_allowance)
-    cost_budget           the next call would not fit in settings.max_cost    (completion_allowance)
-    timeout               settings.timeout seconds have passed               (completion_allowance, or mid-call)
-    config_error          the server refused the key, the model or the request, or could not be reached (the gateway)
-    api_error             the server kept failing (429, 5xx, timeouts) after the SDK's retries (the gateway)
-    interrupted           Ctrl-C                                             (the except clause below)
-    stopped_by_user       a person said stop (--step, --human)               (the machinery's classroom hooks)
-    crashed               a bug: an exception nobody expected                 (recorded below, then raised)
-
-    The state is returned in every case, with its result (without approval: the best draft) and the stop reason.
+    """Run Planner -> Worker -> Critic until a stop reason (STOP_REASONS) ends the loop, and return the state
+    with its result (without approval: the best draft) and that reason. Where each one is decided:
+    approved, max_iterations and escalation_exhausted below; token_budget, cost_budget and timeout in
+    completion_allowance (timeout mid-call in the gateway); config_error and api_error in the gateway;
+    interrupted and crashed in the except clauses below; stopped_by_user in the classroom hooks (--step, --human).
     """
     settings = llm.settings
     state = new_state(task)
@@ -864,12 +851,7 @@ def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requi
 
 
 def ask(
-    llm: Gateway,
-    role: str,
-    messages: list[dict[str, Any]],
-    *,
-    reserve: ReadBack | None = None,
-    **options: Any,
+    llm: Gateway, role: str, messages: list[dict[str, Any]], *, reserve: ReadBack | None = None, **options: Any
 ) -> Reply:
     """The one way agents call a model: the budget gate decides what the call may write, then the gateway sends it.
 
@@ -877,16 +859,9 @@ def ask(
     ``reserve`` tokens stay free for a later call that reads this reply back (the critique of a draft).
     """
     extras = [options[k] for k in ("schema", "reply_format", "tools") if options.get(k)]
-    tokens, usd = llm.spent()
+    (tokens, usd), prompt = llm.spent(), llm.estimate(messages, extras)
     limit = completion_allowance(
-        role,
-        llm.estimate(messages, extras),
-        tokens["total"],
-        usd,
-        llm.elapsed(),
-        llm.price(role),
-        llm.settings,
-        reserve,
+        role, prompt, tokens["total"], usd, llm.elapsed(), llm.price(role), llm.settings, reserve
     )
     return llm.complete(role, messages, max_tokens=limit, **options)
 
@@ -973,11 +948,9 @@ def completion_allowance(
     if settings.max_cost is not None and not fits_money(limit):
         limit, binding = largest(limit, fits_money), "cost_budget"
     if limit < MIN_USEFUL_COMPLETION:
-        spent = (
-            f"{spent_tokens} of {settings.max_tokens} tokens used"
-            if binding == "token_budget"
-            else f"${spent_usd or 0:.6f} of ${settings.max_cost:g} spent"
-        )
+        spent = f"{spent_tokens} of {settings.max_tokens} tokens used"
+        if binding == "cost_budget":
+            spent = f"${spent_usd or 0:.6f} of ${settings.max_cost:g} spent"
         needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{later(0)} kept for judging it)" if reserve else "")
         raise BudgetExhausted(binding, f"{role} call skipped: {needs} leaves too little room ({spent})")
     return limit
