@@ -235,7 +235,11 @@ def _line_start(draft: str, v: str) -> tuple[bool, str]:
     bad = [
         line.strip() for line in _list_lines(draft, re.compile(".")) if not line.strip().lower().startswith(v.lower())
     ]
-    return not bad, f"{_count(len(bad), 'line')} do not start with '{v}'" if bad else f"every line starts with '{v}'"
+    verb = "does" if len(bad) == 1 else "do"
+    return (
+        not bad,
+        f"{_count(len(bad), 'line')} {verb} not start with '{v}'" if bad else f"every line starts with '{v}'",
+    )
 
 
 def _uppercase(draft: str, v: Any) -> tuple[bool, str]:
@@ -321,6 +325,17 @@ def _no_title(draft: str, v: Any) -> tuple[bool, str]:
     return (
         not titled,
         f"the first line, '{clip(first, 50)}', is a title; the task asks for none" if titled else "no title",
+    )
+
+
+_QUOTE_MARKS = re.compile(r"[\"“”«»]|(?<!\w)['‘][^'’\n]*['’](?!\w)")  # an apostrophe inside a word is not one
+
+
+def _no_quotes(draft: str, v: Any) -> tuple[bool, str]:
+    marks = _QUOTE_MARKS.findall(draft)
+    return (
+        not marks,
+        f"quotation marks ({clip(marks[0], 20)}); the task asks for none" if marks else "no quotation marks",
     )
 
 
@@ -495,6 +510,7 @@ KINDS: dict[str, Kind] = {
         Kind("no_code_fence", "no ``` code fences", _no_code_fence),
         Kind("no_title", "no title or heading", _no_title),
         Kind("no_bullets", "no bullet points or numbered lists", _no_bullets),
+        Kind("no_quotes", "no quotation marks", _no_quotes),
         Kind("table", "a Markdown table with these columns and rows", _table),
         Kind("no_repeats", "no line repeated over and over", _no_repeats, always=True),
         Kind("no_empty_items", "no list item without words", _no_empty_items, always=True),

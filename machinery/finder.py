@@ -80,6 +80,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)?(?: the| all)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
     (rf"{_UNBOUNDED}\b(?:exactly |of )?{_N} (?:non-empty )?lines\b(?! each| per){_NO_BOUND_AFTER}", "lines"),
     (rf"\b{_WHOLE}{_N}-line\b", "lines"),
+    (r"\b(?<!each )(?<!each on )(?<!each in )(?:in |on |as )?(?:a single|one single|just one|one) line\b(?! (?:each|per|for|of code)\b)", "one_line"),
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} sentences?\b{_NO_BOUND_AFTER}", "sentences"),
     (rf"\b{_WHOLE}{_N}-sentences?\b", "sentences"),
     (r"\b(?:in |as )?(?:a single|one single|just one) sentence\b", "one_sentence"),
@@ -112,6 +113,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (r"\b(?:no|without|don't use|do not use|not in an?|never use) (?:any )?(?:markdown )?(?:code ?fences?|code ?blocks?|fences?|backticks|```)", "no_code_fence"),
     (r"\b(?:raw json|no markdown)\b", "no_code_fence"),
     (r"\b(?:no|without|don't (?:add|include|use|give it)|do not (?:add|include|use|give it)|skip the) (?:a |an |any )?(?:title|heading|headline)s?\b", "no_title"),
+    (r"\b(?:no|without|don't use|do not use|never use|avoid|not in) (?:any )?(?:quotation marks|quote marks|quotes)\b", "no_quotes"),
     (r"\b(?:no|without|don't use|do not use|avoid|not as) (?:any )?(?:bullet(?:ed)?(?: points?| lists?)?|bullets|lists?)\b", "no_bullets"),
 ]  # fmt: skip
 
@@ -240,7 +242,7 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
         if kind == "open_range":  # "more than 100 words but fewer than 200"
             low, high = _number(groups[0]) + 1, _number(groups[1]) - 1
             return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
-        if kind in ("one_sentence", "one_paragraph"):
+        if kind in ("one_sentence", "one_paragraph", "one_line"):
             return [Requirement(kind.replace("one_", "") + "s", 1, quote)]
         if kind == "word_range":
             low, high = sorted(_number(g) for g in groups[:2])
@@ -255,7 +257,7 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
             stop = next((i for i, k in enumerate(keys) if k.lower() in _KEY_LIST_ENDS), len(keys))
             keys = [k for k in keys[:stop] if k.lower() not in ("the", "a", "an")]
             return [Requirement(kind, keys, quote)] if keys else []
-        if kind in ("json", "python", "uppercase", "lowercase", "no_code_fence", "no_title", "no_bullets"):
+        if kind in ("json", "python", "uppercase", "lowercase", "no_code_fence", "no_title", "no_bullets", "no_quotes"):
             return [Requirement(kind, True, quote)]
         if kind in ("include", "exclude"):  # "the words 'a', 'b' and 'c'": one requirement each
             first = quote.find(groups[0]) - 1  # from the first phrase's quote on: "Don't" has an apostrophe too

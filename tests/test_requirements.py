@@ -54,6 +54,9 @@ def found(task: str) -> set[tuple[str, object]]:
         ("A 300-word essay with a two-word title", {("about_words", 300)}),
         ("Suggest 3 titles for a 500-word blog post", {("items", 3)}),  # the post's length is not the answer's
         ("Return JSON with keys name, age and email for a user", {("json_keys", ("name", "age", "email"))}),
+        ("A name for a bottle: one line, without quotation marks", {("lines", 1), ("no_quotes", True)}),
+        ("Answer in a single line, no quotes.", {("lines", 1), ("no_quotes", True)}),
+        ("List 3 tips, each on one line.", {("items", 3)}),  # one line for each item, not one in all
     ],
 )
 def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tuple[str, object]]) -> None:
@@ -103,6 +106,9 @@ def test_every_requirement_quotes_the_task() -> None:
         ("Water everywhere.", R("exclude", "water", ""), False),
         ("Cats\ncome\nclose", R("line_start", "C", ""), True),
         ("Cats\nsit", R("line_start", "C", ""), False),
+        ('"Aqua Mate"', R("no_quotes", True, ""), False),
+        ("'Aqua Mate'", R("no_quotes", True, ""), False),
+        ("Don't stop: the students' bottle", R("no_quotes", True, ""), True),  # apostrophes are not quotation marks
         ("- -\n- -\n- -", R("no_empty_items", 0, ""), False),
         ("1. Tea\n2.\n3. Milk", R("no_empty_items", 0, ""), False),
         ('```json\n[\n  {\n    "a": 1\n  }\n]\n```', R("no_empty_items", 0, ""), True),  # JSON braces are not items
@@ -139,7 +145,7 @@ def test_every_phrasing_names_a_kind_of_the_one_table() -> None:
     from machinery import finder
 
     shorthands = {"item_below_words", "word_range", "open_range", "below_words", "above_words", "form"}
-    shorthands |= {"one_sentence", "one_paragraph"}
+    shorthands |= {"one_sentence", "one_paragraph", "one_line"}
     for _pattern, kind in finder._PHRASINGS:
         assert kind in KINDS or kind in shorthands, kind
     for kind in shorthands:
