@@ -62,6 +62,11 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
         "python function class",
     ),
     (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
+    # What the task forbids and code found absent: asking for it, or claiming it is there, contradicts both.
+    (r"\b(?:title|heading|headline)s?\b", "no_title"),
+    (r"\b(?:quotation marks?|quote marks?|quotes)\b", "no_quotes"),
+    (r"\b(?:code ?fences?|code ?blocks?|backticks)\b|```", "no_code_fence"),
+    (r"\bbullet(?:s|ed| points?)?\b", "no_bullets"),
 ]
 
 
@@ -76,7 +81,8 @@ def _first_number(text: str) -> int | None:
 
 def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     """Each sentence of a rejection that contradicts what code measured, with the measurement:
-    a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed.
+    a count or a length that a check passed (or that code counted otherwise), JSON or code that parsed,
+    or something the task forbids (a title, quotation marks, a code fence, bullets) that code found absent.
 
     >>> facts = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
     >>> disputed("Missing the last two lines. The imagery is vague.", facts)

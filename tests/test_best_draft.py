@@ -323,3 +323,21 @@ def test_a_long_draft_in_another_script_reaches_the_critic_whole(make_llm) -> No
 def test_a_target_the_critic_names_is_not_a_claim_about_the_draft(feedback: str) -> None:
     facts = {"words": 120, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
     assert disputed(feedback, facts) == []
+
+
+@pytest.mark.parametrize(
+    ("feedback", "kind", "measured"),
+    [  # each seen on the local model while recording examples/: the task forbade it, the draft had none
+        ("The draft is missing the title, which is required.", "no_title", "no title"),
+        ("The draft should not contain quotation marks.", "no_quotes", "no quotation marks"),
+        ("Remove the code fence around the JSON.", "no_code_fence", "0 code fences (```); the task asks for none"),
+    ],
+)
+def test_asking_for_what_the_task_forbids_and_code_found_absent_is_disputed(
+    feedback: str, kind: str, measured: str
+) -> None:
+    facts = {"words": 3, "lines": 3, "checks": [{"kind": kind, "passed": True, "measured": measured}]}
+    assert disputed(feedback, facts) == [(feedback, measured)]
+    failed = {"words": 3, "lines": 3, "checks": [{"kind": kind, "passed": False, "measured": measured}]}
+    assert disputed(feedback, failed) == []  # code saw it too: the critic is right
+    assert disputed(feedback, {"words": 3, "lines": 3, "checks": []}) == []  # the task did not forbid it
