@@ -728,7 +728,8 @@ def judge_again(
 ) -> tuple[Verdict, Reply]:
     """Code outranks the critic both ways: a rejection that contradicts what code measured is asked again,
     once, with the measurements. A claim made again (or when the budget allows no second call) is set
-    aside: only the rest of the feedback reaches the worker, with what code measured."""
+    aside: only the rest of the feedback reaches the worker (a small model told of a claim acts on it);
+    the verdict's ``why`` says what was set aside, for the panel and the trace."""
     facts = state["draft_facts"]
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
     messages = [*messages, reply.message, user(f"Code's measurements are facts: {told}. Judge the draft again.")]
@@ -745,9 +746,8 @@ def judge_again(
     notes = [
         f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside" for claim, measured in claims
     ]
-    feedback = " ".join(kept) or "The critic named nothing else to change."
-    why = f"{len(claims)} claim(s) against code's measurements set aside"
-    return Verdict(False, feedback + "\n" + "\n".join(notes), verdict.source, why), reply
+    feedback = " ".join(kept) or "No reason the critic gave holds against code's measurements: improve what you can."
+    return Verdict(False, feedback, verdict.source, "; ".join(notes)), reply
 
 
 def better(best: Best | None, state: SharedState, approved: bool, feedback: str) -> Best:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from machinery.checks import shown_checks
 from machinery.prices import Ledger, format_cost
-from machinery.text import SECRET_MIN_CHARS, fit_parts, times
+from machinery.text import SECRET_MIN_CHARS, clip, fit_parts, times
 from multi_agent_system import ROLES, Reply, Settings, SharedState, UsageError
 
 if TYPE_CHECKING:  # only for type hints: rich is imported where it is used
@@ -395,6 +395,8 @@ def _dispute(llm: Run, state: SharedState, claims: list[tuple[str, str]], outcom
     """The critic's rejection contradicted a measurement: it was asked again, and what it still claims is set aside."""
     said = "; ".join(f"'{claim}' (code measured {measured})" for claim, measured in claims) or "nothing code measured"
     llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
+    for claim, measured in claims if llm.display.chatty else []:  # set aside: the worker never hears them
+        llm.display.line(f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside", "dim")
     llm.trace.event("dispute", iteration=state["iteration"], outcome=outcome, claims=[list(c) for c in claims])
 
 
