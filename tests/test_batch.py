@@ -189,7 +189,11 @@ def test_a_batch_cost_ceiling_holds_with_priced_models(tmp_path) -> None:
     budget = BatchBudget(max_cost=ceiling)
 
     def honest(text: str) -> Any:  # the prompt counted as the gateway estimates it, as the per-run cap assumes too
-        return lambda request: completion(text, estimate_tokens(request["messages"]), 100, model="gpt-4o")
+        def reply(request: dict[str, Any]) -> Any:  # and never more written than max_tokens, as a real server
+            allowed = request.get("max_tokens") or request.get("max_completion_tokens") or 100
+            return completion(text, estimate_tokens(request["messages"]), min(100, allowed), model="gpt-4o")
+
+        return reply
 
     def make() -> Any:
         answers = {"planner": "1. Step.", "worker": "A draft.", "critic": '{"approved": false, "feedback": "No."}'}
