@@ -73,16 +73,17 @@ class BenchServer:
                 request["extra_headers"] = {ROLE_HEADER: self.headers.get(ROLE_HEADER)}
                 if server.latency:
                     time.sleep(server.latency)
-                body: dict[str, Any] = {}
                 if request.get("stream_options") and server.refuse_stream_options:
+                    server.record(request, {}, started)
                     self._send(400, {"error": {"message": "stream_options is not supported", "type": "invalid"}})
-                else:
-                    body = server.body(request)
-                    if request.get("stream"):
-                        self._stream(body, bool((request.get("stream_options") or {}).get("include_usage")))
-                    else:
-                        self._send(200, body)
+                    return
+                body = server.body(request)
+                # counted before the reply goes out: a client that has the reply finds it counted
                 server.record(request, body, started)
+                if request.get("stream"):
+                    self._stream(body, bool((request.get("stream_options") or {}).get("include_usage")))
+                else:
+                    self._send(200, body)
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -140,7 +141,7 @@ class BenchServer:
         return body
 
     def record(self, request: dict[str, Any], body: dict[str, Any], started: float) -> None:
-        """A request answered: what it asked, the prompt tokens counted, and when it was read and answered."""
+        """A request answered: what it asked, the prompt tokens counted, and when it was read and its reply ready."""
         with self._lock:
             self.requests.append(request)
             self.usages.append((body.get("usage") or {}).get("prompt_tokens", 0))
