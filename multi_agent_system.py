@@ -730,16 +730,16 @@ def judge_again(
     once, with the measurements. A claim made again (or when the budget allows no second call) is set
     aside: only the rest of the feedback reaches the worker (a small model told of a claim acts on it);
     the verdict's ``why`` says what was set aside, for the panel and the trace."""
-    facts = state["draft_facts"]
+    facts, first = state["draft_facts"], claims
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
     messages = [*messages, reply.message, user(f"Code's measurements are facts: {told}. Judge the draft again.")]
     try:
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
-        verdict, claims = read_verdict(reply, facts), []
+        verdict = read_verdict(reply, facts)
         claims = [] if verdict.approved else disputed(verdict.feedback, facts)
-        llm.record("dispute", state, claims=claims, outcome="asked again")
+        llm.record("dispute", state, claims=claims, outcome="asked again", first=first)
     except BudgetExhausted:
-        llm.record("dispute", state, claims=claims, outcome="no room to ask again")
+        llm.record("dispute", state, claims=claims, outcome="no room to ask again", first=first)
     if not claims:
         return verdict, reply
     kept = [s for s in re.split(r"(?<=[.!?])\s+|\n+", verdict.feedback) if s.strip() and s.strip() not in dict(claims)]

@@ -391,13 +391,22 @@ def _verdict(llm: Run, state: SharedState, verdict: Any, reply: Reply | None) ->
     )
 
 
-def _dispute(llm: Run, state: SharedState, claims: list[tuple[str, str]], outcome: str) -> None:
-    """The critic's rejection contradicted a measurement: it was asked again, and what it still claims is set aside."""
+def _dispute(
+    llm: Run, state: SharedState, claims: list[tuple[str, str]], outcome: str, first: list[tuple[str, str]]
+) -> None:
+    """The critic's rejection contradicted a measurement (``first``): it was asked again, and what it
+    still claims (``claims``) is set aside."""
     said = "; ".join(f"'{claim}' (code measured {measured})" for claim, measured in claims) or "nothing code measured"
     llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
     for claim, measured in claims if llm.display.chatty else []:  # set aside: the worker never hears them
         llm.display.line(f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside", "dim")
-    llm.trace.event("dispute", iteration=state["iteration"], outcome=outcome, claims=[list(c) for c in claims])
+    llm.trace.event(
+        "dispute",
+        iteration=state["iteration"],
+        outcome=outcome,
+        claims=[list(c) for c in claims],
+        first=[list(c) for c in first],
+    )
 
 
 def _escalation(llm: Run, state: SharedState, step: str) -> None:

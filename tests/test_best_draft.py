@@ -74,7 +74,9 @@ def test_a_rejection_that_disputes_a_measurement_is_asked_again_with_it(make_llm
     assert state["stop_reason"] == "approved" and client.roles("critic") == ["critic", "critic"]
     again = client.calls_of("critic")[1]["messages"][-1]["content"]
     assert "3 non-empty lines" in again and "only has three lines" in again
-    assert [e["outcome"] for e in events(llm, "dispute")] == ["asked again"]
+    (event,) = events(llm, "dispute")  # the claim code contradicted, and nothing claimed once asked again
+    assert event["outcome"] == "asked again" and event["claims"] == []
+    assert [claim for claim, _ in event["first"]] == [CLAIM]
 
 
 def test_a_claim_made_again_is_set_aside_and_the_worker_hears_the_rest(make_llm, console) -> None:
