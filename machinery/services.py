@@ -492,16 +492,16 @@ class RemoteGateway(LLM):
             with telemetry.span(f"invoke_agent {role}", telemetry.agent_attributes("invoke_agent", role, model)) as add:
                 reply, replayed = self.exchange(request)
                 add(telemetry.agent_attributes("invoke_agent", role, reply.model, reply.tokens_in, reply.tokens_out))
+            self.cause = msg_id
+            return self.apply(reply, state, replayed)  # counts the reply's calls in the ledger, a stop reply's too
         finally:
-            if self.budget is not None:
+            if self.budget is not None:  # settled after apply(): only then are the step's calls in the ledger
                 spent_now = self.spent()
                 self.budget.settle(
                     held,
                     spent_now[0]["total"] - tokens["total"],
                     None if spent_now[1] is None or usd is None else spent_now[1] - usd,
                 )
-        self.cause = msg_id
-        return self.apply(reply, state, replayed)
 
     def exchange(self, request: Request) -> tuple[AgentReply, bool]:
         """Send the request and wait for its reply, within the run's time limit; StopRun when none can come."""
@@ -554,14 +554,7 @@ class RemoteGateway(LLM):
 
     def apply(self, reply: AgentReply, state: SharedState, replayed: bool) -> Reply | None:
         """Count the reply's calls, write its events into the trace and its writes into the state."""
-        merged = state_to_json(state)
-        for key, value in reply.writes.items():
-            merged[key] = merged["history"] + value if key == "history" else value
-        try:
-            new = state_from_json(merged)
-        except Refused as refusal:
-            raise ModelUnavailable("api_error", f"the {reply.role} service's reply was refused: {refusal}") from None
-        for call in reply.calls:
+        for call in reply.calls:  # counted first: tokens a service spent are spent, even if its writes are refused
             self.ledger.add(
                 reply.role,
                 call.tokens_in,
@@ -572,6 +565,13 @@ class RemoteGateway(LLM):
                 call.cached_tokens,
             )
         self._estimate_scale = max(self._estimate_scale, reply.estimate_scale)
+        merged = state_to_json(state)
+        for key, value in reply.writes.items():
+            merged[key] = merged["history"] + value if key == "history" else value
+        try:
+            new = state_from_json(merged)
+        except Refused as refusal:
+            raise ModelUnavailable("api_error", f"the {reply.role} service's reply was refused: {refusal}") from None
         for event in reply.events:
             fields = {k: v for k, v in event.items() if k not in ("event", "ts", "run_id")}
             self.trace.event(event["event"], **fields)

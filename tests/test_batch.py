@@ -82,7 +82,7 @@ def test_every_task_runs_with_its_own_run_id_trace_and_result(tmp_path) -> None:
     tasks = [f"Explain topic {n}" for n in range(1, 6)]
     outcomes = run_batch(tasks, demo_settings(tmp_path), demo_clients(), concurrency=3)
     assert [o.index for o in outcomes] == [1, 2, 3, 4, 5]
-    assert all(o.summary["approved"] and o.summary["calls"] == 3 for o in outcomes)
+    assert all(o.summary["approved"] and o.summary["calls"] == len(mas.ROLES) for o in outcomes)  # each agent once
     assert len({o.summary["run_id"] for o in outcomes}) == len(tasks)
     for o in outcomes:
         events = [json.loads(line) for line in Path(o.summary["trace"]).read_text().splitlines()]

@@ -182,6 +182,14 @@ def test_a_batch_without_a_broker_keeps_its_ceiling(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in console.file.getvalue().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
     assert sum(s["total_tokens"] for s in lines) <= ceiling
     assert {"token_budget"} <= {s["stop_reason"] for s in lines}
+    # one task at a time: each step's spending must be settled into the batch's budget, or every
+    # reservation sees nothing spent and all four tasks run in full (they did: 3,872 tokens of 1,936)
+    console = quiet_console()
+    mp.main(
+        ["--batch", str(tasks), "--json", "--batch-max-tokens", str(ceiling), "--concurrency", "1"], console=console
+    )
+    lines = [json.loads(line) for line in console.file.getvalue().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
+    assert sum(s["total_tokens"] for s in lines) <= ceiling
 
 
 def test_help_and_the_local_demo_load_no_broker_no_telemetry_and_no_sdk(tmp_path: Path) -> None:
