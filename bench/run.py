@@ -61,10 +61,11 @@ LEVELS = (1, 4, 16)
 
 
 def fewest_calls(path: str) -> int:
-    """Planner, worker, critic; each revision a worker and a critic; each re-plan a planner, worker and critic."""
+    """Every role once; each rejection a worker and a critic again; each re-plan also the roles that
+    plan (the planner, and any agent a student adds beside it)."""
     rejections = {"approve": 0, "revise": 1, "escalate": mas.REJECTIONS_BEFORE_REPLAN}[path]
     replans = rejections // mas.REJECTIONS_BEFORE_REPLAN
-    return 3 + 2 * rejections + replans
+    return len(mas.ROLES) + 2 * rejections + (len(mas.ROLES) - 2) * replans
 
 
 def settings_for(url: str, log_dir: Path, **limits: Any) -> mas.Settings:
