@@ -59,7 +59,9 @@ def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
     """
     rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
     plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
-    return {"planner": (1, 2 * plans), "worker": (1, rounds), "critic": (1, rounds)}
+    bounds = {"planner": (1, 2 * plans), "worker": (1, rounds), "critic": (1, rounds)}
+    # an agent a student adds (PROJECT.md, experiment 13) may be called anywhere: at most once a round
+    return bounds | {role: (0, rounds) for role in ROLES if role not in bounds}
 
 
 def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, Spend]]:
@@ -87,10 +89,10 @@ def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, 
     for role, (fewest, most) in call_bounds(settings).items():
         price = price_for(settings.models.get(role) or settings.default_model)
         low_prompt = fewest * sum(
-            math.ceil(len(m["content"].encode()) / BYTES_PER_TOKEN_MOST) for m in first_prompts[role]
+            math.ceil(len(m["content"].encode()) / BYTES_PER_TOKEN_MOST) for m in first_prompts.get(role, [])
         )
         retry = role_cap(role) if role == "planner" else 0  # a planner's retry re-reads its own reply
-        prompt_cap = estimate_text_tokens("x" * largest_prompt[role]) + retry
+        prompt_cap = estimate_text_tokens("x" * largest_prompt.get(role, PROMPT_MAX_CHARS)) + retry
         high_prompt, high_out = most * prompt_cap, most * role_cap(role)
         preview[role] = (
             Spend(fewest, low_prompt, None if price is None else low_prompt * price.input_per_token),

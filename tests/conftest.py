@@ -34,6 +34,15 @@ from machinery.demo import completion_body
 from machinery.gateway import LLM, ROLE_HEADER, estimate_tokens, request_role
 from machinery.output import Display, Mode, Trace
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A docstring's worked example quotes the code as shipped, as the documents do: it is marked ``docs``
+    too, so that ``-m "not docs"`` leaves it out while a student edits a constant or a prompt."""
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.docs)
+
+
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 

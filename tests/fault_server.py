@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+import multi_agent_system as mas
 from fake_server import QuietHandler
 from machinery.demo import Responder, ScriptedClient
 from machinery.gateway import ROLE_HEADER
@@ -193,8 +194,8 @@ FAULTS = {
         Fault(
             "server_error_mid_run",
             _status(500, "The server had an error"),
-            after=2,
-            what="500 from the 3rd call on",
+            after=len(mas.ROLES) - 1,  # the chapter's planning roles and its worker answer: a draft is paid for
+            what=f"500 from call {len(mas.ROLES)} on",
             expect="api_error",
         ),
         Fault("hang", _hang, needs_timeout=True, what="accepts, never answers", expect="timeout"),

@@ -78,11 +78,19 @@ def test_ctrl_c_during_the_plain_call_is_one_line_and_the_interrupted_code(conso
 
 
 def test_the_plain_call_has_a_budget_of_its_own(console, monkeypatch, tmp_path: Path) -> None:
-    # the loop's budget is untouched by the plain call: a loop that fits alone still fits
+    # the loop's budget is untouched by the plain call: every call of the loop is allowed what it is without it
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    alone = FakeClient(**loop_replies())
+    main([TASK, "--json", "--max-tokens", "1500"], console=Console(file=None, quiet=True), client=alone)
     big = completion("Sure:\n" + "word " * 50, prompt_tokens=100, completion_tokens=900)
     client = FakeClient(single=[big], **loop_replies())
-    assert run(console, client, "--max-tokens", "1500") == mas.EXIT_APPROVED
+    run(console, client, "--max-tokens", "1500")
     shown = json.loads(output(console))
     assert shown["compare"]["single"]["tokens"] == 1000
-    assert shown["total_tokens"] < 1000
+
+    def allowed(fake: FakeClient) -> list[tuple[str, int]]:
+        return [
+            (role, call["max_tokens"]) for role, call in zip(fake.roles(), fake.calls, strict=True) if role != SINGLE
+        ]
+
+    assert allowed(client) == allowed(alone)  # had they shared a budget, the loop would have 1,000 fewer tokens

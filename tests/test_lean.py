@@ -48,18 +48,23 @@ def test_under_any_token_budget_every_draft_written_is_judged(budget) -> None:
 
 
 def test_the_worker_is_clamped_to_leave_the_critique_room(make_llm) -> None:
-    client = FakeClient(
-        planner=[honest("1. Write it.")],
-        worker=[honest("A draft.")],
-        critic=[honest('{"approved": true, "feedback": "ok"}')],
-    )
-    llm = make_llm(client, max_tokens=1_600)
-    mas.orchestrate(TASK, llm)
+    def run(budget: int) -> FakeClient:
+        client = FakeClient(
+            planner=[honest("1. Write it.")],
+            worker=[honest("A draft.")],
+            critic=[honest('{"approved": true, "feedback": "ok"}')],
+        )
+        mas.orchestrate(TASK, make_llm(client, max_tokens=budget))
+        return client
+
+    # the tightest budget (in steps of 50) that lets the worker write at all: there it must be clamped
+    budget = next(b for b in range(500, 20_000, 50) if run(b).calls_of("worker"))
+    client = run(budget)
     (worker,) = client.calls_of("worker")
-    spent_before = estimate_tokens(client.calls_of("planner")[0]["messages"]) + 20
+    spent_before = sum(estimate_tokens(c["messages"]) + 20 for c in client.calls[: client.calls.index(worker)])
     prompt = estimate_tokens(worker["messages"])
     assert worker["max_tokens"] < min(
-        mas.ROLES["worker"].max_tokens, 1_600 - spent_before - prompt
+        mas.ROLES["worker"].max_tokens, budget - spent_before - prompt
     )  # not all that was left
     assert worker["max_tokens"] >= mas.MIN_USEFUL_COMPLETION
     assert client.calls_of("critic")

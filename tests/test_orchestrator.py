@@ -225,8 +225,8 @@ def test_a_call_that_cannot_fit_is_not_made(make_llm) -> None:
 
 
 def test_warns_once_at_80_percent_of_the_token_budget(make_llm, console) -> None:
-    """The planner and worker spend just under TOKEN_WARNING_SHARE (80%) of the budget; the critic crosses it."""
-    budget = 10_000
+    """The planner and worker spend just under TOKEN_WARNING_SHARE (80%) of the budget; a later call crosses it."""
+    budget = max(10_000, math.ceil(2_000 / (1 - mas.TOKEN_WARNING_SHARE)))  # 2,000 left for the worker and critic
     threshold = mas.TOKEN_WARNING_SHARE * budget
     planner_tokens = math.floor(threshold) - 60 - 120  # the worker then spends 120: 60 short of the threshold
     client = FakeClient(

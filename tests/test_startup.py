@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,14 +57,17 @@ def test_the_cost_preview_and_a_demo_batch_or_stream_do_not_import_the_sdk(tmp_p
 
 
 def test_showing_drawing_and_stepping_load_nothing_heavy(tmp_path: Path) -> None:
-    """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK."""
+    """A classroom with no network: --show, --diagram, a good --replay and --step never need the SDK.
+
+    The recording replayed is made here, by the demo, so that it matches the prompts as they are now."""
     example = ROOT / "examples" / "haiku-approved.jsonl"
     code = (
-        "import io, sys\nfrom machinery import cli as m\n"
+        "import io, sys\nfrom pathlib import Path\nfrom machinery import cli as m\n"
         f"assert m.main(['--show', {str(example)!r}, '--quiet']) == 0\n"
         f"assert m.main(['--diagram', {str(example)!r}]) == 0\n"
-        f"task = {json.loads(example.read_text().splitlines()[0])['task']!r}\n"
-        f"assert m.main(['--replay', {str(example)!r}, task, '--quiet']) == 0\n"
+        "assert m.main(['Write a haiku about agents', '--quiet', '--log-dir', 'made']) == 0\n"
+        "(made,) = Path('made').glob('*.jsonl')\n"
+        "assert m.main(['--replay', str(made), 'Write a haiku about agents', '--quiet']) == 0\n"
         "sys.stdin = io.StringIO('\\n' * 20)\n"
         "assert m.main(['Write a haiku about agents', '--step', '--quiet']) == 0"
     )

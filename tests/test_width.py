@@ -70,7 +70,7 @@ def test_a_panel_footer_keeps_its_tokens_and_seconds_at_80_columns(finish: str) 
 def test_a_short_footer_is_shown_whole() -> None:
     console = narrow()
     Display(console).step("Planner · plan v1", "1. a step", reply(mas.DEMO_MODEL, 0.0, tokens=(167, 38)), "cyan")
-    assert "scripted-demo · ~205 tokens (167 in / 38 out) · cost unknown · 0.0s" in shown(console)[-1]
+    assert f"{mas.DEMO_MODEL} · ~205 tokens (167 in / 38 out) · cost unknown · 0.0s" in shown(console)[-1]
 
 
 def outcomes() -> list[BatchOutcome]:
