@@ -294,14 +294,15 @@ def run_batch(
         trace = Trace.in_dir(settings.log_dir, run_id)
         quiet = _silent_console()
         display = Display(quiet, "quiet", errors=quiet)
-        gate = GatedClient(make_client(), budget, limit) if gateway is None else None
-        single = plain_call(task, replace(settings), display, trace, gate) if compare and gate else None
-        llm = (
-            LLM(replace(settings), display, trace, client=gate)
-            if gateway is None
-            else gateway(replace(settings), display, trace)
-        )
-        try:
+        llm: LLM | None = None
+        try:  # a bug anywhere in a task, its plain --compare call included, ends that task alone
+            gate = GatedClient(make_client(), budget, limit) if gateway is None else None
+            single = plain_call(task, replace(settings), display, trace, gate) if compare and gate else None
+            llm = (  # after the plain call: the loop's clock and ledger are its own
+                LLM(replace(settings), display, trace, client=gate)
+                if gateway is None
+                else gateway(replace(settings), display, trace)
+            )
             state = loop(task, llm)
             summary = run_summary(state, llm)
             if single is not None:
@@ -312,13 +313,16 @@ def run_batch(
                 "stop_reason": "crashed",
                 "stop_detail": first_line(f"{type(err).__name__}: {err}"),
             }
+            ledger = None if llm is None else llm.ledger
+            summary.update(run_id=run_id, trace=str(trace.path), result=None)
             summary.update(
-                run_id=run_id, trace=str(trace.path), calls=llm.ledger.calls, total_tokens=llm.ledger.total_tokens
+                calls=ledger.calls if ledger else 0,
+                total_tokens=ledger.total_tokens if ledger else 0,
+                cost_usd=ledger.cost_usd if ledger else 0.0,
             )
-            summary.update(cost_usd=llm.ledger.cost_usd, result=None)
         finally:
             trace.close()
-        summary["seconds"] = round(llm.elapsed(), 3)
+        summary["seconds"] = round(llm.elapsed(), 3) if llm is not None else 0.0
         return BatchOutcome(index, task, {"index": index, "task": task, **summary})
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="task")

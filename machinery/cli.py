@@ -218,7 +218,7 @@ def main(
     if args.stream:
         client = StreamingClient(client or openai_client(settings), display)
     state: SharedState | None = None
-    single = None
+    single, in_plain_call = None, False
     try:
         display.banner(settings, run_id, trace.path)  # says plainly when the scripted model stands in
         if display.chatty:
@@ -229,13 +229,18 @@ def main(
             display.warn(f"model names are ignored: the scripted demo model runs ({why})")
         with sdk_retries_shown(display, trace):
             if args.compare:  # before the loop, and before its gateway: what one plain call would do
+                in_plain_call = True
                 single = plain_call(task, settings, display, trace, client)
+                in_plain_call = False
             llm = LLM(settings, display, trace, client=client)
             attach_classroom(llm, args, sys.stdin)
             state = loop(task, llm)
         return report(state, llm, args, mode, single)
-    except KeyboardInterrupt:  # only the plain --compare call can raise it: the loop ends its own run on Ctrl-C
-        display.error("interrupted during the plain call for --compare: the loop did not start")
+    except KeyboardInterrupt:  # the loop ends its own run on Ctrl-C: this is the plain call, the banner or the report
+        if in_plain_call:
+            display.error("interrupted during the plain call for --compare: the loop did not start")
+        else:
+            display.error(f"interrupted; the trace is kept in {trace.path}")
         return EXIT_INTERRUPTED
     except OSError as err:  # the result could not be written: it is kept beside the trace
         rescued = save_beside_trace(trace, (state["result"] or "") + "\n") if state else None

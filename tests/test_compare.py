@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from io import StringIO
 from pathlib import Path
 
 from rich.console import Console
@@ -94,3 +95,31 @@ def test_the_plain_call_has_a_budget_of_its_own(console, monkeypatch, tmp_path: 
         ]
 
     assert allowed(client) == allowed(alone)  # had they shared a budget, the loop would have 1,000 fewer tokens
+
+
+def test_a_bug_in_a_batch_tasks_plain_call_ends_that_task_alone(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from machinery.batch import run_batch
+
+    class Broken:  # not an SDK client: it raises what no handler expects
+        chat = SimpleNamespace(
+            completions=SimpleNamespace(create=lambda **_: (_ for _ in ()).throw(RuntimeError("bug")))
+        )
+
+    outcomes = run_batch(["a", "b"], mas.Settings(log_dir=tmp_path), Broken, concurrency=1, compare=True)
+    assert [o.summary["stop_reason"] for o in outcomes] == ["crashed", "crashed"]
+    assert all("RuntimeError: bug" in o.summary["stop_detail"] for o in outcomes)
+
+
+def test_ctrl_c_after_the_plain_call_does_not_blame_it(monkeypatch, tmp_path: Path) -> None:
+    class Interrupted(Console):
+        def print_json(self, *args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt  # Ctrl-C while the report is written
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    console = Interrupted(file=StringIO(), width=120)
+    client = FakeClient(single=[completion("One\nTwo\nThree")], **loop_replies())
+    assert run(console, client) == mas.EXIT_INTERRUPTED
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "interrupted; the trace is kept in" in shown and "plain call" not in shown
