@@ -70,7 +70,7 @@ from machinery.checks import (
     spelled_out,
     without_chatter,
 )
-from machinery.disputes import disputed
+from machinery.disputes import disputed, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.text import clip, fit, times
@@ -742,7 +742,7 @@ def judge_again(
         llm.record("dispute", state, claims=claims, outcome="no room to ask again", first=first)
     if not claims:
         return verdict, reply
-    kept = [s for s in re.split(r"(?<=[.!?])\s+|\n+", verdict.feedback) if s.strip() and s.strip() not in dict(claims)]
+    kept = [reason for reason in reasons(verdict.feedback) if reason not in dict(claims)]
     notes = [
         f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside" for claim, measured in claims
     ]

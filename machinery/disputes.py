@@ -43,10 +43,18 @@ _COUNTED = [
 # A number right after one of these is what the draft should be, not what it is: "to 50", "under 60 words".
 _TARGET = r"\b(?:to|under|below|over|than|about|around|roughly|of|most|least|maximum|minimum|max|min|exactly|within|be|limit|only need|at)\s+$"
 # "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
-_PART = r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing) (?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b"
+_PART = (
+    r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing|middle) "
+    r"(?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b|\b(?:line|item|sentence) (?:\d+|one|two|three|four|five)\b"
+)
 _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
     r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
+)
+_ASK = r"\b(?:add|include|give(?: it)?|put|needs?|should have|requires?|missing|lacks?)\s+(?:a |an |the |any |some )?"
+_HAS = (
+    r"\b(?:has|have|contains?|includes?|uses?|keeps?|remove|drop|delete|strip|wrapped in|enclosed in|"
+    r"surrounded by|inside|in)\s+(?:a |an |the |any |its |some |double |single )?"
 )
 _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing check says otherwise)
     (
@@ -62,11 +70,15 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
         "python function class",
     ),
     (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
-    # What the task forbids and code found absent: asking for it, or claiming it is there, contradicts both.
-    (r"\b(?:title|heading|headline)s?\b", "no_title"),
-    (r"\b(?:quotation marks?|quote marks?|quotes)\b", "no_quotes"),
-    (r"\b(?:code ?fences?|code ?blocks?|backticks)\b|```", "no_code_fence"),
-    (r"\bbullet(?:s|ed| points?)?\b", "no_bullets"),
+    # What the task forbids and code found absent: asking for it, or saying it is there, contradicts both.
+    # Only those two ways: "it never names the book's title" or "the code block subtracts" is another reason.
+    (rf"{_ASK}(?:title|heading|headline)\b(?! of)|{_HAS}(?:title|heading|headline)\b(?! of)", "no_title"),
+    (
+        rf"{_ASK}(?:quotation|quote) marks\b|{_HAS}(?:quotation marks?|quote marks?|quotes)\b(?! (?:from|by|of)\b)",
+        "no_quotes",
+    ),
+    (rf"(?:{_ASK}|{_HAS})(?:code ?fences?|backticks|```)", "no_code_fence"),
+    (rf"(?:{_ASK}|{_HAS})bullet(?:s| points?)\b|\b(?:as|be|into|use) an? bulleted list\b", "no_bullets"),
 ]
 
 
@@ -77,6 +89,15 @@ def _as_number(word: str) -> int:
 def _first_number(text: str) -> int | None:
     found = re.search(r"\d+", text)
     return int(found.group(0)) if found else None
+
+
+def reasons(feedback: str) -> list[str]:
+    """The critic's reasons, one by one: its sentences, and the clauses a semicolon joins.
+
+    >>> reasons("The story has no ending; it needs more words. Fine otherwise.")
+    ['The story has no ending;', 'it needs more words.', 'Fine otherwise.']
+    """
+    return [s.strip() for s in re.split(r"(?<=[.!?;])\s+|\n+", feedback) if s.strip()]
 
 
 def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -92,7 +113,7 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     """
     found = []
     checks = facts.get("checks", [])
-    for sentence in (s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", feedback) if s.strip()):
+    for sentence in reasons(feedback):
         low = sentence.lower()
         for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
             counts = [

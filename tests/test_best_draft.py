@@ -76,7 +76,7 @@ def test_a_rejection_that_disputes_a_measurement_is_asked_again_with_it(make_llm
     assert "3 non-empty lines" in again and "only has three lines" in again
     (event,) = events(llm, "dispute")  # the claim code contradicted, and nothing claimed once asked again
     assert event["outcome"] == "asked again" and event["claims"] == []
-    assert [claim for claim, _ in event["first"]] == [CLAIM]
+    assert " ".join(claim for claim, _ in event["first"]) == CLAIM  # both its clauses dispute the count
 
 
 def test_a_claim_made_again_is_set_aside_and_the_worker_hears_the_rest(make_llm, console) -> None:
@@ -331,11 +331,37 @@ def test_a_target_the_critic_names_is_not_a_claim_about_the_draft(feedback: str)
 
 
 @pytest.mark.parametrize(
+    ("feedback", "kind"),
+    [  # reasons that only mention the thing: the review found each set aside before
+        ("The blurb never names the book's title, Dune.", "no_title"),
+        ("The code block subtracts instead of adding.", "no_code_fence"),
+        ("The tweet quotes Mandela, which the task forbids.", "no_quotes"),
+        ("It uses no quotes from the source.", "no_quotes"),
+        ("Good, no title as asked, but the imagery is weak.", "no_title"),
+        ("The title of the book should appear in the first line.", "no_title"),
+    ],
+)
+def test_mentioning_what_the_task_forbids_is_not_a_dispute(feedback: str, kind: str) -> None:
+    facts = {"words": 3, "lines": 3, "checks": [{"kind": kind, "passed": True, "measured": "none"}]}
+    assert disputed(feedback, facts) == []
+
+
+def test_a_reason_about_one_line_is_not_a_count_and_a_semicolon_keeps_the_rest() -> None:
+    facts = {"words": 17, "lines": 3, "checks": [{"kind": "lines", "passed": True, "measured": "3 non-empty lines"}]}
+    assert disputed("Only 3 lines is fine but line two has 8 syllables.", facts) == []
+    feedback = "The haiku has no season word; it is missing the last two lines."
+    assert disputed(feedback, facts) == [("it is missing the last two lines.", "3 non-empty lines")]
+
+
+@pytest.mark.parametrize(
     ("feedback", "kind", "measured"),
     [  # each seen on the local model while recording examples/: the task forbade it, the draft had none
         ("The draft is missing the title, which is required.", "no_title", "no title"),
         ("The draft should not contain quotation marks.", "no_quotes", "no quotation marks"),
         ("Remove the code fence around the JSON.", "no_code_fence", "0 code fences (```); the task asks for none"),
+        ("Give it a title.", "no_title", "no title"),
+        ("The name is wrapped in quotes.", "no_quotes", "no quotation marks"),
+        ("Use a bulleted list for the steps.", "no_bullets", "no bullets"),
     ],
 )
 def test_asking_for_what_the_task_forbids_and_code_found_absent_is_disputed(
