@@ -113,7 +113,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (r"\b(?:no|without|don't use|do not use|not in an?|never use) (?:any )?(?:markdown )?(?:code ?fences?|code ?blocks?|fences?|backticks|```)", "no_code_fence"),
     (r"\b(?:raw json|no markdown)\b", "no_code_fence"),
     (r"\b(?:no|without|don't (?:add|include|use|give it)|do not (?:add|include|use|give it)|skip the) (?:a |an |any )?(?:title|heading|headline)s?\b", "no_title"),
-    (r"\b(?:no|without|don't use|do not use|never use|avoid|not in) (?:any )?(?:quotation marks|quote marks|quotes)\b", "no_quotes"),
+    (r"\b(?:no|without|don't use|do not use|never use|avoid|not in) (?:any )?(?:quotation marks|quote marks|quotes)\b(?! (?:from|by|of)\b)", "no_quotes"),
     (r"\b(?:no|without|don't use|do not use|avoid|not as) (?:any )?(?:bullet(?:ed)?(?: points?| lists?)?|bullets|lists?)\b", "no_bullets"),
 ]  # fmt: skip
 
@@ -144,6 +144,8 @@ def requirements_from_task(task: str) -> list[Requirement]:
         for match in re.finditer(pattern, task, re.I):
             if any(a <= match.start() < b for a, b in taken) and kind not in ("json", "python", "json_keys"):
                 continue  # "between 80 and 100 words" is one requirement, not three
+            if kind == "one_line" and not _whole_answer(task, match):
+                continue
             quote = match.group(0).strip()
             groups = [g for g in match.groups() if g]
             found += _read_requirement(kind, groups, quote)
@@ -154,6 +156,7 @@ def requirements_from_task(task: str) -> list[Requirement]:
     for r in found:
         unique.setdefault((r.kind, str(r.value).lower()), r)
     kinds = {r.kind for r in unique.values()}
+    many = any(r.kind in ("items", "bullets", "numbered") and int(r.value) > 1 for r in unique.values())
     return [
         r
         for r in unique.values()
@@ -161,7 +164,25 @@ def requirements_from_task(task: str) -> list[Requirement]:
         and not (r.kind == "python" and kinds & {"function", "class", "returns"})
         and not (r.kind == "items" and kinds & {"bullets", "numbered"})
         and not (r.kind in ("uppercase", "lowercase") and kinds >= {"uppercase", "lowercase"})  # both: neither is meant
+        and not (r.kind == "no_quotes" and kinds & _CODE)  # JSON and code need their quotation marks
+        and not (r.kind == "lines" and r.value == 1 and many)  # five fruits "each on one line" is not one line in all
     ]
+
+
+_CODE = {"json", "json_keys", "json_array", "python", "function", "class", "returns"}
+# Before "one line": a part of the answer is meant ("each fruit", "the return statement", "where one line").
+_A_PART = re.compile(
+    r"\b(?:each|every|per|where|which|that|least|make|makes|with|and|statement|expression|command|entry|item|stanza|verse)"
+    r"\s+(?:\w+\s+){0,2}(?:in |on |as )?$",
+    re.I,
+)
+
+
+def _whole_answer(task: str, match: re.Match[str]) -> bool:
+    """ "Describe git in one line" is the whole answer; "keep the return statement on one line",
+    "a poem where one line mentions the sea" or "in one line, then explain" is not."""
+    before, after = task[max(0, match.start() - 40) : match.start()], task[match.end() :]
+    return not _A_PART.search(before) and not re.match(r",? (?:then|and then|followed by)\b", after, re.I)
 
 
 def _as_marked(task: str, found: list[Requirement]) -> list[Requirement]:

@@ -57,6 +57,15 @@ def found(task: str) -> set[tuple[str, object]]:
         ("A name for a bottle: one line, without quotation marks", {("lines", 1), ("no_quotes", True)}),
         ("Answer in a single line, no quotes.", {("lines", 1), ("no_quotes", True)}),
         ("List 3 tips, each on one line.", {("items", 3)}),  # one line for each item, not one in all
+        # found by the review: one line of a part is not one line in all; quotes of a source are not marks
+        ("List five fruits, each fruit on one line", {("items", 5)}),
+        ("Write a Python function; keep the return statement on one line", {("returns", True)}),
+        ("Write a poem where one line mentions the sea", set()),
+        ("Write a story in which at least one line is dialogue", set()),
+        ("Summarize in a single line, then explain in detail", set()),
+        ("Describe Python in one line", {("lines", 1)}),
+        ("Write a tweet. Avoid quotes from famous people", set()),
+        ("Give me a JSON object with key name, no quotes around numbers", {("json", True)}),  # JSON needs its marks
     ],
 )
 def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tuple[str, object]]) -> None:
