@@ -571,6 +571,9 @@ class RemoteGateway(LLM):
         try:
             new = state_from_json(merged)
         except Refused as refusal:
+            log.warning(
+                "run %s: refused the %s's reply to %s: %s", self.run_id, reply.role, reply.causation_id, refusal
+            )
             raise ModelUnavailable("api_error", f"the {reply.role} service's reply was refused: {refusal}") from None
         for event in reply.events:
             fields = {k: v for k, v in event.items() if k not in ("event", "ts", "run_id")}
