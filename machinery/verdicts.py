@@ -89,11 +89,14 @@ _SHORT = re.compile(
     r"(?:one|two|\d+|an?) (?:additional|extra) (?:words?|lines?|items?|sentences?))\b",
     re.I,
 )
-_DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)\W+(?:\w+\W+){0,3}$", re.I)
+# A denial reaches over a few words, never past a colon or a clause: "Not quite: the title is missing" states one.
+_DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)[^\w:;,.!?]+(?:\w+[^\w:;,.!?]+){0,3}$", re.I)
 # The line before a JSON object that says it is an example, not the verdict: "For reference:", "e.g.", "Format:".
 _EXAMPLE = re.compile(r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|like this|template|sample)\b", re.I)
 # A sentence that opens with a reservation, anywhere in a reply that says yes: "However, change the title."
-_BUT = re.compile(r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]", re.I)
+_BUT = re.compile(
+    r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]|\b(?:yes|approved|good|fine|ok(?:ay)?),?\s+but\b", re.I
+)
 
 
 def parse_verdict(text: str) -> Verdict:

@@ -221,6 +221,9 @@ def test_struck_through_text_never_counts(reply: str, struck: str, at: int) -> N
         ("APPROVED: Yes, no changes needed.", True),  # "no changes" is not a no
         ('Here is my verdict in the format you asked for:\n{"approved": true, "feedback": "Good."}', True),
         ("YES, no issues.", True),
+        ('{"approved": true, "feedback": "Not quite: the title is missing."}', False),  # a denial stops at a colon
+        ("APPROVED: YES\nFEEDBACK: Yes, but it has no ending.", False),  # a yes with a but
+        ('{"approved": true, "feedback": "Nothing is missing."}', True),
     ],
 )
 def test_what_a_reviewer_found_is_read_as_a_person_reads_it(reply: str, approved: bool) -> None:
