@@ -746,7 +746,10 @@ def judge_again(
     notes = [
         f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside" for claim, measured in claims
     ]
-    feedback = " ".join(kept) or "No reason the critic gave holds against code's measurements: improve what you can."
+    feedback = " ".join(kept) or (  # no reason left: say what to do (told only "improve", a small model apologised)
+        "The draft meets every requirement code measured. Write the task's answer again, meeting them too, with better "
+        "wording or content; write only the answer."
+    )
     return Verdict(False, feedback, verdict.source, "; ".join(notes)), reply
 
 

@@ -372,3 +372,15 @@ def test_asking_for_what_the_task_forbids_and_code_found_absent_is_disputed(
     failed = {"words": 3, "lines": 3, "checks": [{"kind": kind, "passed": False, "measured": measured}]}
     assert disputed(feedback, failed) == []  # code saw it too: the critic is right
     assert disputed(feedback, {"words": 3, "lines": 3, "checks": []}) == []  # the task did not forbid it
+
+
+def test_with_every_reason_set_aside_the_worker_is_told_what_to_do(make_llm) -> None:
+    client = FakeClient(
+        planner=plans(1),
+        worker=[completion(GOOD), completion(GOOD.replace("gold", "amber"))],
+        critic=[verdict(False, CLAIM), verdict(False, CLAIM), verdict(True)],
+    )
+    state = mas.orchestrate(HAIKU, make_llm(client))
+    revision = client.calls_of("worker")[1]["messages"][-1]["content"]
+    assert "meets every requirement code measured" in revision and "missing the last two lines" not in revision
+    assert state["stop_reason"] == "approved"
