@@ -113,9 +113,13 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     """
     found = []
     checks = facts.get("checks", [])
+    counted_here = _COUNTED + _task_nouns(checks)
     for sentence in reasons(feedback):
         low = sentence.lower()
-        for counted, named, fact, kinds in [] if re.search(_PART, low) else _COUNTED:
+        if said := _forbidden_word_said(low, checks):  # "it should not contain 'delicious'" of a draft without it
+            found.append((sentence, said))
+            continue
+        for counted, named, fact, kinds in [] if re.search(_PART, low) else counted_here:
             counts = [
                 _as_number(m.group(1))
                 for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)
@@ -139,3 +143,27 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
                     found.append((sentence, passing[0]["measured"]))
                     break
     return found
+
+
+def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str]]:
+    """What the task's own count of items counts: "List exactly five fruits" makes "only one fruit" a count
+    of items too, so a critic that miscounts the fruits is disputed as one that miscounts the items."""
+    nouns: list[tuple[str, str, str | None, str]] = []
+    for check in checks:
+        if check["kind"] in ("items", "bullets", "numbered"):
+            said = re.search(rf"\b{_NUMBER}\s+(?:\w+\s+)?([a-z]{{3,}}?)(?:es|s)?\b", check["requirement"].lower())
+            if said and said.group(2) not in ("item", "bullet", "point", "entrie", "step", "word", "line"):
+                nouns.append((rf"{said.group(2)}(?:e?s)?", r"(?!x)x", None, check["kind"]))
+    return nouns
+
+
+_SAYS_PRESENT = r"\b(?:contains?|uses?|includes?|has|have|appears?|mentions?|remove|drop|delete|still)\b"
+
+
+def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
+    """A sentence saying a word the task forbids is in the draft (or asking to remove it) when code found it absent."""
+    for check in checks:
+        word = re.search(r"does not contain '([^']+)'", check["measured"]) if check["kind"] == "exclude" else None
+        if check["passed"] and word and word.group(1).lower() in low and re.search(_SAYS_PRESENT, low):
+            return str(check["measured"])
+    return None

@@ -384,3 +384,28 @@ def test_with_every_reason_set_aside_the_worker_is_told_what_to_do(make_llm) -> 
     revision = client.calls_of("worker")[1]["messages"][-1]["content"]
     assert "meets every requirement code measured" in revision and "missing the last two lines" not in revision
     assert state["stop_reason"] == "approved"
+
+
+def test_a_miscount_of_what_the_task_counts_and_a_forbidden_word_not_there_are_disputed() -> None:
+    # both seen in the live run of the 32 tasks (bench/results): the critic miscounted fruits, and saw 'delicious'
+    fruits = {
+        "kind": "bullets",
+        "requirement": "List exactly five fruits",
+        "passed": True,
+        "measured": "5 bullet points",
+    }
+    facts = {"words": 9, "lines": 5, "checks": [fruits]}
+    assert disputed("The list only includes one fruit (Kiwi).", facts) == [
+        ("The list only includes one fruit (Kiwi).", "5 bullet points")
+    ]
+    assert disputed("Kiwi is not rich enough in vitamin C.", facts) == []
+    absent = {
+        "kind": "exclude",
+        "requirement": "no 'delicious'",
+        "passed": True,
+        "measured": "does not contain 'delicious'",
+    }
+    claim = "It should not contain the word 'delicious'."
+    assert disputed(claim, {"words": 9, "lines": 1, "checks": [absent]}) == [(claim, absent["measured"])]
+    present = absent | {"passed": False, "measured": "'delicious' appears; the task forbids it"}
+    assert disputed(claim, {"words": 9, "lines": 1, "checks": [present]}) == []  # code saw it too
