@@ -70,6 +70,9 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
         "python function class",
     ),
     (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
+    # capitals only, and code counted no lower-case letter: "it does not include any capital letters"
+    (r"\b(?:no|not|n't|lacks?|without|missing)\b.{0,30}\b(?:capital|upper-?case)\b", "uppercase"),
+    (r"\b(?:no|not|n't|lacks?|without|missing)\b.{0,30}\blower-?case\b", "lowercase"),
     # What the task forbids and code found absent: asking for it, or saying it is there, contradicts both.
     # Only those two ways: "it never names the book's title" or "the code block subtracts" is another reason.
     (rf"{_ASK}(?:title|heading|headline)\b(?! of)|{_HAS}(?:title|heading|headline)\b(?! of)", "no_title"),
@@ -160,10 +163,17 @@ def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None
 _SAYS_PRESENT = r"\b(?:contains?|uses?|includes?|has|have|appears?|mentions?|remove|drop|delete|still)\b"
 
 
+_SAYS_ABSENT = r"\b(?:does ?n[o']t|do ?n[o']t|never|not|missing|lacks?|without|no mention)\b"
+
+
 def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
-    """A sentence saying a word the task forbids is in the draft (or asking to remove it) when code found it absent."""
+    """A sentence saying a word the task forbids is in the draft (or asking to remove it) when code found it
+    absent, or that a word the task asks for is missing when code found it there."""
     for check in checks:
-        word = re.search(r"does not contain '([^']+)'", check["measured"]) if check["kind"] == "exclude" else None
-        if check["passed"] and word and word.group(1).lower() in low and re.search(_SAYS_PRESENT, low):
+        if check["kind"] not in ("exclude", "include") or not check["passed"]:
+            continue
+        word = re.search(r"(?:does not contain|contains) '([^']+)'", check["measured"])
+        says = _SAYS_PRESENT if check["kind"] == "exclude" else _SAYS_ABSENT
+        if word and word.group(1).lower() in low and re.search(says, low):
             return str(check["measured"])
     return None

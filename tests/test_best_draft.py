@@ -409,3 +409,19 @@ def test_a_miscount_of_what_the_task_counts_and_a_forbidden_word_not_there_are_d
     assert disputed(claim, {"words": 9, "lines": 1, "checks": [absent]}) == [(claim, absent["measured"])]
     present = absent | {"passed": False, "measured": "'delicious' appears; the task forbids it"}
     assert disputed(claim, {"words": 9, "lines": 1, "checks": [present]}) == []  # code saw it too
+
+
+@pytest.mark.parametrize(
+    ("feedback", "check"),
+    [  # seen in the same live run: a required word code found, capitals code counted
+        ("The draft does not include the word 'leak-proof'.", {"kind": "include", "measured": "contains 'leak-proof'"}),
+        (
+            "The draft does not include any capital letters.",
+            {"kind": "uppercase", "measured": "0 lowercase letters; the task asks for capitals only"},
+        ),
+    ],
+)
+def test_a_required_word_or_case_said_missing_when_code_found_it_is_disputed(feedback: str, check: dict) -> None:
+    facts = {"words": 9, "lines": 1, "checks": [check | {"requirement": "r", "passed": True}]}
+    assert disputed(feedback, facts) == [(feedback, check["measured"])]
+    assert disputed(feedback, {"words": 9, "lines": 1, "checks": [check | {"requirement": "r", "passed": False}]}) == []
