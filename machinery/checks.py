@@ -386,6 +386,8 @@ _ABOUT_THE_REVIEW = [
         r"feedback|review|critique|customer|reply|email|letter|message",
     ),
     (r"\b(?:my|the|your) (?:previous|earlier|last|prior) (?:drafts?|versions?)\b", r"draft|version"),
+    # the verdict repeated back: "The draft was rejected. The code measured the draft: three sentences."
+    (r"\bthe draft (?:was|is|has been) (?:rejected|approved|accepted)\b|\bcode measured the draft\b", r"draft|review"),
     (r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|improved) (?:version|draft)\b", r"draft|version"),
     (
         r"\bI (?:have|'ve) (?:revised|updated|corrected|fixed|rewritten) (?:the|my|this) (?:draft|version|text)\b",

@@ -133,6 +133,8 @@ def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
     )
     assert check("no_chatter", "Write an apology to a customer.", "I apologize for the delay.")
     assert check("no_chatter", task, "A bamboo toothbrush that lasts.")
+    api = "Explain what an API is in exactly two sentences."  # a worker of the live run repeated its verdict back
+    assert not check("no_chatter", api, "The draft was rejected. The code measured the draft: three sentences.")
     echoes = list(mas.ECHOES)
     assert not check("no_echo", echoes, f"The tea. {mas.PLAN_HEADING} (plan v2): - Read the task requirements")
     assert check("no_echo", echoes, "1. Boil the water\n2. Warm the pot")  # a list the plan also listed is fine
