@@ -269,6 +269,10 @@ class Bus(BusBase):
     @classmethod
     def connect(cls, url: str, timeout: float = 2.0, max_bytes: int = MAX_BYTES) -> Bus:
         """Connect, or BusError in about ``timeout`` seconds, in one line that shows no credential."""
+        import importlib.util
+
+        if importlib.util.find_spec("nats") is None:  # an optional package: say how to get it, not a traceback
+            raise BusError("--broker needs nats-py, which is not installed: pip install -r requirements-nats.txt")
         bus = cls(max_bytes)
         try:
             bus._run(bus._connect(url, timeout), timeout + 5, f"connecting to {redact_url(url)}")

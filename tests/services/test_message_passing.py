@@ -230,7 +230,20 @@ def test_a_request_is_answered_once_however_often_it_is_sent() -> None:
 
 @pytest.mark.parametrize("url", ["nats://alice:s3cr/et@127.0.0.1:4222", "nats://alice:p@ss@127.0.0.1:9"])
 def test_a_password_with_a_slash_or_an_at_sign_is_never_shown(url: str, capsys: Any) -> None:
+    pytest.importorskip("nats", reason="nats-py is not installed (pip install -r requirements-nats.txt)")
     console = quiet_console()
     assert mp.main(["Write a haiku", "--broker", url, "--timeout", "2"], console=console) == 2
     shown = console.file.getvalue() + "".join(capsys.readouterr())  # type: ignore[attr-defined]
     assert "s3cr" not in shown and "p@ss" not in shown and "ss@" not in shown and "***@" in shown
+
+
+def test_without_nats_py_a_broker_is_one_line_naming_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nats" else found(name, *a))
+    console = quiet_console()
+    assert mp.main(["Write a haiku", "--broker", "nats://alice:s3cret@127.0.0.1:9"], console=console) == 2
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert len(shown.strip().splitlines()) == 1 and "pip install -r requirements-nats.txt" in shown
+    assert "s3cret" not in shown

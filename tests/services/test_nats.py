@@ -204,6 +204,7 @@ def test_a_request_is_answered_once_and_bad_messages_are_refused(
 
 
 def test_a_broker_down_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    pytest.importorskip("nats", reason="nats-py is not installed (pip install -r requirements-nats.txt)")
     url = f"nats://alice:s3cret-pw-123@127.0.0.1:{free_port()}"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     base = [sys.executable, "-m", "stages.variants.message_passing"]
