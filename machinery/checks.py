@@ -295,7 +295,13 @@ def _starts_with(draft: str, v: str) -> tuple[bool, str]:
 
 def _ends_with(draft: str, v: str) -> tuple[bool, str]:
     last = _bare(draft)[-(len(_bare(v)) + 2) :]
-    return last.endswith(_bare(v)), f"ends with '{draft.strip()[-(len(v) + 10) :]}'; the task asks for '{v}'"
+    ok, mark = last.endswith(_bare(v)), v.strip(_AROUND)[-1:]
+    if ok and mark in (".", "!", "?"):  # "ends with 'Keep going.'" asks for its full stop: "Keep going!" is not it
+        ok = draft.strip().strip(_AROUND).endswith(mark)
+    return ok, f"ends with '{draft.strip()[-(len(v) + 10) :]}'; the task asks for '{v}'"
+
+
+_AROUND = " \"'“”‘’*_`"  # quotation marks and markdown around a phrase or a draft
 
 
 def _acrostic(draft: str, v: str) -> tuple[bool, str]:

@@ -110,6 +110,9 @@ def test_every_requirement_quotes_the_task() -> None:
         ("```python\ndef is_even(n):\n    return n % 2 == 0\n```", R("function", "is_even", ""), True),
         ("```python\ndef is_odd(n):\n    return n % 2\n```", R("function", "is_even", ""), False),
         ("```python\ndef is_even(n:\n```", R("function", "is_even", ""), False),
+        ("Push on. Keep going!", R("ends_with", "Keep going.", ""), False),  # the sentence asked for ends with '.'
+        ('Push on. "Keep going."', R("ends_with", "Keep going.", ""), True),
+        ("Push on. Keep going!", R("ends_with", "Keep going", ""), True),  # no mark asked for: any will do
         ("The deep blue sea.", R("include", "deep blue", ""), True),
         ("The waters are calm.", R("exclude", "water", ""), True),  # a whole word only
         ("Water everywhere.", R("exclude", "water", ""), False),
