@@ -401,7 +401,14 @@ _ABOUT_THE_REVIEW = [
     ),
 ]
 _AT_THE_EDGES = [
-    (r"^\W*(?:I apologi[sz]e|(?:my )?apologies|sorry)\b", r"apolog|sorry|letter|email|reply|message|note"),
+    (
+        r"^\W*(?:I apologi[sz]e|(?:my )?apologies|sorry|I'?m sorry|I am sorry)\b",
+        r"apolog|sorry|letter|email|reply|message|note",
+    ),
+    (  # a refusal is not the work: "I'm sorry, but I can't assist with that request." (seen live)
+        r"\bI (?:can ?not|can't|cannot|am unable to|'m unable to|won't) (?:assist|help|complete|fulfil+|provide|do that)\b",
+        r"refus|declin|letter|email|reply|message",
+    ),
     (r"^\W*(?:(?:sure|okay|ok|yes),? )?I understand\b", r"\bI understand"),
     (
         r"\b(?:please|could you|can you) (?:please )?(?:provide|share|give me|clarify|specify)\b",

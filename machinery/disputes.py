@@ -174,6 +174,10 @@ def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
             continue
         word = re.search(r"(?:does not contain|contains) '([^']+)'", check["measured"])
         says = _SAYS_PRESENT if check["kind"] == "exclude" else _SAYS_ABSENT
+        if check["kind"] == "exclude" and re.search(
+            r"\b(?:(?:does|do|did) ?(?:not|n't)|never)\s+" + _SAYS_PRESENT, low
+        ):
+            continue  # "it does not contain 'delicious'" agrees with code ("it should not contain it" does not)
         if word and word.group(1).lower() in low and re.search(says, low):
             return str(check["measured"])
     return None

@@ -135,6 +135,9 @@ def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
     assert check("no_chatter", task, "A bamboo toothbrush that lasts.")
     api = "Explain what an API is in exactly two sentences."  # a worker of the live run repeated its verdict back
     assert not check("no_chatter", api, "The draft was rejected. The code measured the draft: three sentences.")
+    tweet = "Write a tweet announcing a school bake sale in fewer than 30 words."  # a refusal, seen live
+    assert not check("no_chatter", tweet, "I'm sorry, but I can't assist with that request.")
+    assert check("no_chatter", tweet, "I cannot wait to see you at the bake sale on Friday!")
     echoes = list(mas.ECHOES)
     assert not check("no_echo", echoes, f"The tea. {mas.PLAN_HEADING} (plan v2): - Read the task requirements")
     assert check("no_echo", echoes, "1. Boil the water\n2. Warm the pot")  # a list the plan also listed is fine
@@ -409,6 +412,8 @@ def test_a_miscount_of_what_the_task_counts_and_a_forbidden_word_not_there_are_d
     }
     claim = "It should not contain the word 'delicious'."
     assert disputed(claim, {"words": 9, "lines": 1, "checks": [absent]}) == [(claim, absent["measured"])]
+    agrees = "The draft does not contain the word 'delicious', which is required."  # true of the draft: not disputed
+    assert disputed(agrees, {"words": 9, "lines": 1, "checks": [absent]}) == []
     present = absent | {"passed": False, "measured": "'delicious' appears; the task forbids it"}
     assert disputed(claim, {"words": 9, "lines": 1, "checks": [present]}) == []  # code saw it too
 
