@@ -406,7 +406,7 @@ _AT_THE_EDGES = [
         r"apolog|sorry|letter|email|reply|message|note",
     ),
     (  # a refusal is not the work: "I'm sorry, but I can't assist with that request." (seen live)
-        r"\bI (?:can ?not|can't|cannot|am unable to|'m unable to|won't) (?:assist|help|complete|fulfil+|provide|do that)\b",
+        r"\bI (?:can ?not|can't|cannot|am unable to|'m unable to|won't) (?:assist|help(?! but\b)|complete|fulfil+|provide|do that)\b",
         r"refus|declin|letter|email|reply|message",
     ),
     (r"^\W*(?:(?:sure|okay|ok|yes),? )?I understand\b", r"\bI understand"),

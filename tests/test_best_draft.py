@@ -138,6 +138,7 @@ def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
     tweet = "Write a tweet announcing a school bake sale in fewer than 30 words."  # a refusal, seen live
     assert not check("no_chatter", tweet, "I'm sorry, but I can't assist with that request.")
     assert check("no_chatter", tweet, "I cannot wait to see you at the bake sale on Friday!")
+    assert check("no_chatter", "Write a two-line poem about rain.", "I can't help but smile at the rain\nit sings")
     echoes = list(mas.ECHOES)
     assert not check("no_echo", echoes, f"The tea. {mas.PLAN_HEADING} (plan v2): - Read the task requirements")
     assert check("no_echo", echoes, "1. Boil the water\n2. Warm the pot")  # a list the plan also listed is fine
