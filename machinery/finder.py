@@ -68,7 +68,10 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:at least|no fewer than|no less than|minimum of|a minimum of) {_N} words\b", "min_words"),
     (rf"\b{_N} words? (?:max(?:imum)?|tops|at (?:the )?most)\b", "max_words"),
     (rf"\btops {_N} words\b", "max_words"),
+    (rf"\b(?:limit|keep|cap)(?:ed|ped)?(?: it| this| them| your \w+| the \w+)? (?:to|at) (?:a maximum of |at most )?{_N} words\b", "max_words"),
     (rf"\bmore than {_N} words\b", "above_words"),
+    (r"\b(?:in|with|using|as) (?:just |only |exactly )?(?:one|a single) word\b(?![-\w])(?! (?:per|each|for)\b)", "one_word"),
+    (r"\bone[- ]word (?:answer|reply|response)\b", "one_word"),
     (rf"(?:\b(?:about|around|approximately|approx\.?|roughly|some|circa)\s*|~\s*){_N} words\b", "about_words"),
     (rf"(?<!for a )(?<!for an )\b{_N}[- ]word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
     (rf"\bexactly {_N} words\b", "exact_words"),
@@ -84,6 +87,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} sentences?\b{_NO_BOUND_AFTER}", "sentences"),
     (rf"\b{_WHOLE}{_N}-sentences?\b", "sentences"),
     (r"\b(?:in |as )?(?:a single|one single|just one) sentence\b", "one_sentence"),
+    (r"^\s*(?:please\s+)?(?:write|give me|compose|create)\s+(?:a|one)\s+sentence\b(?! (?:for|per|each|about each|on each)\b)", "one_sentence"),
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} paragraphs?\b{_NO_BOUND_AFTER}", "paragraphs"),
     (rf"\b{_WHOLE}{_N}-paragraphs?\b", "paragraphs"),
     (r"\b(?:write|in|as) (?:a|one) (?:single |short )?paragraph\b(?! or)", "one_paragraph"),
@@ -96,12 +100,15 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (r"\bclass (?:named|called) `?([A-Za-z_]\w*)`?", "class"),
     (r"\bclass `([A-Za-z_]\w*)`", "class"),
     (r"\b(?:python (?:code|function|script|program|snippet|class)|(?:write|implement|code)\b[^.]{0,40}\bin python)\b", "python"),
-    (rf"\b(?:start|begin|open)\w*(?: (?:it|your \w+|the \w+))? with (?:the (?:words?|phrase|line|greeting|sentence) )?{_QUOTED}{_NOT_AN_OPTION}", "starts_with"),
-    (rf"\b(?:end|finish|close|conclude|sign off)(?:s|ing)?(?: (?:it|your \w+|the \w+))? with (?:the (?:words?|phrase|line|sentence|question) )?{_QUOTED}{_NOT_AN_OPTION}", "ends_with"),
+    (rf"\b(?:start|begin|open)\w*(?: (?:it|your \w+|the \w+))? with (?:(?:the|this|these|that|following)(?: exact)? (?:words?|phrase|line|greeting|sentence):? )?{_QUOTED}{_NOT_AN_OPTION}", "starts_with"),
+    (rf"\bfirst word (?:of (?:your|the|this) \w+ )?(?:must|should|has to|needs to|will) be {_QUOTED}", "starts_with"),
+    (rf"\b(?:end|finish|close|conclude|sign off)(?:s|ing)?(?: (?:it|your \w+|the \w+))? with (?:(?:the|this|these|that|following)(?: exact)? (?:words?|phrase|line|sentence|question):? )?{_QUOTED}{_NOT_AN_OPTION}", "ends_with"),
     (rf"\b(?:without|w/o|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "include"),
-    (rf"\b(?:without|w/o|never|avoid\w*|do not (?:use|mention)|don't (?:use|mention)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
+    (rf"\b(?:without|w/o|never|avoid\w*|(?:do not|don't|never) (?:use|mention|say|write)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}{_MORE_QUOTED}", "include"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b", "exclude"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b", "include"),
     (r"\b(?:don't|do not|never|without) mention(?:ing)? (?:the (?:word )?)?(?!(?:his|her|their|its|my|your|our|any|it|that|this|them|him|me|you)\b)([a-z]{3,})\b", "exclude"),
     (r"\b(?:include|includes|including|mention|use|add|with)(?: the)?(?: hashtag)? (#\w+)", "include"),
     (r"\b(?:that|which|all|each) (?:start|begin)s? with (?:the letter |an? )?[\"']?([A-Za-z])\b[\"']?(?!\w)", "line_start"),
@@ -109,16 +116,21 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (r"\b(?:in )?(?:all (?:in )?caps|all (?:in )?capitals|all (?:in )?capital letters|all uppercase|uppercase letters|capital letters only)\b", "uppercase"),
     (r"\b(?:all (?:in )?lower ?case|(?:in |only |entirely )lower ?case|lower ?case (?:only|letters)|no capital letters)\b", "lowercase"),
     (r"\bacrostic\b[^.]{0,30}?\b(?:on|for|of|spelling|spells?)(?: out)?(?: the (?:word|name))? [\"'“‘]?((?-i:[A-Z]{2,}))\b", "acrostic"),
-    (rf"\b(?:first letters?|initials?) of (?:the |each |its )?lines? spells?(?: out)? (?:the word )?(?:{_QUOTED}|((?-i:[A-Z]{{2,}}))\b)", "acrostic"),
+    (rf"\b(?:first letters?|initials?) of (?:the |each |its )?lines? (?:should |must |will )?spells?(?: out)? (?:the word )?(?:{_QUOTED}|((?-i:[A-Z]{{2,}}))\b)", "acrostic"),
+    (rf"\blines'? (?:first letters?|initials?) spells?(?: out)? (?:the word )?(?:{_QUOTED}|((?-i:[A-Z]{{2,}}))\b)", "acrostic"),
     (r"\b(?:no|without|don't use|do not use|not in an?|never use) (?:any )?(?:markdown )?(?:code ?fences?|code ?blocks?|fences?|backticks|```)", "no_code_fence"),
+    (r"\b(?:don't|do not|never|not) (?:wrap|put|place|enclose|format)(?: it| this| them| the \w+| your \w+)? (?:in|inside|within|as) (?:an? |any )?(?:markdown )?(?:code ?fences?|code ?blocks?|backticks|```)", "no_code_fence"),
     (r"\b(?:raw json|no markdown)\b", "no_code_fence"),
     (r"\b(?:no|without|don't (?:add|include|use|give it)|do not (?:add|include|use|give it)|skip the) (?:a |an |any )?(?:title|heading|headline)s?\b", "no_title"),
     (r"\b(?:no|without|don't use|do not use|never use|avoid|not in) (?:any )?(?:quotation marks|quote marks|quotes)\b(?! (?:from|by|of)\b)", "no_quotes"),
-    (r"\b(?:no|without|don't use|do not use|avoid|not as) (?:any )?(?:bullet(?:ed)?(?: points?| lists?)?|bullets|lists?)\b", "no_bullets"),
+    (r"\b(?:don't|do not|never|not) (?:wrap|put|place|enclose)(?: it| this| them| the \w+| your \w+)? (?:in|inside|within) (?:any )?(?:quotation marks|quote marks|quotes)\b", "no_quotes"),
+    (r"\b(?:no|without|don't use|do not use|avoid|not as|refrain from(?: using)?) (?:any )?(?:bullet(?:ed)?(?: points?| lists?)?|bullets|lists?)\b", "no_bullets"),
 ]  # fmt: skip
 
 
 _FORMS = {"haiku": 3, "limerick": 5, "sonnet": 14, "couplet": 2, "quatrain": 4, "cinquain": 5}  # lines each form has
+# "a, b, and c": the serial comma's ", and " is one separator, tried before the comma alone.
+_AND_LIST = r",?\s+and\s+|,\s*"
 _KEY_LIST_ENDS = {"for", "of", "in", "to", "with", "from", "about", "each", "per", "that", "where", "describing"}
 
 
@@ -212,10 +224,10 @@ def _methods(task: str, found: list[Requirement]) -> list[Requirement]:
     if not any(r.kind == "class" for r in found):
         return found
     # Each name, then a separator before the next: no nested repetition, so no catastrophic backtracking.
-    said = re.search(r"\bwith (`?\w+`?(?:(?:,\s*|,?\s+and\s+)`?\w+`?){0,11}) methods\b", task)
+    said = re.search(r"\bwith (`?\w+`?(?:(?:,?\s+and\s+|,\s*)`?\w+`?){0,11}) methods\b", task)
     if not said:
         return found
-    names = [n.strip("`") for n in re.split(r",\s*|,?\s+and\s+", said.group(1)) if n.strip("`")]
+    names = [n.strip("`") for n in re.split(_AND_LIST, said.group(1)) if n.strip("`")]
     return [*found, *(Requirement("function", name, said.group(0)) for name in names)]
 
 
@@ -231,6 +243,13 @@ def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
     said = re.search(
         r"\b(?:function|def|method)\b[^.]{0,120}?\b(?:returns?|returning)\b(?! nothing| none\b)", task, re.I
     )
+    functions = [r.value for r in found if r.kind == "function"]
+    if not said and len(functions) == 1:  # "Write a function named f. It should return the total."
+        said = re.search(
+            r"\b(?:it|the function|this function)\s+(?:should|must|needs to|has to)\s+return\b", task, re.I
+        )
+        if said:
+            return [Requirement("returns", functions[0], said.group(0))]
     if not said or re.search(r"\b(?:not|never|n't|without)\W+(?:\w+\W+){0,2}return", said.group(0), re.I):
         return []
     named = [r.value for r in found if r.kind == "function" and r.value in said.group(0)]
@@ -249,8 +268,10 @@ def _table(task: str) -> list[Requirement]:
         said.group(0),
         re.I,
     )
-    rows = re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I)
-    names = [c.strip(" \"'`*") for c in re.split(r",\s*|,?\s+and\s+", columns.group(1))] if columns else []
+    rows = re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I) or re.search(
+        rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I
+    )  # "listing 5 countries (one per row)"
+    names = [c.strip(" \"'`*") for c in re.split(_AND_LIST, columns.group(1))] if columns else []
     names = [c for c in names if c]
     if any(len(c.split()) > 3 for c in names):  # not a list of column names after all
         names = []
@@ -263,6 +284,8 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
         if kind == "open_range":  # "more than 100 words but fewer than 200"
             low, high = _number(groups[0]) + 1, _number(groups[1]) - 1
             return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
+        if kind == "one_word":  # "answer in one word": exactly one, not about one
+            return [Requirement("exact_words", 1, quote)]
         if kind in ("one_sentence", "one_paragraph", "one_line"):
             return [Requirement(kind.replace("one_", "") + "s", 1, quote)]
         if kind == "word_range":
@@ -274,7 +297,7 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
         if kind == "form":
             return [Requirement("lines", _FORMS[groups[0].lower()], quote)]
         if kind == "json_keys":
-            keys = [k.strip("\"'`") for k in re.split(r",\s*|,?\s+and\s+|\s+", groups[0]) if k.strip("\"'`")]
+            keys = [k.strip("\"'`") for k in re.split(_AND_LIST + r"|\s+", groups[0]) if k.strip("\"'`")]
             stop = next((i for i, k in enumerate(keys) if k.lower() in _KEY_LIST_ENDS), len(keys))
             keys = [k for k in keys[:stop] if k.lower() not in ("the", "a", "an")]
             return [Requirement(kind, keys, quote)] if keys else []
