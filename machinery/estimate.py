@@ -60,7 +60,7 @@ def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
     rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
     plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
     bounds = {"planner": (1, 2 * plans), "worker": (1, rounds), "critic": (1, rounds)}
-    # an agent a student adds (PROJECT.md, experiment 13) may be called anywhere: at most once a round
+    # an agent a student adds (EXPERIMENTS.md, experiment 13) may be called anywhere: at most once a round
     return bounds | {role: (0, rounds) for role in ROLES if role not in bounds}
 
 

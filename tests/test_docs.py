@@ -79,7 +79,7 @@ ALLOWLIST = {
     "transfer_to_research",  # handoff tool names, built from HANDOFF_PREFIX + the agent's name
     "transfer_to_planner",
     "transfer_to_<name>",
-    "--researcher-model",  # PROJECT.md's Researcher experiment: the flag appears once the student adds the role
+    "--researcher-model",  # EXPERIMENTS.md's Researcher experiment: the flag appears once the student adds the role
     "RESEARCHER_MODEL",  # likewise, the variable that flag reads
 }
 EXTENSIONS = (".py", ".md", ".txt", ".json", ".jsonl", ".ini", ".toml", ".cfg", ".sh", ".example", ".yml", ".yaml")

@@ -5,7 +5,7 @@ The test copies the project, makes on the copy the edits a student is invited to
 
 - every constant of the chapter's limits block changed to another sensible value (LIMIT_EDITS);
 - the first line of each of the chapter's prompts reworded (PROMPT_EDITS);
-- PROJECT.md's experiment 13: a Researcher added in three edits (add_researcher);
+- EXPERIMENTS.md's experiment 13: a Researcher added in three edits (add_researcher);
 - the stage 3 starter edited as EXERCISE.md tasks 1 and 2 ask: a rule of the student's own,
   named the student's way, and the Red Team's prompt made pickier (edit_starter).
 
@@ -90,7 +90,7 @@ def edit_prompts(chapter: str) -> str:
 
 
 def add_researcher(chapter: str) -> str:
-    """PROJECT.md experiment 13: a row in ROLES, a function with its prompt, one call in orchestrate()."""
+    """EXPERIMENTS.md experiment 13: a row in ROLES, a function with its prompt, one call in orchestrate()."""
     edits = [
         ('        Role("planner", "cyan", 500),\n', '        Role("researcher", "green", 400),\n'),
         (

@@ -62,7 +62,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [
     "README.md",
     "CONCEPTS.md",
+    "CONCEPTS-2.md",
     "PROJECT.md",
+    "EXPERIMENTS.md",
     "stages/stage3/README.md",
     "stages/stage3/activity/EXERCISE.md",
     "stages/variants/README.md",

@@ -159,7 +159,7 @@ def a_request(role: str = "planner", **changes: Any) -> Request:
     return Request(**(fields | changes))
 
 
-# A student who adds an agent to the chapter (PROJECT.md experiment 13) changes the chapter's loop, not the
+# A student who adds an agent to the chapter (EXPERIMENTS.md experiment 13) changes the chapter's loop, not the
 # services': the two can be compared only while they run the same agents.
 SAME_AGENTS = pytest.mark.skipif(
     set(mas.ROLES) != set(AGENTS),
