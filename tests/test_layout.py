@@ -1,6 +1,6 @@
 """The house: a chapter that reads alone, machinery beside it, and imports that point one way.
 
-- multi_agent_system.py (the chapter) is at most CHAPTER_MAX_LINES lines; every other file at most FILE_MAX_LINES.
+- multi_agent_system.py (the chapter) is at most CHAPTER_MAX_LINES lines; every other file, code or document, at most FILE_MAX_LINES.
 - The chapter imports only the leaf modules (LEAVES); a leaf imports only other leaves.
 - No import cycle exists among the project's modules, counting imports made only for type hints
   and imports inside functions. The one exception is the chapter's ``if __name__ == "__main__":``
@@ -76,7 +76,13 @@ def test_the_chapter_is_short_enough_to_read_in_one_sitting() -> None:
     assert lines <= CHAPTER_MAX_LINES
 
 
-@pytest.mark.parametrize("path", [p for p in project_files() if p.name != "multi_agent_system.py"], ids=str)
+def documents() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.md") if not SKIP & set(p.relative_to(ROOT).parts))
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in project_files() + documents() if p.name != "multi_agent_system.py"], ids=str
+)
 def test_no_other_file_is_longer_than_the_house_allows(path: Path) -> None:
     assert len(path.read_text(encoding="utf-8").splitlines()) <= FILE_MAX_LINES
 
