@@ -295,6 +295,7 @@ def run_batch(
         quiet = _silent_console()
         display = Display(quiet, "quiet", errors=quiet)
         llm: LLM | None = None
+        single: dict[str, Any] | None = None
         try:  # a bug anywhere in a task, its plain --compare call included, ends that task alone
             gate = GatedClient(make_client(), budget, limit) if gateway is None else None
             single = plain_call(task, replace(settings), display, trace, gate) if compare and gate else None
@@ -315,10 +316,11 @@ def run_batch(
             }
             ledger = None if llm is None else llm.ledger
             summary.update(run_id=run_id, trace=str(trace.path), result=None)
+            plain = single or {}  # its plain --compare call, if made, was spent from the same budget
             summary.update(
-                calls=ledger.calls if ledger else 0,
-                total_tokens=ledger.total_tokens if ledger else 0,
-                cost_usd=ledger.cost_usd if ledger else 0.0,
+                calls=(ledger.calls if ledger else 0) + plain.get("calls", 0),
+                total_tokens=(ledger.total_tokens if ledger else 0) + plain.get("tokens", 0),
+                cost_usd=(ledger.cost_usd if ledger else 0.0) + (plain.get("cost_usd") or 0.0),
             )
         finally:
             trace.close()

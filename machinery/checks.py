@@ -393,7 +393,7 @@ _ABOUT_THE_REVIEW = [
     ),
     (r"\b(?:my|the|your) (?:previous|earlier|last|prior) (?:drafts?|versions?)\b", r"draft|version"),
     # the verdict repeated back: "The draft was rejected. The code measured the draft: three sentences."
-    (r"\bthe draft (?:was|is|has been) (?:rejected|approved|accepted)\b|\bcode measured the draft\b", r"draft|review"),
+    (r"\bcode measured the draft\b", r"draft|review"),
     (r"\b(?:here is|here's) (?:the|a|my) (?:revised|updated|corrected|improved) (?:version|draft)\b", r"draft|version"),
     (
         r"\bI (?:have|'ve) (?:revised|updated|corrected|fixed|rewritten) (?:the|my|this) (?:draft|version|text)\b",
@@ -405,8 +405,12 @@ _AT_THE_EDGES = [
         r"^\W*(?:I apologi[sz]e|(?:my )?apologies|sorry|I'?m sorry|I am sorry)\b",
         r"apolog|sorry|letter|email|reply|message|note",
     ),
-    (  # a refusal is not the work: "I'm sorry, but I can't assist with that request." (seen live)
-        r"\bI (?:can ?not|can't|cannot|am unable to|'m unable to|won't) (?:assist|help(?! but\b)|complete|fulfil+|provide|do that)\b",
+    # the verdict repeated back as the first or last line: "The draft was rejected. The code measured ..."
+    (r"^\W*the draft (?:was|is|has been) (?:rejected|approved|accepted)\b", r"draft|review"),
+    (  # a refusal is not the work: "I'm sorry, but I can't assist with that request." (seen live); a line
+        # that opens with a quotation mark is a character speaking, and "I can't help feeling" is work
+        r"^[^\w\"“‘']*(?:(?:I'm|I am) sorry,? (?:but )?)?I(?: can ?not| can't| cannot| am unable to|'m unable to| won't)"
+        r" (?:assist|help|complete|fulfil+|provide|do|write|create)(?: you)?(?: with)? (?:that|this|the|your|it)\b",
         r"refus|declin|letter|email|reply|message",
     ),
     (r"^\W*(?:(?:sure|okay|ok|yes),? )?I understand\b", r"\bI understand"),
@@ -418,6 +422,7 @@ _AT_THE_EDGES = [
 
 
 def _no_chatter(draft: str, task: str) -> tuple[bool, str]:
+    draft = draft.replace("’", "'")  # "I’m sorry" is "I'm sorry"
     lines = [line.strip() for line in draft.strip().splitlines() if line.strip()]
     edges = [lines[0], lines[-1]] if lines else []
     said = [

@@ -46,6 +46,9 @@ _TARGET = r"\b(?:to|under|below|over|than|about|around|roughly|of|most|least|max
 _PART = (
     r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing|middle) "
     r"(?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b|\b(?:line|item|sentence) (?:\d+|one|two|three|four|five)\b"
+    # "the first two reasons say the same thing", "Apple is listed twice": which ones, not how many
+    r"|\b(?:first|other|these|those) (?:\d+|two|three|four|five)\b"
+    r"|\b(?:the same|identical|duplicates?|duplicated|twice|repeated|overlap\w*)\b"
 )
 _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
@@ -56,6 +59,7 @@ _HAS = (
     r"\b(?:has|have|contains?|includes?|uses?|keeps?|remove|drop|delete|strip|wrapped in|enclosed in|"
     r"surrounded by|inside|in)\s+(?:a |an |the |any |its |some |double |single )?"
 )
+_IN_CLAUSE = r"(?:(?!\b(?:and|but|while)\b)[^,;.])"  # a character of the same clause: "not X, and the capitals..."
 _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing check says otherwise)
     (
         r"\bjson\b.*\b(?:invalid|not valid|malformed|broken|does ?n[o']t parse|syntax)\b|\binvalid json\b",
@@ -71,8 +75,8 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
     ),
     (r"\b(?:does ?n[o']t|never|fails to) return\b|\bonly prints\b|\breturns nothing\b", "returns"),
     # capitals only, and code counted no lower-case letter: "it does not include any capital letters"
-    (r"\b(?:no|not|n't|lacks?|without|missing)\b.{0,30}\b(?:capital|upper-?case)\b", "uppercase"),
-    (r"\b(?:no|not|n't|lacks?|without|missing)\b.{0,30}\blower-?case\b", "lowercase"),
+    (rf"(?:\b(?:no|not|lacks?|without|missing)|n't)\b{_IN_CLAUSE}{{0,30}}\b(?:capital|upper-?case)\b", "uppercase"),
+    (rf"(?:\b(?:no|not|lacks?|without|missing)|n't)\b{_IN_CLAUSE}{{0,30}}\blower-?case\b", "lowercase"),
     # What the task forbids and code found absent: asking for it, or saying it is there, contradicts both.
     # Only those two ways: "it never names the book's title" or "the code block subtracts" is another reason.
     (rf"{_ASK}(?:title|heading|headline)\b(?! of)|{_HAS}(?:title|heading|headline)\b(?! of)", "no_title"),
@@ -156,14 +160,25 @@ def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None
         if check["kind"] in ("items", "bullets", "numbered"):
             said = re.search(rf"\b{_NUMBER}\s+(?:\w+\s+)?([a-z]{{3,}}?)(?:es|s)?\b", check["requirement"].lower())
             if said and said.group(2) not in ("item", "bullet", "point", "entrie", "step", "word", "line"):
-                nouns.append((rf"{said.group(2)}(?:e?s)?", r"(?!x)x", None, check["kind"]))
+                nouns.append((rf"{said.group(2)}(?:e|es|s)?", r"(?!x)x", None, check["kind"]))
     return nouns
 
 
 _SAYS_PRESENT = r"\b(?:contains?|uses?|includes?|has|have|appears?|mentions?|remove|drop|delete|still)\b"
-
-
-_SAYS_ABSENT = r"\b(?:does ?n[o']t|do ?n[o']t|never|not|missing|lacks?|without|no mention)\b"
+_QUOTE = r"""["'“‘]?"""
+_THE_WORD = rf"(?:the )?(?:(?:word|phrase|term) )?{_QUOTE}"
+# The verb governs the word: "it uses 'sweet'", "'sweet' is still there", "remove the word sweet"; not
+# "the ocean imagery is not vivid" (a sentence that only names the word) or "reduced" (which holds "red").
+_CLAIMS_PRESENT = (
+    rf"\b(?:contains?|uses?|using|includes?|including|has|have|mentions?|remove|drop|delete|cut|still uses?)\s+{_THE_WORD}"
+    r"{word}\b|\b{word}[\"'”’]?\s+(?:is|are)\s+(?:still\s+)?(?:used|present|there|included|mentioned|in)\b"
+    r"|\b{word}[\"'”’]?\s+(?:appears?|remains?)\b"
+)
+_CLAIMS_ABSENT = (
+    rf"\b(?:(?:does|do|did) ?(?:not|n't)|never|not)\s+(?:\w+\s+)?(?:contain|use|include|mention|have|feature)s?\s+{_THE_WORD}"
+    rf"{{word}}\b|\b(?:missing|lacks?|lacking|without|no mention of|omits?)\s+{_THE_WORD}{{word}}\b"
+    r"|\b{word}[\"'”’]?\s+(?:is|are)\s+(?:missing|absent|not (?:used|present|included|mentioned|there))\b"
+)
 
 
 def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
@@ -173,11 +188,11 @@ def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
         if check["kind"] not in ("exclude", "include") or not check["passed"]:
             continue
         word = re.search(r"(?:does not contain|contains) '([^']+)'", check["measured"])
-        says = _SAYS_PRESENT if check["kind"] == "exclude" else _SAYS_ABSENT
         if check["kind"] == "exclude" and re.search(
             r"\b(?:(?:does|do|did) ?(?:not|n't)|never)\s+" + _SAYS_PRESENT, low
         ):
             continue  # "it does not contain 'delicious'" agrees with code ("it should not contain it" does not)
-        if word and word.group(1).lower() in low and re.search(says, low):
+        claim = _CLAIMS_PRESENT if check["kind"] == "exclude" else _CLAIMS_ABSENT
+        if word and re.search(claim.replace("{word}", re.escape(word.group(1).lower())), low):
             return str(check["measured"])
     return None

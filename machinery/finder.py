@@ -168,7 +168,6 @@ def requirements_from_task(task: str) -> list[Requirement]:
     for r in found:
         unique.setdefault((r.kind, str(r.value).lower()), r)
     kinds = {r.kind for r in unique.values()}
-    many = any(r.kind in ("items", "bullets", "numbered") and int(r.value) > 1 for r in unique.values())
     return [
         r
         for r in unique.values()
@@ -177,14 +176,13 @@ def requirements_from_task(task: str) -> list[Requirement]:
         and not (r.kind == "items" and kinds & {"bullets", "numbered"})
         and not (r.kind in ("uppercase", "lowercase") and kinds >= {"uppercase", "lowercase"})  # both: neither is meant
         and not (r.kind == "no_quotes" and kinds & _CODE)  # JSON and code need their quotation marks
-        and not (r.kind == "lines" and r.value == 1 and many)  # five fruits "each on one line" is not one line in all
     ]
 
 
 _CODE = {"json", "json_keys", "json_array", "python", "function", "class", "returns"}
 # Before "one line": a part of the answer is meant ("each fruit", "the return statement", "where one line").
 _A_PART = re.compile(
-    r"\b(?:each|every|per|where|which|that|least|make|makes|with|and|statement|expression|command|entry|item|stanza|verse)"
+    r"\b(?:each|every|per|where|which|least|make|makes|statement|expression|command|entry|item|stanza|verse)"
     r"\s+(?:\w+\s+){0,2}(?:in |on |as )?$",
     re.I,
 )

@@ -95,7 +95,9 @@ _DENIED = re.compile(r"(?:\b(?:no|nothing|none|not|never|without)\b|n't\b)[^\w:;
 _EXAMPLE = re.compile(r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|like this|template|sample)\b", re.I)
 # A sentence that opens with a reservation, anywhere in a reply that says yes: "However, change the title."
 _BUT = re.compile(
-    r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]|\b(?:yes|approved|good|fine|ok(?:ay)?),?\s+but\b", re.I
+    r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]|\b(?:yes|approved),?\s+but\b"
+    r"|\b(?:good|fine|ok(?:ay)?),\s+but\b",
+    re.I,
 )
 
 

@@ -139,6 +139,8 @@ def test_code_rejects_notes_to_the_reviewer_and_copies_of_the_prompt() -> None:
     assert not check("no_chatter", tweet, "I'm sorry, but I can't assist with that request.")
     assert check("no_chatter", tweet, "I cannot wait to see you at the bake sale on Friday!")
     assert check("no_chatter", "Write a two-line poem about rain.", "I can't help but smile at the rain\nit sings")
+    for refusal in ("I'm unable to help with that.", "I’m sorry, but I can’t assist with that request."):  # review
+        assert not check("no_chatter", tweet, refusal)
     echoes = list(mas.ECHOES)
     assert not check("no_echo", echoes, f"The tea. {mas.PLAN_HEADING} (plan v2): - Read the task requirements")
     assert check("no_echo", echoes, "1. Boil the water\n2. Warm the pot")  # a list the plan also listed is fine
@@ -280,6 +282,12 @@ def test_after_a_word_for_word_repeat_the_worker_writes_afresh(make_llm) -> None
         ("Write a short story about a robot", 'The lab was quiet.\n"I understand now," the robot whispered.\nThe end.'),
         ("Write a reply to a customer", "Thank you for your feedback! We will improve."),
         ("Write a history of Everest", "Earlier attempts had failed in 1921.\nIn 1953 they reached the top."),
+        # from the review: a refusal's words in the work, and a draft that is approved in the story
+        ("Write a poem about autumn", "I can't help loving autumn's fire,\nthe leaves let go."),
+        ("Write a poem about leaves", "Leaves fall on the hill.\nI can't help feeling small."),
+        ("Write a story about a robot", '"I can\'t help you," said the robot.\nIt rolled away.'),
+        ("Explain how a bill becomes law", "Once the draft is approved by the committee, it goes to a floor vote."),
+        ("Write a story about a writer", "She sent it again.\nBy dawn the draft was rejected again, and she smiled."),
     ],
 )
 def test_words_that_belong_to_the_work_are_not_chatter(task: str, draft: str) -> None:
@@ -433,3 +441,37 @@ def test_a_required_word_or_case_said_missing_when_code_found_it_is_disputed(fee
     facts = {"words": 9, "lines": 1, "checks": [check | {"requirement": "r", "passed": True}]}
     assert disputed(feedback, facts) == [(feedback, check["measured"])]
     assert disputed(feedback, {"words": 9, "lines": 1, "checks": [check | {"requirement": "r", "passed": False}]}) == []
+
+
+@pytest.mark.parametrize(
+    ("feedback", "check"),
+    [  # from the review: a reason that only names the word, or holds it inside another word, is a reason
+        ("The ocean imagery is not vivid enough.", {"kind": "include", "measured": "contains 'ocean'"}),
+        (
+            "The draft has weak imagery and should be reduced.",
+            {"kind": "exclude", "measured": "does not contain 'red'"},
+        ),
+        ("It uses sweeteners language.", {"kind": "exclude", "measured": "does not contain 'sweet'"}),
+        (
+            "The slogan is not memorable enough and the capital letters feel shouty.",
+            {"kind": "uppercase", "measured": "0 lowercase letters; the task asks for capitals only"},
+        ),
+        ("The first two reasons say the same thing.", {"kind": "numbered", "measured": "3 numbered items"}),
+        ("Two fruits are the same (Apple is listed twice).", {"kind": "bullets", "measured": "5 bullet points"}),
+    ],
+)
+def test_a_reason_that_names_what_code_measured_without_contradicting_it_stands(feedback: str, check: dict) -> None:
+    requirement = {"numbered": "Give exactly three reasons", "bullets": "List exactly five fruits"}.get(
+        check["kind"], "r"
+    )
+    facts = {"words": 30, "lines": 5, "checks": [check | {"requirement": requirement, "passed": True}]}
+    assert disputed(feedback, facts) == []
+
+
+def test_a_miscount_of_a_noun_ending_in_e_is_disputed_and_doesnt_is_a_denial() -> None:
+    languages = {"kind": "items", "requirement": "List three programming languages", "passed": True}
+    facts = {"words": 3, "lines": 3, "checks": [languages | {"measured": "3 items"}]}
+    assert disputed("The list has only one language.", facts) == [("The list has only one language.", "3 items")]
+    capitals = {"kind": "uppercase", "requirement": "r", "passed": True, "measured": "0 lowercase letters"}
+    said = "It doesn't use capital letters."
+    assert disputed(said, {"words": 3, "lines": 1, "checks": [capitals]}) == [(said, "0 lowercase letters")]

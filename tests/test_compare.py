@@ -112,6 +112,20 @@ def test_a_bug_in_a_batch_tasks_plain_call_ends_that_task_alone(tmp_path: Path) 
     assert all("RuntimeError: bug" in o.summary["stop_detail"] for o in outcomes)
 
 
+def test_a_crashed_batch_task_counts_what_its_plain_call_spent(tmp_path: Path) -> None:
+    from machinery.batch import run_batch
+
+    client = FakeClient(single=[completion("One\nTwo\nThree", prompt_tokens=40, completion_tokens=8)])
+
+    def crashing_loop(task: str, llm: object) -> mas.SharedState:
+        raise RuntimeError("a bug in the loop")
+
+    settings = mas.Settings(log_dir=tmp_path)
+    (outcome,) = run_batch(["a"], settings, lambda: client, concurrency=1, compare=True, loop=crashing_loop)
+    assert outcome.summary["stop_reason"] == "crashed"
+    assert (outcome.summary["calls"], outcome.summary["total_tokens"]) == (1, 48)  # the plain call, paid for
+
+
 def test_ctrl_c_after_the_plain_call_does_not_blame_it(monkeypatch, tmp_path: Path) -> None:
     class Interrupted(Console):
         def print_json(self, *args: object, **kwargs: object) -> None:

@@ -72,6 +72,9 @@ def found(task: str) -> set[tuple[str, object]]:
         ("Write a story in which at least one line is dialogue", set()),
         ("Summarize in a single line, then explain in detail", set()),
         ("Describe Python in one line", {("lines", 1)}),
+        ("Describe cats and dogs in one line.", {("lines", 1)}),  # the review: "and" before it is no part
+        ("Tell me a joke that fits on one line.", {("lines", 1)}),
+        ("Name five colors, comma-separated, on a single line.", {("items", 5), ("lines", 1)}),
         ("Write a tweet. Avoid quotes from famous people", set()),
         ("Give me a JSON object with key name, no quotes around numbers", {("json", True)}),  # JSON needs its marks
         # from a fourth set of phrasings written without sight of the patterns (bench/data/finder_heldout.jsonl)
