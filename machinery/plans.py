@@ -83,7 +83,7 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
     if cut_off:
         return "it was cut off at its token limit"
     if len(steps) > PLAN_MAX_STEPS:
-        return f"it has {len(steps)} steps; a plan has 3 to 6"
+        return f"it has {len(steps)} steps; a plan has at most {PLAN_MAX_STEPS}"
     if len({s.lower() for s in steps}) < len(steps) or most_repeated_line(text)[1] >= 2:
         return "it repeats the same step"
     if "```" in text or re.search(r"^\s*[\[{]", text, re.M):
@@ -96,7 +96,10 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
         return "a step is a single word: each step must say what to do"
     topic = _content_words(task)
     named = topic & _content_words(text)
-    if len(steps) >= 2 and len(topic) >= 2 and len(named) <= 1 and all(_content_words(s) <= topic for s in steps):
+    # A plan about planning ("Divide the task into steps", "Review the plan"), seen live, is generic too.
+    about_planning = sum(1 for s in steps if re.search(r"\b(?:task|plan|steps?)\b", s, re.I)) * 2 >= len(steps)
+    only_generic = all(_content_words(s) <= topic for s in steps)
+    if len(steps) >= 2 and len(topic) >= 2 and len(named) <= 1 and (about_planning or only_generic):
         return "its steps are generic (read, identify, plan) and name nothing of what this task is about"
     process_words = _PROCESS_WORDS - set(re.findall(r"[a-z]+", task.lower()))  # "write a review" is a task
     process = sum(1 for s in steps if set(re.findall(r"[a-z]+", s.lower())) & process_words)

@@ -165,6 +165,16 @@ def test_plans_that_are_the_answer_or_name_nothing_of_the_task_are_sent_back() -
     assert "sentences of the answer" in (plan_problem(answer, "Define a Python closure", [], False) or "")
     assert "name nothing" in (plan_problem(generic, HAIKU, [], False) or "")
     assert plan_problem(good, HAIKU, [], False) is None
+    about_planning = [  # a live re-plan: a plan of how to plan, naming nothing of the sea poem it was for
+        "Create a new plan with 3 to 6 steps.",
+        "Choose a specific task you want to complete.",
+        "Divide the task into smaller, manageable steps.",
+        "Review and refine the plan as needed.",
+    ]
+    sea = "Write a four-line poem about the sea, entirely in lowercase letters, with no title."
+    assert "name nothing" in (plan_problem(about_planning, sea, [], False) or "")
+    own = ["Picture waves at dusk", "Write four short lines in lower case", "End on the tide going out"]
+    assert plan_problem(own, sea, [], False) is None
 
 
 # -- properties -------------------------------------------------------------------------------------
