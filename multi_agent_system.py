@@ -607,7 +607,8 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
 
 def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]) -> Reply:
     reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
-    state["result"] = draft = without_chatter(reply.content, ECHOES)  # "Sure, here is...:" is not the work
+    # "Sure, here is...:", the prompt's headings and the task's own sentences copied out are not the work
+    state["result"] = draft = without_chatter(reply.content, ECHOES, state["task"])
     checks = [*state["requirements"], *run_checks(state)]
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
     return reply

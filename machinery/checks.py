@@ -480,15 +480,28 @@ _CLOSER = re.compile(
 )
 
 
-def without_chatter(text: str, echoes: Sequence[str] = ()) -> str:
+def _said(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .!?\"'“”‘’")
+
+
+def without_chatter(text: str, echoes: Sequence[str] = (), task: str = "") -> str:
     r"""``text`` without a first line that only introduces it, a last line that only offers more help or
-    describes the work, and any line that only repeats one of ``echoes`` (the prompt's own headings).
+    describes the work, any line that only repeats one of ``echoes`` (the prompt's own headings), and any
+    line that is a whole sentence of the ``task`` of four words or more, copied out ("Just the five lines,
+    no title." heading a limerick, seen live, made its four lines count as five).
 
     >>> without_chatter("Sure, here is the revised haiku:\n\nSnow on the pine\nLet me know if you want changes!")
     'Snow on the pine'
+    >>> without_chatter("No title, just five lines.\nA wizard forgot", task="A limerick. No title, just five lines.")
+    'A wizard forgot'
     """
     heard = [" ".join(e.lower().split()) for e in echoes]
-    lines = [line for line in text.strip().splitlines() if not any(h in " ".join(line.lower().split()) for h in heard)]
+    asked = {_said(s) for s in re.split(r"(?<=[.!?])\s+", task) if len(s.split()) >= 4}
+    lines = [
+        line
+        for line in text.strip().splitlines()
+        if not any(h in " ".join(line.lower().split()) for h in heard) and not (line.strip() and _said(line) in asked)
+    ]
     if len(lines) > 1 and _OPENER.match(lines[0]):
         lines = lines[1:]
     if len(lines) > 1 and _CLOSER.match(lines[-1]):

@@ -49,7 +49,7 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
     except StopRun as halt:  # the loop meets the same server next, and stops with its own reason
         alone.warn(f"the plain call for --compare failed: {halt.detail}")
         return {"result": None, "error": halt.detail, "calls": alone.ledger.calls, "tokens": alone.ledger.total_tokens}
-    text = without_chatter(reply.content)
+    text = without_chatter(reply.content, task=task)
     if display.chatty:
         display.step("One plain call, for --compare (no plan, no critic)", text, reply, "blue")
     return {

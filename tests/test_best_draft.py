@@ -485,3 +485,18 @@ def test_a_miscount_of_a_noun_ending_in_e_is_disputed_and_doesnt_is_a_denial() -
     capitals = {"kind": "uppercase", "requirement": "r", "passed": True, "measured": "0 lowercase letters"}
     said = "It doesn't use capital letters."
     assert disputed(said, {"words": 3, "lines": 1, "checks": [capitals]}) == [(said, "0 lowercase letters")]
+
+
+def test_a_sentence_of_the_task_copied_into_the_draft_is_not_counted_as_the_work(make_llm) -> None:
+    """Seen live (21feb82): a limerick headed by the task's own "Just the five lines, no title." passed the
+    five-line count with four lines of verse. The copied sentence is taken off before code measures."""
+    task = "Write a limerick about a forgetful wizard. Just the five lines, no title."
+    four = "A wizard who often forgot\nwould lose every spell that he got\nhe searched high and low\nfor the words he should know"
+    client = FakeClient(
+        planner=plans(1), worker=[completion(f"Just the five lines, no title.\n\n{four}")], critic=[verdict(True)]
+    )
+    state = mas.orchestrate(task, make_llm(client, max_iterations=1))
+    assert state["result"] == four  # the draft as code measured it, returned as the best there was
+    lines = next(c for c in state["draft_facts"]["checks"] if c["kind"] == "lines")
+    assert not lines["passed"] and lines["measured"].startswith("4 non-empty lines")
+    assert client.roles("critic") == []  # code's count rejected it: the critic was not asked
