@@ -317,11 +317,11 @@ def run_batch(
             ledger = None if llm is None else llm.ledger
             summary.update(run_id=run_id, trace=str(trace.path), result=None)
             plain = single or {}  # its plain --compare call, if made, was spent from the same budget
-            cost = ledger.cost_usd if ledger else 0.0  # None: a price is unknown
+            cost, plain_cost = (ledger.cost_usd if ledger else 0.0), plain.get("cost_usd", 0.0)  # None: unknown
             summary.update(
                 calls=(ledger.calls if ledger else 0) + plain.get("calls", 0),
                 total_tokens=(ledger.total_tokens if ledger else 0) + plain.get("tokens", 0),
-                cost_usd=None if cost is None else cost + (plain.get("cost_usd") or 0.0),
+                cost_usd=None if cost is None or plain_cost is None else cost + plain_cost,
             )
         finally:
             trace.close()

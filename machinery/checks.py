@@ -410,7 +410,8 @@ _AT_THE_EDGES = [
     (  # a refusal is not the work: "I'm sorry, but I can't assist with that request." (seen live); a line
         # that opens with a quotation mark is a character speaking, and "I can't help feeling" is work
         r"^[^\w\"“‘']*(?:(?:I'm|I am) sorry,? (?:but )?)?I(?: can ?not| can't| cannot| am unable to|'m unable to| won't)"
-        r" (?:assist|help|complete|fulfil+|provide|do|write|create)(?: you)?(?: with)? (?:that|this|the|your|it)\b",
+        r" (?:assist|help|complete|fulfil+|provide|do|write|create)(?: you)?(?: with)? (?:that|this|the|your)"
+        r"(?: (?:request|task|question|prompt|information|one))?\s*[.!]?\s*$",
         r"refus|declin|letter|email|reply|message",
     ),
     (r"^\W*(?:(?:sure|okay|ok|yes),? )?I understand\b", r"\bI understand"),

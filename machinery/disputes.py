@@ -126,30 +126,47 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
         if said := _forbidden_word_said(low, checks):  # "it should not contain 'delicious'" of a draft without it
             found.append((sentence, said))
             continue
-        for counted, named, fact, kinds in [] if re.search(_PART, low) else counted_here:
-            counts = [
-                _as_number(m.group(1))
-                for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", low)
-                if not re.search(_TARGET, low[: m.start()])  # "cut it to 50 words" names a target, not the draft
-            ]
-            if not counts and not re.search(rf"\b(?:{named})\b", low):
-                continue
-            passing = [c for c in checks if c["kind"] in kinds.split()]
-            measured = facts.get(fact) if fact else _first_number(passing[0]["measured"]) if passing else None
-            wrong = [n for n in counts if n != measured]  # "three lines, as code measured" agrees: no dispute
-            if passing and all(c["passed"] for c in passing) and (wrong or re.search(_COMPLAINT, low)):
-                found.append((sentence, "; ".join(c["measured"] for c in passing)))
+        # Clause by clause: in "it has only two lines and repeats the same image" the count is one clause and
+        # the same image another; "the first two reasons say the same thing" names which ones, not how many.
+        clauses = [c for c in re.split(r"[,;:]|\b(?:and|but|while)\b", low) if c.strip()] or [low]
+        measured = next(
+            (m for c in clauses if not re.search(_PART, c) for m in [_miscount(c, facts, counted_here)] if m), None
+        )
+        if measured:
+            found.append((sentence, measured))
+            continue
+        for claim, kinds in _FOUND_INVALID:
+            passing = [c for c in checks if c["kind"] in kinds.split() and c["passed"]]
+            if passing and re.search(claim, low):
+                found.append((sentence, passing[0]["measured"]))
                 break
-            if fact and wrong and not passing:  # a count code made of every draft, though the task set none
-                found.append((sentence, f"{facts.get(fact)} {fact}"))
-                break
-        else:
-            for claim, kinds in _FOUND_INVALID:
-                passing = [c for c in checks if c["kind"] in kinds.split() and c["passed"]]
-                if passing and re.search(claim, low):
-                    found.append((sentence, passing[0]["measured"]))
-                    break
     return found
+
+
+_AGREES = r"\b(?:is|are) (?:fine|correct|right|good|ok|okay)\b|\bas (?:required|asked)\b"
+
+
+def _miscount(clause: str, facts: dict[str, Any], counted_here: list[tuple[str, str, str | None, str]]) -> str | None:
+    """What code measured, when this clause states a count (or a length) that contradicts it."""
+    checks = facts.get("checks", [])
+    for counted, named, fact, kinds in counted_here:
+        counts = [
+            _as_number(m.group(1))
+            for m in re.finditer(rf"\b{_NUMBER}\s+(?:\w+\s+)?(?:{counted})\b", clause)
+            if not re.search(_TARGET, clause[: m.start()])  # "cut it to 50 words" names a target, not the draft
+        ]
+        if not counts and not re.search(rf"\b(?:{named})\b", clause):
+            continue
+        passing = [c for c in checks if c["kind"] in kinds.split()]
+        measured = facts.get(fact) if fact else _first_number(passing[0]["measured"]) if passing else None
+        wrong = [n for n in counts if n != measured]  # "three lines, as code measured" agrees: no dispute
+        # "only 3 lines" of a haiku complains of a count code passed; "only 3 lines is fine" does not
+        complains = re.search(_COMPLAINT, clause) and not re.search(_AGREES, clause)
+        if passing and all(c["passed"] for c in passing) and (wrong or complains):
+            return "; ".join(c["measured"] for c in passing)
+        if fact and wrong and not passing:  # a count code made of every draft, though the task set none
+            return f"{facts.get(fact)} {fact}"
+    return None
 
 
 def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str]]:
@@ -166,7 +183,7 @@ def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None
 
 _SAYS_PRESENT = r"\b(?:contains?|uses?|includes?|has|have|appears?|mentions?|remove|drop|delete|still)\b"
 _QUOTE = r"""["'“‘]?"""
-_THE_WORD = rf"(?:the )?(?:(?:word|phrase|term) )?{_QUOTE}"
+_THE_WORD = rf"(?:the )?(?:(?:\w+ )?(?:word|phrase|term) )?{_QUOTE}"  # "the forbidden word 'sweet'"
 # The verb governs the word: "it uses 'sweet'", "'sweet' is still there", "remove the word sweet"; not
 # "the ocean imagery is not vivid" (a sentence that only names the word) or "reduced" (which holds "red").
 _CLAIMS_PRESENT = (
@@ -178,6 +195,7 @@ _CLAIMS_ABSENT = (
     rf"\b(?:(?:does|do|did) ?(?:not|n't)|never|not)\s+(?:\w+\s+)?(?:contain|use|include|mention|have|feature)s?\s+{_THE_WORD}"
     rf"{{word}}\b|\b(?:missing|lacks?|lacking|without|no mention of|omits?)\s+{_THE_WORD}{{word}}\b"
     r"|\b{word}[\"'”’]?\s+(?:is|are)\s+(?:missing|absent|not (?:used|present|included|mentioned|there))\b"
+    r"|\b{word}[\"'”’]?\s+(?:(?:does|do) ?n[o']t|never)\s+appears?\b|\b{word}[\"'”’]?\s+(?:is|are)n't\s+(?:used|there)\b"
 )
 
 

@@ -33,6 +33,8 @@ _UNBOUNDED = (
 # "Explain what a haiku is" and "Explain the function print()" ask for neither.
 _WRITING = r"\b(?:write|compose|create|draft|pen|give|make|craft|implement|define|code|build|provide|add|need|want)\b[^.?!]{0,40}?\b"
 _NO_BOUND_AFTER = r"(?! (?:max(?:imum)?|at most|tops|or (?:fewer|less|more)))"  # "4 sentences max" is a bound
+# "one line of at most 5 words" is the whole answer; "one line of description" for each item is a part
+_BOUND = r"(?:at most|no more than|up to|under|fewer than|less than|about|around|roughly|\d+|one|two|three|four|five|six|seven|eight|nine|ten)\b"
 # "a three-sentence summary" is the whole answer; "then a one-sentence conclusion" is a part of it.
 _WHOLE = (
     r"(?:write|give|create|compose|draft|produce|provide|make|want|need|like)\b(?: me| us)?(?: \w+)?? (?:a|an|one) "
@@ -68,12 +70,12 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:at least|no fewer than|no less than|minimum of|a minimum of) {_N} words\b", "min_words"),
     (rf"\b{_N} words? (?:max(?:imum)?|tops|at (?:the )?most)\b", "max_words"),
     (rf"\btops {_N} words\b", "max_words"),
-    (rf"\b(?:limit|keep|cap)(?:ed|ped)?(?: it| this| them| your \w+| the \w+)? (?:to|at) (?:a maximum of |at most )?{_N} words\b", "max_words"),
+    (rf"\b(?:limit|keep|cap)(?:ed|ped)?(?: it| this| (?:your|the) (?:answer|response|reply|text|whole thing))? (?:to|at) (?:a maximum of |at most )?{_N} words\b(?! (?:per|each|for)\b)", "max_words"),
     (rf"\bmore than {_N} words\b", "above_words"),
-    (r"\b(?:in|with|using|as) (?:just |only |exactly )?(?:one|a single) word\b(?![-\w])(?! (?:per|each|for)\b)", "one_word"),
+    (r"\b(?:in|with|using|as) (?:just |only |exactly )?(?:one|a single) word\b(?![-\w])(?!,? (?:per|each|for|or|changed|sentences?|answers|less|more)\b)", "one_word"),
     (r"\bone[- ]word (?:answer|reply|response)\b", "one_word"),
     (rf"(?:\b(?:about|around|approximately|approx\.?|roughly|some|circa)\s*|~\s*){_N} words\b", "about_words"),
-    (rf"(?<!for a )(?<!for an )\b{_N}[- ]word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
+    (rf"(?<!for a )(?<!for an )\b(?!one\b){_N}[- ]word\b(?! (?:title|name|phrase|slogan|tagline|heading|subject|summary|limit))", "about_words"),
     (rf"\bexactly {_N} words\b", "exact_words"),
     (rf"\b(?:exactly )?{_N}[- ]bullet(?:ed)?(?: points?|s)?\b", "bullets"),
     (rf"\b(?:exactly )?{_N} numbered (?:steps?|items?|points?|lines?|instructions?)\b", "numbered"),
@@ -83,11 +85,11 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)?(?: the| all)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
     (rf"{_UNBOUNDED}\b(?:exactly |of )?{_N} (?:non-empty )?lines\b(?! each| per){_NO_BOUND_AFTER}", "lines"),
     (rf"\b{_WHOLE}{_N}-line\b", "lines"),
-    (r"\b(?<!each )(?<!each on )(?<!each in )(?:in |on |as )?(?:a single|one single|just one|one) line\b(?! (?:each|per|for|of code)\b)", "one_line"),
+    (rf"\b(?<!each )(?<!each on )(?<!each in )(?:in |on |as )?(?:a single|one single|just one|one) line\b(?! (?:each|per|for|about|on|that|describing|explaining|summari[sz]ing)\b)(?! of (?!{_BOUND}))", "one_line"),
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} sentences?\b{_NO_BOUND_AFTER}", "sentences"),
     (rf"\b{_WHOLE}{_N}-sentences?\b", "sentences"),
     (r"\b(?:in |as )?(?:a single|one single|just one) sentence\b", "one_sentence"),
-    (r"^\s*(?:please\s+)?(?:write|give me|compose|create)\s+(?:a|one)\s+sentence\b(?! (?:for|per|each|about each|on each)\b)", "one_sentence"),
+    (r"^\s*(?:please\s+)?(?:write|give me|compose|create)\s+(?:a|one)\s+sentence\b(?=\s*(?:[.!?]|$|that\b|about\b|describing\b|using\b|which\b|with\b))", "whole_sentence"),
     (rf"{_UNBOUNDED}\b(?:exactly |in )?{_N} paragraphs?\b{_NO_BOUND_AFTER}", "paragraphs"),
     (rf"\b{_WHOLE}{_N}-paragraphs?\b", "paragraphs"),
     (r"\b(?:write|in|as) (?:a|one) (?:single |short )?paragraph\b(?! or)", "one_paragraph"),
@@ -107,8 +109,8 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "include"),
     (rf"\b(?:without|w/o|never|avoid\w*|(?:do not|don't|never) (?:use|mention|say|write)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}{_MORE_QUOTED}", "include"),
-    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b", "exclude"),
-    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b", "include"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b(?! (?:at|in the (?:first|last|title|opening|beginning|start|end|middle)|more|twice|as)\b)", "exclude"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b(?! (?:at|in the (?:first|last|title|opening|beginning|start|end|middle)|more|twice|as|only)\b)", "include"),
     (r"\b(?:don't|do not|never|without) mention(?:ing)? (?:the (?:word )?)?(?!(?:his|her|their|its|my|your|our|any|it|that|this|them|him|me|you)\b)([a-z]{3,})\b", "exclude"),
     (r"\b(?:include|includes|including|mention|use|add|with)(?: the)?(?: hashtag)? (#\w+)", "include"),
     (r"\b(?:that|which|all|each) (?:start|begin)s? with (?:the letter |an? )?[\"']?([A-Za-z])\b[\"']?(?!\w)", "line_start"),
@@ -156,8 +158,12 @@ def requirements_from_task(task: str) -> list[Requirement]:
         for match in re.finditer(pattern, task, re.I):
             if any(a <= match.start() < b for a, b in taken) and kind not in ("json", "python", "json_keys"):
                 continue  # "between 80 and 100 words" is one requirement, not three
-            if kind == "one_line" and not _whole_answer(task, match):
+            if kind in ("one_line", "one_word") and not _whole_answer(task, match):
                 continue
+            if kind == "whole_sentence" and re.search(
+                r"\b(?:then|followed by|and (?:a|an|one|two|three))\b|, (?:a|an)\b|-by-", task, re.I
+            ):
+                continue  # "Write a sentence, a haiku, and a limerick": the sentence is one part
             quote = match.group(0).strip()
             groups = [g for g in match.groups() if g]
             found += _read_requirement(kind, groups, quote)
@@ -168,6 +174,9 @@ def requirements_from_task(task: str) -> list[Requirement]:
     for r in found:
         unique.setdefault((r.kind, str(r.value).lower()), r)
     kinds = {r.kind for r in unique.values()}
+    many = any(r.kind in ("items", "bullets", "numbered") and int(r.value) > 1 for r in unique.values())
+    allowed_numbers = re.search(r"\bnumbered\b[^.]{0,30}\b(?:fine|ok|okay|allowed|welcome)\b", task, re.I)
+    in_one = re.search(r"\bcomma|\b(?:a single|the same) line\b", task, re.I)  # "five colours, comma-separated"
     return [
         r
         for r in unique.values()
@@ -176,6 +185,8 @@ def requirements_from_task(task: str) -> list[Requirement]:
         and not (r.kind == "items" and kinds & {"bullets", "numbered"})
         and not (r.kind in ("uppercase", "lowercase") and kinds >= {"uppercase", "lowercase"})  # both: neither is meant
         and not (r.kind == "no_quotes" and kinds & _CODE)  # JSON and code need their quotation marks
+        and not (r.kind == "lines" and r.value == 1 and many and not in_one)  # "5 fruits, one line each"
+        and not (r.kind == "no_bullets" and allowed_numbers)  # "no bullets, but numbered steps are fine"
     ]
 
 
@@ -243,11 +254,15 @@ def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
     )
     functions = [r.value for r in found if r.kind == "function"]
     if not said and len(functions) == 1:  # "Write a function named f. It should return the total."
-        said = re.search(
-            r"\b(?:it|the function|this function)\s+(?:should|must|needs to|has to)\s+return\b", task, re.I
+        sentences = re.split(r"(?<=[.!?])\s+", task)
+        where = next((i for i, s in enumerate(sentences) if functions[0] in s), None)
+        after = sentences[where + 1] if where is not None and where + 1 < len(sentences) else ""
+        said = re.match(
+            r"\s*(?:it|the function|this function)\s+(?:should|must|needs to|has to)\s+return\b(?!\s+(?:nothing|none)\b)",
+            after,
+            re.I,
         )
-        if said:
-            return [Requirement("returns", functions[0], said.group(0))]
+        return [Requirement("returns", functions[0], said.group(0).strip())] if said else []
     if not said or re.search(r"\b(?:not|never|n't|without)\W+(?:\w+\W+){0,2}return", said.group(0), re.I):
         return []
     named = [r.value for r in found if r.kind == "function" and r.value in said.group(0)]
@@ -284,6 +299,8 @@ def _read_requirement(kind: str, groups: list[str], quote: str) -> list[Requirem
             return [Requirement("min_words", low, quote), Requirement("max_words", high, quote)]
         if kind == "one_word":  # "answer in one word": exactly one, not about one
             return [Requirement("exact_words", 1, quote)]
+        if kind == "whole_sentence":
+            return [Requirement("sentences", 1, quote)]
         if kind in ("one_sentence", "one_paragraph", "one_line"):
             return [Requirement(kind.replace("one_", "") + "s", 1, quote)]
         if kind == "word_range":

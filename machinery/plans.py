@@ -97,7 +97,8 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
     topic = _content_words(task)
     named = topic & _content_words(text)
     # A plan about planning ("Divide the task into steps", "Review the plan"), seen live, is generic too.
-    about_planning = sum(1 for s in steps if re.search(r"\b(?:task|plan|steps?)\b", s, re.I)) * 2 >= len(steps)
+    meta = {"task", "plan", "step", "steps"} - set(re.findall(r"[a-z]+", task.lower()))  # "a 3-step recipe" uses them
+    about_planning = sum(1 for s in steps if meta & set(re.findall(r"[a-z]+", s.lower()))) * 2 >= len(steps)
     only_generic = all(_content_words(s) <= topic for s in steps)
     if len(steps) >= 2 and len(topic) >= 2 and len(named) <= 1 and (about_planning or only_generic):
         return "its steps are generic (read, identify, plan) and name nothing of what this task is about"

@@ -96,7 +96,7 @@ _EXAMPLE = re.compile(r"\b(?:for (?:reference|example|instance)|e\.g\.|such as|l
 # A sentence that opens with a reservation, anywhere in a reply that says yes: "However, change the title."
 _BUT = re.compile(
     r"(?:^|[.!?]\s+|\n)\s*(?:however|but|although|though)\b[,\s]|\b(?:yes|approved),?\s+but\b"
-    r"|\b(?:good|fine|ok(?:ay)?),\s+but\b",
+    r"|(?<!just )(?<!only )\b(?:good|fine|ok(?:ay)?),?\s+but\b",
     re.I,
 )
 

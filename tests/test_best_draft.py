@@ -175,6 +175,8 @@ def test_plans_that_are_the_answer_or_name_nothing_of_the_task_are_sent_back() -
     assert "name nothing" in (plan_problem(about_planning, sea, [], False) or "")
     own = ["Picture waves at dusk", "Write four short lines in lower case", "End on the tide going out"]
     assert plan_problem(own, sea, [], False) is None
+    eggs = ["Write step one: whisk eggs with salt", "Write step two: cook on low heat", "Write step three: add chives"]
+    assert plan_problem(eggs, "Give a 3-step recipe for scrambled eggs.", [], False) is None  # the task's own words
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -500,3 +502,25 @@ def test_a_sentence_of_the_task_copied_into_the_draft_is_not_counted_as_the_work
     lines = next(c for c in state["draft_facts"]["checks"] if c["kind"] == "lines")
     assert not lines["passed"] and lines["measured"].startswith("4 non-empty lines")
     assert client.roles("critic") == []  # code's count rejected it: the critic was not asked
+
+
+@pytest.mark.parametrize(
+    ("feedback", "check"),
+    [  # from the second review: contradictions worded with an adjective, or in a clause of their own
+        ("The draft contains the forbidden word 'sweet'.", {"kind": "exclude", "measured": "does not contain 'sweet'"}),
+        ("It still uses the banned word 'sweet'.", {"kind": "exclude", "measured": "does not contain 'sweet'"}),
+        ("The word 'ocean' does not appear anywhere.", {"kind": "include", "measured": "contains 'ocean'"}),
+        ("It never uses the required word 'ocean'.", {"kind": "include", "measured": "contains 'ocean'"}),
+        ("It has only two lines and repeats the same image.", {"kind": "lines", "measured": "3 non-empty lines"}),
+    ],
+)
+def test_a_contradiction_in_a_clause_of_its_own_or_with_an_adjective_is_disputed(feedback: str, check: dict) -> None:
+    facts = {"words": 12, "lines": 3, "checks": [check | {"requirement": "r", "passed": True}]}
+    assert disputed(feedback, facts) == [(feedback, check["measured"])]
+
+
+@pytest.mark.parametrize(
+    "draft", ["Rain on the roof.\nI can't do this anymore.", "I cannot write the words I feel,\nso the rain speaks."]
+)
+def test_a_line_of_work_in_the_first_person_is_not_a_refusal(draft: str) -> None:
+    assert measure(draft, Requirement("no_chatter", "Write a poem about rain", "q"))[0]

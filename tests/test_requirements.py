@@ -107,6 +107,21 @@ def found(task: str) -> set[tuple[str, object]]:
         ('A tweet. The word "cheap" must not appear.', {("exclude", "cheap")}),
         ("A recipe. Refrain from using any bullet points.", {("no_bullets", True)}),
         ("A poem; the first letters of the lines should spell NIGHTOWL.", {("acrostic", "NIGHTOWL")}),
+        # from the second review: a part of the answer is not the whole of it
+        ("Keep the title to five words, and write a 200-word blurb.", {("about_words", 200)}),
+        ("Limit the discussion to 100 words per section.", set()),
+        ("List 5 fruits with one line of description.", {("items", 5)}),
+        ("List 3 rivers and give one line on each.", {("items", 3)}),
+        ("Write a sentence, a haiku, and a limerick about spring.", {("lines", 3)}),
+        ("Write a sentence about cats, then a paragraph about dogs.", set()),
+        ("Write a sentence-by-sentence analysis of the poem.", set()),
+        ("Write a function named greet that prints a greeting. It should return nothing.", {("function", "greet")}),
+        ("Describe each planet in one word.", set()),
+        ("Describe Paris in one word or a short phrase.", set()),
+        ("Reply in one word, then show your working.", set()),
+        ('A story; the phrase "once upon a time" should not appear at the start.', set()),
+        ('A post. The word "clutter" should appear in the response.', {("include", "clutter")}),
+        ("Refrain from using bulleted lists, but numbered steps are fine.", set()),
     ],
 )
 def test_requirements_are_found_in_common_phrasings(task: str, expected: set[tuple[str, object]]) -> None:
@@ -198,7 +213,7 @@ def test_every_phrasing_names_a_kind_of_the_one_table() -> None:
     from machinery import finder
 
     shorthands = {"item_below_words", "word_range", "open_range", "below_words", "above_words", "form"}
-    shorthands |= {"one_sentence", "one_paragraph", "one_line", "one_word"}
+    shorthands |= {"one_sentence", "one_paragraph", "one_line", "one_word", "whole_sentence"}
     for _pattern, kind in finder._PHRASINGS:
         assert kind in KINDS or kind in shorthands, kind
     for kind in shorthands:
@@ -334,4 +349,7 @@ def test_the_recall_benchmark_scores_what_it_finds_and_what_it_adds() -> None:
     assert result["misses"] == [("b", "lines", 4)]
     assert result["extras"] == [("c", "lines", 3)]  # a haiku's three lines: found, though nobody labelled it
     shipped = [json.loads(line) for line in HELD_OUT.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert len(shipped) >= 60 and score(shipped)["recall"] >= 0.9  # bench/README.md quotes today's figure
+    today = score(shipped)
+    assert len(shipped) >= 60 and today["recall"] >= 0.9  # bench/README.md quotes today's figure
+    by_design = {"lines", "function", "table"}  # a form's lines, a class's methods, a table missing its rows
+    assert {kind for _, kind, _ in today["extras"]} <= by_design, today["extras"]

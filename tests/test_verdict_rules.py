@@ -226,6 +226,7 @@ def test_struck_through_text_never_counts(reply: str, struck: str, at: int) -> N
         ('{"approved": true, "feedback": "Nothing is missing."}', True),
         ('{"approved": true, "feedback": "Not just good but excellent."}', True),  # review: praise, not a "good, but"
         ('{"approved": true, "feedback": "Good, but the title is weak."}', False),
+        ('{"approved": true, "feedback": "Good but the second line is weak."}', False),  # no comma needed
     ],
 )
 def test_what_a_reviewer_found_is_read_as_a_person_reads_it(reply: str, approved: bool) -> None:
