@@ -168,6 +168,12 @@ def _counted(noun: str, count: Callable[[str], int]) -> Measure:
     return measure_count
 
 
+def _paragraph_count(draft: str, v: int) -> tuple[bool, str]:
+    passed, measured = _counted("paragraph", _paragraphs)(draft, v)
+    # a small model told "add 1 paragraph" kept writing one block: say what makes two
+    return passed, measured if passed else f"{measured}; paragraphs are separated by one blank line"
+
+
 def _items(draft: str) -> int:
     found = len(_list_lines(draft))
     if found == 1:  # "France, Spain and Italy." on one line is three items
@@ -308,7 +314,11 @@ def _acrostic(draft: str, v: str) -> tuple[bool, str]:
     lines = [line for line in draft.splitlines() if re.search(r"[A-Za-z]", line)]
     letters = "".join(re.search(r"[A-Za-z]", line).group(0) for line in lines)  # type: ignore[union-attr]
     word = re.sub(r"[^A-Za-z]", "", v)
-    return letters.lower() == word.lower(), f"the lines start with {letters or 'nothing'}; the task asks for {word}"
+    if letters.lower() == word.lower():
+        return True, f"the lines start with {letters}; the task asks for {word}"
+    # a small model told only "the task asks for RAIN" writes about rain: say what each line must do
+    each = ", ".join(f"line {i} with {c.upper()}" for i, c in enumerate(word, 1))
+    return False, f"the lines start with {letters or 'nothing'}; the task asks for {word}: {len(word)} lines, {each}"
 
 
 def _lowercase(draft: str, v: Any) -> tuple[bool, str]:
@@ -524,7 +534,7 @@ KINDS: dict[str, Kind] = {
         Kind("items", "exactly N list items", _counted("item", _items)),
         Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
         Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
-        Kind("paragraphs", "exactly N paragraphs", _counted("paragraph", _paragraphs)),
+        Kind("paragraphs", "exactly N paragraphs", _paragraph_count),
         Kind("item_max_words", "each list item at most N words", _item_max_words),
         Kind("json", "valid JSON", _json),
         Kind("json_array", "a JSON array of N elements", _json_array),

@@ -353,3 +353,12 @@ def test_the_recall_benchmark_scores_what_it_finds_and_what_it_adds() -> None:
     assert len(shipped) >= 60 and today["recall"] >= 0.9  # bench/README.md quotes today's figure
     by_design = {"lines", "function", "table"}  # a form's lines, a class's methods, a table missing its rows
     assert {kind for _, kind, _ in today["extras"]} <= by_design, today["extras"]
+
+
+def test_a_missed_acrostic_or_paragraph_count_says_how_to_meet_it() -> None:
+    """Live, the small worker told only "the task asks for RAIN" or "add 1 paragraph" missed again and again."""
+    passed, said = measure("Rain falls\nWhispers\nRain again\nPeace", R("acrostic", "RAIN", "q"))
+    assert not passed and "line 1 with R" in said and "line 4 with N" in said
+    passed, said = measure("One block of text. Another sentence.", R("paragraphs", 2, "q"))
+    assert not passed and "separated by one blank line" in said
+    assert measure("One.\n\nTwo.", R("paragraphs", 2, "q")) == (True, "2 paragraphs; the task asks for exactly 2")
