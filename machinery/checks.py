@@ -168,12 +168,6 @@ def _counted(noun: str, count: Callable[[str], int]) -> Measure:
     return measure_count
 
 
-def _paragraph_count(draft: str, v: int) -> tuple[bool, str]:
-    passed, measured = _counted("paragraph", _paragraphs)(draft, v)
-    # a small model told "add 1 paragraph" kept writing one block: say what makes two
-    return passed, measured if passed else f"{measured}; paragraphs are separated by one blank line"
-
-
 def _items(draft: str) -> int:
     found = len(_list_lines(draft))
     if found == 1:  # "France, Spain and Italy." on one line is three items
@@ -256,6 +250,15 @@ def _uppercase(draft: str, v: Any) -> tuple[bool, str]:
 def _paragraphs(draft: str) -> int:
     prose = re.sub(r"```.*?(```|$)", "code", draft.strip(), flags=re.S)
     return len([block for block in re.split(r"\n\s*\n", prose) if block.strip()])
+
+
+_count_paragraphs = _counted("paragraph", _paragraphs)
+
+
+def _paragraph_count(draft: str, v: int) -> tuple[bool, str]:
+    passed, measured = _count_paragraphs(draft, v)
+    # a small model told "add 1 paragraph" kept writing one block: say what makes two
+    return passed, measured if passed else f"{measured}; paragraphs are separated by one blank line"
 
 
 def _function(tree: ast.Module, name: Any) -> ast.FunctionDef | ast.AsyncFunctionDef | None:

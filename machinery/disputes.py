@@ -54,6 +54,7 @@ _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
     r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
 )
+_AGREES = r"\b(?:is|are) (?:fine|correct|right|good|ok|okay)\b|\bas (?:required|asked)\b"  # "only 3 is fine"
 _ASK = r"\b(?:add|include|give(?: it)?|put|needs?|should have|requires?|missing|lacks?)\s+(?:a |an |the |any |some )?"
 _HAS = (
     r"\b(?:has|have|contains?|includes?|uses?|keeps?|remove|drop|delete|strip|wrapped in|enclosed in|"
@@ -143,9 +144,6 @@ def disputed(feedback: str, facts: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-_AGREES = r"\b(?:is|are) (?:fine|correct|right|good|ok|okay)\b|\bas (?:required|asked)\b"
-
-
 def _miscount(clause: str, facts: dict[str, Any], counted_here: list[tuple[str, str, str | None, str]]) -> str | None:
     """What code measured, when this clause states a count (or a length) that contradicts it."""
     checks = facts.get("checks", [])
@@ -184,19 +182,26 @@ def _task_nouns(checks: list[dict[str, Any]]) -> list[tuple[str, str, str | None
 _SAYS_PRESENT = r"\b(?:contains?|uses?|includes?|has|have|appears?|mentions?|remove|drop|delete|still)\b"
 _QUOTE = r"""["'“‘]?"""
 _THE_WORD = rf"(?:the )?(?:(?:\w+ )?(?:word|phrase|term) )?{_QUOTE}"  # "the forbidden word 'sweet'"
-# The verb governs the word: "it uses 'sweet'", "'sweet' is still there", "remove the word sweet"; not
-# "the ocean imagery is not vivid" (a sentence that only names the word) or "reduced" (which holds "red").
-_CLAIMS_PRESENT = (
-    rf"\b(?:contains?|uses?|using|includes?|including|has|have|mentions?|remove|drop|delete|cut|still uses?)\s+{_THE_WORD}"
-    r"{word}\b|\b{word}[\"'”’]?\s+(?:is|are)\s+(?:still\s+)?(?:used|present|there|included|mentioned|in)\b"
-    r"|\b{word}[\"'”’]?\s+(?:appears?|remains?)\b"
-)
-_CLAIMS_ABSENT = (
-    rf"\b(?:(?:does|do|did) ?(?:not|n't)|never|not)\s+(?:\w+\s+)?(?:contain|use|include|mention|have|feature)s?\s+{_THE_WORD}"
-    rf"{{word}}\b|\b(?:missing|lacks?|lacking|without|no mention of|omits?)\s+{_THE_WORD}{{word}}\b"
-    r"|\b{word}[\"'”’]?\s+(?:is|are)\s+(?:missing|absent|not (?:used|present|included|mentioned|there))\b"
-    r"|\b{word}[\"'”’]?\s+(?:(?:does|do) ?n[o']t|never)\s+appears?\b|\b{word}[\"'”’]?\s+(?:is|are)n't\s+(?:used|there)\b"
-)
+_UNQUOTE = r"""["'”’]?"""
+
+
+def _claim(present: bool, word: str) -> str:
+    """A sentence saying ``word`` is in the draft (``present``) or missing from it, with the verb governing
+    the word: "it uses 'sweet'", "'sweet' is still there", "remove the word sweet"; not "the ocean imagery
+    is not vivid" (a sentence that only names the word) or "reduced" (which holds "red")."""
+    w = re.escape(word.lower())
+    if present:
+        return (
+            rf"\b(?:contains?|uses?|using|includes?|including|has|have|mentions?|remove|drop|delete|cut|still uses?)"
+            rf"\s+{_THE_WORD}{w}\b|\b{w}{_UNQUOTE}\s+(?:is|are)\s+(?:still\s+)?(?:used|present|there|included|mentioned|in)\b"
+            rf"|\b{w}{_UNQUOTE}\s+(?:appears?|remains?)\b"
+        )
+    return (
+        rf"\b(?:(?:does|do|did) ?(?:not|n't)|never|not)\s+(?:\w+\s+)?(?:contain|use|include|mention|have|feature)s?"
+        rf"\s+{_THE_WORD}{w}\b|\b(?:missing|lacks?|lacking|without|no mention of|omits?)\s+{_THE_WORD}{w}\b"
+        rf"|\b{w}{_UNQUOTE}\s+(?:is|are)\s+(?:missing|absent|not (?:used|present|included|mentioned|there))\b"
+        rf"|\b{w}{_UNQUOTE}\s+(?:(?:does|do) ?n[o']t|never)\s+appears?\b|\b{w}{_UNQUOTE}\s+(?:is|are)n't\s+(?:used|there)\b"
+    )
 
 
 def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
@@ -210,7 +215,6 @@ def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
             r"\b(?:(?:does|do|did) ?(?:not|n't)|never)\s+" + _SAYS_PRESENT, low
         ):
             continue  # "it does not contain 'delicious'" agrees with code ("it should not contain it" does not)
-        claim = _CLAIMS_PRESENT if check["kind"] == "exclude" else _CLAIMS_ABSENT
-        if word and re.search(claim.replace("{word}", re.escape(word.group(1).lower())), low):
+        if word and re.search(_claim(check["kind"] == "exclude", word.group(1)), low):
             return str(check["measured"])
     return None

@@ -44,6 +44,8 @@ _NOT_ITEMS = r"(?!(?:sentences|paragraphs|words|lines|times|minutes|seconds|hour
 
 _QUOTED = r"""(?:["“]([^"”]{1,60})["”]|['‘`]((?:[^'’`]|(?<=\w)['’](?=\w)){1,60})['’`])"""
 _MORE_QUOTED = rf"(?:(?:,\s*|,?\s+(?:and|or)\s+){_QUOTED})*"  # "the words 'a', 'b' and 'c'"
+# "should not appear at the start", "more than twice": a place or a number of times, not anywhere at all
+_ANYWHERE = r"(?! (?:at|in the (?:first|last|title|opening|beginning|start|end|middle)|more|twice|as|only)\b)"
 _NOT_AN_OPTION = r"(?!\s*(?:or|/)\s*[\"'‘“])"  # "start with 'Yes' or 'No'" names a choice, not a requirement
 
 
@@ -109,8 +111,8 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "include"),
     (rf"\b(?:without|w/o|never|avoid\w*|(?:do not|don't|never) (?:use|mention|say|write)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}{_MORE_QUOTED}", "include"),
-    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b(?! (?:at|in the (?:first|last|title|opening|beginning|start|end|middle)|more|twice|as)\b)", "exclude"),
-    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b(?! (?:at|in the (?:first|last|title|opening|beginning|start|end|middle)|more|twice|as|only)\b)", "include"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b{_ANYWHERE}", "exclude"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b{_ANYWHERE}", "include"),
     (r"\b(?:don't|do not|never|without) mention(?:ing)? (?:the (?:word )?)?(?!(?:his|her|their|its|my|your|our|any|it|that|this|them|him|me|you)\b)([a-z]{3,})\b", "exclude"),
     (r"\b(?:include|includes|including|mention|use|add|with)(?: the)?(?: hashtag)? (#\w+)", "include"),
     (r"\b(?:that|which|all|each) (?:start|begin)s? with (?:the letter |an? )?[\"']?([A-Za-z])\b[\"']?(?!\w)", "line_start"),
@@ -160,10 +162,8 @@ def requirements_from_task(task: str) -> list[Requirement]:
                 continue  # "between 80 and 100 words" is one requirement, not three
             if kind in ("one_line", "one_word") and not _whole_answer(task, match):
                 continue
-            if kind == "whole_sentence" and re.search(
-                r"\b(?:then|followed by|and (?:a|an|one|two|three))\b|, (?:a|an)\b|-by-", task, re.I
-            ):
-                continue  # "Write a sentence, a haiku, and a limerick": the sentence is one part
+            if kind == "whole_sentence" and _more_than_one_part(task):
+                continue
             quote = match.group(0).strip()
             groups = [g for g in match.groups() if g]
             found += _read_requirement(kind, groups, quote)
@@ -204,6 +204,11 @@ def _whole_answer(task: str, match: re.Match[str]) -> bool:
     "a poem where one line mentions the sea" or "in one line, then explain" is not."""
     before, after = task[max(0, match.start() - 40) : match.start()], task[match.end() :]
     return not _A_PART.search(before) and not re.match(r",? (?:then|and then|followed by)\b", after, re.I)
+
+
+def _more_than_one_part(task: str) -> bool:
+    """ "Write a sentence, a haiku, and a limerick" or "a sentence, then a paragraph": the sentence is one part."""
+    return re.search(r"\b(?:then|followed by|and (?:a|an|one|two|three))\b|, (?:a|an)\b|-by-", task, re.I) is not None
 
 
 def _as_marked(task: str, found: list[Requirement]) -> list[Requirement]:
