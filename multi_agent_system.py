@@ -68,6 +68,7 @@ from machinery.checks import (
     format_facts,
     measure,
     spelled_out,
+    unfenced,
     without_chatter,
 )
 from machinery.disputes import disputed, reasons
@@ -100,21 +101,22 @@ NOTES_MAX_CHARS = 1_500  # what added agents (a researcher, say) leave for the w
 CHECKLIST_MAX_CHARS = 600  # the worker's line of requirements that code will check
 FACTS_MAX_CHARS = 500  # what code measured in a draft, as the critic reads it
 CLIP_CHARS = 300  # an old plan or old feedback, shortened
-HISTORY_WHOLE = 2  # newest reviews of the current plan the worker sees whole (draft and feedback)
-HISTORY_MAX = 6  # reviews shown at all; older ones stay in the trace only
+HISTORY_MAX = 6  # reviews whose feedback the worker sees; older ones stay in the trace only
 EARLIER_PLANS_SHOWN = 3  # failed plans the planner is reminded of
 OWN_FEEDBACK_SHOWN = 3  # earlier verdicts the critic is reminded of
 SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest system prompt fits in this
-# The worker's prompt is the largest: system, task, plan, notes, checklist, two
-# whole reviews and four clipped ones, plus headings. Tested in tests/test_orchestrator.py.
+# The worker's prompt is the largest: system, task, plan, notes, checklist, one draft shown again with its
+# feedback, and the feedback listed (the newest whole, the rest clipped), plus headings. Tested in
+# tests/test_orchestrator.py.
 PROMPT_MAX_CHARS = (
     SYSTEM_PROMPT_MAX_CHARS
     + TASK_MAX_CHARS
     + PLAN_MAX_CHARS
     + NOTES_MAX_CHARS
     + CHECKLIST_MAX_CHARS
-    + HISTORY_WHOLE * (DRAFT_MAX_CHARS + FEEDBACK_MAX_CHARS)
-    + (HISTORY_MAX - HISTORY_WHOLE) * CLIP_CHARS
+    + DRAFT_MAX_CHARS
+    + 2 * FEEDBACK_MAX_CHARS
+    + HISTORY_MAX * CLIP_CHARS
     + 1_000
 )
 
@@ -520,16 +522,17 @@ def reviews(state: SharedState) -> list[HistoryItem]:
     return [item for item in state["history"] if item["kind"] == "review"]
 
 
-def lessons(items: list[HistoryItem]) -> str:
-    """Earlier feedback as a list, oldest first, each clipped; feedback said word for word again is shown once, with a count.
+def lessons(items: list[HistoryItem], newest_whole: bool = False) -> str:
+    """Earlier feedback as a list, oldest first, each clipped (the newest, if ``newest_whole``, to
+    ``FEEDBACK_MAX_CHARS``); feedback said word for word again is shown once, with a count.
 
     >>> print(lessons([{"feedback": "Add an example."}] * 5 + [{"feedback": "Shorter."}]))
     - Add an example. (said 5 times)
     - Shorter.
     """
     seen: dict[str, int] = {}
-    for r in items:
-        feedback = clip(r["feedback"], CLIP_CHARS)
+    for i, r in enumerate(items, 1):
+        feedback = clip(r["feedback"], FEEDBACK_MAX_CHARS if newest_whole and i == len(items) else CLIP_CHARS)
         seen[feedback] = seen.get(feedback, 0) + 1
     return "\n".join(f"- {feedback}" + (f" (said {times(n)})" if n > 1 else "") for feedback, n in seen.items())
 
@@ -585,15 +588,17 @@ REJECTED_HEADING, REVISE = (
     "That draft was rejected",
     "Return a new, complete version that fixes every point, and nothing else.",
 )
+LESSONS_HEADING = "Earlier feedback (do not repeat these mistakes):"
 REPEATED = "Your last draft repeated a rejected one word for word: write it afresh."
-ECHOES = (PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING, REVISE, REPEATED)
+ECHOES = (PLAN_HEADING, CHECKS_HEADING, REJECTED_HEADING, REVISE, LESSONS_HEADING, REPEATED)
 
 
 def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts, draft_facts.
 
     Code reads the draft before anyone judges it: lines that only introduce or close it, or repeat the
-    prompt, are taken off, and a draft sent again word for word is asked for once more, afresh.
+    prompt, are taken off (so is a code fence around all of it, when the task asked for none), and a
+    draft sent again word for word is asked for once more, afresh.
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
@@ -607,8 +612,12 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
 
 def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]) -> Reply:
     reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
-    # "Sure, here is...:", the prompt's headings and the task's own sentences copied out are not the work
-    state["result"] = draft = without_chatter(reply.content, ECHOES, state["task"])
+    # "Sure, here is...:", the prompt's headings and the task's own sentences copied out are not the work;
+    # nor is a fence around all of it, when the task asked for none
+    draft = without_chatter(reply.content, ECHOES, state["task"])
+    if any(r.kind == "no_code_fence" for r in state["requirements"]):
+        draft = unfenced(draft)
+    state["result"] = draft
     checks = [*state["requirements"], *run_checks(state)]
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
     return reply
@@ -620,10 +629,15 @@ def passed(state: SharedState, kind: str) -> bool:
 
 def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, Any]]:
     """The task first, in its own words, and the plan after it, inline: a small model given a plan first,
-    or under a heading of its own, copies it. Rejected drafts of the current plan go back as the worker's
-    own earlier turns, each followed by its feedback, the chat shape models are trained on; but a draft
-    that did worse than the best so far is not revised: the best is, and after a word-for-word repeat no
-    draft is shown at all. Drafts of failed plans are not replayed; their feedback is listed as lessons.
+    or under a heading of its own, copies it. Then what went wrong before, as a list, newest last.
+
+    A draft code rejected is not shown to the worker again. Replayed as its own earlier turn, the chat
+    shape models are trained on, a 1.5B model sent the draft back or echoed the feedback: on 40 revision
+    prompts taken from live runs, that shape passed code's checks 0 times, and writing afresh with the
+    feedback listed 9 times. A draft that passed every check and that the critic rejected does come back
+    as the worker's turn, followed by the critic's reasons, since those are about its words; and when a
+    later draft failed a check that one passed, that one is revised, with a note. After a word-for-word
+    repeat no draft is shown at all.
     """
     steps = "; ".join(state["plan"].splitlines()) if state["plan"] else ""
     parts = [state["task"], f"{PLAN_HEADING} (plan v{state['plan_version']}): {clip(steps, PLAN_MAX_CHARS)}"]
@@ -634,28 +648,28 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
         notes = "\n\n".join(f"Notes from the {role}:\n{note}" for role, note in state["notes"].items())
         parts.append(clip(notes, NOTES_MAX_CHARS))
     shown = reviews(state)[-HISTORY_MAX:]
-    recent = [r for r in shown if r["plan_version"] == state["plan_version"]][-HISTORY_WHOLE:]
     best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
-    afresh = afresh or not passed(state, "new_draft")
-    if afresh:  # shown its own rejected draft again, a small model may send it again
-        recent = []
-    elif best is not None and newest - set(best["failed"]):  # the newest draft did worse: revise the best
-        worse = "; ".join(sorted(newest - set(best["failed"])))
-        note = f"\n(A later draft failed what this one passed: {worse}. Revise this one.)"
-        recent = [HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])]
-        recent[0]["plan_version"] = best["plan_version"]
-    older = [r for r in shown if r not in recent]
-    if older:
-        parts.append("Earlier feedback (do not repeat these mistakes):\n" + lessons(older))
+    again: HistoryItem | None = None  # the one draft shown again, to revise
+    if afresh or not passed(state, "new_draft"):  # shown its own rejected draft again, a small model may send it again
+        pass
+    elif shown and not newest and shown[-1]["plan_version"] == state["plan_version"]:  # the critic's reasons
+        again = shown[-1]
+    elif best is not None and not best["failed"] and newest:  # a later draft did worse than one code passed
+        note = f"\n(A later draft failed what this one passed: {'; '.join(sorted(newest))}. Revise this one.)"
+        again = HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])
+        again["plan_version"] = best["plan_version"]
+    listed = [r for r in shown if r is not again]
+    if listed:
+        parts.append(f"{LESSONS_HEADING}\n" + lessons(listed, newest_whole=again is None))
     if afresh:
         parts.append(REPEATED)
     messages = [system(WORKER_PROMPT), user("\n\n".join(parts))]
-    for r in recent:
-        messages.append({"role": "assistant", "content": clip(r["draft"], DRAFT_MAX_CHARS)})
+    if again is not None:
+        messages.append({"role": "assistant", "content": clip(again["draft"], DRAFT_MAX_CHARS)})
         messages.append(
             user(
-                f"{REJECTED_HEADING} (plan v{r['plan_version']}, draft {r['attempt']}):\n"
-                f"{clip(r['feedback'], FEEDBACK_MAX_CHARS)}\n\n{REVISE}"
+                f"{REJECTED_HEADING} (plan v{again['plan_version']}, draft {again['attempt']}):\n"
+                f"{clip(again['feedback'], FEEDBACK_MAX_CHARS)}\n\n{REVISE}"
             )
         )
     return messages

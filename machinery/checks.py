@@ -523,6 +523,20 @@ def without_chatter(text: str, echoes: Sequence[str] = (), task: str = "") -> st
     return "\n".join(lines).strip()
 
 
+def unfenced(draft: str) -> str:
+    r"""``draft`` without one code fence wrapped around all of it. For a task that forbids fences that fence
+    is packaging, like a "Here is the code:" line: a 1.5B model told "no code fences" fenced its code in
+    every draft of four live runs, and the work inside was right.
+
+    >>> unfenced("```python\ndef f():\n    return 1\n```")
+    'def f():\n    return 1'
+    >>> unfenced("Use this:\n```\nx = 1\n```")  # words outside the fence: left for the check to see
+    'Use this:\n```\nx = 1\n```'
+    """
+    whole = re.fullmatch(r"\s*```[^\n`]*\n(.*?)\n?```\s*", draft, re.S)
+    return whole.group(1).strip("\n") if whole and "```" not in whole.group(1) else draft
+
+
 # -- The table ------------------------------------------------------------------
 
 KINDS: dict[str, Kind] = {

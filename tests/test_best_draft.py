@@ -524,3 +524,34 @@ def test_a_contradiction_in_a_clause_of_its_own_or_with_an_adjective_is_disputed
 )
 def test_a_line_of_work_in_the_first_person_is_not_a_refusal(draft: str) -> None:
     assert measure(draft, Requirement("no_chatter", "Write a poem about rain", "q"))[0]
+
+
+def test_a_fence_around_the_whole_draft_is_taken_off_only_when_the_task_forbids_fences(make_llm) -> None:
+    """Seen in four live runs: told "without ``` code fences", the model fenced right code every time."""
+    code = "def reverse_words(sentence):\n    return ' '.join(reversed(sentence.split()))"
+    fenced = f"```python\n{code}\n```"
+    bare = "Write a Python function `reverse_words(sentence)` that returns the sentence with its word order reversed."
+    for task, expected in ((f"{bare} Give plain code only, without ``` code fences.", code), (bare, fenced)):
+        client = FakeClient(planner=plans(1), worker=[completion(fenced)], critic=[verdict(True)])
+        state = mas.orchestrate(task, make_llm(client, max_iterations=1))
+        assert state["result"] == expected and state["stop_reason"] == "approved"
+    kept = "Here it is, with a note:\n" + fenced + "\nIt splits on spaces."  # words outside: the check still sees it
+    client = FakeClient(planner=plans(1), worker=[completion(kept)])
+    state = mas.orchestrate(
+        f"{bare} Give plain code only, without ``` code fences.", make_llm(client, max_iterations=1)
+    )
+    assert "```" in (state["result"] or "") and state["stop_reason"] != "approved"
+
+
+def test_a_draft_code_rejected_is_not_shown_again_the_worker_writes_afresh_told_why(make_llm) -> None:
+    """Measured on 40 revision prompts from live runs of a 1.5B model: shown its code-rejected draft as its
+    own turn, it passed code's checks 0 times (it sent the draft back, or echoed the feedback); writing
+    afresh with the feedback listed, 9 times. (A draft the critic rejected after code passed it comes back:
+    tests/test_orchestrator.py.)"""
+    client = FakeClient(planner=plans(1), worker=[completion(SIX), completion(GOOD)], critic=[verdict(True, "Good.")])
+    state = mas.orchestrate(HAIKU, make_llm(client, max_iterations=2))
+    assert state["stop_reason"] == "approved"
+    second = client.calls_of("worker")[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user"] and SIX not in second[1]["content"]
+    feedback = second[1]["content"].split(mas.LESSONS_HEADING, 1)[1]
+    assert "6 non-empty lines" in feedback and client.roles("critic") == ["critic"]  # code rejected the first
