@@ -97,14 +97,21 @@ def _json_value(draft: str) -> Any:
     return None
 
 
-def _python_tree(draft: str) -> ast.Module | None:
+def _python_tree(draft: str) -> ast.Module | str:
+    """The draft's Python, parsed; or why it does not parse. Every block a Python answer fences (untagged or
+    tagged Python) is read as its code, all together: an "Output:" block of plain text after the function
+    was approved live, and a reader running the fenced code fails on it."""
     blocks = [code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "python", "py", "python3")]
-    for code in [*blocks, draft]:
+    for n, code in enumerate(blocks, 1):
         try:
-            return ast.parse(code)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-    return None
+            ast.parse(code)
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+            line = f" (line {err.lineno})" if isinstance(err, SyntaxError) and err.lineno else ""
+            return f"fenced block {n} of {len(blocks)} does not parse as Python{line}; fence only Python code"
+    try:
+        return ast.parse("\n\n".join(blocks) if blocks else draft)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return "the Python code does not parse; the task asks for working Python"
 
 
 def most_repeated_line(draft: str) -> tuple[str, int]:
@@ -205,16 +212,15 @@ def _json_keys(draft: str, v: list[str]) -> tuple[bool, str]:
 
 
 def _python(draft: str, v: Any) -> tuple[bool, str]:
-    if _python_tree(draft) is None:
-        return False, "the Python code does not parse; the task asks for working Python"
-    return True, "the Python code parses"
+    tree = _python_tree(draft)
+    return (False, tree) if isinstance(tree, str) else (True, "the Python code parses")
 
 
 def _defines(kind: str, node: type | tuple[type, ...]) -> Measure:
     def measure_definition(draft: str, v: str) -> tuple[bool, str]:
         tree = _python_tree(draft)
-        if tree is None:
-            return False, "the Python code does not parse; the task asks for working Python"
+        if isinstance(tree, str):
+            return False, tree
         names = [n.name for n in ast.walk(tree) if isinstance(n, node)]  # type: ignore[attr-defined]
         return v in names, f"defines {', '.join(names) or 'nothing'}; the task asks for {kind} {v}"
 
@@ -279,7 +285,7 @@ def _gives(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 def _returns(draft: str, v: Any) -> tuple[bool, str]:
     """The function returns a value: a ``return`` with something after it, read from the syntax tree, never run."""
     tree = _python_tree(draft)
-    function = None if tree is None else _function(tree, v)
+    function = None if isinstance(tree, str) else _function(tree, v)
     if function is None:
         return False, f"no function {v if v is not True else ''} to check; the task asks for one that returns a value"
     own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]

@@ -555,3 +555,17 @@ def test_a_draft_code_rejected_is_not_shown_again_the_worker_writes_afresh_told_
     assert [m["role"] for m in second] == ["system", "user"] and SIX not in second[1]["content"]
     feedback = second[1]["content"].split(mas.LESSONS_HEADING, 1)[1]
     assert "6 non-empty lines" in feedback and client.roles("critic") == ["critic"]  # code rejected the first
+
+
+def test_every_block_a_python_answer_fences_must_parse() -> None:
+    """Seen live (03a08d2): count_vowels, then a usage example, then an untagged "Output:" block of plain
+    text, was approved; a reader running the fenced code fails on the third block."""
+    function = "```python\ndef count_vowels(text):\n    return sum(c in 'aeiou' for c in text)\n```"
+    usage = "\n\n```python\nprint(count_vowels('hello'))\n```"
+    output = "\n\nOutput:\n```\nThe number of vowels is: 2\n```"
+    for kind, value in (("function", "count_vowels"), ("python", True)):
+        assert measure(function + usage, Requirement(kind, value, "q"))[0]
+        ok, measured = measure(function + usage + output, Requirement(kind, value, "q"))
+        assert not ok and measured.startswith("fenced block 3 of 3 does not parse as Python (line 1)")
+    assert measure(function + usage, Requirement("returns", "count_vowels", "q"))[0]
+    assert not measure(function + usage + output, Requirement("returns", "count_vowels", "q"))[0]
