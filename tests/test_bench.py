@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import multi_agent_system as mas
@@ -46,3 +48,23 @@ def test_the_textbook_paths_spend_no_more_than_the_original_course_code() -> Non
     assert r.paths is not None
     for path, (_calls, tokens) in r.paths.items():
         assert tokens <= bench.ORIGINAL_TOKENS[path], path
+
+
+def test_the_revision_shapes_differ_only_in_how_the_rejected_draft_comes_back(tmp_path) -> None:
+    from bench import revision_shapes as rs
+
+    task = "Write a haiku about rain."
+    draft = "Rain taps the window\nthe gutter sings all night long\nmorning smells of earth\nand a fourth line"
+    said = f"{mas.REJECTED_HEADING} (plan v1, draft 1):\nCode measured the draft: 4 non-empty lines.\n\n{mas.REVISE}"
+    prompt = [mas.system(mas.WORKER_PROMPT), mas.user(task), {"role": "assistant", "content": draft}, mas.user(said)]
+    trace = tmp_path / "run.jsonl"
+    events = [{"event": "start", "task": task}, {"event": "call", "role": "worker", "prompt": prompt, "max_tokens": 99}]
+    trace.write_text("".join(json.dumps(e) + "\n" for e in events))
+    [call] = rs.recorded([tmp_path])
+    assert rs.shaped(call["prompt"], "turn") == prompt
+    pasted, afresh = (rs.shaped(call["prompt"], s)[1]["content"] for s in ("pasted", "afresh"))
+    assert draft in pasted and draft not in afresh
+    assert "- Code measured the draft: 4 non-empty lines." in afresh.split(mas.LESSONS_HEADING)[1]
+    assert rs.failed(task, prompt, draft) == ["lines", "new_draft"]  # the same draft sent back
+    rows = [{"shape": "afresh", "failed": [], "tokens": 10}, {"shape": "turn", "failed": ["new_draft"], "tokens": 5}]
+    assert "| afresh | 1/1 | 0 | 10 |" in rs.summary(rows) and "| turn | 0/1 | 1 | 5 |" in rs.summary(rows)
