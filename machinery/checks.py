@@ -381,6 +381,8 @@ def _table(draft: str, v: dict[str, Any]) -> tuple[bool, str]:
         return False, f"the table's header lacks {', '.join(missing)}"
     if v.get("rows") is not None and body != v["rows"]:
         return False, f"the table has {_count(body, 'row')}; the task asks for {v['rows']}"
+    if not body:  # a header alone was approved live: it is the frame of a table, with nothing in it
+        return False, "the table has a header and no rows; the task asks for a table with rows"
     return True, f"a table with {_count(len(header), 'column')} and {_count(body, 'row')}"
 
 

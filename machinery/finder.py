@@ -286,8 +286,14 @@ def _table(task: str) -> list[Requirement]:
         said.group(0),
         re.I,
     )
-    rows = re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I) or re.search(
-        rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I
+    rows = (
+        re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I)
+        or re.search(rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I)
+        or re.search(  # "a table of 3 programming languages", "a table comparing three laptops": one row each
+            rf"\btable\b\s+(?:of|comparing|listing|showing)\s+{_N}\s+(?!(?:columns?|rows?|headers?)\b)[a-z-]+(?:\s+[a-z-]+)?s\b",
+            said.group(0),
+            re.I,
+        )
     )  # "listing 5 countries (one per row)"
     names = [c.strip(" \"'`*") for c in re.split(_AND_LIST, columns.group(1))] if columns else []
     names = [c for c in names if c]

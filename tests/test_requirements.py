@@ -84,6 +84,14 @@ def found(task: str) -> set[tuple[str, object]]:
             {("table", (("columns", ("Country", "Capital", "Population")), ("rows", 5)))},
         ),
         ("What's the capital of Australia? Answer in one word.", {("exact_words", 1)}),
+        (  # live task t29 (the finder missed its rows and an empty table was approved, 03a08d2)
+            "Create a markdown table of 3 programming languages with columns Language, Year and Creator.",
+            {("table", (("columns", ("Language", "Year", "Creator")), ("rows", 3)))},
+        ),
+        (
+            "Make a table with 3 columns: Name, Age, City.",
+            {("table", (("columns", ("Name", "Age", "City")), ("rows", None)))},
+        ),
         ("Draft a thank-you note. Limit it to 80 words.", {("max_words", 80)}),
         (
             'Explain tides. Finish your response with this exact phrase "Any other questions?".',
@@ -362,3 +370,11 @@ def test_a_missed_acrostic_or_paragraph_count_says_how_to_meet_it() -> None:
     passed, said = measure("One block of text. Another sentence.", R("paragraphs", 2, "q"))
     assert not passed and "separated by one blank line" in said
     assert measure("One.\n\nTwo.", R("paragraphs", 2, "q")) == (True, "2 paragraphs; the task asks for exactly 2")
+
+
+def test_a_table_with_a_header_and_no_rows_is_no_table() -> None:
+    """Seen live (03a08d2): a header and its |---| row alone were approved for "a table of 3 languages"."""
+    frame = "| Language | Year | Creator |\n|----------|------|----------|"
+    passed, said = measure(frame, R("table", {"columns": ["Language", "Year", "Creator"], "rows": None}, "q"))
+    assert not passed and "no rows" in said
+    assert measure(frame + "\n| C | 1972 | Ritchie |", R("table", {"columns": None, "rows": None}, "q"))[0]
