@@ -288,13 +288,15 @@ def _table(task: str) -> list[Requirement]:
     )
     rows = (
         re.search(rf"\b{_N} (?:data |body )?rows\b", said.group(0), re.I)
-        or re.search(rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I)
+        or re.search(
+            rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I
+        )  # "5 countries (one per row)"
         or re.search(  # "a table of 3 programming languages", "a table comparing three laptops": one row each
             rf"\btable\b\s+(?:of|comparing|listing|showing)\s+{_N}\s+(?!(?:columns?|rows?|headers?)\b)[a-z-]+(?:\s+[a-z-]+)?s\b",
             said.group(0),
             re.I,
         )
-    )  # "listing 5 countries (one per row)"
+    )
     names = [c.strip(" \"'`*") for c in re.split(_AND_LIST, columns.group(1))] if columns else []
     names = [c for c in names if c]
     if any(len(c.split()) > 3 for c in names):  # not a list of column names after all
