@@ -63,13 +63,12 @@ from typing import Any, Literal, Protocol, TypedDict
 from machinery.checks import (
     REPEAT_LIMIT,
     Requirement,
+    cleaned,
     code_blocks,
     distance,
     format_facts,
     measure,
     spelled_out,
-    unfenced,
-    without_chatter,
 )
 from machinery.disputes import disputed, reasons
 from machinery.finder import requirements_from_task
@@ -106,19 +105,9 @@ EARLIER_PLANS_SHOWN = 3  # failed plans the planner is reminded of
 OWN_FEEDBACK_SHOWN = 3  # earlier verdicts the critic is reminded of
 SYSTEM_PROMPT_MAX_CHARS = 1_200  # the longest system prompt fits in this
 # The worker's prompt is the largest: system, task, plan, notes, checklist, one draft shown again with its
-# feedback, and the feedback listed (the newest whole, the rest clipped), plus headings. Tested in
-# tests/test_orchestrator.py.
-PROMPT_MAX_CHARS = (
-    SYSTEM_PROMPT_MAX_CHARS
-    + TASK_MAX_CHARS
-    + PLAN_MAX_CHARS
-    + NOTES_MAX_CHARS
-    + CHECKLIST_MAX_CHARS
-    + DRAFT_MAX_CHARS
-    + 2 * FEEDBACK_MAX_CHARS
-    + HISTORY_MAX * CLIP_CHARS
-    + 1_000
-)
+# feedback, the feedback listed (the newest whole), and headings. Tested in tests/test_orchestrator.py.
+PROMPT_MAX_CHARS = SYSTEM_PROMPT_MAX_CHARS + TASK_MAX_CHARS + PLAN_MAX_CHARS + NOTES_MAX_CHARS + CHECKLIST_MAX_CHARS
+PROMPT_MAX_CHARS += DRAFT_MAX_CHARS + 2 * FEEDBACK_MAX_CHARS + HISTORY_MAX * CLIP_CHARS + 1_000
 
 
 # -- Roles are data: a new agent is one more row here (plus its function and its call) --
@@ -523,18 +512,22 @@ def reviews(state: SharedState) -> list[HistoryItem]:
 
 
 def lessons(items: list[HistoryItem], newest_whole: bool = False) -> str:
-    """Earlier feedback as a list, oldest first, each clipped (the newest, if ``newest_whole``, to
-    ``FEEDBACK_MAX_CHARS``); feedback said word for word again is shown once, with a count.
+    """Earlier feedback, oldest first, each clipped (the newest to ``FEEDBACK_MAX_CHARS`` if ``newest_whole``);
+    feedback said word for word again is shown once, with a count.
 
     >>> print(lessons([{"feedback": "Add an example."}] * 5 + [{"feedback": "Shorter."}]))
     - Add an example. (said 5 times)
     - Shorter.
     """
-    seen: dict[str, int] = {}
-    for i, r in enumerate(items, 1):
-        feedback = clip(r["feedback"], FEEDBACK_MAX_CHARS if newest_whole and i == len(items) else CLIP_CHARS)
-        seen[feedback] = seen.get(feedback, 0) + 1
-    return "\n".join(f"- {feedback}" + (f" (said {times(n)})" if n > 1 else "") for feedback, n in seen.items())
+    said: dict[str, int] = {}
+    for r in items:
+        said[r["feedback"]] = said.get(r["feedback"], 0) + 1
+    newest = items[-1]["feedback"] if items and newest_whole else None
+    return "\n".join(
+        f"- {clip(text, FEEDBACK_MAX_CHARS if text == newest else CLIP_CHARS)}"
+        + (f" (said {times(n)})" if n > 1 else "")
+        for text, n in said.items()
+    )
 
 
 PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
@@ -612,12 +605,9 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
 
 def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]) -> Reply:
     reply = ask(llm, "worker", messages, reserve=critique_cost(state, llm))
-    # "Sure, here is...:", the prompt's headings and the task's own sentences copied out are not the work;
+    # "Sure, here is...:", the prompt's headings, the task's own sentences copied out are not the work;
     # nor is a fence around all of it, when the task asked for none
-    draft = without_chatter(reply.content, ECHOES, state["task"])
-    if any(r.kind == "no_code_fence" for r in state["requirements"]):
-        draft = unfenced(draft)
-    state["result"] = draft
+    state["result"] = draft = cleaned(reply.content, ECHOES, state["task"], state["requirements"])
     checks = [*state["requirements"], *run_checks(state)]
     state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
     return reply
@@ -629,15 +619,12 @@ def passed(state: SharedState, kind: str) -> bool:
 
 def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, Any]]:
     """The task first, in its own words, and the plan after it, inline: a small model given a plan first,
-    or under a heading of its own, copies it. Then what went wrong before, as a list, newest last.
+    or under a heading of its own, copies it. Then the feedback so far, listed, newest last.
 
-    A draft code rejected is not shown to the worker again. Replayed as its own earlier turn, the chat
-    shape models are trained on, a 1.5B model sent the draft back or echoed the feedback: on 40 revision
-    prompts taken from live runs, that shape passed code's checks 0 times, and writing afresh with the
-    feedback listed 9 times. A draft that passed every check and that the critic rejected does come back
-    as the worker's turn, followed by the critic's reasons, since those are about its words; and when a
-    later draft failed a check that one passed, that one is revised, with a note. After a word-for-word
-    repeat no draft is shown at all.
+    A draft code rejected is not shown again: as its own earlier turn, a 1.5B model sent it back or echoed
+    the feedback (of 40 revision prompts from live runs, 0 passed code's checks that way, 9 written afresh:
+    bench/revision_shapes.py). A draft the critic rejected after code passed it does come back, as the
+    worker's turn followed by the critic's reasons; so does the best draft, when a later one did worse.
     """
     steps = "; ".join(state["plan"].splitlines()) if state["plan"] else ""
     parts = [state["task"], f"{PLAN_HEADING} (plan v{state['plan_version']}): {clip(steps, PLAN_MAX_CHARS)}"]
@@ -652,13 +639,14 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
     again: HistoryItem | None = None  # the one draft shown again, to revise
     if afresh or not passed(state, "new_draft"):  # shown its own rejected draft again, a small model may send it again
         pass
-    elif shown and not newest and shown[-1]["plan_version"] == state["plan_version"]:  # the critic's reasons
-        again = shown[-1]
+    elif shown and not newest and shown[-1]["draft"].strip() and shown[-1]["plan_version"] == state["plan_version"]:
+        again = shown[-1]  # the critic's reasons, about these words
     elif best is not None and not best["failed"] and newest:  # a later draft did worse than one code passed
         note = f"\n(A later draft failed what this one passed: {'; '.join(sorted(newest))}. Revise this one.)"
         again = HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])
         again["plan_version"] = best["plan_version"]
-    listed = [r for r in shown if r is not again]
+    same = (again or {}).get("plan_version"), (again or {}).get("attempt")
+    listed = [r for r in shown if (r["plan_version"], r["attempt"]) != same]
     if listed:
         parts.append(f"{LESSONS_HEADING}\n" + lessons(listed, newest_whole=again is None))
     if afresh:
@@ -702,7 +690,8 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
     if not state["result"].strip():
         verdict = Verdict(False, "The draft was empty. Produce the complete work.", "code", "empty draft")
     elif failed:  # a failed check is a rejection no model can overturn
-        feedback = "Code measured the draft: " + "; ".join(c["measured"] for c in failed) + ". Fix this first."
+        said = dict.fromkeys(c["measured"] for c in failed)  # one parse error fails several checks: say it once
+        feedback = "Code measured the draft: " + "; ".join(said) + ". Fix this first."
         verdict = Verdict(False, feedback, "code", f"{len(failed)} requirement check(s) failed")
     else:
         messages = critic_view(state, llm)

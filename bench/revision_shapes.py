@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import multi_agent_system as mas
-from machinery.checks import Requirement, without_chatter
+from machinery.checks import Requirement
 from machinery.finder import requirements_from_task
+from machinery.text import without_chatter
 
 SHAPES = ("turn", "pasted", "afresh")
 PASTED = (

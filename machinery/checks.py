@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from machinery.text import clip, first_line, times
+from machinery.text import clip, first_line, times, unfenced, without_chatter
 
 ABOUT_TOLERANCE = 0.2  # "about 120 words" passes at 96-144 words: a fifth either way
 REPEAT_LIMIT = 3  # a line (4+ words) this often, and a third of all lines: the model is looping, not writing a refrain
@@ -102,6 +102,7 @@ def _python_tree(draft: str) -> ast.Module | str:
     tagged Python) is read as its code, all together: an "Output:" block of plain text after the function
     was approved live, and a reader running the fenced code fails on it."""
     blocks = [code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "python", "py", "python3")]
+    blocks = [_session(code) if code.lstrip().startswith(">>>") else code for code in blocks]
     for n, code in enumerate(blocks, 1):
         try:
             ast.parse(code)
@@ -112,6 +113,13 @@ def _python_tree(draft: str) -> ast.Module | str:
         return ast.parse("\n\n".join(blocks) if blocks else draft)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "the Python code does not parse; the task asks for working Python"
+
+
+def _session(block: str) -> str:
+    """The code of an interpreter session (``>>> add(2, 3)`` then ``5``): its input lines, without the prompts."""
+    return "\n".join(
+        line[4:] for line in block.splitlines() if line.startswith((">>> ", "... ")) or line in (">>>", "...")
+    )
 
 
 def most_repeated_line(draft: str) -> tuple[str, int]:
@@ -285,7 +293,9 @@ def _gives(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
 def _returns(draft: str, v: Any) -> tuple[bool, str]:
     """The function returns a value: a ``return`` with something after it, read from the syntax tree, never run."""
     tree = _python_tree(draft)
-    function = None if isinstance(tree, str) else _function(tree, v)
+    if isinstance(tree, str):
+        return False, tree
+    function = _function(tree, v)
     if function is None:
         return False, f"no function {v if v is not True else ''} to check; the task asks for one that returns a value"
     own = [n for n in ast.walk(function) if n is function or not isinstance(n, (ast.FunctionDef, ast.Lambda))]
@@ -487,62 +497,11 @@ def _no_repeats(draft: str, v: int) -> tuple[bool, str]:
     return False, f"the draft repeats itself: '{clip(line, 60)}' appears {times(times_seen)}"
 
 
-# A line that only introduces or closes the work ("Sure, here is the revised description:", "Let me know if
-# you need changes!") is the model talking, not the work: code takes it off before anything is measured.
-_OPENER = re.compile(
-    r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|here(?: is|'s| are)|below is|i (?:have|'ve) (?:revised|rewritten|updated))"
-    r"\b[^\n]{0,120}:\s*$",
-    re.I,
-)
-_CLOSER = re.compile(
-    r"^\s*(?:let me know|i hope this|feel free|hope this|is there anything|"
-    r"this (?:message|draft|version|response|text|poem|description|answer) (?:now )?(?:ends|meets|follows|includes|uses"
-    r"|contains|has|is|should|fulfils|fulfills|satisfies))\b[^\n]{0,200}$",
-    re.I,
-)
-
-
-def _said(text: str) -> str:
-    return " ".join(text.lower().split()).strip(" .!?\"'“”‘’")
-
-
-def without_chatter(text: str, echoes: Sequence[str] = (), task: str = "") -> str:
-    r"""``text`` without a first line that only introduces it, a last line that only offers more help or
-    describes the work, any line that only repeats one of ``echoes`` (the prompt's own headings), and any
-    line that is a whole sentence of the ``task`` of four words or more, copied out ("Just the five lines,
-    no title." heading a limerick, seen live, made its four lines count as five).
-
-    >>> without_chatter("Sure, here is the revised haiku:\n\nSnow on the pine\nLet me know if you want changes!")
-    'Snow on the pine'
-    >>> without_chatter("No title, just five lines.\nA wizard forgot", task="A limerick. No title, just five lines.")
-    'A wizard forgot'
-    """
-    heard = [" ".join(e.lower().split()) for e in echoes]
-    asked = {_said(s) for s in re.split(r"(?<=[.!?])\s+", task) if len(s.split()) >= 4}
-    lines = [
-        line
-        for line in text.strip().splitlines()
-        if not any(h in " ".join(line.lower().split()) for h in heard) and not (line.strip() and _said(line) in asked)
-    ]
-    if len(lines) > 1 and _OPENER.match(lines[0]):
-        lines = lines[1:]
-    if len(lines) > 1 and _CLOSER.match(lines[-1]):
-        lines = lines[:-1]
-    return "\n".join(lines).strip()
-
-
-def unfenced(draft: str) -> str:
-    r"""``draft`` without one code fence wrapped around all of it. For a task that forbids fences that fence
-    is packaging, like a "Here is the code:" line: a 1.5B model told "no code fences" fenced its code in
-    every draft of four live runs, and the work inside was right.
-
-    >>> unfenced("```python\ndef f():\n    return 1\n```")
-    'def f():\n    return 1'
-    >>> unfenced("Use this:\n```\nx = 1\n```")  # words outside the fence: left for the check to see
-    'Use this:\n```\nx = 1\n```'
-    """
-    whole = re.fullmatch(r"\s*```[^\n`]*\n(.*?)\n?```\s*", draft, re.S)
-    return whole.group(1).strip("\n") if whole and "```" not in whole.group(1) else draft
+def cleaned(text: str, echoes: Sequence[str] = (), task: str = "", requirements: Sequence[Requirement] = ()) -> str:
+    """A reply as code measures it, the worker's and the plain call's alike: ``without_chatter``, and
+    ``unfenced`` when the task forbids code fences."""
+    text = without_chatter(text, echoes, task)
+    return unfenced(text) if any(r.kind == "no_code_fence" for r in requirements) else text
 
 
 # -- The table ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from machinery.checks import without_chatter
+from machinery.checks import cleaned
 from machinery.finder import requirements_from_task
 from machinery.gateway import LLM
 from machinery.output import Display, Trace
@@ -38,7 +38,8 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
     are the loop's own), through a gateway of its own with the same client, trace and settings.
 
     It may write as much as the worker may (the worker's cap, under the same budget gate), and its answer
-    is cleaned as the worker's drafts are (an opening "Sure, here is...:" line taken off) before it is measured.
+    is cleaned as the worker's drafts are (an opening "Sure, here is...:" line taken off, and a fence around it
+    when the task forbids fences) before it is measured.
     """
     settings = replace(settings, models={**settings.models, SINGLE: settings.model_for("worker")})
     alone = LLM(settings, display, trace, client=client)
@@ -49,7 +50,7 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
     except StopRun as halt:  # the loop meets the same server next, and stops with its own reason
         alone.warn(f"the plain call for --compare failed: {halt.detail}")
         return {"result": None, "error": halt.detail, "calls": alone.ledger.calls, "tokens": alone.ledger.total_tokens}
-    text = without_chatter(reply.content, task=task)
+    text = cleaned(reply.content, task=task, requirements=requirements_from_task(task))
     if display.chatty:
         display.step("One plain call, for --compare (no plan, no critic)", text, reply, "blue")
     return {

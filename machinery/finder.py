@@ -274,9 +274,16 @@ def _returns(task: str, found: list[Requirement]) -> list[Requirement]:
     return [Requirement("returns", named[0] if named else True, said.group(0).strip())]
 
 
+_PARTS = r"(?:columns?|rows?|headers?|headings?|fields?|cells?|attributes?|properties|features?|metrics?|criteria)\b"
+
+_NOT_NOUNS = (
+    r"(?:across|as|is|was|has|his|its|this|plus|versus|us)\b"  # "2 laptops across 5 features": not "laptops acros-s"
+)
+
+
 def _table(task: str) -> list[Requirement]:
     """A Markdown table, with the columns and the number of rows the task names (either may be left open)."""
-    said = re.search(r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b[^.]{0,160}", task, re.I)
+    said = re.search(r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b(?! of contents)[^.]{0,160}", task, re.I)
     if not said:
         return []
     # The names run from "columns" to where the sentence turns to something else: ", with 4 rows", ")".
@@ -292,7 +299,8 @@ def _table(task: str) -> list[Requirement]:
             rf"\b{_N} [a-z]+,? \(?(?:one|each) (?:per|on a|in a|to a) row\b", said.group(0), re.I
         )  # "5 countries (one per row)"
         or re.search(  # "a table of 3 programming languages", "a table comparing three laptops": one row each
-            rf"\btable\b\s+(?:of|comparing|listing|showing)\s+{_N}\s+(?!(?:columns?|rows?|headers?)\b)[a-z-]+(?:\s+[a-z-]+)?s\b",
+            rf"\btable\b\s+(?:of|comparing|listing|showing)\s+{_N}\s+(?!{_PARTS})[a-z-]+(?:\s+(?!{_PARTS}|{_NOT_NOUNS})[a-z-]+)?s\b"
+            rf"(?!\s+(?:or|for each|per|across|at)\b)",
             said.group(0),
             re.I,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -182,3 +182,61 @@ def json_objects(text: str) -> list[dict[str, Any]]:
     [{'a': 1}, {'b': 2}]
     """
     return [value for _, _, value in objects_with_spans(text)]
+
+
+# A line that only introduces or closes the work ("Sure, here is the revised description:", "Let me know if
+# you need changes!") is the model talking, not the work: code takes it off before anything is measured.
+_OPENER = re.compile(
+    r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|here(?: is|'s| are)|below is|i (?:have|'ve) (?:revised|rewritten|updated))"
+    r"\b[^\n]{0,120}:\s*$",
+    re.I,
+)
+_CLOSER = re.compile(
+    r"^\s*(?:let me know|i hope this|feel free|hope this|is there anything|"
+    r"this (?:message|draft|version|response|text|poem|description|answer) (?:now )?(?:ends|meets|follows|includes|uses"
+    r"|contains|has|is|should|fulfils|fulfills|satisfies))\b[^\n]{0,200}$",
+    re.I,
+)
+
+
+def _said(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .!?\"'“”‘’")
+
+
+def without_chatter(text: str, echoes: Sequence[str] = (), task: str = "") -> str:
+    r"""``text`` without a first line that only introduces it, a last line that only offers more help or
+    describes the work, any line that only repeats one of ``echoes`` (the prompt's own headings), and any
+    line that is a whole sentence of the ``task`` of four words or more, copied out ("Just the five lines,
+    no title." heading a limerick, seen live, made its four lines count as five).
+
+    >>> without_chatter("Sure, here is the revised haiku:\n\nSnow on the pine\nLet me know if you want changes!")
+    'Snow on the pine'
+    >>> without_chatter("No title, just five lines.\nA wizard forgot", task="A limerick. No title, just five lines.")
+    'A wizard forgot'
+    """
+    heard = [" ".join(e.lower().split()) for e in echoes]
+    asked = {_said(s) for s in re.split(r"(?<=[.!?])\s+", task) if len(s.split()) >= 4}
+    lines = [
+        line
+        for line in text.strip().splitlines()
+        if not any(h in " ".join(line.lower().split()) for h in heard) and not (line.strip() and _said(line) in asked)
+    ]
+    if len(lines) > 1 and _OPENER.match(lines[0]):
+        lines = lines[1:]
+    if len(lines) > 1 and _CLOSER.match(lines[-1]):
+        lines = lines[:-1]
+    return "\n".join(lines).strip()
+
+
+def unfenced(draft: str) -> str:
+    r"""``draft`` without one code fence wrapped around all of it. For a task that forbids fences that fence
+    is packaging, like a "Here is the code:" line: a 1.5B model told "no code fences" fenced its code in
+    every draft of four live runs, and the work inside was right.
+
+    >>> unfenced("```python\ndef f():\n    return 1\n```")
+    'def f():\n    return 1'
+    >>> unfenced("Use this:\n```\nx = 1\n```")  # words outside the fence: left for the check to see
+    'Use this:\n```\nx = 1\n```'
+    """
+    whole = re.fullmatch(r"\s*```[^\n`]*\n(.*?)\n?```\s*", draft, re.S)
+    return whole.group(1).strip("\n") if whole and "```" not in whole.group(1) else draft

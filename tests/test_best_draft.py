@@ -569,3 +569,42 @@ def test_every_block_a_python_answer_fences_must_parse() -> None:
         assert not ok and measured.startswith("fenced block 3 of 3 does not parse as Python (line 1)")
     assert measure(function + usage, Requirement("returns", "count_vowels", "q"))[0]
     assert not measure(function + usage + output, Requirement("returns", "count_vowels", "q"))[0]
+
+
+def test_an_empty_draft_is_not_shown_again_and_the_best_draft_is_not_listed_twice() -> None:
+    """From the third review: an empty draft fails no check, yet came back as an empty assistant turn; and the
+    best draft's own feedback was listed as well as shown."""
+    state = mas.new_state(HAIKU)
+    state["plan"], state["plan_version"] = "1. Write it.", 1
+    empty = mas.HistoryItem(kind="review", iteration=1, plan_version=1, attempt=1, draft="", approved=False)
+    state["history"] = [empty | {"feedback": "The draft was empty. Produce the complete work."}]
+    state["draft_facts"] = {"checks": []}
+    messages = mas.worker_messages(state)
+    assert [m["role"] for m in messages] == ["system", "user"] and "The draft was empty" in messages[1]["content"]
+    good = mas.HistoryItem(kind="review", iteration=2, plan_version=1, attempt=2, draft=GOOD, approved=False)
+    state["history"] = [good | {"feedback": "The imagery is flat."}]
+    facts = {"requirement": "three lines", "kind": "lines", "passed": False, "measured": "6 non-empty lines"}
+    state["draft_facts"] = {"checks": [facts]}
+    best = {"draft": GOOD, "approved": False, "passed": 1, "checks": 1, "distance": 0.0, "failed": []}
+    state["best"] = mas.Best(**best, feedback="The imagery is flat.", iteration=2, plan_version=1, attempt=2, why="")
+    messages = mas.worker_messages(state)
+    assert messages[2] == {"role": "assistant", "content": GOOD}
+    assert sum(m["content"].count("The imagery is flat.") for m in messages) == 1
+
+
+def test_the_same_long_feedback_said_again_is_listed_once_with_a_count() -> None:
+    long = "Fix the meter. " * 40  # longer than CLIP_CHARS
+    listed = mas.lessons([{"feedback": long}] * 3, newest_whole=True)
+    assert listed.count("\n") == 0 and listed.endswith("(said 3 times)")
+
+
+def test_an_interpreter_session_in_a_fence_is_python_and_a_parse_error_is_said_once(make_llm) -> None:
+    function = "```python\ndef add(a, b):\n    return a + b\n```"
+    session = "\n\n```python\n>>> add(2, 3)\n5\n```"
+    assert all(measure(function + session, Requirement(k, "add", "q"))[0] for k in ("function", "returns"))
+    broken = function + "\n\n```\nThe sum is 5\n```"
+    task = "Write a Python function named `add(a, b)` that returns the sum."
+    client = FakeClient(planner=plans(1), worker=[completion(broken)])
+    state = mas.orchestrate(task, make_llm(client, max_iterations=1))
+    feedback = mas.reviews(state)[-1]["feedback"]
+    assert feedback.count("does not parse as Python") == 1 and client.roles("critic") == []

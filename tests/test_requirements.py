@@ -92,6 +92,15 @@ def found(task: str) -> set[tuple[str, object]]:
             "Make a table with 3 columns: Name, Age, City.",
             {("table", (("columns", ("Name", "Age", "City")), ("rows", None)))},
         ),
+        # from the third review: a count of the table's parts, or of things per row, is no count of rows
+        (
+            "Make a table of 3 headings: Name, Age, City.",
+            {("table", (("columns", ("Name", "Age", "City")), ("rows", None)))},
+        ),
+        ("Make a table of 4 attributes for each planet.", {("table", (("columns", None), ("rows", None)))}),
+        ("Make a table comparing 2 laptops across 5 features.", {("table", (("columns", None), ("rows", None)))}),
+        ("Make a table of 5 countries or more.", {("table", (("columns", None), ("rows", None)))}),
+        ("Make a table of contents for a report on rivers.", set()),
         ("Draft a thank-you note. Limit it to 80 words.", {("max_words", 80)}),
         (
             'Explain tides. Finish your response with this exact phrase "Any other questions?".',

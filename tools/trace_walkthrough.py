@@ -15,7 +15,7 @@ The trace does not store the state; it stores what happened (events ``start``,
 ``call``, ``verdict``, ``dispute``, ``escalation``, ``warning``, ``end``). This
 script replays those events with the same rules the agents and ``orchestrate``
 follow: it reads each plan with ``read_plan``, takes the chatter off each draft
-with ``without_chatter`` and measures it with ``measure_draft`` against the
+with ``cleaned`` and measures it with ``measure_draft`` against the
 requirements the ``start`` event lists and ``run_checks``, takes a ``verdict``
 event with no critic call before it as a rejection made by code, keeps the best
 draft with ``better``, and at a stop without approval makes it the result. Three
@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 import multi_agent_system as mas
 from machinery import cli
+from machinery.checks import cleaned
 from machinery.demo import DEMO_SCENARIOS
 from machinery.plans import fallback_plan, plan_problem, read_plan
 
@@ -176,7 +177,7 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             elif role == "worker":  # orchestrate adds the iteration, worker_agent the draft
                 state["iteration"] += 1
                 round_due = False
-                state["result"] = mas.without_chatter(reply)
+                state["result"] = cleaned(reply, mas.ECHOES, state["task"], state["requirements"])
                 state["worker_attempts"] += 1
                 cut_off = event["finish_reason"] == "length"
                 checks = [*state["requirements"], *mas.run_checks(state)]  # as worker_agent() measures it
