@@ -237,7 +237,7 @@ class HistoryItem(TypedDict, total=False):
     """One entry of ``state["history"]``; which keys are set depends on ``kind``.
 
     kind "plan"       (planner):      plan_version, plan
-    kind "review"     (critic):       iteration, plan_version, attempt, draft, approved, feedback
+    kind "review"     (critic):       iteration, plan_version, attempt, draft, approved, feedback, judge
     kind "escalation" (orchestrator): iteration, plan_version, action ("revise", "replan", "give_up", "accept")
     kind "human"      (orchestrator, for a person at --human): iteration, plan_version, action, feedback
     """
@@ -250,6 +250,7 @@ class HistoryItem(TypedDict, total=False):
     draft: str
     approved: bool
     feedback: str
+    judge: Literal["code", "critic"]  # who rejected or approved: code's checks, or the critic's model
     action: str
 
 
@@ -639,7 +640,7 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
     again: HistoryItem | None = None  # the one draft shown again, to revise
     if afresh or not passed(state, "new_draft"):  # shown its own rejected draft again, a small model may send it again
         pass
-    elif shown and not newest and shown[-1]["draft"].strip() and shown[-1]["plan_version"] == state["plan_version"]:
+    elif shown and shown[-1].get("judge") == "critic" and shown[-1]["plan_version"] == state["plan_version"]:
         again = shown[-1]  # the critic's reasons, about these words
     elif best is not None and not best["failed"] and newest:  # a later draft did worse than one code passed
         note = f"\n(A later draft failed what this one passed: {'; '.join(sorted(newest))}. Revise this one.)"
@@ -711,6 +712,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
             draft=clip(state["result"], DRAFT_MAX_CHARS),
             approved=verdict.approved,
             feedback=clip(feedback, FEEDBACK_MAX_CHARS),
+            judge="code" if reply is None else "critic",
         )
     )
     llm.record("verdict", state, verdict=verdict, reply=reply)
@@ -805,9 +807,11 @@ def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str
     """What the critic reads. What never changes comes first (instructions, task), so providers
     can cache that prefix. The plan is not shown: the draft is judged against the task, not the plan's reading of it."""
     parts = [f"Task:\n{state['task']}"]
-    own = reviews(state)[-OWN_FEEDBACK_SHOWN:]
+    # Its own verdicts only: shown code's feedback on earlier drafts ("add 1 bullet point"), a small critic
+    # repeated it of a draft code had just passed ("it lacks one more object... only has 3 objects")
+    own = [r for r in reviews(state) if r.get("judge") != "code"][-OWN_FEEDBACK_SHOWN:]
     if own:
-        parts.append("Earlier feedback (yours, or code's), oldest first:\n" + lessons(own))
+        parts.append("Your earlier feedback, oldest first:\n" + lessons(own))
     parts.append(f"Measured by code:\n{facts}")
     parts.append(f"Draft to judge:\n<<<\n{clip(draft, DRAFT_MAX_CHARS)}\n>>>")
     return [system(CRITIC_PROMPT), user("\n\n".join(parts))]

@@ -39,6 +39,7 @@ _COUNTED = [
         "items bullets numbered",
     ),
     (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
+    (r"objects?|elements?|strings?|records?", rf"{_MORE}(?:objects|elements|strings|records)", None, "json_array"),
 ]
 # A number right after one of these is what the draft should be, not what it is: "to 50", "under 60 words".
 _TARGET = r"\b(?:to|under|below|over|than|about|around|roughly|of|most|least|maximum|minimum|max|min|exactly|within|be|limit|only need|at)\s+$"

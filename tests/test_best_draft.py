@@ -577,12 +577,12 @@ def test_an_empty_draft_is_not_shown_again_and_the_best_draft_is_not_listed_twic
     state = mas.new_state(HAIKU)
     state["plan"], state["plan_version"] = "1. Write it.", 1
     empty = mas.HistoryItem(kind="review", iteration=1, plan_version=1, attempt=1, draft="", approved=False)
-    state["history"] = [empty | {"feedback": "The draft was empty. Produce the complete work."}]
+    state["history"] = [empty | {"feedback": "The draft was empty. Produce the complete work.", "judge": "code"}]
     state["draft_facts"] = {"checks": []}
     messages = mas.worker_messages(state)
     assert [m["role"] for m in messages] == ["system", "user"] and "The draft was empty" in messages[1]["content"]
     good = mas.HistoryItem(kind="review", iteration=2, plan_version=1, attempt=2, draft=GOOD, approved=False)
-    state["history"] = [good | {"feedback": "The imagery is flat."}]
+    state["history"] = [good | {"feedback": "The imagery is flat.", "judge": "critic"}]
     facts = {"requirement": "three lines", "kind": "lines", "passed": False, "measured": "6 non-empty lines"}
     state["draft_facts"] = {"checks": [facts]}
     best = {"draft": GOOD, "approved": False, "passed": 1, "checks": 1, "distance": 0.0, "failed": []}
@@ -608,3 +608,19 @@ def test_an_interpreter_session_in_a_fence_is_python_and_a_parse_error_is_said_o
     state = mas.orchestrate(task, make_llm(client, max_iterations=1))
     feedback = mas.reviews(state)[-1]["feedback"]
     assert feedback.count("does not parse as Python") == 1 and client.roles("critic") == []
+
+
+def test_the_critic_is_reminded_of_its_own_verdicts_not_of_codes_feedback_on_earlier_drafts(make_llm) -> None:
+    """Seen live (717927c): told of code's "a JSON array of 2; the task asks for 3", the critic said of the next
+    draft, three objects long, that it "lacks one more object"; the claim is disputed too."""
+    client = FakeClient(
+        planner=plans(1),
+        worker=[completion(SIX), completion(GOOD)],
+        critic=[verdict(True)],
+    )
+    mas.orchestrate(HAIKU, make_llm(client, max_iterations=2))
+    [critic] = client.calls_of("critic")
+    assert "6 non-empty lines" not in critic["messages"][-1]["content"]
+    facts = {"words": 30, "lines": 12, "checks": [{"kind": "json_array", "passed": True, "measured": "an array of 3"}]}
+    claim = "The current JSON array only has 3 objects, which is less than the required 3."
+    assert disputed(claim, facts) == [(claim, "an array of 3")]

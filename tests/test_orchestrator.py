@@ -547,7 +547,7 @@ def test_every_shape_of_the_workers_prompt_stays_within_the_bound() -> None:
     state["notes"] = {"researcher": "n" * (2 * mas.NOTES_MAX_CHARS)}
     for i in range(mas.HISTORY_MAX + 2):
         review = mas.HistoryItem(kind="review", iteration=i, plan_version=2, attempt=i, draft="d" * 9_000)
-        state["history"].append(review | {"approved": False, "feedback": f"{i} " + "f" * 3_000})
+        state["history"].append(review | {"approved": False, "feedback": f"{i} " + "f" * 3_000, "judge": "critic"})
     state["draft_facts"] = {"checks": [{"requirement": "r", "kind": "lines", "passed": False, "measured": "m"}]}
     best = {"draft": "b" * 9_000, "approved": False, "passed": 3, "checks": 3, "distance": 0.0, "failed": []}
     state["best"] = mas.Best(**best, feedback="g" * 3_000, iteration=1, plan_version=1, attempt=1, why="w")
@@ -556,9 +556,9 @@ def test_every_shape_of_the_workers_prompt_stays_within_the_bound() -> None:
         "afresh": mas.worker_messages(state, afresh=True),
     }
     state["best"] = None
-    shapes["code rejected the newest"] = mas.worker_messages(state)
-    state["draft_facts"] = {"checks": []}
     shapes["the critic rejected the newest"] = mas.worker_messages(state)
+    state["history"][-1]["judge"] = "code"
+    shapes["code rejected the newest"] = mas.worker_messages(state)
     for name, messages in shapes.items():
         assert sum(len(m["content"]) for m in messages) <= mas.PROMPT_MAX_CHARS, name
     assert [m["role"] for m in shapes["the best draft again"]][2:] == ["assistant", "user"]
