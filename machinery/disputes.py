@@ -79,6 +79,9 @@ _FOUND_INVALID = [  # (a claim that code found wrong, the kinds whose passing ch
     # capitals only, and code counted no lower-case letter: "it does not include any capital letters"
     (rf"(?:\b(?:no|not|lacks?|without|missing)|n't)\b{_IN_CLAUSE}{{0,30}}\b(?:capital|upper-?case)\b", "uppercase"),
     (rf"(?:\b(?:no|not|lacks?|without|missing)|n't)\b{_IN_CLAUSE}{{0,30}}\blower-?case\b", "lowercase"),
+    # and the other way: "it uses lowercase letters" of a draft in capitals that code found none in
+    (rf"{_HAS}lower-?case\b", "uppercase"),
+    (rf"{_HAS}(?:capital|upper-?case)\b", "lowercase"),
     # What the task forbids and code found absent: asking for it, or saying it is there, contradicts both.
     # Only those two ways: "it never names the book's title" or "the code block subtracts" is another reason.
     (rf"{_ASK}(?:title|heading|headline)\b(?! of)|{_HAS}(?:title|heading|headline)\b(?! of)", "no_title"),

@@ -624,3 +624,20 @@ def test_the_critic_is_reminded_of_its_own_verdicts_not_of_codes_feedback_on_ear
     facts = {"words": 30, "lines": 12, "checks": [{"kind": "json_array", "passed": True, "measured": "an array of 3"}]}
     claim = "The current JSON array only has 3 objects, which is less than the required 3."
     assert disputed(claim, facts) == [(claim, "an array of 3")]
+
+
+@pytest.mark.parametrize(
+    ("feedback", "kind"),
+    [
+        (
+            "It uses lowercase letters which is not allowed.",
+            "uppercase",
+        ),  # live at 717927c, t17, of a slogan in capitals
+        ("The draft contains lowercase letters.", "uppercase"),
+        ("It has capital letters at the start of each line.", "lowercase"),
+    ],
+)
+def test_letters_of_the_case_code_found_none_of_said_present_are_disputed(feedback: str, kind: str) -> None:
+    facts = {"words": 5, "lines": 1, "checks": [{"kind": kind, "passed": True, "measured": "0 of the other case"}]}
+    assert disputed(feedback, facts) == [(feedback, "0 of the other case")]
+    assert disputed("The slogan is too generic.", facts) == []
