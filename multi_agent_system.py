@@ -642,7 +642,7 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
         pass
     elif shown and shown[-1].get("judge") == "critic" and shown[-1]["plan_version"] == state["plan_version"]:
         again = shown[-1]  # the critic's reasons, about these words
-    elif best is not None and not best["failed"] and newest:  # a later draft did worse than one code passed
+    elif best and best["draft"].strip() and not best["failed"] and newest:  # a later one did worse than this
         note = f"\n(A later draft failed what this one passed: {'; '.join(sorted(newest))}. Revise this one.)"
         again = HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])
         again["plan_version"] = best["plan_version"]
@@ -782,8 +782,8 @@ def better(best: Best | None, state: SharedState, approved: bool, feedback: str)
         why=f"iteration {it} (plan v{plan}, draft {attempt}): {why}",
     )
 
-    def rank(b: Best) -> tuple[bool, int, float]:
-        return b["approved"], -len(b["failed"]), -b["distance"]
+    def rank(b: Best) -> tuple[bool, bool, int, float]:  # an empty draft passes the checks it has, but is nothing
+        return b["approved"], bool(b["draft"].strip()), -len(b["failed"]), -b["distance"]
 
     return best if best is not None and rank(best) > rank(new) else new
 
@@ -809,7 +809,7 @@ def critic_messages(state: SharedState, draft: str, facts: str) -> list[dict[str
     parts = [f"Task:\n{state['task']}"]
     # Its own verdicts only: shown code's feedback on earlier drafts ("add 1 bullet point"), a small critic
     # repeated it of a draft code had just passed ("it lacks one more object... only has 3 objects")
-    own = [r for r in reviews(state) if r.get("judge") != "code"][-OWN_FEEDBACK_SHOWN:]
+    own = [r for r in reviews(state) if r.get("judge") == "critic"][-OWN_FEEDBACK_SHOWN:]
     if own:
         parts.append("Your earlier feedback, oldest first:\n" + lessons(own))
     parts.append(f"Measured by code:\n{facts}")

@@ -102,7 +102,7 @@ def _python_tree(draft: str) -> ast.Module | str:
     tagged Python) is read as its code, all together: an "Output:" block of plain text after the function
     was approved live, and a reader running the fenced code fails on it."""
     blocks = [code for tag, code in _FENCE.findall(draft) if tag.strip().lower() in ("", "python", "py", "python3")]
-    blocks = [_session(code) if code.lstrip().startswith(">>>") else code for code in blocks]
+    blocks = [_session(code) for code in blocks]
     for n, code in enumerate(blocks, 1):
         try:
             ast.parse(code)
@@ -116,10 +116,18 @@ def _python_tree(draft: str) -> ast.Module | str:
 
 
 def _session(block: str) -> str:
-    """The code of an interpreter session (``>>> add(2, 3)`` then ``5``): its input lines, without the prompts."""
-    return "\n".join(
-        line[4:] for line in block.splitlines() if line.startswith((">>> ", "... ")) or line in (">>>", "...")
-    )
+    """A block's code, with an interpreter session in it (``>>> add(2, 3)`` then ``5``) cut to its input:
+    the lines before the first ``>>>``, then each ``>>>`` line and the ``...`` lines that continue it."""
+    code, typing = [], None
+    for line in block.splitlines():
+        if typing is None and not line.startswith(">>>"):
+            code.append(line)
+        elif line.startswith(">>>") or (typing and line.startswith("...")):
+            code.append(line[4:])
+            typing = True
+        else:  # output, or an ellipsis printed by it
+            typing = False
+    return "\n".join(code)
 
 
 def most_repeated_line(draft: str) -> tuple[str, int]:
@@ -611,7 +619,7 @@ def code_blocks(text: str) -> list[dict[str, Any]]:
         check: dict[str, Any] = {"language": language, "parses": None}
         try:
             if language in ("python", "py", "python3"):
-                ast.parse(code)
+                ast.parse(_session(code))
                 check["parses"] = True
             elif language == "json":
                 json.loads(code)

@@ -39,14 +39,17 @@ _COUNTED = [
         "items bullets numbered",
     ),
     (r"paragraphs?|stanzas?", rf"{_MORE}(?:paragraphs|stanzas)", None, "paragraphs"),
-    (r"objects?|elements?|strings?|records?", rf"{_MORE}(?:objects|elements|strings|records)", None, "json_array"),
+    (r"objects?|elements?|records?", rf"{_MORE}(?:objects|elements|records)", None, "json_array"),
 ]
 # A number right after one of these is what the draft should be, not what it is: "to 50", "under 60 words".
 _TARGET = r"\b(?:to|under|below|over|than|about|around|roughly|of|most|least|maximum|minimum|max|min|exactly|within|be|limit|only need|at)\s+$"
 # "The second line has 9 words" counts a part of the draft, which code did not: it is not disputed.
 _PART = (
     r"\b(?:first|second|third|fourth|fifth|last|final|each|every|this|that|one|opening|closing|middle) "
-    r"(?:line|sentence|item|bullet|point|paragraph|stanza|verse)\b|\b(?:line|item|sentence) (?:\d+|one|two|three|four|five)\b"
+    r"(?:line|sentence|item|bullet|point|paragraph|stanza|verse|object|element|record|entry)\b"
+    r"|\b(?:line|item|sentence) (?:\d+|one|two|three|four|five)\b"
+    # "2 of the 3 records have no rating", "3 records of each film": which ones, or how many per thing
+    r"|\b(?:\d+|one|two|three|four|five) of the\b|\b(?:of|for|per) each\b"
     # "the first two reasons say the same thing", "Apple is listed twice": which ones, not how many
     r"|\b(?:first|other|these|those) (?:\d+|two|three|four|five)\b"
     r"|\b(?:the same|identical|duplicates?|duplicated|twice|repeated|overlap\w*)\b"
@@ -55,6 +58,8 @@ _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
     r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
 )
+# Of JSON objects, "missing" and "lacks" are about what is inside them ("all 3 objects are missing the year")
+_COUNT_COMPLAINT = r"\b(?:only|too (?:many|few)|fewer than|less than|more than|not enough)\b"
 _AGREES = r"\b(?:is|are) (?:fine|correct|right|good|ok|okay)\b|\bas (?:required|asked)\b"  # "only 3 is fine"
 _ASK = r"\b(?:add|include|give(?: it)?|put|needs?|should have|requires?|missing|lacks?)\s+(?:a |an |the |any |some )?"
 _HAS = (
@@ -163,7 +168,8 @@ def _miscount(clause: str, facts: dict[str, Any], counted_here: list[tuple[str, 
         measured = facts.get(fact) if fact else _first_number(passing[0]["measured"]) if passing else None
         wrong = [n for n in counts if n != measured]  # "three lines, as code measured" agrees: no dispute
         # "only 3 lines" of a haiku complains of a count code passed; "only 3 lines is fine" does not
-        complains = re.search(_COMPLAINT, clause) and not re.search(_AGREES, clause)
+        complaint = _COUNT_COMPLAINT if kinds == "json_array" else _COMPLAINT
+        complains = bool(re.search(complaint, clause)) and not re.search(_AGREES, clause)
         if passing and all(c["passed"] for c in passing) and (wrong or complains):
             return "; ".join(c["measured"] for c in passing)
         if fact and wrong and not passing:  # a count code made of every draft, though the task set none

@@ -283,7 +283,9 @@ _NOT_NOUNS = (
 
 def _table(task: str) -> list[Requirement]:
     """A Markdown table, with the columns and the number of rows the task names (either may be left open)."""
-    said = re.search(r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b(?! of contents)[^.]{0,160}", task, re.I)
+    said = re.search(
+        r"(?<!hash )(?<!lookup )(?<!periodic )(?<!truth )\btable\b(?![\s-]+of[\s-]+contents)[^.]{0,160}", task, re.I
+    )
     if not said:
         return []
     # The names run from "columns" to where the sentence turns to something else: ", with 4 rows", ")".
@@ -300,7 +302,7 @@ def _table(task: str) -> list[Requirement]:
         )  # "5 countries (one per row)"
         or re.search(  # "a table of 3 programming languages", "a table comparing three laptops": one row each
             rf"\btable\b\s+(?:of|comparing|listing|showing)\s+{_N}\s+(?!{_PARTS})[a-z-]+(?:\s+(?!{_PARTS}|{_NOT_NOUNS})[a-z-]+)?s\b"
-            rf"(?!\s+(?:or|for each|per|across|at)\b)",
+            rf"(?!\s+(?:or|for each|per|across|at)\b)(?![^.;:]{{0,40}}\b(?:each|every|per)\b)",
             said.group(0),
             re.I,
         )

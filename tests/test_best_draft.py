@@ -593,7 +593,7 @@ def test_an_empty_draft_is_not_shown_again_and_the_best_draft_is_not_listed_twic
 
 
 def test_the_same_long_feedback_said_again_is_listed_once_with_a_count() -> None:
-    long = "Fix the meter. " * 40  # longer than CLIP_CHARS
+    long = "Fix the meter. " * (mas.CLIP_CHARS // 10)  # longer than CLIP_CHARS
     listed = mas.lessons([{"feedback": long}] * 3, newest_whole=True)
     assert listed.count("\n") == 0 and listed.endswith("(said 3 times)")
 
@@ -641,3 +641,32 @@ def test_letters_of_the_case_code_found_none_of_said_present_are_disputed(feedba
     facts = {"words": 5, "lines": 1, "checks": [{"kind": kind, "passed": True, "measured": "0 of the other case"}]}
     assert disputed(feedback, facts) == [(feedback, "0 of the other case")]
     assert disputed("The slogan is too generic.", facts) == []
+
+
+@pytest.mark.parametrize(
+    "feedback",
+    [  # from the fourth review: what is inside the objects, or some of them, is no count of them
+        "One object is missing the director field.",
+        "All 3 objects are missing the year field.",
+        "Only 2 of the 3 records have a rating.",
+        "The array has 3 records of each film.",
+        "Each object should have 2 strings for the actors.",
+    ],
+)
+def test_a_reason_about_what_is_inside_the_json_objects_stands(feedback: str) -> None:
+    facts = {"words": 30, "lines": 12, "checks": [{"kind": "json_array", "passed": True, "measured": "an array of 3"}]}
+    assert disputed(feedback, facts) == []
+
+
+def test_an_empty_draft_never_ranks_above_one_with_words(make_llm) -> None:
+    """From the fourth review: an empty draft passed every check it had and became the result."""
+    task = "Explain what a budget gate is."
+    client = FakeClient(planner=plans(1), worker=[completion(""), completion("- A gate\n-\n- that stops spending")])
+    state = mas.orchestrate(task, make_llm(client, max_iterations=2))
+    assert state["result"] and state["best"] is not None and state["best"]["draft"].strip()
+
+
+def test_an_interpreter_session_after_the_code_or_printing_an_ellipsis_is_python() -> None:
+    code = "```python\ndef add(a, b):\n    return a + b\n\n>>> add(2, 3)\n5\n>>> list(range(100))\n[0, 1,\n... 98, 99]\n```"
+    assert measure(code, Requirement("function", "add", "q"))[0]
+    assert measure(code, Requirement("python", True, "q"))[0]

@@ -551,10 +551,13 @@ def test_every_shape_of_the_workers_prompt_stays_within_the_bound() -> None:
     state["draft_facts"] = {"checks": [{"requirement": "r", "kind": "lines", "passed": False, "measured": "m"}]}
     best = {"draft": "b" * 9_000, "approved": False, "passed": 3, "checks": 3, "distance": 0.0, "failed": []}
     state["best"] = mas.Best(**best, feedback="g" * 3_000, iteration=1, plan_version=1, attempt=1, why="w")
+    state["history"][-1]["judge"] = "code"  # code rejected the newest: the best draft is the one shown
     shapes = {
         "the best draft again": mas.worker_messages(state),
         "afresh": mas.worker_messages(state, afresh=True),
     }
+    assert shapes["the best draft again"][2]["content"].startswith("b")
+    state["history"][-1]["judge"] = "critic"
     state["best"] = None
     shapes["the critic rejected the newest"] = mas.worker_messages(state)
     state["history"][-1]["judge"] = "code"

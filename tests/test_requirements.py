@@ -100,6 +100,8 @@ def found(task: str) -> set[tuple[str, object]]:
         ("Make a table of 4 attributes for each planet.", {("table", (("columns", None), ("rows", None)))}),
         ("Make a table comparing 2 laptops across 5 features.", {("table", (("columns", None), ("rows", None)))}),
         ("Make a table of 5 countries or more.", {("table", (("columns", None), ("rows", None)))}),
+        ("Make a table of 3 facts about each of the 8 planets.", {("table", (("columns", None), ("rows", None)))}),
+        ("Write a table-of-contents for a book on rivers.", set()),
         ("Make a table of contents for a report on rivers.", set()),
         ("Draft a thank-you note. Limit it to 80 words.", {("max_words", 80)}),
         (
