@@ -244,11 +244,19 @@ def _defines(kind: str, node: type | tuple[type, ...]) -> Measure:
 
 
 def _phrase(kind: str) -> Measure:
+    """A phrase the task asks for appears whole. One it forbids is not there in any form: a word of four
+    letters or more counts at the start of a longer one too ("candles", "candlelight" for "candle": a riddle
+    ending "...than regular candles" was approved live at 858650a), a shorter one with an s ("cats")."""
+
     def measure_phrase(draft: str, v: str) -> tuple[bool, str]:
-        present = re.search(rf"(?<!\w){re.escape(v)}(?!\w)", draft, re.I) is not None
         if kind == "include":
+            present = re.search(rf"(?<!\w){re.escape(v)}(?!\w)", draft, re.I) is not None
             return present, f"contains '{v}'" if present else f"'{v}' is missing; the task asks for it"
-        return not present, f"'{v}' appears; the task forbids it" if present else f"does not contain '{v}'"
+        forms = rf"(?<!\w){re.escape(v)}" + (r"\w*" if len(v) >= 4 else r"s?(?!\w)")
+        found = re.search(forms, draft, re.I)
+        if found is None:
+            return True, f"does not contain '{v}'"
+        return False, f"'{found.group(0)}' appears; the task forbids '{v}'"
 
     return measure_phrase
 

@@ -189,7 +189,8 @@ def test_every_requirement_quotes_the_task() -> None:
         ('Push on. "Keep going."', R("ends_with", "Keep going.", ""), True),
         ("Push on. Keep going!", R("ends_with", "Keep going", ""), True),  # no mark asked for: any will do
         ("The deep blue sea.", R("include", "deep blue", ""), True),
-        ("The waters are calm.", R("exclude", "water", ""), True),  # a whole word only
+        ("The waters are calm.", R("exclude", "water", ""), False),  # a forbidden word in any form (858650a, t26)
+        ("The lake is calm.", R("exclude", "water", ""), True),
         ("Water everywhere.", R("exclude", "water", ""), False),
         ("Cats\ncome\nclose", R("line_start", "C", ""), True),
         ("Cats\nsit", R("line_start", "C", ""), False),
@@ -389,3 +390,12 @@ def test_a_table_with_a_header_and_no_rows_is_no_table() -> None:
     passed, said = measure(frame, R("table", {"columns": ["Language", "Year", "Creator"], "rows": None}, "q"))
     assert not passed and "no rows" in said
     assert measure(frame + "\n| C | 1972 | Ritchie |", R("table", {"columns": None, "rows": None}, "q"))[0]
+
+
+def test_a_forbidden_word_counts_in_any_form() -> None:
+    """Seen live (858650a, t26): "...than regular candles." was approved for "do not use the word 'candle'"."""
+    assert not measure("A light that outlasts regular candles.", R("exclude", "candle", "q"))[0]
+    assert not measure("Candlelight on the wall.", R("exclude", "candle", "q"))[0]
+    assert measure("What has a wick and weeps wax?", R("exclude", "candle", "q"))[0]
+    assert not measure("Two cats", R("exclude", "cat", "q"))[0] and measure("A category", R("exclude", "cat", "q"))[0]
+    assert not measure("Unit tests catch regressions.", R("include", "regression", "q"))[0]  # asked for: whole
