@@ -138,6 +138,14 @@ class FakeClient:
 LOOP_ROLES = ("planner", "worker", "critic")  # the chapter's own agents; tests of the loop follow only these
 
 
+def interruptible() -> None:
+    """For ``preexec_fn``: a child that ctrl-c reaches, as a terminal's would. A test runner started in the
+    background (``cmd &`` in a script) ignores SIGINT, its children inherit that, and Python keeps it ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def per_role(verdicts: list[bool], plans: int) -> dict[str, list[Any]]:
     """Per-role queues for a run: ``plans`` plans, one draft per verdict, the critic's verdicts in order."""
     return {

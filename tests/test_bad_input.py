@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, output, patch_everywhere, verdict
+from conftest import FakeClient, completion, interruptible, output, patch_everywhere, verdict
 from machinery import cli, config
 from machinery import output as output_module
 from machinery.config import read_task, write_atomically
@@ -273,6 +273,7 @@ def test_ctrl_c_while_a_real_process_waits_on_stdin(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+        preexec_fn=interruptible,
     )
     time.sleep(1.5)  # long enough to be past start-up and blocked on read()
     proc.send_signal(signal.SIGINT)

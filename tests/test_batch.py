@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, output
+from conftest import FakeClient, completion, interruptible, output
 from fake_server import LoopbackServer, chat_body, error_body
 from machinery.batch import (
     BATCH_CONCURRENCY,
@@ -359,7 +359,9 @@ def test_a_real_ctrl_c_stops_a_batch_process_and_keeps_its_finished_work(tmp_pat
         env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "sk-loopback", "PYTHONPATH": str(root)}
         command = [sys.executable, str(root / "multi_agent_system.py"), "--batch", str(tasks), "--concurrency", "1"]
         command += ["--quiet", "--output", str(results), "--log-dir", str(logs)]
-        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible
+        )
         deadline = time.monotonic() + 30
         while not (results.exists() and results.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.05)
