@@ -638,16 +638,16 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
     shown = reviews(state)[-HISTORY_MAX:]
     best, newest = state["best"], {c["requirement"] for c in state["draft_facts"].get("checks", []) if not c["passed"]}
     again: HistoryItem | None = None  # the one draft shown again, to revise
-    if afresh or not passed(state, "new_draft"):  # shown its own rejected draft again, a small model may send it again
-        pass
-    elif shown and shown[-1].get("judge") == "critic" and shown[-1]["plan_version"] == state["plan_version"]:
-        again = shown[-1]  # the critic's reasons, about these words
-    elif best and best["draft"].strip() and not best["failed"] and newest:  # a later one did worse than this
+    # none after a word-for-word repeat: shown its own rejected draft, a small model may send it again
+    latest = shown[-1] if shown and not afresh and passed(state, "new_draft") else None
+    if latest and latest.get("judge") == "critic" and latest["plan_version"] == state["plan_version"]:
+        again = latest  # the critic's reasons, about these words
+    elif latest and best and best["draft"].strip() and not best["failed"] and newest:  # a later one did worse
         note = f"\n(A later draft failed what this one passed: {'; '.join(sorted(newest))}. Revise this one.)"
         again = HistoryItem(draft=best["draft"], feedback=best["feedback"] + note, attempt=best["attempt"])
         again["plan_version"] = best["plan_version"]
-    same = (again or {}).get("plan_version"), (again or {}).get("attempt")
-    listed = [r for r in shown if (r["plan_version"], r["attempt"]) != same]
+    shown_again = (again["plan_version"], again["attempt"]) if again else None
+    listed = [r for r in shown if (r["plan_version"], r["attempt"]) != shown_again]
     if listed:
         parts.append(f"{LESSONS_HEADING}\n" + lessons(listed, newest_whole=again is None))
     if afresh:
