@@ -70,7 +70,7 @@ from machinery.checks import (
     measure,
     spelled_out,
 )
-from machinery.disputes import disputed, reasons
+from machinery.disputes import disputed, no_fault_named, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.text import clip, fit, times
@@ -133,7 +133,7 @@ class Role:
 ROLES: dict[str, Role] = {
     role.name: role
     for role in (
-        Role("planner", "cyan", 500),
+        Role("planner", "cyan", 300),
         Role("worker", "yellow", 1200),
         Role("critic", "magenta", 400),
     )
@@ -534,14 +534,13 @@ def lessons(items: list[HistoryItem], newest_whole: bool = False) -> str:
 PLANNER_PROMPT = """You are the Planner on a team of three agents: Planner, Worker, Critic.
 Write 3 to 6 short steps that tell a Worker how to do the task in one pass. Steps say what to do; they never contain the finished work.
 Reply with JSON: {"steps": ["..."]}."""
-PLAN_REMINDER = "Reply with 3 to 6 short steps that say how to do the task; do not write the finished work."
 
 
 def planner_agent(state: SharedState, llm: Gateway) -> Reply:
     """Write a plan (a new one, if earlier plans failed). Writes: plan, plan_version, worker_attempts.
 
     Code checks the plan is a plan: a reply that is really the answer, or that plans
-    the review process instead of the task, is sent back once, then replaced.
+    the review process instead of the task, is replaced by a plan code writes.
     """
     failed = [item for item in state["history"] if item["kind"] == "plan"][-EARLIER_PLANS_SHOWN:]
     parts = [f"Task:\n{state['task']}"]
@@ -555,15 +554,13 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
     messages = [system(PLANNER_PROMPT), user("\n\n".join(parts))]
     reply = ask(llm, "planner", messages, schema=plan_schema())
     steps = read_plan(reply.content)
-    problem = plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length")
-    if problem:  # one more try, told exactly what was wrong
-        llm.warn(f"the planner's reply is not a usable plan ({problem}): asking again")
-        messages += [reply.message, user(f"That is not a usable plan: {problem}. {PLAN_REMINDER}")]
-        reply = ask(llm, "planner", messages, schema=plan_schema())
-        steps = read_plan(reply.content)
-        if problem := plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length"):
-            llm.warn(f"still not a usable plan ({problem}): code writes one from the task and its requirements")
-            steps = fallback_plan(state["task"], state["requirements"])
+    # Not asked again: on the live bench a 1.5B planner fixed its plan only half the time, and first drafts
+    # from the plans it fixed passed code's checks less often (13 of 39) than from code's plan (21 of 46).
+    if problem := plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length"):
+        llm.warn(
+            f"the planner's reply is not a usable plan ({problem}): code writes one from the task and its requirements"
+        )
+        steps = fallback_plan(state["task"], state["requirements"])
     state["plan"] = plan = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
     state["plan_version"] += 1
     state["worker_attempts"] = 0  # attempts are counted per plan
@@ -673,6 +670,8 @@ Approve only if nothing the task asks for is missing or wrong; then leave the fe
 # indented plans that ran into their token cap.
 CRITIC_FORMAT = """Reply with JSON: {"approved": true or false, "feedback": "..."}
 or else make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: and your reasons."""
+# Said to a critic that rejected a draft while naming no fault in it (code found the sentence that praised it).
+AGAIN = "If the draft does all the task asks, approve it: improvements it does not ask for are no reason to reject."
 
 
 def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
@@ -700,6 +699,8 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         verdict = read_verdict(reply, facts)
         if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, claims)
+        elif not verdict.approved and (praise := no_fault_named(verdict.feedback)):  # "correct; it could..."
+            verdict, reply = judge_again(state, llm, messages, reply, verdict, [], praise)
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"], state["critic_feedback"] = verdict.approved, feedback
     state["best"] = better(state["best"], state, verdict.approved, feedback)
@@ -730,15 +731,21 @@ def read_verdict(reply: Reply, facts: dict[str, Any]) -> Verdict:
 
 
 def judge_again(
-    state: SharedState, llm: Gateway, messages: list[dict[str, Any]], reply: Reply, verdict: Verdict, claims: list
+    state: SharedState, llm: Gateway, messages: list, reply: Reply, verdict: Verdict, claims: list, praise: str = ""
 ) -> tuple[Verdict, Reply]:
     """Code outranks the critic both ways: a rejection that contradicts what code measured is asked again,
     once, with the measurements. A claim made again (or when the budget allows no second call) is set
     aside: only the rest of the feedback reaches the worker (a small model told of a claim acts on it);
-    the verdict's ``why`` says what was set aside, for the panel and the trace."""
-    facts, first = state["draft_facts"], claims
+    the verdict's ``why`` says what was set aside, for the panel and the trace. A rejection that only
+    praises (``praise``) is asked again too, quoting it; its second verdict stands."""
+    facts, first = state["draft_facts"], claims or [(praise, "no fault named")]
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
-    messages = [*messages, reply.message, user(f"Code's measurements are facts: {told}. Judge the draft again.")]
+    told = (
+        f"Code's measurements are facts: {told}"
+        if claims
+        else f"You rejected the draft, yet said '{clip(praise, 200)}'"
+    )
+    messages = [*messages, reply.message, user(f"{told}. {AGAIN if praise else 'Judge the draft again.'}")]
     try:
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = read_verdict(reply, facts)

@@ -56,7 +56,7 @@ _PART = (
 )
 _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
-    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:meet|have|contain)|instead of)\b"
+    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:fully |quite |entirely )?(?:meet|have|contain)|instead of)\b"
 )
 # Of JSON objects, "missing" and "lacks" are about what is inside them ("all 3 objects are missing the year")
 _COUNT_COMPLAINT = r"\b(?:only|too (?:many|few)|fewer than|less than|more than|not enough)\b"
@@ -228,3 +228,40 @@ def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
         if word and re.search(_claim(check["kind"] == "exclude", word.group(1)), low):
             return str(check["measured"])
     return None
+
+
+# A rejection that says the draft is right and names nothing wrong with it ("The draft is correct. It could
+# benefit from more details.") is the critic contradicting itself: it is asked again, like a dispute.
+_RIGHT = re.compile(
+    r"\b(?:is|are|looks|seems)\s+(?:\w+\s+)?(?:correct|accurate|complete|fine|good|great|well[- ]written)\b"
+    r"|\b(?:meets?|fulfil+s?|satisf(?:ies|y)|follows?)\s+(?:all\s+|every\s+|each\s+|the\s+)*(?:of\s+)?(?:the\s+)?"
+    r"(?:task'?s?\s+|stated\s+|given\s+)?(?:requirements?|criteria|instructions?|task)\b"
+    r"|\bwhich is (?:correct|right|as (?:required|asked))\b",
+    re.I,
+)
+# Any of these, and the sentence may name a fault: the rejection is taken as it stands. So may a sentence that
+# opens with an order ("Change 'big' to 'large'"); "but it could..." and "there is no need to..." name none.
+_FAULT = re.compile(
+    r"\b(?:not|no|never|nor|cannot|without|missing|lacks?|lacking|incorrect|wrong|errors?|mistakes?|fails?|failed|"
+    r"too|exceeds?|only|should|must|needs?|instead|incomplete|unclear|inaccurate|problems?|issues?|but|however|"
+    r"repeats?|repeated|although|though|weak|vague|bland|generic|poor|awkward|confusing|irrelevant|off-topic|"
+    r"unrelated|redundant|inconsistent)\b|n't\b"
+    r"|^(?:please\s+)?(?:change|replace|remove|delete|add|use|fix|rewrite|make|cut|shorten|include|avoid|correct)\b",
+    re.I,
+)
+_NO_FAULT = re.compile(r"\b(?:but|however),?\s+(?:it\s+)?(?=(?:could|might|may|would)\b)|\bno need to\b", re.I)
+
+
+def no_fault_named(feedback: str) -> str | None:
+    """The sentence of a rejection that says the draft is right, when no sentence of it names a fault:
+    what is left can only be a suggestion. None when some sentence may name one.
+
+    >>> no_fault_named("The draft is correct. However, it could benefit from more details about the tower.")
+    'The draft is correct.'
+    >>> no_fault_named("The draft is correct, but it is missing a title.") is None
+    True
+    """
+    said = [(s, _NO_FAULT.sub("", s).strip()) for s in reasons(feedback)]
+    if any(_FAULT.search(plain) for _, plain in said):
+        return None
+    return next((s for s, plain in said if _RIGHT.search(plain)), None)

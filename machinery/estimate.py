@@ -52,14 +52,14 @@ class Spend:
 
 def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
     """Fewest and most calls per role. Fewest: approved on the first draft. Most: the whole ladder,
-    every plan asked for twice (a reply that is no usable plan is sent back once).
+    one planner call per plan (code writes the plan that replaces an unusable reply).
 
     >>> call_bounds(Settings(max_iterations=10, max_plans=3))
-    {'planner': (1, 6), 'worker': (1, 6), 'critic': (1, 6)}
+    {'planner': (1, 3), 'worker': (1, 6), 'critic': (1, 6)}
     """
     rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
     plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
-    bounds = {"planner": (1, 2 * plans), "worker": (1, rounds), "critic": (1, rounds)}
+    bounds = {"planner": (1, plans), "worker": (1, rounds), "critic": (1, rounds)}
     # an agent a student adds (EXPERIMENTS.md, experiment 13) may be called anywhere: at most once a round
     return bounds | {role: (0, rounds) for role in ROLES if role not in bounds}
 

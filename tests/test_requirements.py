@@ -12,6 +12,7 @@ import multi_agent_system as mas
 from conftest import FakeClient, completion, verdict
 from machinery.checks import ABOUT_TOLERANCE, KINDS, REPEAT_LIMIT, Requirement, measure
 from machinery.finder import requirements_from_task
+from machinery.plans import fallback_plan
 
 R = Requirement
 
@@ -297,26 +298,26 @@ def test_no_model_can_approve_a_draft_that_fails_a_check(make_llm) -> None:
     assert state["status"] != "approved" and client.roles().count("critic") == 0
 
 
-def test_a_plan_that_is_really_the_answer_is_asked_again(make_llm) -> None:
+def test_a_plan_that_is_really_the_answer_is_replaced_by_code(make_llm) -> None:
     essay = " ".join(f"Owls{i} hunt at night and see well in the dark." for i in range(8))  # 80 words
-    good = json.dumps({"steps": ["Pick three facts about owls.", "Write them up."], "checks": []})
     owls = completion(" ".join(["owl"] * 100))
-    client = FakeClient(planner=[completion(essay), completion(good)], worker=[owls], critic=[verdict(True)])
+    client = FakeClient(planner=[completion(essay)], worker=[owls], critic=[verdict(True)])
     llm = make_llm(client)
     state = mas.orchestrate("Write about 100 words on owls.", llm)
-    assert client.roles().count("planner") == 2
-    assert state["plan"] == "1. Pick three facts about owls.\n2. Write them up."
-    retry = client.calls_of("planner")[1]["messages"][-1]["content"]
-    assert "as long as the answer" in retry  # the planner is told what code measured
-
-
-def test_a_plan_about_the_review_process_is_replaced_by_code_after_one_retry(make_llm) -> None:
-    process = "1. Read the Critic's feedback.\n2. Revise the draft.\n3. Submit it to the Critic for approval."
-    client = FakeClient(
-        planner=[completion(process), completion(process)], worker=[completion("d")], critic=[verdict(True)]
+    assert client.roles().count("planner") == 1  # not asked again: code writes the plan
+    assert state["plan"] == "\n".join(
+        f"{i}. {step}" for i, step in enumerate(fallback_plan(state["task"], state["requirements"]), 1)
     )
+    assert "Owls0" not in client.calls_of("worker")[0]["messages"][-1]["content"]  # the essay never reaches it
+    warnings = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
+    assert any("as long as the answer" in e.get("message", "") for e in warnings)  # the user is told why
+
+
+def test_a_plan_about_the_review_process_is_replaced_by_code(make_llm) -> None:
+    process = "1. Read the Critic's feedback.\n2. Revise the draft.\n3. Submit it to the Critic for approval."
+    client = FakeClient(planner=[completion(process)], worker=[completion("d")], critic=[verdict(True)])
     state = mas.orchestrate("Write a riddle about clocks.", make_llm(client))
-    assert client.roles().count("planner") == 2
+    assert client.roles().count("planner") == 1
     assert state["plan"] and "Critic" not in state["plan"] and "riddle about clocks" in state["plan"]
 
 

@@ -124,7 +124,6 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
     steps: list[tuple[str, dict[str, Any]]] = []
     calls = 0
     critic_call = 0  # the number of the critic's latest call: a verdict right after it was the model's
-    planner_retry = False  # the previous call was a planner reply that was not a usable plan
     dispute = ""  # what judge_again() did about a rejection that contradicted a measurement
     round_due = False  # orchestrate() starts a round (iteration + 1) next, before the worker's call
 
@@ -150,26 +149,21 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             )
             reply = event["reply"]
             spent = f"{event['prompt_tokens']} in / {event['completion_tokens']} out, max_tokens {event['max_tokens']}"
-            if role == "planner":  # planner_agent: read the steps, check them, maybe ask once more
+            if role == "planner":  # planner_agent: read the steps, check them, or write a plan in code
                 steps_read = read_plan(reply)
                 problem = plan_problem(
                     steps_read, state["task"], state["requirements"], event.get("finish_reason") == "length"
                 )
-                if problem and not planner_retry:
-                    planner_retry = True
-                    title = f"call {calls}: `planner_agent()` gets no usable plan ({problem}) and asks again ({spent})"
-                    steps.append((title, snapshot_changes(before)))
-                    continue
                 if problem:
                     steps_read = fallback_plan(state["task"], state["requirements"])
-                planner_retry, round_due = False, True
+                round_due = True
                 state["plan"] = "\n".join(f"{i}. {step}" for i, step in enumerate(steps_read, 1))
                 state["plan_version"] += 1
                 state["worker_attempts"] = 0
                 state["history"].append({"kind": "plan", "plan_version": state["plan_version"]})
                 if problem:
                     title = (
-                        f"call {calls}: `planner_agent()` gets no usable plan again ({problem}), "
+                        f"call {calls}: `planner_agent()` gets no usable plan ({problem}), "
                         f"so `fallback_plan()` writes plan v{state['plan_version']} ({spent})"
                     )
                 else:
@@ -216,11 +210,14 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
             critic_call, dispute = 0, ""
             steps.append((title, changes))
         elif kind == "dispute":  # judge_again(), after a rejection that contradicted what code measured
+            praised = [measured for _, measured in event["first"]] == ["no fault named"]  # no_fault_named()
             if event["outcome"] == "asked again" and len(steps) >= 2:  # the verdict's why counts what is set aside
                 first, _ = steps[-2]
-                steps[-2] = (first.replace("judges the draft", "rejects, against what code measured"), steps[-2][1])
+                rejects = "rejects, naming no fault" if praised else "rejects, against what code measured"
+                steps[-2] = (first.replace("judges the draft", rejects), steps[-2][1])
                 title, changes = steps[-1]
-                asked = "`judge_again()` asks the critic once more, shown what code measured"
+                shown = "quoting its praise" if praised else "shown what code measured"
+                asked = f"`judge_again()` asks the critic once more, {shown}"
                 steps[-1] = (title.replace("`critic_agent()` judges the draft", asked), changes)
             else:  # no room in the budget for a second call: the claims are set aside at once
                 dispute = ", against what code measured, with no room in the budget to ask again"

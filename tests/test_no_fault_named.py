@@ -1,0 +1,123 @@
+"""A rejection that praises the draft and names no fault in it is asked again, once; its second verdict stands.
+
+Live, a 1.5B critic rejected a correct 71-word paragraph with "The draft is correct in terms of the task
+requirements ... However, it could benefit from more specific details". The worker's longer rewrites broke the
+word limit, and the run spent nine more calls to return the first draft. These tests hold the reading (real
+rejections from the live bench's traces, both ways) and what the chapter does with it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import multi_agent_system as mas
+from conftest import ROOT, FakeClient, completion, verdict
+from machinery.disputes import no_fault_named
+
+PARAGRAPH = "Describe a lighthouse at night in a single paragraph of 5 to 40 words."
+GOOD = "The lighthouse stands alone on the black rock, its beam sweeping slowly over a restless sea."
+PRAISE = "The draft is correct in terms of the task requirements."
+SUGGESTION = "However, it could benefit from more specific details about the lighthouse's design."
+# Rejections of drafts that passed every check, from the live bench's traces: none names a fault.
+NO_FAULT = [
+    f"{PRAISE} {SUGGESTION} Additionally, it would be helpful to add more information about its history.",
+    "The draft has exactly 5 bullet points, which is correct according to the task requirements. There is no need "
+    "to add or remove any bullet points.",
+    "The draft is correct but could be expanded with additional details about the design and features to make it "
+    "more comprehensive and engaging. For example, it's a good idea to mention the bottle's dimensions.",
+]
+# ...and rejections that name one (or may: "but the original instruction requested" is read as a fault).
+FAULT = [
+    "The draft is on topic but does not fully explain what an API is in exactly two sentences. It is missing the "
+    "definition of 'Application Programming Interface' and could be improved by providing more examples.",
+    "The draft meets the requirements of the task. It does not contain the word 'candle' which is forbidden by the "
+    "task instructions. The answer given is not a candle, and it does not meet the form of a riddle.",
+    "The draft is correct in that it contains 'base case', but the original instruction requested exactly three "
+    "sentences, and the draft has three sentences with the phrase 'base case'.",
+    "The draft is incomplete.",
+    "The answer given does not meet the requirements of the task.",
+    "The draft is good, but the second tip repeats the first.",
+    "The draft is well written. Change 'big' to 'large' in line two.",
+    "The draft looks fine. The imagery is vague.",
+    "The tips are about sleep.",  # names no fault, but praises nothing either: nothing to quote back
+]
+
+
+@pytest.mark.parametrize("feedback", NO_FAULT)
+def test_a_rejection_that_only_praises_and_suggests_is_found(feedback: str) -> None:
+    praise = no_fault_named(feedback)
+    assert praise is not None and feedback.startswith(praise)
+
+
+@pytest.mark.parametrize("feedback", FAULT)
+def test_a_rejection_that_may_name_a_fault_is_taken_as_it_stands(feedback: str) -> None:
+    assert no_fault_named(feedback) is None
+
+
+@given(st.sampled_from(NO_FAULT), st.sampled_from(["It is missing a title.", "The rhyme is wrong.", "Add a date."]))
+def test_one_sentence_naming_a_fault_is_enough_to_take_it_as_it_stands(feedback: str, fault: str) -> None:
+    assert no_fault_named(f"{feedback} {fault}") is None
+    assert no_fault_named(f"{fault} {feedback}") is None
+
+
+def plan() -> Any:
+    return completion(json.dumps({"steps": ["Picture the tower at night.", "Write one paragraph about it."]}))
+
+
+def test_the_critic_is_asked_again_quoting_its_praise_and_may_approve(make_llm) -> None:
+    client = FakeClient(
+        planner=[plan()], worker=[completion(GOOD)], critic=[verdict(False, f"{PRAISE} {SUGGESTION}"), verdict(True)]
+    )
+    llm = make_llm(client)
+    state = mas.orchestrate(PARAGRAPH, llm)
+    assert state["stop_reason"] == "approved" and client.roles("critic") == ["critic", "critic"]
+    again = client.calls_of("critic")[1]["messages"][-1]["content"]
+    assert PRAISE in again and mas.AGAIN in again
+    trace = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
+    (event,) = [e for e in trace if e["event"] == "dispute"]
+    assert event["outcome"] == "asked again" and event["first"] == [[PRAISE, "no fault named"]]
+
+
+def test_a_second_rejection_stands_and_the_worker_hears_it(make_llm) -> None:
+    second = f"{PRAISE} It could mention the keeper."  # praise-only again: not asked a third time, not set aside
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(GOOD), completion(GOOD + " A keeper climbs the stairs.")],
+        critic=[verdict(False, f"{PRAISE} {SUGGESTION}"), verdict(False, second), verdict(True)],
+    )
+    state = mas.orchestrate(PARAGRAPH, make_llm(client))
+    assert client.roles("critic") == ["critic", "critic", "critic"]  # once more for the first draft, once for the next
+    assert second in client.calls_of("worker")[1]["messages"][-1]["content"]
+    assert state["stop_reason"] == "approved"
+
+
+def test_a_rejection_that_names_a_fault_is_not_asked_again(make_llm) -> None:
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(GOOD), completion(GOOD + " Waves break below.")],
+        critic=[verdict(False, FAULT[-3]), verdict(True)],
+    )
+    mas.orchestrate(PARAGRAPH, make_llm(client))
+    assert client.roles("critic") == ["critic", "critic"]  # one per draft
+    assert "Judge the draft again" not in json.dumps(client.calls_of("critic")[1]["messages"])
+
+
+def test_the_walkthrough_says_the_critic_was_asked_again_about_its_praise(make_llm) -> None:
+    client = FakeClient(
+        planner=[plan()], worker=[completion(GOOD)], critic=[verdict(False, f"{PRAISE} {SUGGESTION}"), verdict(True)]
+    )
+    llm = make_llm(client)
+    mas.orchestrate(PARAGRAPH, llm)
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import trace_walkthrough
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    text = trace_walkthrough.render(trace_walkthrough.read_events(llm.trace.path))
+    assert "rejects, naming no fault" in text and "asks the critic once more, quoting its praise" in text
