@@ -557,9 +557,7 @@ def planner_agent(state: SharedState, llm: Gateway) -> Reply:
     # Not asked again: on the live bench a 1.5B planner fixed its plan only half the time, and first drafts
     # from the plans it fixed passed code's checks less often (13 of 39) than from code's plan (21 of 46).
     if problem := plan_problem(steps, state["task"], state["requirements"], reply.finish_reason == "length"):
-        llm.warn(
-            f"the planner's reply is not a usable plan ({problem}): code writes one from the task and its requirements"
-        )
+        llm.warn(f"the planner's reply is not a usable plan ({problem}): code writes one from the task")
         steps = fallback_plan(state["task"], state["requirements"])
     state["plan"] = plan = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1))
     state["plan_version"] += 1
@@ -670,7 +668,7 @@ Approve only if nothing the task asks for is missing or wrong; then leave the fe
 # indented plans that ran into their token cap.
 CRITIC_FORMAT = """Reply with JSON: {"approved": true or false, "feedback": "..."}
 or else make your first line APPROVED: YES or APPROVED: NO and your second line FEEDBACK: and your reasons."""
-# Said to a critic that rejected a draft while naming no fault in it (code found the sentence that praised it).
+# Said to a critic that rejected a draft while naming no fault in it, quoting the sentence that praised it.
 AGAIN = "If the draft does all the task asks, approve it: improvements it does not ask for are no reason to reject."
 
 
@@ -734,18 +732,14 @@ def judge_again(
     state: SharedState, llm: Gateway, messages: list, reply: Reply, verdict: Verdict, claims: list, praise: str = ""
 ) -> tuple[Verdict, Reply]:
     """Code outranks the critic both ways: a rejection that contradicts what code measured is asked again,
-    once, with the measurements. A claim made again (or when the budget allows no second call) is set
-    aside: only the rest of the feedback reaches the worker (a small model told of a claim acts on it);
-    the verdict's ``why`` says what was set aside, for the panel and the trace. A rejection that only
-    praises (``praise``) is asked again too, quoting it; its second verdict stands."""
+    once, with the measurements; a claim made again (or with no budget for a second call) is set aside, and
+    only the rest of the feedback reaches the worker (told of a claim, a small model acts on it). ``why``
+    says what was set aside. A rejection that names no fault, only ``praise``, is asked again and stands."""
     facts, first = state["draft_facts"], claims or [(praise, "no fault named")]
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
-    told = (
-        f"Code's measurements are facts: {told}"
-        if claims
-        else f"You rejected the draft, yet said '{clip(praise, 200)}'"
-    )
-    messages = [*messages, reply.message, user(f"{told}. {AGAIN if praise else 'Judge the draft again.'}")]
+    again = f"You rejected the draft, yet said '{praise}'. {AGAIN}"
+    again = f"Code's measurements are facts: {told}. Judge the draft again." if claims else again
+    messages = [*messages, reply.message, user(again)]
     try:
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = read_verdict(reply, facts)

@@ -5,13 +5,15 @@ overturn; and a rejection whose reason contradicts a check that passed ("it only
 lines" of a haiku code counted three lines in) is not taken as stated: the chapter's
 ``judge_again`` asks the critic once more, with the measurement, and sets aside what it still claims.
 
-A leaf module (it imports nothing of this project), so the chapter may import it.
+A leaf module (it imports only ``machinery.text``), so the chapter may import it.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from machinery.text import clip
 
 _NUMBER = (
     r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|hundred)"
@@ -264,4 +266,4 @@ def no_fault_named(feedback: str) -> str | None:
     said = [(s, _NO_FAULT.sub("", s).strip()) for s in reasons(feedback)]
     if any(_FAULT.search(plain) for _, plain in said):
         return None
-    return next((s for s, plain in said if _RIGHT.search(plain)), None)
+    return next((clip(s, 200) for s, plain in said if _RIGHT.search(plain)), None)

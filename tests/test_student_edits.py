@@ -90,8 +90,9 @@ def edit_prompts(chapter: str) -> str:
 
 def add_researcher(chapter: str) -> str:
     """EXPERIMENTS.md experiment 13: a row in ROLES, a function with its prompt, one call in orchestrate()."""
+    planner = re.search(r'^        Role\("planner", .*\n', chapter, re.M)  # its cap is a student's to change
     edits = [
-        ('        Role("planner", "cyan", 500),\n', '        Role("researcher", "green", 400),\n'),
+        (planner.group(0) if planner else "(no planner row)", '        Role("researcher", "green", 400),\n'),
         (
             '                run_step(state, llm, "planner", planner_agent)\n',
             '                run_step(state, llm, "researcher", researcher_agent)\n',
