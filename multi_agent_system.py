@@ -625,7 +625,7 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
     steps = "; ".join(state["plan"].splitlines()) if state["plan"] else ""
     parts = [state["task"], f"{PLAN_HEADING} (plan v{state['plan_version']}): {clip(steps, PLAN_MAX_CHARS)}"]
     if state["requirements"]:
-        checklist = "; ".join(spelled_out(r) for r in state["requirements"])
+        checklist = "; ".join(dict.fromkeys(spelled_out(r) for r in state["requirements"]))  # "5 to 9 words" once
         parts.append(clip(f"{CHECKS_HEADING} {checklist}.", CHECKLIST_MAX_CHARS))
     if state["notes"]:
         notes = "\n\n".join(f"Notes from the {role}:\n{note}" for role, note in state["notes"].items())

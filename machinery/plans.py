@@ -112,5 +112,5 @@ def plan_problem(steps: list[str], task: str, requirements: Sequence[Requirement
 def fallback_plan(task: str, requirements: Sequence[Requirement]) -> list[str]:
     """A plan made by code when the planner cannot make one: do the task, meet each requirement."""
     steps = [f"Do exactly what the task asks: {clip(task, 200)}"]
-    steps += [f"Make sure of this requirement: {r.quote}" for r in requirements]
+    steps += [f"Make sure of this requirement: {quote}" for quote in dict.fromkeys(r.quote for r in requirements)]
     return [*steps, "Return only the finished work, with nothing before or after it."]

@@ -567,3 +567,16 @@ def test_every_shape_of_the_workers_prompt_stays_within_the_bound() -> None:
     assert [m["role"] for m in shapes["the best draft again"]][2:] == ["assistant", "user"]
     assert [m["role"] for m in shapes["code rejected the newest"]] == ["system", "user"]
     assert [m["role"] for m in shapes["the critic rejected the newest"]][2:] == ["assistant", "user"]
+
+
+def test_the_worker_reads_a_range_once_in_the_checklist(make_llm) -> None:
+    task = "Describe a lighthouse in 5 to 40 words."  # one quote, two requirements: at least 5, at most 40
+    client = FakeClient(
+        planner=[completion("1. Picture the tower.")],
+        worker=[completion("A tall light guards the rocks.")],
+        critic=[verdict(True)],
+    )
+    mas.orchestrate(task, make_llm(client))
+    first = client.calls_of("worker")[0]["messages"][-1]["content"]
+    (checklist,) = [line for line in first.splitlines() if line.startswith(mas.CHECKS_HEADING)]
+    assert checklist.count("5 to 40 words") == 1, checklist

@@ -313,6 +313,12 @@ def test_a_plan_that_is_really_the_answer_is_replaced_by_code(make_llm) -> None:
     assert any("as long as the answer" in e.get("message", "") for e in warnings)  # the user is told why
 
 
+def test_code_plan_names_a_range_once() -> None:  # "5 to 40 words" is two requirements with one quote
+    task = "Describe a lighthouse in 5 to 40 words."
+    steps = fallback_plan(task, requirements_from_task(task))
+    assert len(requirements_from_task(task)) == 2 and sum("5 to 40 words" in step for step in steps[1:]) == 1
+
+
 def test_a_plan_about_the_review_process_is_replaced_by_code(make_llm) -> None:
     process = "1. Read the Critic's feedback.\n2. Revise the draft.\n3. Submit it to the Critic for approval."
     client = FakeClient(planner=[completion(process)], worker=[completion("d")], critic=[verdict(True)])
