@@ -133,7 +133,7 @@ class Role:
 ROLES: dict[str, Role] = {
     role.name: role
     for role in (
-        Role("planner", "cyan", 300),
+        Role("planner", "cyan", 300),  # no usable plan on the live bench needed more than 177
         Role("worker", "yellow", 1200),
         Role("critic", "magenta", 400),
     )
@@ -678,7 +678,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
     What code can check, code checks: an empty draft, or one that fails a
     requirement check, is rejected without a model call, with feedback saying
     what was measured. A draft or verdict cut off at its token limit is never
-    approved, whatever the model says. The model judges the rest.
+    approved, whatever the model says. The model judges the rest, asked twice by judge_again() at most.
     """
     if state["result"] is None or not state["plan"]:
         raise OutOfOrderError("critic_agent needs a plan and a draft: run planner_agent and worker_agent first")
@@ -697,7 +697,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         verdict = read_verdict(reply, facts)
         if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, claims)
-        elif not verdict.approved and (praise := no_fault_named(verdict.feedback)):  # "correct; it could..."
+        elif verdict.said_no and not facts.get("cut_off") and (praise := no_fault_named(verdict.feedback)):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, [], praise)
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"], state["critic_feedback"] = verdict.approved, feedback
@@ -729,15 +729,15 @@ def read_verdict(reply: Reply, facts: dict[str, Any]) -> Verdict:
 
 
 def judge_again(
-    state: SharedState, llm: Gateway, messages: list, reply: Reply, verdict: Verdict, claims: list, praise: str = ""
+    state: SharedState, llm: Gateway, messages: list[dict], reply: Reply, verdict: Verdict, claims: list, praise=""
 ) -> tuple[Verdict, Reply]:
     """Code outranks the critic both ways: a rejection that contradicts what code measured is asked again,
     once, with the measurements; a claim made again (or with no budget for a second call) is set aside, and
     only the rest of the feedback reaches the worker (told of a claim, a small model acts on it). ``why``
-    says what was set aside. A rejection that names no fault, only ``praise``, is asked again and stands."""
+    says what was set aside. A rejection naming no fault, only ``praise``, is asked again too."""
     facts, first = state["draft_facts"], claims or [(praise, "no fault named")]
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
-    again = f"You rejected the draft, yet said '{praise}'. {AGAIN}"
+    again = f"You rejected the draft, yet said '{praise.rstrip('.')}'. {AGAIN}"
     again = f"Code's measurements are facts: {told}. Judge the draft again." if claims else again
     messages = [*messages, reply.message, user(again)]
     try:

@@ -1,9 +1,10 @@
-"""When the critic disputes what code measured: the sentences of a rejection that contradict a measurement.
+"""When the critic disputes what code measured, or rejects while naming no fault: the sentences that say so.
 
 Code outranks the critic in both directions. A failed check is a rejection no model can
 overturn; and a rejection whose reason contradicts a check that passed ("it only has three
 lines" of a haiku code counted three lines in) is not taken as stated: the chapter's
 ``judge_again`` asks the critic once more, with the measurement, and sets aside what it still claims.
+A rejection that praises the draft and names no fault in it (``no_fault_named()``) is asked again too.
 
 A leaf module (it imports only ``machinery.text``), so the chapter may import it.
 """
@@ -58,7 +59,9 @@ _PART = (
 )
 _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
-    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[o']t (?:fully |quite |entirely )?(?:meet|have|contain)|instead of)\b"
+    r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[\u2019o']t (?:meet|have|contain)|instead of)\b"
+    # "does not fully meet the requirement for two paragraphs" of a draft in two: not "...two paragraphs on X"
+    r"|\bdoes ?n[\u2019o']t (?:fully |quite |entirely )meet the (?:\w+ )?requirements? (?:of|for) (?:\w+ ){1,2}\w+\W*$"
 )
 # Of JSON objects, "missing" and "lacks" are about what is inside them ("all 3 objects are missing the year")
 _COUNT_COMPLAINT = r"\b(?:only|too (?:many|few)|fewer than|less than|more than|not enough)\b"
@@ -235,23 +238,35 @@ def _forbidden_word_said(low: str, checks: list[dict[str, Any]]) -> str | None:
 # A rejection that says the draft is right and names nothing wrong with it ("The draft is correct. It could
 # benefit from more details.") is the critic contradicting itself: it is asked again, like a dispute.
 _RIGHT = re.compile(
-    r"\b(?:is|are|looks|seems)\s+(?:\w+\s+)?(?:correct|accurate|complete|fine|good|great|well[- ]written)\b"
+    r"\b(?:is|are|looks|seems)\s+(?:(?:fully|entirely|completely|perfectly|very|quite)\s+)?"
+    r"(?:correct|accurate|complete|fine|good|great|well[- ]written)\b"
     r"|\b(?:meets?|fulfil+s?|satisf(?:ies|y)|follows?)\s+(?:all\s+|every\s+|each\s+|the\s+)*(?:of\s+)?(?:the\s+)?"
     r"(?:task'?s?\s+|stated\s+|given\s+)?(?:requirements?|criteria|instructions?|task)\b"
     r"|\bwhich is (?:correct|right|as (?:required|asked))\b",
     re.I,
 )
 # Any of these, and the sentence may name a fault: the rejection is taken as it stands. So may a sentence that
-# opens with an order ("Change 'big' to 'large'"); "but it could..." and "there is no need to..." name none.
+# gives an order ("Change 'big' to 'large'", "- Remove the title"); "but it could benefit from..." and "no
+# changes are needed" name none. A wrong second ask costs a call; a missed one, a round.
 _FAULT = re.compile(
-    r"\b(?:not|no|never|nor|cannot|without|missing|lacks?|lacking|incorrect|wrong|errors?|mistakes?|fails?|failed|"
-    r"too|exceeds?|only|should|must|needs?|instead|incomplete|unclear|inaccurate|problems?|issues?|but|however|"
-    r"repeats?|repeated|although|though|weak|vague|bland|generic|poor|awkward|confusing|irrelevant|off-topic|"
-    r"unrelated|redundant|inconsistent)\b|n't\b"
-    r"|^(?:please\s+)?(?:change|replace|remove|delete|add|use|fix|rewrite|make|cut|shorten|include|avoid|correct)\b",
+    r"\b(?:not|no|none|nothing|neither|nor|never|hardly|barely|cannot|without|missing|lacks?|lacking|incorrect|"
+    r"wrong|errors?|mistakes?|fails?|failed|too|exceeds?|only|should|must|needs?|instead|incomplete|unclear|"
+    r"inaccurate|problems?|issues?|but|however|although|though|repeats?|repeated|same|weak|vague|bland|generic|"
+    r"poor|awkward|confusing|irrelevant|off[- ]topic|unrelated|redundant|inconsistent|ignores?|rushed|obvious|"
+    r"mostly|almost|nearly|partially|partly|largely|somewhat|generally)\b|n[\u2019']t\b"
+    r"|^(?:[-*\u2022]\s*|\d+[.)]\s*)?(?:(?:please|also|additionally|finally|then|for example),?\s+)?"
+    r"(?:change|replace|remove|delete|add|use|fix|rewrite|make|cut|shorten|include|avoid|correct|ensure|revise|"
+    r"expand|verify|check|mention|clarify|reduce|rephrase|drop|keep)\b"
+    r"|,\s*(?:change|replace|remove|delete|add|fix|rewrite|cut|drop)\b",
     re.I,
 )
-_NO_FAULT = re.compile(r"\b(?:but|however),?\s+(?:it\s+)?(?=(?:could|might|may|would)\b)|\bno need to\b", re.I)
+_NO_FAULT = re.compile(
+    r"\b(?:but|however),?\s+(?:it\s+)?(?=(?:could|would)\s+(?:benefit|be\s+(?:improved|enhanced|expanded|more|"
+    r"even|better|nicer|helpful))\b)|\bno need to\b|\bno (?:further )?(?:changes?|edits?|revisions?) (?:are |is )?"
+    r"(?:needed|required|necessary)\b|\b(?:there are |with )?no (?:errors?|issues?|problems?|mistakes?)\b"
+    r"(?: (?:were |are )?found)?|\bnothing (?:is )?missing\b|\bwithout any (?:errors?|issues?|problems?)\b",
+    re.I,
+)
 
 
 def no_fault_named(feedback: str) -> str | None:

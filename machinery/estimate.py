@@ -52,14 +52,15 @@ class Spend:
 
 def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
     """Fewest and most calls per role. Fewest: approved on the first draft. Most: the whole ladder,
-    one planner call per plan (code writes the plan that replaces an unusable reply).
+    one planner call per plan (code writes the plan that replaces an unusable reply), the critic asked twice.
 
     >>> call_bounds(Settings(max_iterations=10, max_plans=3))
-    {'planner': (1, 3), 'worker': (1, 6), 'critic': (1, 6)}
+    {'planner': (1, 3), 'worker': (1, 6), 'critic': (1, 12)}
     """
     rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
     plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
-    bounds = {"planner": (1, plans), "worker": (1, rounds), "critic": (1, rounds)}
+    # the critic is asked twice in a round whose rejection disputes code or names no fault (judge_again())
+    bounds = {"planner": (1, plans), "worker": (1, rounds), "critic": (1, 2 * rounds)}
     # an agent a student adds (EXPERIMENTS.md, experiment 13) may be called anywhere: at most once a round
     return bounds | {role: (0, rounds) for role in ROLES if role not in bounds}
 
@@ -91,8 +92,8 @@ def spend_preview(settings: Settings, task: str = "") -> dict[str, tuple[Spend, 
         low_prompt = fewest * sum(
             math.ceil(len(m["content"].encode()) / BYTES_PER_TOKEN_MOST) for m in first_prompts.get(role, [])
         )
-        retry = role_cap(role) if role == "planner" else 0  # a planner's retry re-reads its own reply
-        prompt_cap = estimate_text_tokens("x" * largest_prompt.get(role, PROMPT_MAX_CHARS)) + retry
+        again = role_cap(role) + 200 if role == "critic" else 0  # judge_again() re-reads its reply, and a note
+        prompt_cap = estimate_text_tokens("x" * largest_prompt.get(role, PROMPT_MAX_CHARS)) + again
         high_prompt, high_out = most * prompt_cap, most * role_cap(role)
         preview[role] = (
             Spend(fewest, low_prompt, None if price is None else low_prompt * price.input_per_token),

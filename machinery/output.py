@@ -394,10 +394,13 @@ def _verdict(llm: Run, state: SharedState, verdict: Any, reply: Reply | None) ->
 def _dispute(
     llm: Run, state: SharedState, claims: list[tuple[str, str]], outcome: str, first: list[tuple[str, str]]
 ) -> None:
-    """The critic's rejection contradicted a measurement (``first``): it was asked again, and what it
-    still claims (``claims``) is set aside."""
+    """The critic's rejection contradicted a measurement, or named no fault (``first``): it was asked
+    again, and what it still claims against a measurement (``claims``) is set aside."""
     said = "; ".join(f"'{claim}' (code measured {measured})" for claim, measured in claims) or "nothing code measured"
-    llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
+    if [measured for _, measured in first] == ["no fault named"]:  # no_fault_named(): it praised the draft
+        llm.display.note(f"the critic rejected the draft while naming no fault in it: {outcome}")
+    else:
+        llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
     for claim, measured in claims if llm.display.chatty else []:  # set aside: the worker never hears them
         llm.display.line(f"code measured {measured}; the critic's claim '{clip(claim, 80)}' was set aside", "dim")
     llm.trace.event(

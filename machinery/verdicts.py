@@ -21,6 +21,7 @@ class Verdict:
     feedback: str
     source: str  # "json", "verdict line", "json fragment", "none", "code"
     why: str  # recorded in the trace: why this counts as approved or not
+    said_no: bool = False  # the model itself said no (not a yes that code, or the reader, would not take)
 
     def overruled(self, why: str) -> Verdict:
         """The same reply, not approved, because code knows better than the model here."""
@@ -156,7 +157,7 @@ def parse_verdict(text: str) -> Verdict:
     for value, _quoted, _source, said in found:
         if value is not True:
             why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
-            return Verdict(False, feedback, source, why)
+            return Verdict(False, feedback, source, why, said_no=value is False)
     if withheld := _WITHHELD.search(_said(raw, first_json)):
         return Verdict(False, feedback, source, f"the reply also says {withheld.group(0)!r}: not an approval")
     if but := _BUT.search(_said(raw, first_json)):

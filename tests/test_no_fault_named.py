@@ -31,6 +31,8 @@ NO_FAULT = [
     "to add or remove any bullet points.",
     "The draft is correct but could be expanded with additional details about the design and features to make it "
     "more comprehensive and engaging. For example, it's a good idea to mention the bottle's dimensions.",
+    "The draft is correct. No changes are needed.",  # ...and the review's: saying no fault is not naming one
+    "The draft meets the requirements. There are no errors.",
 ]
 # ...and rejections that name one (or may: "but the original instruction requested" is read as a fault).
 FAULT = [
@@ -46,6 +48,16 @@ FAULT = [
     "The draft is well written. Change 'big' to 'large' in line two.",
     "The draft looks fine. The imagery is vague.",
     "The tips are about sleep.",  # names no fault, but praises nothing either: nothing to quote back
+    # the review's cases: hedged praise, negative words, a curly apostrophe, orders anywhere, faults in plain words
+    "The draft is mostly correct.",
+    "None of the facts are accurate.",
+    "The draft is good. It doesn\u2019t mention the keeper.",
+    "The draft is good. Additionally, add a date.",
+    "The draft is good.\n- Remove the title.",
+    "The draft is good, remove the title.",
+    "The draft is correct. Ensure the date is included.",
+    "The draft is correct. It is off topic.",
+    "The draft is good, but it might crash on empty input.",
 ]
 
 
@@ -78,7 +90,7 @@ def test_the_critic_is_asked_again_quoting_its_praise_and_may_approve(make_llm) 
     state = mas.orchestrate(PARAGRAPH, llm)
     assert state["stop_reason"] == "approved" and client.roles("critic") == ["critic", "critic"]
     again = client.calls_of("critic")[1]["messages"][-1]["content"]
-    assert PRAISE in again and mas.AGAIN in again
+    assert f"'{PRAISE.rstrip('.')}'" in again and mas.AGAIN in again
     trace = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
     (event,) = [e for e in trace if e["event"] == "dispute"]
     assert event["outcome"] == "asked again" and event["first"] == [[PRAISE, "no fault named"]]
@@ -97,15 +109,36 @@ def test_a_second_rejection_stands_and_the_worker_hears_it(make_llm) -> None:
     assert state["stop_reason"] == "approved"
 
 
+ORDER = "The draft is well written. Change 'big' to 'large' in line two."
+
+
 def test_a_rejection_that_names_a_fault_is_not_asked_again(make_llm) -> None:
     client = FakeClient(
         planner=[plan()],
         worker=[completion(GOOD), completion(GOOD + " Waves break below.")],
-        critic=[verdict(False, FAULT[-3]), verdict(True)],
+        critic=[verdict(False, ORDER), verdict(True)],
     )
+    llm = make_llm(client)
+    mas.orchestrate(PARAGRAPH, llm)
+    assert len(client.calls_of("worker")) == 2  # asked again, the critic's yes would have approved the first
+    assert not [e for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == "dispute"]
+
+
+# From tests/data/critic_replies.jsonl: the model said yes, with a reservation; the reader does not take it.
+RESERVED_YES = {"approved": True, "feedback": "The draft is correct and on topic, but it could be expanded."}
+
+
+def test_a_yes_the_reader_does_not_take_is_not_asked_again(make_llm) -> None:
+    """Only a no the model itself said is asked again: a yes with a reservation, pressed with "approve it",
+    would approve a draft the critic had doubts about (in the dataset, one that left out Italy)."""
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(GOOD), completion(GOOD + " Waves break below.")],
+        critic=[completion(json.dumps(RESERVED_YES)), verdict(True)],
+    )
+    assert no_fault_named(RESERVED_YES["feedback"])  # the words alone would be asked again
     mas.orchestrate(PARAGRAPH, make_llm(client))
-    assert client.roles("critic") == ["critic", "critic"]  # one per draft
-    assert "Judge the draft again" not in json.dumps(client.calls_of("critic")[1]["messages"])
+    assert len(client.calls_of("worker")) == 2 and client.roles("critic") == ["critic", "critic"]
 
 
 def test_the_walkthrough_says_the_critic_was_asked_again_about_its_praise(make_llm) -> None:
@@ -121,3 +154,23 @@ def test_the_walkthrough_says_the_critic_was_asked_again_about_its_praise(make_l
         sys.path.remove(str(ROOT / "tools"))
     text = trace_walkthrough.render(trace_walkthrough.read_events(llm.trace.path))
     assert "rejects, naming no fault" in text and "asks the critic once more, quoting its praise" in text
+
+
+def test_with_no_room_to_ask_again_a_rejection_naming_no_fault_stands(make_llm) -> None:
+    def then_the_money_runs_out(request: dict[str, Any]) -> Any:
+        llm.settings.max_tokens = llm.ledger.total_tokens + 100 + 20 + 10  # this reply fits; no call after it does
+        return verdict(False, f"{PRAISE} {SUGGESTION}")
+
+    client = FakeClient(planner=[plan()], worker=[completion(GOOD)], critic=[then_the_money_runs_out])
+    llm = make_llm(client)
+    state = mas.orchestrate(PARAGRAPH, llm)
+    assert client.roles("critic") == ["critic"] and state["stop_reason"] == "token_budget"
+    trace = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
+    assert [e["outcome"] for e in trace if e["event"] == "dispute"] == ["no room to ask again"]
+    assert [e["feedback"] for e in trace if e["event"] == "verdict"] == [f"{PRAISE} {SUGGESTION}"]  # it stands
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import trace_walkthrough
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert "naming no fault, with no room in the budget" in trace_walkthrough.render(trace)

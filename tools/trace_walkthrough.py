@@ -124,13 +124,14 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
     steps: list[tuple[str, dict[str, Any]]] = []
     calls = 0
     critic_call = 0  # the number of the critic's latest call: a verdict right after it was the model's
-    dispute = ""  # what judge_again() did about a rejection that contradicted a measurement
+    dispute = ""  # what judge_again() did about a rejection that contradicted code or named no fault
     round_due = False  # orchestrate() starts a round (iteration + 1) next, before the worker's call
 
     def snapshot_changes(before: dict[str, Any], *always: str) -> dict[str, Any]:
         now = plain(state)
         return {k: v for k, v in now.items() if before.get(k) != v or k in always}
 
+    calls_made = [e.get("role") for e in events if e["event"] == "call"]
     for event in events[1:]:
         before = plain(state)
         kind = event["event"]
@@ -154,6 +155,10 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 problem = plan_problem(
                     steps_read, state["task"], state["requirements"], event.get("finish_reason") == "length"
                 )
+                if problem and calls_made[calls : calls + 1] == ["planner"]:  # a trace made before 11dc9c5
+                    title = f"call {calls}: `planner_agent()` gets no usable plan ({problem}) and asks again ({spent})"
+                    steps.append((title, snapshot_changes(before)))  # the kit then asked once more
+                    continue
                 if problem:
                     steps_read = fallback_plan(state["task"], state["requirements"])
                 round_due = True
@@ -209,7 +214,7 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 title = f"`critic_agent()` {verdict} without a model call ({event['why']})"
             critic_call, dispute = 0, ""
             steps.append((title, changes))
-        elif kind == "dispute":  # judge_again(), after a rejection that contradicted what code measured
+        elif kind == "dispute":  # judge_again(), after a rejection that contradicted code or named no fault
             praised = [measured for _, measured in event["first"]] == ["no fault named"]  # no_fault_named()
             if event["outcome"] == "asked again" and len(steps) >= 2:  # the verdict's why counts what is set aside
                 first, _ = steps[-2]
@@ -219,6 +224,8 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 shown = "quoting its praise" if praised else "shown what code measured"
                 asked = f"`judge_again()` asks the critic once more, {shown}"
                 steps[-1] = (title.replace("`critic_agent()` judges the draft", asked), changes)
+            elif praised:  # no room in the budget for a second call: the rejection stands
+                dispute = ", naming no fault, with no room in the budget to ask again"
             else:  # no room in the budget for a second call: the claims are set aside at once
                 dispute = ", against what code measured, with no room in the budget to ask again"
         elif kind == "escalation":  # orchestrate, after decide_next_step
