@@ -70,7 +70,7 @@ from machinery.checks import (
     measure,
     spelled_out,
 )
-from machinery.disputes import disputed, no_fault_named, reasons
+from machinery.disputes import NO_FAULT, disputed, no_fault_named, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.text import clip, fit, times
@@ -678,7 +678,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
     What code can check, code checks: an empty draft, or one that fails a
     requirement check, is rejected without a model call, with feedback saying
     what was measured. A draft or verdict cut off at its token limit is never
-    approved, whatever the model says. The model judges the rest, asked twice by judge_again() at most.
+    approved, whatever the model says. The model judges the rest (once more, if judge_again() asks it).
     """
     if state["result"] is None or not state["plan"]:
         raise OutOfOrderError("critic_agent needs a plan and a draft: run planner_agent and worker_agent first")
@@ -695,9 +695,10 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         messages = critic_view(state, llm)
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = read_verdict(reply, facts)
+        whole_no = verdict.said_no and reply.finish_reason != "length" and not facts.get("cut_off")  # nothing cut
         if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, claims)
-        elif verdict.said_no and not facts.get("cut_off") and (praise := no_fault_named(verdict.feedback)):
+        elif whole_no and (praise := no_fault_named(verdict.feedback)):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, [], praise)
     feedback = verdict.feedback or ("Approved." if verdict.approved else f"Not approved: {verdict.why}.")
     state["critic_approved"], state["critic_feedback"] = verdict.approved, feedback
@@ -735,7 +736,7 @@ def judge_again(
     once, with the measurements; a claim made again (or with no budget for a second call) is set aside, and
     only the rest of the feedback reaches the worker (told of a claim, a small model acts on it). ``why``
     says what was set aside. A rejection naming no fault, only ``praise``, is asked again too."""
-    facts, first = state["draft_facts"], claims or [(praise, "no fault named")]
+    facts, first = state["draft_facts"], claims or [(praise, NO_FAULT)]
     told = "; ".join(f"you said '{clip(claim, 100)}', but code measured {measured}" for claim, measured in claims)
     again = f"You rejected the draft, yet said '{praise.rstrip('.')}'. {AGAIN}"
     again = f"Code's measurements are facts: {told}. Judge the draft again." if claims else again

@@ -60,8 +60,6 @@ _PART = (
 _COMPLAINT = (
     r"\b(?:too (?:long|short|many|few|wordy|brief)|exceed\w*|over the|under the|more than|fewer than|less than|only|"
     r"missing|lacks?|not enough|should (?:be|have)|needs? (?:to|more|fewer)|does ?n[\u2019o']t (?:meet|have|contain)|instead of)\b"
-    # "does not fully meet the requirement for two paragraphs" of a draft in two: not "...two paragraphs on X"
-    r"|\bdoes ?n[\u2019o']t (?:fully |quite |entirely )meet the (?:\w+ )?requirements? (?:of|for) (?:\w+ ){1,2}\w+\W*$"
 )
 # Of JSON objects, "missing" and "lacks" are about what is inside them ("all 3 objects are missing the year")
 _COUNT_COMPLAINT = r"\b(?:only|too (?:many|few)|fewer than|less than|more than|not enough)\b"
@@ -245,28 +243,36 @@ _RIGHT = re.compile(
     r"|\bwhich is (?:correct|right|as (?:required|asked))\b",
     re.I,
 )
-# Any of these, and the sentence may name a fault: the rejection is taken as it stands. So may a sentence that
-# gives an order ("Change 'big' to 'large'", "- Remove the title"); "but it could benefit from..." and "no
-# changes are needed" name none. A wrong second ask costs a call; a missed one, a round.
+# Every sentence but the praise must be a suggestion ("It could use a stronger ending", "For example, it's a
+# good idea to..."), or say there is nothing to fix ("No changes are needed"); and none may hold a word that
+# can name a fault, or give an order ("Change 'big' to 'large'", "- Remove the title"). A wrong second ask
+# presses the critic to approve; a missed one costs a round, so the reading leans to missing.
+_SUGGESTS = re.compile(
+    r"\b(?:could|would)\b|\b(?:might|may) (?:want|wish|like|consider)\b|\bconsider\w*\b|\bgood idea\b|\boptional\w*\b",
+    re.I,
+)
 _FAULT = re.compile(
     r"\b(?:not|no|none|nothing|neither|nor|never|hardly|barely|cannot|without|missing|lacks?|lacking|incorrect|"
     r"wrong|errors?|mistakes?|fails?|failed|too|exceeds?|only|should|must|needs?|instead|incomplete|unclear|"
-    r"inaccurate|problems?|issues?|but|however|although|though|repeats?|repeated|same|weak|vague|bland|generic|"
-    r"poor|awkward|confusing|irrelevant|off[- ]topic|unrelated|redundant|inconsistent|ignores?|rushed|obvious|"
-    r"mostly|almost|nearly|partially|partly|largely|somewhat|generally)\b|n[\u2019']t\b"
-    r"|^(?:[-*\u2022]\s*|\d+[.)]\s*)?(?:(?:please|also|additionally|finally|then|for example),?\s+)?"
-    r"(?:change|replace|remove|delete|add|use|fix|rewrite|make|cut|shorten|include|avoid|correct|ensure|revise|"
-    r"expand|verify|check|mention|clarify|reduce|rephrase|drop|keep)\b"
-    r"|,\s*(?:change|replace|remove|delete|add|fix|rewrite|cut|drop)\b",
+    r"inaccurate|problems?|issues?|but|however|although|though|repeats?|repeated|same|duplicates?|weak|vague|"
+    r"bland|generic|poor|awkward|confusing|irrelevant|off[- ]topic|unrelated|redundant|inconsistent|ignores?|"
+    r"rushed|obvious|except|apart from|other than|rather than|asked for|crash\w*|breaks?|bugs?|"
+    r"mostly|almost|nearly|partially|partly|largely|somewhat|generally|suggest|recommend)\b|n't\b"
+    r"|^(?:\d+[.)]\s*)?(?:(?:please|also|additionally|finally|then|for example),?\s+)?"
+    r"(?:change|replace|remove|delete|add|use|fix|rewrite|write|make|cut|shorten|include|avoid|correct|ensure|"
+    r"revise|expand|verify|check|mention|clarify|reduce|rephrase|drop|keep|swap|start|insert|move|put)\b"
+    r"|[,:]\s*(?:change|replace|remove|delete|add|fix|rewrite|cut|drop|swap|insert)\b",
     re.I,
 )
 _NO_FAULT = re.compile(
     r"\b(?:but|however),?\s+(?:it\s+)?(?=(?:could|would)\s+(?:benefit|be\s+(?:improved|enhanced|expanded|more|"
-    r"even|better|nicer|helpful))\b)|\bno need to\b|\bno (?:further )?(?:changes?|edits?|revisions?) (?:are |is )?"
-    r"(?:needed|required|necessary)\b|\b(?:there are |with )?no (?:errors?|issues?|problems?|mistakes?)\b"
-    r"(?: (?:were |are )?found)?|\bnothing (?:is )?missing\b|\bwithout any (?:errors?|issues?|problems?)\b",
+    r"even|better|nicer|helpful))\b)|\b(?:there is )?no need to \w+(?: or \w+)?(?: any)?\b"
+    r"|\bno (?:further )?(?:changes?|edits?|revisions?) (?:are |is )?(?:needed|required|necessary)\b"
+    r"|\b(?:there are |with )?no (?:errors?|issues?|problems?|mistakes?)(?: (?:were |are )?found)?\W*$"
+    r"|\bnothing (?:is )?missing\W*$|\bwithout any (?:errors?|issues?|problems?)\W*$",
     re.I,
 )
+NO_FAULT = "no fault named"  # what a dispute event records as the measurement, when the critic only praised
 
 
 def no_fault_named(feedback: str) -> str | None:
@@ -278,7 +284,11 @@ def no_fault_named(feedback: str) -> str | None:
     >>> no_fault_named("The draft is correct, but it is missing a title.") is None
     True
     """
-    said = [(s, _NO_FAULT.sub("", s).strip()) for s in reasons(feedback)]
-    if any(_FAULT.search(plain) for _, plain in said):
+    said = [(s, re.sub(r"[*_>\"`\u201c\u201d\u2022-]+", " ", s).replace("\u2019", "'")) for s in reasons(feedback)]
+    plain = [(s, _NO_FAULT.sub("", text).strip(), bool(_NO_FAULT.search(text))) for s, text in said]
+    if any(_FAULT.search(text) for _, text, _ in plain):
         return None
-    return next((clip(s, 200) for s, plain in said if _RIGHT.search(plain)), None)
+    right = [s for s, text, _ in plain if _RIGHT.search(text)]
+    if not right or not all(_RIGHT.search(text) or _SUGGESTS.search(text) or denies for _, text, denies in plain):
+        return None
+    return clip(right[0], 200)

@@ -52,15 +52,17 @@ class Spend:
 
 def call_bounds(settings: Settings) -> dict[str, tuple[int, int]]:
     """Fewest and most calls per role. Fewest: approved on the first draft. Most: the whole ladder,
-    one planner call per plan (code writes the plan that replaces an unusable reply), the critic asked twice.
+    one planner call per plan (code writes the plan that replaces an unusable reply), the worker and the
+    critic asked twice a round (a repeated draft; a rejection asked again).
 
     >>> call_bounds(Settings(max_iterations=10, max_plans=3))
-    {'planner': (1, 3), 'worker': (1, 6), 'critic': (1, 12)}
+    {'planner': (1, 3), 'worker': (1, 11), 'critic': (1, 12)}
     """
     rounds = min(settings.max_iterations, settings.max_plans * REJECTIONS_BEFORE_REPLAN)
     plans = min(settings.max_plans, math.ceil(rounds / REJECTIONS_BEFORE_REPLAN))
-    # the critic is asked twice in a round whose rejection disputes code or names no fault (judge_again())
-    bounds = {"planner": (1, plans), "worker": (1, rounds), "critic": (1, 2 * rounds)}
+    # a worker that repeats a rejected draft is asked once more (not in the first round); the critic is asked
+    # twice in a round whose rejection disputes code or names no fault (judge_again())
+    bounds = {"planner": (1, plans), "worker": (1, 2 * rounds - 1), "critic": (1, 2 * rounds)}
     # an agent a student adds (EXPERIMENTS.md, experiment 13) may be called anywhere: at most once a round
     return bounds | {role: (0, rounds) for role in ROLES if role not in bounds}
 

@@ -157,7 +157,8 @@ def parse_verdict(text: str) -> Verdict:
     for value, _quoted, _source, said in found:
         if value is not True:
             why = f"the reply says {said!r}" if value is False else f"{said!r} {_unclear(said)}: not an approval"
-            return Verdict(False, feedback, source, why, said_no=value is False)
+            said_no = any(v is False and not quoted for v, quoted, _, _ in found)  # not one in an example
+            return Verdict(False, feedback, source, why, said_no=said_no)
     if withheld := _WITHHELD.search(_said(raw, first_json)):
         return Verdict(False, feedback, source, f"the reply also says {withheld.group(0)!r}: not an approval")
     if but := _BUT.search(_said(raw, first_json)):

@@ -670,9 +670,3 @@ def test_an_interpreter_session_after_the_code_or_printing_an_ellipsis_is_python
     code = "```python\ndef add(a, b):\n    return a + b\n\n>>> add(2, 3)\n5\n>>> list(range(100))\n[0, 1,\n... 98, 99]\n```"
     assert measure(code, Requirement("function", "add", "q"))[0]
     assert measure(code, Requirement("python", True, "q"))[0]
-
-
-def test_a_count_the_critic_says_is_not_fully_met_is_disputed() -> None:  # live, of a draft in two paragraphs
-    facts = {"words": 90, "lines": 3, "checks": [{"kind": "paragraphs", "passed": True, "measured": "2 paragraphs"}]}
-    feedback = "This does not fully meet the requirement for two paragraphs."
-    assert disputed(feedback, facts) == [(feedback, "2 paragraphs")]

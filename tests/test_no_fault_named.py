@@ -174,3 +174,43 @@ def test_with_no_room_to_ask_again_a_rejection_naming_no_fault_stands(make_llm) 
     finally:
         sys.path.remove(str(ROOT / "tools"))
     assert "naming no fault, with no room in the budget" in trace_walkthrough.render(trace)
+
+
+@pytest.mark.parametrize(
+    ("reply", "said_no"),
+    [
+        ('{"approved": false, "feedback": "Fine."}', True),
+        ("APPROVED: NO\nFEEDBACK: Fine.", True),
+        ('APPROVED: YES\n{"approved": false}', True),  # a yes and a no: the model did say no
+        ('{"approved": "maybe"}\nAPPROVED: NO', True),  # an unclear value first, then a no
+        ('{"approved": "maybe", "feedback": "Fine."}', False),  # unclear: no one said no
+        ('{"approved": true, "feedback": "Correct, but it could be expanded."}', False),  # a yes not taken
+        ("", False),
+    ],
+)
+def test_said_no_is_true_only_when_the_model_itself_said_no(reply: str, said_no: bool) -> None:
+    from machinery.verdicts import parse_verdict
+
+    verdict = parse_verdict(reply)
+    assert not verdict.approved and verdict.said_no is said_no
+
+
+def test_a_verdict_cut_off_at_its_limit_is_not_asked_again(make_llm) -> None:
+    cut = completion(json.dumps({"approved": False, "feedback": PRAISE}), finish_reason="length")
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(GOOD), completion(GOOD + " Waves break below.")],
+        critic=[cut, verdict(True)],
+    )
+    mas.orchestrate(PARAGRAPH, make_llm(client))
+    assert len(client.calls_of("worker")) == 2  # asked again, the critic's yes would have approved the first
+
+
+def test_a_draft_cut_off_at_its_limit_is_not_asked_again(make_llm) -> None:
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(GOOD, finish_reason="length"), completion(GOOD + " Waves break below.")],
+        critic=[verdict(False, f"{PRAISE} {SUGGESTION}"), verdict(True)],
+    )
+    mas.orchestrate(PARAGRAPH, make_llm(client))
+    assert len(client.calls_of("worker")) == 2 and client.roles("critic") == ["critic", "critic"]
