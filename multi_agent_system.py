@@ -625,7 +625,7 @@ def worker_messages(state: SharedState, afresh: bool = False) -> list[dict[str, 
     steps = "; ".join(state["plan"].splitlines()) if state["plan"] else ""
     parts = [state["task"], f"{PLAN_HEADING} (plan v{state['plan_version']}): {clip(steps, PLAN_MAX_CHARS)}"]
     if state["requirements"]:
-        checklist = "; ".join(dict.fromkeys(spelled_out(r) for r in state["requirements"]))  # "5 to 9 words" once
+        checklist = "; ".join(dict.fromkeys(spelled_out(r) for r in state["requirements"]))  # one quote, two bounds
         parts.append(clip(f"{CHECKS_HEADING} {checklist}.", CHECKLIST_MAX_CHARS))
     if state["notes"]:
         notes = "\n\n".join(f"Notes from the {role}:\n{note}" for role, note in state["notes"].items())
@@ -695,7 +695,7 @@ def critic_agent(state: SharedState, llm: Gateway) -> Reply | None:
         messages = critic_view(state, llm)
         reply = ask(llm, "critic", messages, schema=verdict_schema(), reply_format=CRITIC_FORMAT)
         verdict = read_verdict(reply, facts)
-        whole_no = verdict.said_no and reply.finish_reason != "length" and not facts.get("cut_off")  # nothing cut
+        whole_no = verdict.said_no and reply.finish_reason != "length" and not facts.get("cut_off")  # its own no, uncut
         if claims := [] if verdict.approved else disputed(verdict.feedback, facts):
             verdict, reply = judge_again(state, llm, messages, reply, verdict, claims)
         elif whole_no and (praise := no_fault_named(verdict.feedback)):

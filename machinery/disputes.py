@@ -275,6 +275,11 @@ _NO_FAULT = re.compile(
 NO_FAULT = "no fault named"  # what a dispute event records as the measurement, when the critic only praised
 
 
+def named_no_fault(first: list[Any]) -> bool:
+    """Whether a ``dispute`` event's first claims are the one ``no_fault_named()`` makes, not a measurement's."""
+    return [measured for _, measured in first] == [NO_FAULT]
+
+
 def no_fault_named(feedback: str) -> str | None:
     """The sentence of a rejection that says the draft is right, when no sentence of it names a fault:
     what is left can only be a suggestion. None when some sentence may name one.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from machinery.checks import shown_checks
-from machinery.disputes import NO_FAULT
+from machinery.disputes import named_no_fault
 from machinery.prices import Ledger, format_cost
 from machinery.text import SECRET_MIN_CHARS, clip, fit_parts, times
 from multi_agent_system import ROLES, Reply, Settings, SharedState, UsageError
@@ -398,7 +398,7 @@ def _dispute(
     """The critic's rejection contradicted a measurement, or named no fault (``first``): it was asked
     again, and what it still claims against a measurement (``claims``) is set aside."""
     said = "; ".join(f"'{claim}' (code measured {measured})" for claim, measured in claims) or "nothing code measured"
-    if [measured for _, measured in first] == [NO_FAULT]:  # no_fault_named(): it praised the draft
+    if named_no_fault(first):  # it praised the draft
         llm.display.note(f"the critic rejected the draft naming no fault in it: {outcome}; set aside: {said}")
     else:
         llm.display.note(f"the critic disputed code's measurements: {outcome}; still disputed: {said}")
