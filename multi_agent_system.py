@@ -73,6 +73,7 @@ from machinery.checks import (
 from machinery.disputes import NO_FAULT, disputed, no_fault_named, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
+from machinery.repairs import repaired
 from machinery.text import clip, fit, times
 from machinery.verdicts import Verdict, parse_verdict, verdict_schema
 
@@ -586,8 +587,9 @@ def worker_agent(state: SharedState, llm: Gateway) -> Reply:
     """Produce a draft from the plan and the feedback so far. Writes: result, worker_attempts, draft_facts.
 
     Code reads the draft before anyone judges it: lines that only introduce or close it, or repeat the
-    prompt, are taken off (so is a code fence around all of it, when the task asked for none), and a
-    draft sent again word for word is asked for once more, afresh.
+    prompt, are taken off (so is a code fence around all of it, when the task asked for none), a draft
+    over a count is cut to it (machinery/repairs.py), and a draft sent again word for word is asked for once
+    more, afresh.
     """
     if not state["plan"]:
         raise OutOfOrderError("worker_agent needs a plan: run planner_agent first")
@@ -605,7 +607,13 @@ def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]
     # nor is a fence around all of it, when the task asked for none
     state["result"] = draft = cleaned(reply.content, ECHOES, state["task"], state["requirements"])
     checks = [*state["requirements"], *run_checks(state)]
-    state["draft_facts"] = measure_draft(draft, reply.finish_reason == "length", checks)
+    cut_off = reply.finish_reason == "length"
+    # Over a count, code cuts (the third sentence, the sixth item) and moves paragraph breaks: free, and sure,
+    # where a small model told "cut 1 sentence" wrote three again. It writes no word: an add is the model's.
+    if not cut_off and (fix := repaired(draft, checks)):
+        state["result"] = draft = fix.draft
+        llm.warn(f"code mended the draft: {fix.how}")
+    state["draft_facts"] = measure_draft(draft, cut_off, checks)
     return reply
 
 

@@ -25,6 +25,7 @@ LEAVES = {
     "machinery.finder",
     "machinery.plans",
     "machinery.disputes",
+    "machinery.repairs",
 }
 SKIP = {".venv", ".venv-ci", ".git", "logs", "__pycache__", ".hypothesis"}
 
