@@ -25,7 +25,9 @@ from machinery.plans import plan_problem
 R = mas.REJECTIONS_BEFORE_REPLAN
 HAIKU = "Write a haiku about autumn leaves"  # code checks three lines
 GOOD = "Red leaves drift and fall\nthe maple lets go of gold\nwind carries them home"
-SIX = GOOD + "\n" + GOOD.upper()  # six lines: fails the check the first passed
+TWO_LINES = "\n".join(
+    GOOD.splitlines()[:2]
+)  # fails the check the first passed (code cuts a surplus line, never adds one)
 CLAIM = "The draft only has three lines; it is missing the last two lines."
 
 
@@ -41,7 +43,7 @@ def test_a_run_without_approval_returns_its_best_draft_and_says_why(make_llm) ->
     rounds = mas.MAX_PLANS * R
     client = FakeClient(
         planner=plans(mas.MAX_PLANS),
-        worker=[completion(GOOD)] + [completion(SIX + "\n" + "x" * n) for n in range(rounds - 1)],
+        worker=[completion(GOOD)] + [completion(TWO_LINES + " " + "x" * n) for n in range(rounds - 1)],
         critic=[verdict(False, "The imagery is flat.")],  # the later drafts fail a check: the critic is not asked
     )
     llm = make_llm(client, max_iterations=rounds)
@@ -56,13 +58,13 @@ def test_a_run_without_approval_returns_its_best_draft_and_says_why(make_llm) ->
 def test_a_worse_revision_sends_the_worker_back_to_the_best_draft(make_llm) -> None:
     client = FakeClient(
         planner=plans(2),
-        worker=[completion(GOOD), completion(SIX), completion(GOOD.replace("gold", "amber"))],
+        worker=[completion(GOOD), completion(TWO_LINES), completion(GOOD.replace("gold", "amber"))],
         critic=[verdict(False, "The imagery is flat."), verdict(True, "Good.")],
     )
     state = mas.orchestrate(HAIKU, make_llm(client, max_plans=2, max_iterations=3))
     assert len(client.calls_of("worker")) == 3
     third = client.calls_of("worker")[-1]["messages"]
-    assert {"role": "assistant", "content": GOOD} in third and {"role": "assistant", "content": SIX} not in third
+    assert {"role": "assistant", "content": GOOD} in third and {"role": "assistant", "content": TWO_LINES} not in third
     assert "A later draft failed what this one passed" in third[-1]["content"]
     assert state["stop_reason"] == "approved"
 
@@ -548,13 +550,15 @@ def test_a_draft_code_rejected_is_not_shown_again_the_worker_writes_afresh_told_
     own turn, it passed code's checks 0 times (it sent the draft back, or echoed the feedback); writing
     afresh with the feedback listed, 9 times. (A draft the critic rejected after code passed it comes back:
     tests/test_orchestrator.py.)"""
-    client = FakeClient(planner=plans(1), worker=[completion(SIX), completion(GOOD)], critic=[verdict(True, "Good.")])
+    client = FakeClient(
+        planner=plans(1), worker=[completion(TWO_LINES), completion(GOOD)], critic=[verdict(True, "Good.")]
+    )
     state = mas.orchestrate(HAIKU, make_llm(client, max_iterations=2))
     assert state["stop_reason"] == "approved"
     second = client.calls_of("worker")[1]["messages"]
-    assert [m["role"] for m in second] == ["system", "user"] and SIX not in second[1]["content"]
+    assert [m["role"] for m in second] == ["system", "user"] and TWO_LINES not in second[1]["content"]
     feedback = second[1]["content"].split(mas.LESSONS_HEADING, 1)[1]
-    assert "6 non-empty lines" in feedback and client.roles("critic") == ["critic"]  # code rejected the first
+    assert "2 non-empty lines" in feedback and client.roles("critic") == ["critic"]  # code rejected the first
 
 
 def test_every_block_a_python_answer_fences_must_parse() -> None:
@@ -615,12 +619,12 @@ def test_the_critic_is_reminded_of_its_own_verdicts_not_of_codes_feedback_on_ear
     draft, three objects long, that it "lacks one more object"; the claim is disputed too."""
     client = FakeClient(
         planner=plans(1),
-        worker=[completion(SIX), completion(GOOD)],
+        worker=[completion(TWO_LINES), completion(GOOD)],
         critic=[verdict(True)],
     )
     mas.orchestrate(HAIKU, make_llm(client, max_iterations=2))
     [critic] = client.calls_of("critic")
-    assert "6 non-empty lines" not in critic["messages"][-1]["content"]
+    assert "2 non-empty lines" not in critic["messages"][-1]["content"]
     facts = {"words": 30, "lines": 12, "checks": [{"kind": "json_array", "passed": True, "measured": "an array of 3"}]}
     claim = "The current JSON array only has 3 objects, which is less than the required 3."
     assert disputed(claim, facts) == [(claim, "an array of 3")]
