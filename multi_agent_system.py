@@ -74,7 +74,7 @@ from machinery.disputes import NO_FAULT, disputed, no_fault_named, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
 from machinery.repairs import repaired
-from machinery.text import clip, fit, times
+from machinery.text import clip, fit, largest, times
 from machinery.verdicts import Verdict, parse_verdict, verdict_schema
 
 # -- Limits: every promise the loop makes, each with the reason for its value --
@@ -608,10 +608,8 @@ def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]
     state["result"] = draft = cleaned(reply.content, ECHOES, state["task"], state["requirements"])
     checks = [*state["requirements"], *run_checks(state)]
     cut_off = reply.finish_reason == "length"
-    # Over a count, code cuts (the third sentence, the sixth item) and moves paragraph breaks: free, and sure,
-    # where a small model told "cut 1 sentence" wrote three again. It writes no word: an add is the model's.
-    if not cut_off and (fix := repaired(draft, checks)):
-        state["result"] = draft = fix.draft
+    if not cut_off and (fix := repaired(draft, checks)):  # told "cut 1 sentence", a small model wrote 3 again
+        state["result"] = draft = fix.draft  # code cuts a surplus or moves paragraph breaks; it writes no word
         llm.warn(f"code mended the draft: {fix.how}")
     state["draft_facts"] = measure_draft(draft, cut_off, checks)
     return reply
@@ -975,19 +973,6 @@ def completion_allowance(
         needs = f"its ~{prompt_tokens}-token prompt" + (f" (and ~{later(0)} kept for judging it)" if reserve else "")
         raise BudgetExhausted(binding, f"{role} call skipped: {needs} leaves too little room ({spent})")
     return limit
-
-
-def largest(most: int, fits: Callable[[int], bool]) -> int:
-    """The largest n from 0 to ``most`` for which ``fits(n)`` holds (it holds for all smaller n), or -1.
-
-    >>> largest(1200, lambda n: 2 * n <= 500)
-    250
-    """
-    low, high = -1, most
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if fits(mid) else (low, mid - 1)
-    return low
 
 
 if __name__ == "__main__":  # the command line lives beside the chapter, in machinery/cli.py

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -40,11 +40,21 @@ def fit(text: str, limit: float) -> str:
     mark = " [...]"  # ASCII: it escapes to itself
     if len(mark) > limit:
         return ""
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits, marked as cut
+    kept = largest(len(text), lambda n: len(json.dumps(text[:n] + mark)) - 2 <= limit)  # the longest prefix that fits
+    return text[:kept] + mark
+
+
+def largest(most: int, fits: Callable[[int], bool]) -> int:
+    """The largest n from 0 to ``most`` for which ``fits(n)`` holds (it holds for all smaller n), or -1.
+
+    >>> largest(1200, lambda n: 2 * n <= 500)
+    250
+    """
+    low, high = -1, most
+    while low < high:
         mid = (low + high + 1) // 2
-        low, high = (mid, high) if len(json.dumps(text[:mid] + mark)) - 2 <= limit else (low, mid - 1)
-    return text[:low] + mark
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 def first_line(text: str, limit: int = 200) -> str:
