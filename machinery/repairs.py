@@ -15,6 +15,7 @@ the draft passed; the critic still judges it as any other draft, and the trace s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ _LIST_LINE = {
     "bullets": re.compile(r"^\s*[-*•]\s+\S"),
     "numbered": re.compile(r"^\s*\d+[.)]\s+\S"),
     "items": re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S"),
-    "lines": re.compile(r"\S"),
+    "lines": re.compile(r"\s*\S"),  # any non-empty line, as the line count reads it
 }
 
 
@@ -115,7 +116,7 @@ FIXERS: dict[str, Fixer] = {
     "sentences": lambda d, r: _first_sentences(d, r.value),
     "max_words": lambda d, r: _within_words(d, r.value),
     "about_words": lambda d, r: _within_words(
-        d, int(r.value * (1 + ABOUT_TOLERANCE)), int(r.value * (1 - ABOUT_TOLERANCE) + 0.999)
+        d, math.ceil(r.value * (1 + ABOUT_TOLERANCE)), math.floor(r.value * (1 - ABOUT_TOLERANCE))
     ),
     "bullets": lambda d, r: _first_lines(d, r.value, "bullets"),
     "numbered": lambda d, r: _first_lines(d, r.value, "numbered"),

@@ -136,3 +136,23 @@ def test_a_draft_cut_off_at_its_token_limit_is_not_mended(make_llm) -> None:
     state = mas.orchestrate(TASK, make_llm(client))
     assert len(client.calls_of("worker")) == 2  # the first was rejected by code, as written
     assert mas.reviews(state)[0]["draft"] == THREE and state["stop_reason"] == "approved"
+
+
+def test_the_replay_counts_the_drafts_code_would_have_mended(tmp_path) -> None:
+    from bench.repair_replay import replay
+
+    trace = tmp_path / "trace.jsonl"
+    events = [
+        {"event": "start", "requirements": [{"kind": "sentences", "value": 2, "quote": "exactly two sentences"}]},
+        {"event": "step", "role": "worker", "body": THREE},  # three sentences: cut to two
+        {"event": "step", "role": "worker", "body": "One sentence."},  # too few: nothing to cut
+        {"event": "step", "role": "worker", "body": "One. Two."},  # passes as written
+    ]
+    trace.write_text("\n".join(map(json.dumps, events)))
+    results = tmp_path / "results.jsonl"
+    rows = [{"task": "t03", "mode": "loop", "trace": str(trace)}, {"task": "t03", "mode": "single"}]
+    rows.append({"task": "t03", "mode": "loop", "trace": str(tmp_path / "gone.jsonl")})
+    results.write_text("\n".join(map(json.dumps, rows)))
+    counts = replay([results])
+    assert counts["drafts"] == 3 and counts["drafts code rejected"] == 2 and counts["cut"] == 1
+    assert counts["...and the task's own checker passed"] == 1 and counts["traces missing"] == 1
