@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
 from machinery.checks import (
-    REPEAT_LIMIT,
+    EVERY_DRAFT,
     Requirement,
     cleaned,
     code_blocks,
@@ -73,7 +73,7 @@ from machinery.checks import (
 from machinery.disputes import NO_FAULT, disputed, no_fault_named, reasons
 from machinery.finder import requirements_from_task
 from machinery.plans import fallback_plan, plan_problem, plan_schema, read_plan
-from machinery.repairs import repaired
+from machinery.repairs import MENDED, repaired
 from machinery.text import clip, fit, largest, times
 from machinery.verdicts import Verdict, parse_verdict, verdict_schema
 
@@ -607,11 +607,11 @@ def write_draft(state: SharedState, llm: Gateway, messages: list[dict[str, Any]]
     # nor is a fence around all of it, when the task asked for none
     state["result"] = draft = cleaned(reply.content, ECHOES, state["task"], state["requirements"])
     checks = [*state["requirements"], *run_checks(state)]
-    cut_off = reply.finish_reason == "length"
+    cut_off, fix = reply.finish_reason == "length", None
     if not cut_off and (fix := repaired(draft, checks)):  # told "cut 1 sentence", a small model wrote 3 again
         state["result"] = draft = fix.draft  # code cuts a surplus or moves paragraph breaks; it writes no word
-        llm.warn(f"code mended the draft: {fix.how}")
-    state["draft_facts"] = measure_draft(draft, cut_off, checks)
+        llm.warn(f"{MENDED}: {fix.how}")
+    state["draft_facts"] = measure_draft(draft, cut_off, checks) | ({"mended": fix.how} if fix else {})
     return reply
 
 
@@ -847,12 +847,8 @@ def measure_draft(text: str, cut_off: bool = False, requirements: Sequence[Requi
     >>> measure_draft("```python\\ndef f(:\\n```")["code_blocks"][0]["parses"]
     False
     """
-    always = [
-        Requirement("no_repeats", REPEAT_LIMIT, "no repeated lines"),
-        Requirement("no_empty_items", 0, "no empty items"),
-    ]
     checks = []
-    for r in [*requirements, *always]:
+    for r in [*requirements, *EVERY_DRAFT]:
         passed, measured = measure(text, r)
         check = {"requirement": r.quote, "kind": r.kind, "passed": passed, "measured": measured}
         checks.append(check | ({} if passed else {"distance": distance(text, r)}))

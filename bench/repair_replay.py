@@ -5,7 +5,7 @@
 Each results file (from bench/live_tasks.py) names the trace of every loop row. For every draft the worker
 wrote in those traces, this measures it against the task's requirements (the trace's ``start`` event), and
 for each that failed one, asks ``repaired()`` for a cut: does the cut pass every requirement, and does the
-task's own independent checker (bench/live_task_set.py) pass it too? No model is called. A trace that is
+task's own independent checker (bench/live_task_set.py, or bench/heldout_task_set.py) pass it too? No model is called. A trace that is
 gone (they live in the runner's --log-dir, outside the repository) is counted and skipped.
 """
 
@@ -18,13 +18,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.heldout_task_set import TASKS as HELDOUT
 from bench.live_task_set import TASKS
 from machinery.checks import Requirement, measure
 from machinery.repairs import repaired
 
 
 def replay(results: list[Path]) -> Counter[str]:
-    check = {t["id"]: t["check"] for t in TASKS}
+    check = {t["id"]: t["check"] for t in [*TASKS, *HELDOUT]}
     seen: set[str] = set()
     counts: Counter[str] = Counter()
     for path in results:
@@ -53,7 +54,7 @@ def replay(results: list[Path]) -> Counter[str]:
                     continue
                 counts["cut"] += 1
                 if all(measure(fix.draft, r)[0] for r in needs):
-                    counts["cut, and every requirement passed"] += 1
+                    counts["cut, and every requirement check passed"] += 1
                     counts["...and the task's own checker passed"] += bool(check[row["task"]](fix.draft)[0])
     return counts
 

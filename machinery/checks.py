@@ -564,6 +564,12 @@ KINDS: dict[str, Kind] = {
     )
 }  # fmt: skip
 ALWAYS_CHECKED = tuple(name for name, kind in KINDS.items() if kind.always)  # every draft, whatever the task
+# The two of them that need nothing from the run (the other three, the run's own rejected drafts and prompt:
+# the chapter's run_checks)
+EVERY_DRAFT = (
+    Requirement("no_repeats", REPEAT_LIMIT, "no repeated lines"),
+    Requirement("no_empty_items", 0, "no empty items"),
+)
 
 
 def measure(draft: str, r: Requirement) -> tuple[bool, str]:
@@ -659,6 +665,8 @@ def format_facts(facts: dict[str, Any]) -> str:
     lines = [f"- words: {facts['words']}", f"- non-empty lines: {facts['lines']}"]  # characters: in the trace only
     if facts.get("cut_off"):
         lines.append("- the draft was cut off at its token limit: it is incomplete")
+    if facts.get("mended"):  # machinery/repairs.py: judge what is left, not what was cut
+        lines.append(f"- code cut the draft to the task's count ({facts['mended']}): does what is left do the task?")
     for i, block in enumerate(facts["code_blocks"], 1):
         status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
         lines.append(f"- code block {i} ({block['language']}): {status}")

@@ -18,6 +18,7 @@ from machinery.finder import requirements_from_task
 from machinery.gateway import LLM
 from machinery.output import Display, Trace
 from machinery.prices import format_cost
+from machinery.repairs import MENDED, repaired
 from multi_agent_system import Settings, SharedState, StopRun, completion_allowance, measure_draft, user
 
 if TYPE_CHECKING:
@@ -37,9 +38,10 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
     """One call with the task alone, made before the loop's gateway exists (so its clock, budget and ledger
     are the loop's own), through a gateway of its own with the same client, trace and settings.
 
-    It may write as much as the worker may (the worker's cap, under the same budget gate), and its answer
-    is cleaned as the worker's drafts are (an opening "Sure, here is...:" line taken off, and a fence around it
-    when the task forbids fences) before it is measured.
+    It may write as much as the worker may (the worker's cap, under the same budget gate), and code does to
+    its answer what it does to the worker's drafts before measuring it: an opening "Sure, here is...:" line
+    taken off, a fence around it when the task forbids fences, and a cut to a count it is over
+    (machinery/repairs.py). The cuts cost no call, so they are not the loop's to claim.
     """
     settings = replace(settings, models={**settings.models, SINGLE: settings.model_for("worker")})
     alone = LLM(settings, display, trace, client=client)
@@ -50,7 +52,11 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
     except StopRun as halt:  # the loop meets the same server next, and stops with its own reason
         alone.warn(f"the plain call for --compare failed: {halt.detail}")
         return {"result": None, "error": halt.detail, "calls": alone.ledger.calls, "tokens": alone.ledger.total_tokens}
-    text = cleaned(reply.content, task=task, requirements=requirements_from_task(task))
+    needs = requirements_from_task(task)
+    text = cleaned(reply.content, task=task, requirements=needs)
+    if reply.finish_reason != "length" and (fix := repaired(text, needs)):
+        text = fix.draft
+        alone.warn(f"{MENDED} of the plain call: {fix.how}")
     if display.chatty:
         display.step("One plain call, for --compare (no plan, no critic)", text, reply, "blue")
     return {

@@ -52,6 +52,15 @@ def test_the_loops_ledger_is_its_own_and_the_plain_answer_loses_its_opener(conso
     assert shown["calls"] == both["loop"]["calls"] == len(client.calls) - 1  # the plain call is not the loop's
 
 
+def test_the_plain_answer_is_cut_to_a_count_as_the_workers_drafts_are(console, monkeypatch) -> None:
+    """Code's cuts cost no call: they are not the loop's to claim over the plain call."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    client = FakeClient(single=[completion("One line\nTwo lines\nThree lines\n\nA fourth")], **loop_replies())
+    run(console, client)
+    single = json.loads(output(console))["compare"]["single"]
+    assert single["result"] == "One line\nTwo lines\nThree lines" and not single["failed"]
+
+
 def test_a_failed_plain_call_is_one_warning_and_the_loop_still_runs(console, monkeypatch) -> None:
     import openai
 

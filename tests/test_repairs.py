@@ -9,15 +9,17 @@ the trace says what code cut, a draft cut off at its limit is left alone).
 from __future__ import annotations
 
 import json
+import math
+import sys
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import FakeClient, completion, verdict
-from machinery.checks import Requirement, measure
-from machinery.repairs import FIXERS, repaired
+from conftest import ROOT, FakeClient, completion, verdict
+from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
+from machinery.repairs import FIXERS, MENDED, Repair, repaired
 
 TWO = Requirement("sentences", 2, "exactly two sentences")
 FOUR_SENTENCES = "Dogs bark at night. Cats purr on laps. Birds sing at dawn. Fish swim all day."
@@ -51,18 +53,86 @@ def test_too_many_paragraphs_are_joined() -> None:
     assert fix is not None and fix.draft.count("\n\n") == 1 and fix.draft.split() == draft.split()
 
 
-def test_list_items_past_the_count_are_dropped_and_other_lines_kept() -> None:
-    draft = "Benefits:\n1. Speed\n2. Safety\n3. Focus\n4. Regression checks\n5. Docs\nThat is all."
+def test_list_items_past_the_count_are_dropped_with_the_lines_under_them() -> None:
+    draft = "Benefits:\n1. Speed\n2. Safety\n3. Focus\n4. Regression checks\n5. Docs\n   - kept current\n6. Design"
     fix = repaired(draft, [Requirement("numbered", 4, "4 benefits as a numbered list")])
-    assert (
-        fix is not None and fix.draft == "Benefits:\n1. Speed\n2. Safety\n3. Focus\n4. Regression checks\nThat is all."
-    )
+    assert fix is not None and fix.draft == "Benefits:\n1. Speed\n2. Safety\n3. Focus\n4. Regression checks"
+
+
+def test_items_are_not_dropped_when_prose_follows_them() -> None:
+    """Seen live (ac8413a): five items, then a stray line "regression" that alone met "mention 'regression'"."""
+    draft = "1. Speed\n2. Safety\n3. Focus\n4. Fewer regressions\n5. Docs\nregression"
+    checks = [Requirement("numbered", 4, "4 benefits"), Requirement("include", "regression", "mention 'regression'")]
+    assert FIXERS["numbered"](draft, checks[0]) is None and repaired(draft, checks) is None
 
 
 def test_a_word_limit_is_met_by_ending_at_a_sentence() -> None:
     draft = "Short first sentence here. " * 5
     fix = repaired(draft, [Requirement("max_words", 9, "under 10 words")])
     assert fix is not None and fix.draft == "Short first sentence here. Short first sentence here."
+
+
+def test_about_n_words_is_cut_into_the_band_the_check_allows() -> None:
+    sentence = "One two three four five six seven eight nine ten. "
+    about = Requirement("about_words", 50, "about 50 words")
+    low, high = math.floor(50 * (1 - ABOUT_TOLERANCE)), math.ceil(50 * (1 + ABOUT_TOLERANCE))
+    fix = FIXERS["about_words"](sentence * ((high + 10) // 10), about)
+    assert fix is not None and low <= len(fix.draft.split()) <= high and measure(fix.draft, about)[0]
+
+
+def test_no_cut_after_an_abbreviation_or_a_bare_list_marker() -> None:
+    """Seen live (ac8413a): a draft cut after "2." on a line of its own, which code then rejected as an empty item."""
+    assert FIXERS["sentences"]("Eat fruit, e.g. apples. Eat greens. Sleep well.", TWO) is None
+    assert repaired("An API links programs.\n\n2. It defines calls.\n\n3. It hides details.", [TWO]) is None
+    assert FIXERS["sentences"]("It runs fast. It is 3.5 times faster. It is cheap.", TWO) is not None  # "3.5" is no end
+
+
+def test_a_poem_loses_its_title_or_its_last_whole_stanzas_never_half_of_one() -> None:
+    four = Requirement("lines", 4, "a four-line poem")
+    stanza = "Leaves of amber fall\nthe wind keeps them\nrain on the roof\nthe night is long"
+    fix = FIXERS["lines"](f"Amber Leaves\n\n{stanza}", four)
+    assert fix is not None and fix.draft == stanza and "title" in fix.how
+    fix = FIXERS["lines"](f"{stanza}\n\nA second stanza\nof two lines", four)
+    assert fix is not None and fix.draft == stanza
+    assert FIXERS["lines"](stanza + "\nand a fifth line ends it", four) is None  # the punchline is not cut
+    assert FIXERS["lines"]("one\ntwo\nthree", Requirement("lines", 0, "no lines")) is None
+
+
+def test_paragraphs_of_anything_but_prose_are_left_alone() -> None:
+    two = Requirement("paragraphs", 2, "two paragraphs")
+    for draft in (
+        "# Why sleep matters\n\nSleep restores the body.\n\nIt also sorts memories.",  # a heading
+        "Dear Tom,\n\nThe heater broke.\n\nPlease send someone.\n\nBest,\nAnna",  # a greeting and a sign-off
+        "Roses are red.\nViolets are blue.",  # one block, but lines of verse
+    ):
+        assert FIXERS["paragraphs"](draft, two) is None, draft
+
+
+def test_joined_paragraphs_keep_their_lines() -> None:
+    draft = "One idea here.\n\nA second idea.\n\nA third idea.\n\nA fourth idea."
+    fix = repaired(draft, [Requirement("paragraphs", 2, "two paragraphs")])
+    assert fix is not None and fix.draft == "One idea here.\nA second idea.\n\nA third idea.\nA fourth idea."
+
+
+def test_joined_paragraphs_keep_a_loop_in_sight() -> None:
+    looping = "\n\n".join(["I love the sea so much."] * 4)
+    fix = repaired(looping, [Requirement("paragraphs", 2, "two paragraphs")])
+    assert fix is not None and not measure(fix.draft, EVERY_DRAFT[0])[0]  # still read as the loop it is
+
+
+def test_a_cut_that_hides_a_fault_instead_of_mending_it_is_not_made(monkeypatch) -> None:
+    """A join onto one line would pass "no repeated lines" with the loop still there: only counts may pass by a cut."""
+    looping = "\n\n".join(["I love the sea so much."] * 4)
+    monkeypatch.setitem(FIXERS, "paragraphs", lambda d, r: Repair(" ".join(d.split()), "joined onto one line"))
+    assert repaired(looping, [Requirement("paragraphs", 1, "one paragraph")]) is None
+
+
+def test_two_counts_mended_and_a_phrase_kept_or_no_cut() -> None:
+    draft = "Dogs bark. Cats purr. Birds sing at dawn."
+    words, sentences = Requirement("max_words", 5, "at most 5 words"), Requirement("sentences", 2, "two sentences")
+    fix = repaired(draft, [sentences, words])
+    assert fix is not None and fix.draft == "Dogs bark. Cats purr." and failed(fix.draft, [sentences, words]) == set()
+    assert repaired(draft, [sentences, words, Requirement("include", "dawn", "say 'dawn'")]) is None
 
 
 def test_nothing_is_mended_that_needs_words_added_or_taken_out_of_the_middle() -> None:
@@ -72,16 +142,33 @@ def test_nothing_is_mended_that_needs_words_added_or_taken_out_of_the_middle() -
     assert "exclude" not in FIXERS and "min_words" not in FIXERS
 
 
-SENTENCE = st.from_regex(r"[A-Z][a-z]{1,8}( [a-z]{1,8}){0,6}[.!?]", fullmatch=True)
-LIST_LINE = st.builds(lambda mark, s: f"{mark} {s}", st.sampled_from(["-", "*", "1.", "2)"]), SENTENCE)
-BLOCK = st.lists(st.one_of(SENTENCE, LIST_LINE), min_size=1, max_size=6).map(
-    lambda parts: "".join(p + st_sep for p, st_sep in zip(parts, [" ", "\n"] * 3, strict=False))
+WORD = st.from_regex(r"[a-z]{1,8}", fullmatch=True)
+SENTENCE = st.one_of(
+    st.from_regex(r"[A-Z][a-z]{1,8}( [a-z]{1,8}){0,6}[.!?]", fullmatch=True),
+    st.sampled_from(["Eat fruit, e.g. apples.", "It is 3.5 km.", "Dr. Lee agrees.", "Wait...", "Sam"]),
 )
-DRAFT = st.lists(BLOCK, min_size=1, max_size=4).map("\n\n".join)
+LINE = st.one_of(
+    SENTENCE,
+    st.builds(lambda mark, s: f"{mark} {s}", st.sampled_from(["-", "*", "1.", "2)", "  -"]), SENTENCE),
+    st.sampled_from(["# Title", "**Bold**", "2.", "| a | b |", "```", "Love,"]),
+)
+BLOCK = st.lists(st.tuples(LINE, st.sampled_from([" ", "\n", "\r\n"])), min_size=1, max_size=6).map(
+    lambda parts: "".join(line + sep for line, sep in parts)
+)
+MIXED = st.lists(BLOCK, min_size=1, max_size=4).map("\n\n".join)
+ITEM = st.builds(
+    lambda mark, s, sub: f"{mark} {s}" + sub,
+    st.sampled_from(["-", "*", "1.", "2)"]),
+    SENTENCE,
+    st.sampled_from(["", "\n   - a detail"]),
+)
+LIST = st.lists(ITEM, min_size=1, max_size=9).map("\n".join)
+PROSE = st.lists(st.lists(SENTENCE, min_size=1, max_size=5).map(" ".join), min_size=1, max_size=5).map("\n\n".join)
+DRAFT = st.one_of(MIXED, LIST, PROSE, st.builds(lambda a, b: f"{a}\n\n{b}", PROSE, LIST))
 REQUIREMENT = st.builds(
-    lambda kind, n: Requirement(kind, n, f"{kind} {n}"), st.sampled_from(sorted(FIXERS)), st.integers(1, 12)
+    lambda kind, n: Requirement(kind, n, f"{kind} {n}"), st.sampled_from(sorted(FIXERS)), st.integers(0, 12)
 )
-PHRASE = st.builds(lambda w: Requirement("include", w, f"use '{w}'"), st.from_regex(r"[a-z]{2,5}", fullmatch=True))
+PHRASE = st.builds(lambda w: Requirement("include", w, f"use '{w}'"), WORD)
 
 
 def is_in_order_within(words: list[str], original: list[str]) -> bool:
@@ -95,9 +182,25 @@ def test_code_writes_no_word_breaks_no_check_and_always_fixes_one(draft: str, ch
     if fix is None:
         return
     assert is_in_order_within(fix.draft.split(), draft.split())  # cut or re-spaced, never written
-    before, after = failed(draft, checks), failed(fix.draft, checks)
-    assert after < before  # fewer failed, and none failed that passed before
-    assert fix.how
+    everything = [*checks, *EVERY_DRAFT]
+    before, after = failed(draft, everything), failed(fix.draft, everything)
+    assert after < before  # fewer failed, and none failed that passed before, the checks every draft gets included
+    assert all(everything[i].kind in FIXERS for i in before - after)  # only counts pass because of a cut
+    assert fix.how and fix.draft.strip()
+
+
+@given(DRAFT, REQUIREMENT)
+def test_each_fixer_cuts_only_from_the_end_or_only_re_spaces(draft: str, r: Requirement) -> None:
+    fix = FIXERS[r.kind](draft, r)
+    if fix is None:
+        return
+    words, original = fix.draft.split(), draft.split()
+    if r.kind == "paragraphs":
+        assert words == original  # the same words; only the breaks moved
+    elif "title" in fix.how:
+        assert words == original[len(words) - len(original) :] or original[-len(words) :] == words
+    else:
+        assert words == original[: len(words)] and len(words) < len(original)  # a prefix: nothing from the middle
 
 
 # -- What the chapter does with a mended draft ------------------------------------------------------------
@@ -124,7 +227,34 @@ def test_the_critic_judges_the_cut_draft_and_the_trace_says_what_code_cut(make_l
     warnings = [
         e["message"] for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == "warning"
     ]
-    assert any("code mended the draft" in w and "first 2 sentences" in w for w in warnings)
+    assert any(w.startswith(MENDED) and "first 2 sentences" in w for w in warnings)
+    assert "code cut the draft" in client.calls_of("critic")[0]["messages"][-1]["content"]  # it judges what is left
+
+
+def test_a_cut_that_lands_on_a_rejected_draft_is_a_repeat_and_the_worker_is_asked_afresh(make_llm) -> None:
+    kept = THREE[: THREE.index(" Many")]
+    other = "An API is a contract between programs. It says what each may ask of the other."
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(THREE), completion(THREE), completion(other)],
+        critic=[verdict(False, "Name one real API as an example."), verdict(True)],
+    )
+    state = mas.orchestrate(TASK, make_llm(client))
+    assert mas.reviews(state)[0]["draft"] == kept and state["result"] == other
+    assert mas.REPEATED in client.calls_of("worker")[2]["messages"][-1]["content"]  # asked once more, afresh
+
+
+def test_the_walkthrough_replays_a_run_where_code_cut_a_draft(make_llm) -> None:
+    client = FakeClient(planner=[plan()], worker=[completion(THREE)], critic=[verdict(True)])
+    llm = make_llm(client)
+    mas.orchestrate(TASK, llm)
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import trace_walkthrough
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    text = trace_walkthrough.render(trace_walkthrough.read_events(llm.trace.path))  # raises if the replay disagrees
+    assert "kept the first 2 sentences of 3" in text
 
 
 def test_a_draft_cut_off_at_its_token_limit_is_not_mended(make_llm) -> None:
