@@ -102,7 +102,8 @@ def run_loop(task: dict[str, Any], repo: Path, log_dir: Path, timeout: float, co
 
 
 def run_single(task: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-    """One plain call, as --compare makes it: the task alone, the worker's completion cap."""
+    """One plain call, as --compare sends it: the task alone, the worker's completion cap. Its answer is checked
+    as it came back; --compare's is cleaned and, since 8dcc3ca, cut to a count as the worker's drafts are."""
     from openai import OpenAI
 
     client = OpenAI(

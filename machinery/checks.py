@@ -666,7 +666,9 @@ def format_facts(facts: dict[str, Any]) -> str:
     if facts.get("cut_off"):
         lines.append("- the draft was cut off at its token limit: it is incomplete")
     if facts.get("mended"):  # machinery/repairs.py: judge what is left, not what was cut
-        lines.append(f"- code cut the draft to the task's count ({facts['mended']}): does what is left do the task?")
+        lines.append(
+            f"- code mended the draft to the task's count ({clip(facts['mended'], 120)}): judge it as it is now"
+        )
     for i, block in enumerate(facts["code_blocks"], 1):
         status = {True: "parses", False: f"does NOT parse ({block.get('error')})", None: "not checked"}[block["parses"]]
         lines.append(f"- code block {i} ({block['language']}): {status}")

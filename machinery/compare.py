@@ -54,7 +54,8 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
         return {"result": None, "error": halt.detail, "calls": alone.ledger.calls, "tokens": alone.ledger.total_tokens}
     needs = requirements_from_task(task)
     text = cleaned(reply.content, task=task, requirements=needs)
-    if reply.finish_reason != "length" and (fix := repaired(text, needs)):
+    fix = repaired(text, needs) if reply.finish_reason != "length" else None
+    if fix:
         text = fix.draft
         alone.warn(f"{MENDED} of the plain call: {fix.how}")
     if display.chatty:
@@ -63,6 +64,7 @@ def plain_call(task: str, settings: Settings, display: Display, trace: Trace, cl
         "result": text,
         **checked(task, text),
         "cut_off": reply.finish_reason == "length",
+        "mended": fix.how if fix else None,
         "calls": 1,
         "tokens": reply.tokens,
         "seconds": round(reply.seconds, 3),

@@ -113,15 +113,14 @@ DEMO_SCENARIOS: dict[str, list[bool]] = {
 }
 
 
-# The first rejected haiku breaks the form (two lines: code would cut a fourth line, but only a model can
-# add a third), so code rejects it with no model call;
+# The first rejected haiku breaks the form (four lines), so code rejects it with no model call;
 # the second keeps the form but drifts off the subject, so the critic's model has to catch it.
 _HAIKU_REJECTED = [  # never the same twice in a run: code would ask again at once for a word-for-word repeat
-    "Three small minds confer\nOne plans, one writes, one reads it through, and the loop turns once more",
+    "Three small minds confer\nOne plans, one writes, one reads it through\nThe loop turns once more\nand once more, until it rests",
     "Grey waves fold on sand\nthe gulls lift and fall again\nsalt wind fills the dunes",
-    "A plan, then a draft\nthen a verdict, then one more, round and round until the budget runs dry",
+    "A plan, then a draft\nthen a verdict, then one more\nround and round they go\nuntil the budget runs dry",
     "Pine needles in snow\na fox crosses the white field\nno tracks left by noon",
-    "Steps, drafts and reviews\none agent asks, one answers, one says no, and the loop begins again",
+    "Steps, drafts and reviews\none agent asks, one answers\none says no, no, no\nand the loop begins again",
     "Rain on the tin roof\nthe kettle starts its singing\nsteam fogs the window",
 ]
 

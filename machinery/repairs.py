@@ -11,9 +11,9 @@ plain block of prose and joining only blocks that are all prose. ``repaired`` ke
 leaves fewer checks failed, fails none that passed, and passes no check but a count's; the critic still
 judges the cut draft (and is told it was cut), and the trace says what code cut.
 
->>> fix = repaired("Dogs bark. Cats purr. Birds sing.", [Requirement("sentences", 2, "exactly two sentences")])
+>>> fix = repaired("Dogs bark at night. Cats purr on laps. Birds sing.", [Requirement("sentences", 2, "two sentences")])
 >>> fix.draft, fix.how
-('Dogs bark. Cats purr.', 'kept the first 2 sentences of 3')
+('Dogs bark at night. Cats purr on laps.', 'kept the first 2 sentences of 3')
 """
 
 from __future__ import annotations
@@ -24,14 +24,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
+from machinery.text import clip
 
 _END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")  # a sentence's end, as the sentence count reads it
-_NOT_AN_END = re.compile(r"(?:^\s*\d+[.)]|(?<!\w)(?:e\.g|i\.e|etc|vs|approx|dr|mr|mrs|ms|st|no|fig)\.)$", re.I)
+_NOT_AN_END = re.compile(  # a mark that ends no sentence: "e.g.", "Prof.", "U.S.", "J.", "Jan.", a bare "2."
+    r"(?:^\s*\w{1,2}[.)]|(?<!\w)(?:\w\.){2,}|(?<!\w)[A-Za-z]\.|(?<![\w.])\d{1,2}\.|(?<!\w)(?:e\.g|i\.e|etc|vs|approx"
+    r"|dr|mr|mrs|ms|st|no|fig|prof|gen|jr|sr|capt|mt|ave|inc|ltd|co|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.)$",
+    re.I,
+)
+MIN_SENTENCE_WORDS = 3  # every sentence a cut keeps has this many words: "Steps: 1." or "The U.S." is no sentence
+_SIGN_OFF = re.compile(r"^\s*(?:best|kind|warm)?\s*(?:regards|sincerely|thanks|thank you|cheers|love|yours)\b", re.I)
 _MARKERS = {
     "bullets": re.compile(r"^\s*[-*•]\s+\S"),
     "numbered": re.compile(r"^\s*\d+[.)]\s+\S"),
     "items": re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S"),
 }
+_NO_TITLE = Requirement("no_title", True, "no title")
 _HEADING = re.compile(r"^\s*(?:#|\*\*[^*]+\*\*\s*$|\|)")  # a Markdown heading, a bold line, a table row
 
 
@@ -47,23 +55,41 @@ def _ends(text: str) -> list[int]:
 
 
 def _cuttable(text: str, end: int) -> bool:
-    """Whether ``text`` may be cut at ``end``: a real sentence's end, not "e.g.", "Dr." or a bare list marker
-    "2.", and not followed by a lower-case word (the sentence goes on)."""
-    line = text[:end].rsplit("\n", 1)[-1]
-    return not _NOT_AN_END.search(line) and not re.match(r"\s+[a-z]", text[end:])
+    """Whether ``text`` may be cut at ``end``: a real sentence's end ("e.g.", "Prof.", "U.S.", a bare "2." are
+    not), not followed by a lower-case word (the sentence goes on), outside quotes and brackets."""
+    line, kept = text[:end].rsplit("\n", 1)[-1], text[:end]
+    balanced = kept.count('"') % 2 == 0 and kept.count("(") == kept.count(")") and kept.count("“") == kept.count("”")
+    return balanced and not _NOT_AN_END.search(line) and not re.match(r"\s+[a-z]", text[end:])
+
+
+def _whole(kept: str, dropped: str) -> bool:
+    """A cut keeps whole sentences of a few words each, and drops no list or sign-off: an email's "Best regards,"
+    or the rest of a list is not surplus to cut."""
+    ends = _ends(kept)
+    sentences = [kept[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+    return (
+        all(_cuttable(kept, e) for e in ends)
+        and not re.match(r"\s+[a-z]", dropped)  # the cut sentence goes on
+        and all(len(s.split()) >= MIN_SENTENCE_WORDS for s in sentences)
+        and not any(_MARKERS["items"].match(line) or _SIGN_OFF.match(line) for line in dropped.splitlines())
+        and not any(_MARKERS["items"].match(line) for line in kept.splitlines())
+    )
 
 
 def _first_sentences(draft: str, n: int) -> Repair | None:
     ends = _ends(draft)
-    if "```" in draft or n < 1 or len(ends) <= n or not all(_cuttable(draft, e) for e in ends[:n]):
-        return None  # "Dr. Lee agrees." would count as two: the cut must keep n real sentences
-    return Repair(draft[: ends[n - 1]].rstrip(), f"kept the first {n} sentences of {len(ends)}")
+    if "```" in draft or n < 1 or len(ends) <= n:
+        return None
+    kept = draft[: ends[n - 1]].rstrip()
+    if not _whole(kept, draft[ends[n - 1] :]):
+        return None
+    return Repair(kept, f"kept the first {n} sentences of {len(ends)}")
 
 
 def _within_words(draft: str, high: int, low: int = 1) -> Repair | None:
     """The longest run of whole sentences from the start that is at most ``high`` words (and at least ``low``)."""
     total = len(draft.split())
-    fits = [e for e in _ends(draft) if low <= len(draft[:e].split()) <= high and _cuttable(draft, e)]
+    fits = [e for e in _ends(draft) if low <= len(draft[:e].split()) <= high and _whole(draft[:e], draft[e:])]
     if "```" in draft or total <= high or not fits:
         return None
     kept = draft[: fits[-1]].rstrip()
@@ -75,8 +101,8 @@ def _first_items(draft: str, n: int, kind: str) -> Repair | None:
     under them): a line of prose or a heading after the list may be what the task asked for."""
     lines, marker = draft.splitlines(), _MARKERS[kind]
     at = [i for i, line in enumerate(lines) if marker.match(line)]
-    if "```" in draft or n < 1 or len(at) <= n:
-        return None
+    if "```" in draft or n < 1 or len(at) <= n or any(lines[i][:1].isspace() for i in at):
+        return None  # a nested list: its sub-items count as items, and which to drop is not code's to guess
     tail = lines[at[n] :]
     if any(line.strip() and not marker.match(line) and not line[:1].isspace() for line in tail):
         return None
@@ -91,10 +117,10 @@ def _first_lines(draft: str, n: int) -> Repair | None:
     count = [len([line for line in b.splitlines() if line.strip()]) for b in blocks]
     if sum(count) <= n:
         return None
-    if not measure(draft, Requirement("no_title", True, ""))[0]:  # a title is not one of the lines asked for
-        first, rest = draft.strip().split("\n", 1)
-        if len([line for line in rest.splitlines() if line.strip()]) == n:
-            return Repair(rest.strip(), f"took off the title, '{first.strip()}'")
+    # a title: one line on its own, above stanzas of more than one line
+    titled = len(blocks) > 1 and count[0] == 1 and min(count[1:]) > 1 and not measure(draft, _NO_TITLE)[0]
+    if titled and sum(count[1:]) == n:
+        return Repair("\n\n".join(blocks[1:]), f"took off the title, '{clip(blocks[0].strip(), 40)}'")
     for k in range(len(blocks) - 1, 0, -1):
         if sum(count[:k]) == n:
             return Repair("\n\n".join(blocks[:k]), f"kept the first {k} of {len(blocks)} stanzas ({n} lines)")
@@ -111,11 +137,13 @@ def _paragraphs(draft: str, n: int) -> Repair | None:
     blocks = [b.strip() for b in re.split(r"\n\s*\n", draft.strip()) if b.strip()]
     if "```" in draft or n < 1 or not blocks or not all(_prose(b) and _END.search(b[-3:]) for b in blocks):
         return None
+    if len(blocks) > 1 and min(len(blocks[0].split()), len(blocks[-1].split())) < 5:
+        return None  # "Hi Sam." above, "Best regards, Ann." below: a greeting and a sign-off are not paragraphs
     if len(blocks) > n:
         parts, glue, how = blocks, "\n", f"joined {len(blocks)} paragraphs into {n}"
     elif len(blocks) == 1 and "\n" not in blocks[0]:
         text = blocks[0]
-        ends = [e for e in _ends(text) if e == len(text) or _cuttable(text, e)]
+        ends = [e for e in _ends(text) if e == len(text) or _whole(text[:e], "")]
         if len(ends) < n or ends[-1] != len(text):
             return None
         parts = [text[a:b].strip() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
@@ -145,27 +173,27 @@ FIXERS: dict[str, Fixer] = {
     "paragraphs": lambda d, r: _paragraphs(d, r.value),
 }  # what code can mend; every other kind needs a model to write
 MENDED = "code mended the draft"  # how the trace's warning begins: tools/trace_walkthrough.py reads it back
-REPEAT_KIND = "new_draft"  # a cut that lands on a draft already rejected is a repeat: the worker is asked again
 
 
 def repaired(draft: str, checks: Sequence[Requirement]) -> Repair | None:
     """The draft with code's cuts, when they leave fewer checks failed, fail none that passed (the checks
     every draft gets included) and pass none but counts: a cut that passes "no title" by gluing the title
-    to the text, or "no repeats" by joining the repeats, hides a fault, it does not mend one.
+    to the text, or "no repeats" by joining the repeats, hides a fault, it does not mend one. A cut onto
+    a draft already rejected is not made either: what the worker added past the count may be the fix the
+    critic asked for, and code's "cut 1 sentence" tells it where the room is.
 
-    Each failed check with a fixer is tried in turn on the draft as cut so far.
+    Each failed check with a fixer is tried in turn (cuts before paragraph breaks) on the draft as cut so far.
     """
     checks = [*checks, *EVERY_DRAFT]
-    repeat = {i for i, r in enumerate(checks) if r.kind == REPEAT_KIND}
     failed = {i for i, r in enumerate(checks) if not measure(draft, r)[0]}
     text, hows = draft, []
-    for i in sorted(failed):
+    for i in sorted(failed, key=lambda i: (checks[i].kind == "paragraphs", i)):
         fixer = FIXERS.get(checks[i].kind)
         fix = fixer(text, checks[i]) if fixer else None
         if fix is None or not fix.draft.strip():
             continue
         now = {j for j, r in enumerate(checks) if not measure(fix.draft, r)[0]}
-        if i not in now and now - repeat <= failed and all(checks[j].kind in FIXERS for j in failed - now):
+        if i not in now and now <= failed and all(checks[j].kind in FIXERS for j in failed - now):
             text, failed = fix.draft, now
             hows.append(fix.how)
     return Repair(text, "; ".join(hows)) if hows else None

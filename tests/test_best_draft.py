@@ -25,9 +25,7 @@ from machinery.plans import plan_problem
 R = mas.REJECTIONS_BEFORE_REPLAN
 HAIKU = "Write a haiku about autumn leaves"  # code checks three lines
 GOOD = "Red leaves drift and fall\nthe maple lets go of gold\nwind carries them home"
-TWO_LINES = "\n".join(
-    GOOD.splitlines()[:2]
-)  # fails the check the first passed (code cuts a surplus line, never adds one)
+TWO_LINES = "\n".join(GOOD.splitlines()[:2])  # fails the check the first passed (code never adds a line)
 CLAIM = "The draft only has three lines; it is missing the last two lines."
 
 

@@ -8,8 +8,10 @@ the trace says what code cut, a draft cut off at its limit is left alone).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -19,9 +21,15 @@ from hypothesis import strategies as st
 import multi_agent_system as mas
 from conftest import ROOT, FakeClient, completion, verdict
 from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
-from machinery.repairs import FIXERS, MENDED, Repair, repaired
+from machinery.repairs import FIXERS, MENDED, MIN_SENTENCE_WORDS, Repair, repaired
 
 TWO = Requirement("sentences", 2, "exactly two sentences")
+IDEAS = [
+    "The first idea is stated here.",
+    "A second idea follows it now.",
+    "A third idea adds to them.",
+    "The fourth idea ends it all.",
+]
 FOUR_SENTENCES = "Dogs bark at night. Cats purr on laps. Birds sing at dawn. Fish swim all day."
 
 
@@ -48,7 +56,7 @@ def test_one_block_is_split_into_the_paragraphs_asked_for_without_changing_a_wor
 
 
 def test_too_many_paragraphs_are_joined() -> None:
-    draft = "One idea here.\n\nA second idea.\n\nA third idea.\n\nA fourth idea."
+    draft = "\n\n".join(IDEAS)
     fix = repaired(draft, [Requirement("paragraphs", 2, "two paragraphs")])
     assert fix is not None and fix.draft.count("\n\n") == 1 and fix.draft.split() == draft.split()
 
@@ -81,10 +89,41 @@ def test_about_n_words_is_cut_into_the_band_the_check_allows() -> None:
 
 
 def test_no_cut_after_an_abbreviation_or_a_bare_list_marker() -> None:
-    """Seen live (ac8413a): a draft cut after "2." on a line of its own, which code then rejected as an empty item."""
-    assert FIXERS["sentences"]("Eat fruit, e.g. apples. Eat greens. Sleep well.", TWO) is None
+    """Seen live (ac8413a): a draft cut after "2." on a line of its own, which code then rejected as an empty item;
+    and the review's fragments, each of which the sentence count would have passed."""
+    one = Requirement("sentences", 1, "in one sentence")
+    for draft in (
+        "Eat fruit, e.g. apples. Eat greens daily. Sleep well at night.",
+        "Prof. Lee teaches math well. She is kind to all. Third one here.",
+        "The U.S. Army is very big. It has many soldiers. A third sentence.",
+        "Martin Luther King Jr. Day is in January. It honours him. Third sentence here.",
+        "On Jan. 5 we met again. It was cold that day. We left early.",
+        "J. K. Rowling wrote the books. They sold well. Many read them.",
+        'She said, "Go. Now. Please." and then she left. It was late.',
+        "A. First option here. B. Second option here. C. Third option here.",
+        "Steps: 1. Boil the water. 2. Add the tea. 3. Wait a while.",
+        "It was big. and it was old. It fell down last year.",  # a lower-case word: the sentence goes on
+    ):
+        assert FIXERS["sentences"](draft, one) is None and FIXERS["sentences"](draft, TWO) is None, draft
     assert repaired("An API links programs.\n\n2. It defines calls.\n\n3. It hides details.", [TWO]) is None
-    assert FIXERS["sentences"]("It runs fast. It is 3.5 times faster. It is cheap.", TWO) is not None  # "3.5" is no end
+    assert FIXERS["sentences"]("It runs fast now. It is 3.5 times faster. It is cheap.", TWO) is not None
+
+
+def test_no_cut_inside_a_list_or_before_a_sign_off() -> None:
+    """The review's t21: an email cut after "1. Checked the thermostat", dropping the rest and the sign-off."""
+    under = Requirement("max_words", 30, "under 31 words")
+    email = "Dear Sam,\nThe heater broke last night. It will not start at all. Please send someone soon.\nBest regards,\nAnn"
+    assert FIXERS["max_words"](email, Requirement("max_words", 12, "under 13 words")) is None
+    listed = "I tried three things today.\n1. Checked the thermostat settings twice.\n2. Reset the breaker.\n3. Waited."
+    assert FIXERS["max_words"](listed * 2, under) is None and FIXERS["sentences"](listed, TWO) is None
+
+
+def test_no_cut_of_a_nested_list_or_a_list_in_a_code_block() -> None:
+    nested = "- Alpha item\n  - a detail\n  - another\n- Beta item\n  - b detail\n- Gamma item"
+    assert FIXERS["bullets"](nested, Requirement("bullets", 2, "two bullet points")) is None
+    fenced = "```\n- one\n- two\n- three\n```"
+    for kind in ("bullets", "items", "lines", "sentences", "max_words", "paragraphs"):
+        assert FIXERS[kind](fenced, Requirement(kind, 1, kind)) is None, kind
 
 
 def test_a_poem_loses_its_title_or_its_last_whole_stanzas_never_half_of_one() -> None:
@@ -101,17 +140,31 @@ def test_a_poem_loses_its_title_or_its_last_whole_stanzas_never_half_of_one() ->
 def test_paragraphs_of_anything_but_prose_are_left_alone() -> None:
     two = Requirement("paragraphs", 2, "two paragraphs")
     for draft in (
-        "# Why sleep matters\n\nSleep restores the body.\n\nIt also sorts memories.",  # a heading
-        "Dear Tom,\n\nThe heater broke.\n\nPlease send someone.\n\nBest,\nAnna",  # a greeting and a sign-off
+        "# Why sleep matters\n\nSleep restores the body and mind.\n\nIt also sorts the day's memories.",
+        "**Sleep**\n\nSleep restores the body and mind.\n\nIt also sorts the day's memories.",
+        "| a | b |\n\nSleep restores the body and mind.\n\nIt also sorts the day's memories.",
+        "Hi Sam.\n\nThanks for the long note you sent.\n\nBest regards, Ann.",  # a greeting and a sign-off
+        "- Sleep restores the body.\n\n- It also sorts memories.\n\n- It saves energy.",  # a list ending in stops
         "Roses are red.\nViolets are blue.",  # one block, but lines of verse
     ):
         assert FIXERS["paragraphs"](draft, two) is None, draft
 
 
+def test_cuts_come_before_paragraph_breaks() -> None:
+    text = "The sky is blue today. Clouds drift across it slowly. Birds fly under them. The sun sets in the west."
+    checks = [Requirement("paragraphs", 2, "two paragraphs"), Requirement("sentences", 2, "two sentences")]
+    fix = repaired(text, checks)
+    assert fix is not None and fix.draft == "The sky is blue today.\n\nClouds drift across it slowly."
+
+
+def test_a_cut_that_does_not_meet_its_own_count_is_not_made(monkeypatch) -> None:
+    monkeypatch.setitem(FIXERS, "sentences", lambda d, r: Repair(d.rsplit(" ", 1)[0], "dropped a word"))
+    assert repaired(FOUR_SENTENCES, [TWO]) is None
+
+
 def test_joined_paragraphs_keep_their_lines() -> None:
-    draft = "One idea here.\n\nA second idea.\n\nA third idea.\n\nA fourth idea."
-    fix = repaired(draft, [Requirement("paragraphs", 2, "two paragraphs")])
-    assert fix is not None and fix.draft == "One idea here.\nA second idea.\n\nA third idea.\nA fourth idea."
+    fix = repaired("\n\n".join(IDEAS), [Requirement("paragraphs", 2, "two paragraphs")])
+    assert fix is not None and fix.draft == "\n".join(IDEAS[:2]) + "\n\n" + "\n".join(IDEAS[2:])
 
 
 def test_joined_paragraphs_keep_a_loop_in_sight() -> None:
@@ -128,10 +181,14 @@ def test_a_cut_that_hides_a_fault_instead_of_mending_it_is_not_made(monkeypatch)
 
 
 def test_two_counts_mended_and_a_phrase_kept_or_no_cut() -> None:
-    draft = "Dogs bark. Cats purr. Birds sing at dawn."
-    words, sentences = Requirement("max_words", 5, "at most 5 words"), Requirement("sentences", 2, "two sentences")
+    draft = FOUR_SENTENCES
+    words, sentences = Requirement("max_words", 10, "at most 10 words"), Requirement("sentences", 2, "two sentences")
     fix = repaired(draft, [sentences, words])
-    assert fix is not None and fix.draft == "Dogs bark. Cats purr." and failed(fix.draft, [sentences, words]) == set()
+    assert (
+        fix is not None
+        and fix.draft == "Dogs bark at night. Cats purr on laps."
+        and not failed(fix.draft, [sentences, words])
+    )
     assert repaired(draft, [sentences, words, Requirement("include", "dawn", "say 'dawn'")]) is None
 
 
@@ -145,7 +202,12 @@ def test_nothing_is_mended_that_needs_words_added_or_taken_out_of_the_middle() -
 WORD = st.from_regex(r"[a-z]{1,8}", fullmatch=True)
 SENTENCE = st.one_of(
     st.from_regex(r"[A-Z][a-z]{1,8}( [a-z]{1,8}){0,6}[.!?]", fullmatch=True),
-    st.sampled_from(["Eat fruit, e.g. apples.", "It is 3.5 km.", "Dr. Lee agrees.", "Wait...", "Sam"]),
+    st.sampled_from(
+        [
+            *("Eat fruit, e.g. apples.", "It is 3.5 km.", "Dr. Lee agrees.", "Wait...", "Sam", "The U.S. Army is big."),
+            *('She said, "Go. Now." and left.', "J. K. Rowling wrote it.", "Best regards,", "A. First option here."),
+        ]
+    ),
 )
 LINE = st.one_of(
     SENTENCE,
@@ -201,6 +263,9 @@ def test_each_fixer_cuts_only_from_the_end_or_only_re_spaces(draft: str, r: Requ
         assert words == original[len(words) - len(original) :] or original[-len(words) :] == words
     else:
         assert words == original[: len(words)] and len(words) < len(original)  # a prefix: nothing from the middle
+    if r.kind in ("sentences", "max_words", "about_words"):  # whole sentences of a few words each, no fragments
+        ends = [0, *(m.end() for m in re.finditer(r"[.!?]+[\"')\]]*(?=\s|$)", fix.draft))]
+        assert all(len(fix.draft[a:b].split()) >= MIN_SENTENCE_WORDS for a, b in itertools.pairwise(ends))
 
 
 # -- What the chapter does with a mended draft ------------------------------------------------------------
@@ -228,20 +293,25 @@ def test_the_critic_judges_the_cut_draft_and_the_trace_says_what_code_cut(make_l
         e["message"] for e in map(json.loads, llm.trace.path.read_text().splitlines()) if e["event"] == "warning"
     ]
     assert any(w.startswith(MENDED) and "first 2 sentences" in w for w in warnings)
-    assert "code cut the draft" in client.calls_of("critic")[0]["messages"][-1]["content"]  # it judges what is left
+    assert "code mended the draft" in client.calls_of("critic")[0]["messages"][-1]["content"]  # it judges what is left
 
 
-def test_a_cut_that_lands_on_a_rejected_draft_is_a_repeat_and_the_worker_is_asked_afresh(make_llm) -> None:
+def test_a_cut_onto_a_rejected_draft_is_not_made_and_the_worker_hears_the_count(make_llm) -> None:
+    """The review's case: the worker answers "name an example" by adding one past the count. Cut, it would be
+    the rejected draft again, the example gone: code says "cut 1 sentence" instead, so the worker learns where."""
     kept = THREE[: THREE.index(" Many")]
-    other = "An API is a contract between programs. It says what each may ask of the other."
+    added = kept + " For example, Stripe offers one."
+    other = "An API is a contract between programs. Stripe's, for example, lets a shop take payments."
     client = FakeClient(
-        planner=[plan()],
-        worker=[completion(THREE), completion(THREE), completion(other)],
+        planner=[plan(), plan()],
+        worker=[completion(THREE), completion(added), completion(other)],
         critic=[verdict(False, "Name one real API as an example."), verdict(True)],
     )
     state = mas.orchestrate(TASK, make_llm(client))
-    assert mas.reviews(state)[0]["draft"] == kept and state["result"] == other
-    assert mas.REPEATED in client.calls_of("worker")[2]["messages"][-1]["content"]  # asked once more, afresh
+    first, second = mas.reviews(state)[:2]
+    assert first["draft"] == kept and second["draft"] == added and second["judge"] == "code"
+    assert "cut 1 sentence" in second["feedback"] and state["result"] == other
+    assert mas.REPEATED not in client.calls_of("worker")[2]["messages"][-1]["content"]  # not told it repeated
 
 
 def test_the_walkthrough_replays_a_run_where_code_cut_a_draft(make_llm) -> None:

@@ -128,6 +128,7 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
     critic_call = 0  # the number of the critic's latest call: a verdict right after it was the model's
     dispute = ""  # what judge_again() did about a rejection that contradicted code or named no fault
     round_due = False  # orchestrate() starts a round (iteration + 1) next, before the worker's call
+    afresh = False  # worker_agent() asks once more for a draft that repeated a rejected one: same round, same draft
 
     def snapshot_changes(before: dict[str, Any], *always: str) -> dict[str, Any]:
         now = plain(state)
@@ -175,24 +176,31 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                     )
                 else:
                     title = f"call {calls}: `planner_agent()` writes plan v{state['plan_version']} ({spent})"
-            elif role == "worker":  # orchestrate adds the iteration, worker_agent the draft
-                state["iteration"] += 1
+            elif role == "worker":  # orchestrate adds the iteration, worker_agent the draft (once, if it asks twice)
+                if not afresh:
+                    state["iteration"] += 1
+                    state["worker_attempts"] += 1
                 round_due = False
                 state["result"] = cleaned(reply, mas.ECHOES, state["task"], state["requirements"])
-                state["worker_attempts"] += 1
                 cut_off = event["finish_reason"] == "length"
                 checks = [*state["requirements"], *mas.run_checks(state)]  # as worker_agent() measures it
                 warned = next((e for e in events[index + 1 :] if e["event"] != "step"), {}).get("message", "")
-                # only where the trace says code cut: a trace made before 279f895 replays as it ran
-                fix = repaired(state["result"], checks) if warned.startswith(MENDED) and not cut_off else None
-                state["result"] = fix.draft if fix else state["result"]
+                if warned.startswith(MENDED):  # code cut this draft: the trace has what it kept, and how
+                    shown = next(e for e in events[index + 1 :] if e.get("role") == "worker")
+                    if shown["event"] == "step":
+                        state["result"] = shown["body"]
+                    elif fix := repaired(state["result"], checks):  # asked again afresh: its cut is not shown
+                        state["result"] = fix.draft
                 state["draft_facts"] = mas.measure_draft(state["result"], cut_off, checks)
-                state["draft_facts"] |= {"mended": fix.how} if fix else {}
+                state["draft_facts"] |= {"mended": warned.split(": ", 1)[1]} if warned.startswith(MENDED) else {}
                 state["draft_facts"]["max_tokens"] = event["max_tokens"]
                 title = (
-                    f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']} "
+                    f"call {calls}: `worker_agent()` writes draft {state['worker_attempts']}{' afresh' * afresh} "
                     f"in iteration {state['iteration']} ({spent}) and measures it with `measure_draft()`"
                 )
+                until = next((i for i, e in enumerate(events[index + 1 :]) if e["event"] == "call"), len(events))
+                said = [e.get("message", "") for e in events[index + 1 : index + 1 + until] if e["event"] == "warning"]
+                afresh = any(m.endswith(": asking once more, afresh") for m in said)  # a repeat: asked once more
             elif role == "critic":
                 critic_call = calls
                 title = f"call {calls}: `critic_agent()` judges the draft ({spent})"
