@@ -5,8 +5,9 @@
 Each results file (from bench/live_tasks.py) names the trace of every loop row. For every draft the worker
 wrote in those traces, this measures it against the task's requirements (the trace's ``start`` event), and
 for each that failed one, asks ``repaired()`` for a cut: does the cut pass every requirement, and does the
-task's own independent checker (bench/live_task_set.py, or bench/heldout_task_set.py) pass it too? No model is called. A trace that is
-gone (they live in the runner's --log-dir, outside the repository) is counted and skipped.
+task's own independent checker (bench/live_task_set.py or bench/heldout_task_set.py) pass it too? No model is
+called. A trace that is gone (traces live in the runner's --log-dir, outside the repository), or that code
+already cut drafts in (its drafts are recorded cut), is counted and skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from bench.heldout_task_set import TASKS as HELDOUT
 from bench.live_task_set import TASKS
 from machinery.checks import Requirement, measure
-from machinery.repairs import repaired
+from machinery.repairs import MENDED, repaired
 
 
 def replay(results: list[Path]) -> Counter[str]:
@@ -39,6 +40,9 @@ def replay(results: list[Path]) -> Counter[str]:
                 counts["traces missing"] += 1
                 continue
             events = [json.loads(e) for e in Path(trace).read_text(encoding="utf-8").splitlines() if e.strip()]
+            if any(e["event"] == "warning" and e.get("message", "").startswith(MENDED) for e in events):
+                counts["traces skipped: code cut drafts in them already"] += 1
+                continue
             start = next(e for e in events if e["event"] == "start")
             needs = [Requirement(r["kind"], r["value"], r["quote"]) for r in start["requirements"]]
             counts["traces"] += 1
