@@ -26,7 +26,7 @@ _N = r"(\d{1,5}|" + "|".join(_NUMBER_WORDS) + r")"
 # "at least 3 sentences" and "no more than 3 sentences" are bounds, not the exact counts these kinds check.
 _UNBOUNDED = (
     r"(?<!at least )(?<!at most )(?<!up to )(?<!more than )(?<!less than )(?<!fewer than )(?<!over )"
-    r"(?<!maximum )(?<!max )(?<!minimum )(?<!or )(?<!to )(?<!-)"  # "two or three sentences", "2-3 sentences"
+    r"(?<!maximum )(?<!max )(?<!minimum )(?<!\bor )(?<!\bto )(?<!-)"  # "two or three sentences", "2-3"; not "into two"
     r"(?<!under )(?<!within )(?<!below )(?<!maximum of )(?<!max of )(?<!minimum of )(?<!most of )"
 )
 # A form, or a function by name, is asked for only where the task asks for one to be written:
@@ -81,7 +81,7 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\bexactly {_N} words\b", "exact_words"),
     (rf"\b(?:exactly )?{_N}[- ]bullet(?:ed)?(?: points?|s)?\b", "bullets"),
     (rf"\b(?:exactly )?{_N} numbered (?:steps?|items?|points?|lines?|instructions?)\b", "numbered"),
-    (rf"\bnumbered list of {_N}\b", "numbered"),
+    (rf"\bnumbered list (?:of|with) {_N}\b", "numbered"),
     (rf"\b{_N}-(?:item|point|entry|thing|tip|step|idea|reason|example)\b", "items"),
     (rf"\b(?:exactly )?{_N} (?:steps?|instructions?)\b", "items"),
     (rf"\b(?:list|give|name|suggest|provide|write|tell|share|recommend|generate|brainstorm|create|offer)(?: me| us)?(?: the| all)? (?:exactly )?{_N} {_NOT_ITEMS}(?:\w+ ){{0,2}}?[a-z]+s\b", "items"),
@@ -107,12 +107,12 @@ _PHRASINGS: list[tuple[str, str]] = [  # earlier patterns win where two overlap
     (rf"\b(?:start|begin|open)\w*(?: (?:it|your \w+|the \w+))? with (?:(?:the|this|these|that|following)(?: exact)? (?:words?|phrase|line|greeting|sentence):? )?{_QUOTED}{_NOT_AN_OPTION}", "starts_with"),
     (rf"\bfirst word (?:of (?:your|the|this) \w+ )?(?:must|should|has to|needs to|will) be {_QUOTED}", "starts_with"),
     (rf"\b(?:end|finish|close|conclude|sign off)(?:s|ing)?(?: (?:it|your \w+|the \w+))? with (?:(?:the|this|these|that|following)(?: exact)? (?:words?|phrase|line|sentence|question):? )?{_QUOTED}{_NOT_AN_OPTION}", "ends_with"),
-    (rf"\b(?:without|w/o|not|never|avoid|avoids|avoiding|no|don't|do not) (?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "exclude"),
+    (rf"\b(?:without|w/o|not|never|avoid|avoids|avoiding|no|don't|do not) (?:ever )?(?:using |use |uses |mention |mentioning |include |including )?(?:the )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|uses?|using|mentions?|with) (?:the )?(?:exact )?(?:word|phrase|term)s? {_QUOTED}{_MORE_QUOTED}", "include"),
     (rf"\b(?:without|w/o|never|avoid\w*|(?:do not|don't|never) (?:use|mention|say|write)) {_QUOTED}{_MORE_QUOTED}", "exclude"),
     (rf"\b(?:includes?|including|contains?|containing|mentions?|mentioning) {_QUOTED}{_MORE_QUOTED}", "include"),
     (rf"\b(?:word|phrase|term) {_QUOTED} (?:should|must|may|can) (?:not|never) (?:appear|be used|be included)\b{_ANYWHERE}", "exclude"),
-    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|be used|be included)\b{_ANYWHERE}", "include"),
+    (rf"\b(?:word|phrase|term) {_QUOTED} (?:should |must |has to |needs to |will )?(?:appears?|shows? up|be used|be included)\b{_ANYWHERE}", "include"),
     (r"\b(?:don't|do not|never|without) mention(?:ing)? (?:the (?:word )?)?(?!(?:his|her|their|its|my|your|our|any|it|that|this|them|him|me|you)\b)([a-z]{3,})\b", "exclude"),
     (r"\b(?:include|includes|including|mention|use|add|with)(?: the)?(?: hashtag)? (#\w+)", "include"),
     (r"\b(?:that|which|all|each) (?:start|begin)s? with (?:the letter |an? )?[\"']?([A-Za-z])\b[\"']?(?!\w)", "line_start"),

@@ -33,6 +33,15 @@ def found(task: str) -> set[tuple[str, object]]:
     "task, expected",
     [
         ("Summarise the report in no more than 60 words.", {("max_words", 60)}),
+        # missed on the held-out tasks (bench/heldout_task_set.py), written by a helper who had not seen the finder
+        (
+            "Describe a market in five sentences, without ever using the word 'vegetable'.",
+            {("sentences", 5), ("exclude", "vegetable")},
+        ),
+        ("Summarize Cinderella, and make sure the phrase 'glass slipper' shows up.", {("include", "glass slipper")}),
+        ("Make me a packing checklist: a numbered list with six items.", {("numbered", 6)}),
+        ("Write a blog intro. Split it into two paragraphs.", {("paragraphs", 2)}),
+        ("Explain tea in 2 to 3 sentences.", set()),  # "to" still bounds a range
         ("Describe a sunset in under twenty words", {("max_words", 19)}),
         ("An essay of at least 200 words on bees", {("min_words", 200)}),
         ("Write roughly 150 words about trains", {("about_words", 150)}),
