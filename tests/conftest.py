@@ -13,6 +13,7 @@ rewords a prompt or adds an agent breaks only the tests about that change.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import math
 import socket
@@ -238,6 +239,15 @@ def make_llm(tmp_path: Path, console: Console) -> Callable[..., LLM]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool(name: str) -> Any:
+    """A module of tools/, imported by name (tools/ is a folder of scripts, not a package)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
 
 
 @functools.cache

@@ -47,24 +47,13 @@ import subprocess
 import sys
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from conftest import ROOT, tool
+
 # Every test here checks the documents: deselect them with  python -m pytest -m "not docs"  while you edit code.
 pytestmark = pytest.mark.docs
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def tool(name: str) -> Any:
-    """A module of tools/, imported by name (tools/ is a folder of scripts, not a package)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-
 
 DOCS = tool("doc_runs").DOCS  # the documents, listed once: tools/doc_runs.py rewrites their run blocks
 SKIP_DIRS = {".git", ".venv", ".venv-ci", "logs", "__pycache__", ".pytest_cache", "node_modules"}

@@ -9,7 +9,6 @@ rejections from the live bench's traces, both ways) and what the chapter does wi
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import ROOT, FakeClient, completion, verdict
+from conftest import FakeClient, completion, tool, verdict
 from machinery.disputes import no_fault_named
 
 PARAGRAPH = "Describe a lighthouse at night in a single paragraph of 5 to 40 words."
@@ -147,11 +146,7 @@ def test_the_walkthrough_says_the_critic_was_asked_again_about_its_praise(make_l
     )
     llm = make_llm(client)
     mas.orchestrate(PARAGRAPH, llm)
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import trace_walkthrough
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    trace_walkthrough = tool("trace_walkthrough")
     text = trace_walkthrough.render(trace_walkthrough.read_events(llm.trace.path))
     assert "rejects, naming no fault" in text and "asks the critic once more, quoting its praise" in text
 
@@ -168,11 +163,7 @@ def test_with_no_room_to_ask_again_a_rejection_naming_no_fault_stands(make_llm) 
     trace = [json.loads(line) for line in llm.trace.path.read_text().splitlines()]
     assert [e["outcome"] for e in trace if e["event"] == "dispute"] == ["no room to ask again"]
     assert [e["feedback"] for e in trace if e["event"] == "verdict"] == [f"{PRAISE} {SUGGESTION}"]  # it stands
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import trace_walkthrough
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    trace_walkthrough = tool("trace_walkthrough")
     assert "naming no fault, with no room in the budget" in trace_walkthrough.render(trace)
 
 

@@ -12,14 +12,13 @@ import itertools
 import json
 import math
 import re
-import sys
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 import multi_agent_system as mas
-from conftest import ROOT, FakeClient, completion, verdict
+from conftest import FakeClient, completion, tool, verdict
 from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
 from machinery.repairs import FIXERS, MENDED, MIN_SENTENCE_WORDS, Repair, repaired
 
@@ -318,11 +317,7 @@ def test_the_walkthrough_replays_a_run_where_code_cut_a_draft(make_llm) -> None:
     client = FakeClient(planner=[plan()], worker=[completion(THREE)], critic=[verdict(True)])
     llm = make_llm(client)
     mas.orchestrate(TASK, llm)
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import trace_walkthrough
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    trace_walkthrough = tool("trace_walkthrough")
     text = trace_walkthrough.render(trace_walkthrough.read_events(llm.trace.path))  # raises if the replay disagrees
     assert "kept the first 2 sentences of 3" in text
 

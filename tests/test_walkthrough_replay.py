@@ -7,19 +7,13 @@ client), and still replays: the first planner call is titled as the retry it was
 
 from __future__ import annotations
 
-import sys
-
-from conftest import ROOT
+from conftest import ROOT, tool
 
 OLD_TRACE = ROOT / "tests" / "data" / "trace-before-11dc9c5-planner-retry.jsonl"
 
 
 def test_a_trace_with_an_old_planner_retry_replays() -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import trace_walkthrough
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    trace_walkthrough = tool("trace_walkthrough")
     text = trace_walkthrough.render(trace_walkthrough.read_events(OLD_TRACE))  # raises if the replay disagrees
     assert "gets no usable plan (it plans the review process" in text and "and asks again" in text
     assert "call 2: `planner_agent()` writes plan v1" in text
