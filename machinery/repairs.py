@@ -5,9 +5,10 @@ again; asked for two paragraphs, it writes one block, draft after draft. Code ca
 second sentence, or put a blank line between two sentences, for free and at once. It cannot add a sentence,
 a word the task asks for, or a missing line: only a model can write.
 
-Each cut is conservative: at a sentence's end (not after "e.g." or a bare "2."), dropping list items only
-when nothing but list follows them, dropping a poem's title or its last whole stanzas, splitting only one
-plain block of prose and joining only blocks that are all prose. ``repaired`` keeps a cut only when it
+Each cut is conservative: at a real sentence's end (not after "e.g.", "Prof." or a bare "2.", not inside
+quotes or brackets, every sentence kept at least MIN_SENTENCE_WORDS long), never inside a list or a table,
+never in a letter (a greeting, a sign-off); list items only when nothing but list follows them; a poem's
+title or its last whole stanzas; one plain block of prose split, or paragraphs that are all prose joined. ``repaired`` keeps a cut only when it
 leaves fewer checks failed, fails none that passed, and passes no check but a count's; the critic still
 judges the cut draft (and is told it was cut), and the trace says what code cut.
 
@@ -33,7 +34,14 @@ _NOT_AN_END = re.compile(  # a mark that ends no sentence: "e.g.", "Prof.", "U.S
     re.I,
 )
 MIN_SENTENCE_WORDS = 3  # every sentence a cut keeps has this many words: "Steps: 1." or "The U.S." is no sentence
-_SIGN_OFF = re.compile(r"^\s*(?:best|kind|warm)?\s*(?:regards|sincerely|thanks|thank you|cheers|love|yours)\b", re.I)
+_SIGN_OFF = re.compile(  # a letter's last lines: "Best regards,", "Warmly,", "Take care, Ann.", "— Ann Lee"
+    r"^\s*(?:[—–]|-{1,2}\s*[A-Z]|(?:(?:all the |very )?best|kind|warm(?:est)?|many)?\s*(?:regards|wishes|sincerely|"
+    r"thanks|thank you|cheers|love|yours|warmly|respectfully|take care|talk soon|see you|best\b))",
+    re.I,
+)
+_GREETING = re.compile(r"^\s*(?:dear|hi|hello|hey|greetings|good (?:morning|afternoon|evening))\b", re.I)
+_ANY_ITEM = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\)|[a-zA-Z][.)])\s+\S|^\s*\|")  # a list line, or a table row
+_PAIRS = (("(", ")"), ("[", "]"), ("“", "”"), ("‘", "’"), ("«", "»"))
 _MARKERS = {
     "bullets": re.compile(r"^\s*[-*•]\s+\S"),
     "numbered": re.compile(r"^\s*\d+[.)]\s+\S"),
@@ -58,21 +66,28 @@ def _cuttable(text: str, end: int) -> bool:
     """Whether ``text`` may be cut at ``end``: a real sentence's end ("e.g.", "Prof.", "U.S.", a bare "2." are
     not), not followed by a lower-case word (the sentence goes on), outside quotes and brackets."""
     line, kept = text[:end].rsplit("\n", 1)[-1], text[:end]
-    balanced = kept.count('"') % 2 == 0 and kept.count("(") == kept.count(")") and kept.count("“") == kept.count("”")
+    singles = len(re.findall(r"(?<!\w)'", kept)) == len(re.findall(r"'(?!\w)", kept))  # 'quoted', not don't
+    balanced = kept.count('"') % 2 == 0 and singles and all(kept.count(a) == kept.count(b) for a, b in _PAIRS)
     return balanced and not _NOT_AN_END.search(line) and not re.match(r"\s+[a-z]", text[end:])
 
 
+def _letter(draft: str) -> bool:
+    """A letter or an email: its greeting and sign-off are not surplus to cut or paragraphs to join."""
+    lines = [line.strip() for line in draft.splitlines() if line.strip()]
+    return bool(lines) and (bool(_GREETING.match(lines[0])) or any(_SIGN_OFF.match(line) for line in lines[1:]))
+
+
 def _whole(kept: str, dropped: str) -> bool:
-    """A cut keeps whole sentences of a few words each, and drops no list or sign-off: an email's "Best regards,"
-    or the rest of a list is not surplus to cut."""
+    """A cut keeps whole sentences of a few words each, and drops no list, table or sign-off, in no letter:
+    an email's "Best regards," or the rest of a list is not surplus to cut."""
     ends = _ends(kept)
     sentences = [kept[a:b] for a, b in zip([0, *ends], ends, strict=False)]
     return (
         all(_cuttable(kept, e) for e in ends)
         and not re.match(r"\s+[a-z]", dropped)  # the cut sentence goes on
         and all(len(s.split()) >= MIN_SENTENCE_WORDS for s in sentences)
-        and not any(_MARKERS["items"].match(line) or _SIGN_OFF.match(line) for line in dropped.splitlines())
-        and not any(_MARKERS["items"].match(line) for line in kept.splitlines())
+        and not any(_ANY_ITEM.match(line) for line in (kept + "\n" + dropped).splitlines())
+        and not _letter(kept + dropped)
     )
 
 
@@ -121,6 +136,8 @@ def _first_lines(draft: str, n: int) -> Repair | None:
     titled = len(blocks) > 1 and count[0] == 1 and min(count[1:]) > 1 and not measure(draft, _NO_TITLE)[0]
     if titled and sum(count[1:]) == n:
         return Repair("\n\n".join(blocks[1:]), f"took off the title, '{clip(blocks[0].strip(), 40)}'")
+    if min(count) < 2 or _letter(draft):  # a poem with a blank line after every line has no stanzas to drop
+        return None
     for k in range(len(blocks) - 1, 0, -1):
         if sum(count[:k]) == n:
             return Repair("\n\n".join(blocks[:k]), f"kept the first {k} of {len(blocks)} stanzas ({n} lines)")
@@ -137,7 +154,7 @@ def _paragraphs(draft: str, n: int) -> Repair | None:
     blocks = [b.strip() for b in re.split(r"\n\s*\n", draft.strip()) if b.strip()]
     if "```" in draft or n < 1 or not blocks or not all(_prose(b) and _END.search(b[-3:]) for b in blocks):
         return None
-    if len(blocks) > 1 and min(len(blocks[0].split()), len(blocks[-1].split())) < 5:
+    if _letter(draft) or (len(blocks) > 1 and min(len(blocks[0].split()), len(blocks[-1].split())) < 5):
         return None  # "Hi Sam." above, "Best regards, Ann." below: a greeting and a sign-off are not paragraphs
     if len(blocks) > n:
         parts, glue, how = blocks, "\n", f"joined {len(blocks)} paragraphs into {n}"
@@ -147,6 +164,8 @@ def _paragraphs(draft: str, n: int) -> Repair | None:
         if len(ends) < n or ends[-1] != len(text):
             return None
         parts = [text[a:b].strip() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+        if min(len(p.split()) for p in parts) < MIN_SENTENCE_WORDS:  # "Yes." is no paragraph
+            return None
         glue, how = " ", f"split 1 paragraph into {n}, between sentences"
     else:
         return None

@@ -55,10 +55,11 @@ def test_the_loops_ledger_is_its_own_and_the_plain_answer_loses_its_opener(conso
 def test_the_plain_answer_is_cut_to_a_count_as_the_workers_drafts_are(console, monkeypatch) -> None:
     """Code's cuts cost no call: they are not the loop's to claim over the plain call."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    client = FakeClient(single=[completion("One line\nTwo lines\nThree lines\n\nA fourth")], **loop_replies())
+    client = FakeClient(single=[completion("One line\nTwo lines\nThree lines\n\nA fourth\nA fifth")], **loop_replies())
     run(console, client)
     single = json.loads(output(console))["compare"]["single"]
     assert single["result"] == "One line\nTwo lines\nThree lines" and not single["failed"]
+    assert single["mended"] == "kept the first 1 of 2 stanzas (3 lines)"
 
 
 def test_a_failed_plain_call_is_one_warning_and_the_loop_still_runs(console, monkeypatch) -> None:

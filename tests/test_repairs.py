@@ -134,6 +134,9 @@ def test_a_poem_loses_its_title_or_its_last_whole_stanzas_never_half_of_one() ->
     assert fix is not None and fix.draft == stanza
     assert FIXERS["lines"](stanza + "\nand a fifth line ends it", four) is None  # the punchline is not cut
     assert FIXERS["lines"]("one\ntwo\nthree", Requirement("lines", 0, "no lines")) is None
+    spaced = "Autumn Leaves\n\nRed leaves fall down\n\nthe wind blows them\n\nwinter comes at last"
+    assert FIXERS["lines"](spaced, Requirement("lines", 3, "three lines")) is None  # a blank line after every line
+    assert FIXERS["lines"](spaced.split("\n\n", 1)[1], Requirement("lines", 2, "two lines")) is None
 
 
 def test_paragraphs_of_anything_but_prose_are_left_alone() -> None:
@@ -143,10 +146,19 @@ def test_paragraphs_of_anything_but_prose_are_left_alone() -> None:
         "**Sleep**\n\nSleep restores the body and mind.\n\nIt also sorts the day's memories.",
         "| a | b |\n\nSleep restores the body and mind.\n\nIt also sorts the day's memories.",
         "Hi Sam.\n\nThanks for the long note you sent.\n\nBest regards, Ann.",  # a greeting and a sign-off
+        "Hello there my dear friend Sam.\n\nThanks for the long note you sent.\n\nIt made my whole week better.",
+        "Thanks for the long note you sent.\n\nIt made my week.\n\nBest regards to you and your family.",
         "- Sleep restores the body.\n\n- It also sorts memories.\n\n- It saves energy.",  # a list ending in stops
         "Roses are red.\nViolets are blue.",  # one block, but lines of verse
     ):
         assert FIXERS["paragraphs"](draft, two) is None, draft
+
+
+def test_a_split_keeps_whole_sentences_of_a_few_words() -> None:
+    two = Requirement("paragraphs", 2, "two paragraphs")
+    assert FIXERS["paragraphs"]("Prof. Lee teaches math at the school. She is kind to everyone there.", two) is None
+    assert FIXERS["paragraphs"]("The whole class agreed on the plan today. Yes.", two) is None
+    assert FIXERS["paragraphs"]("The whole class agreed on the plan. It starts on Monday.", two) is not None
 
 
 def test_cuts_come_before_paragraph_breaks() -> None:
@@ -333,6 +345,21 @@ def test_a_draft_cut_off_at_its_token_limit_is_not_mended(make_llm) -> None:
     assert mas.reviews(state)[0]["draft"] == THREE and state["stop_reason"] == "approved"
 
 
+def test_the_walkthrough_reads_a_cut_from_the_trace_and_knows_an_afresh_re_ask(make_llm) -> None:
+    kept = THREE[: THREE.index(" Many")]
+    other = "An API is a contract between programs. It says what each may ask of the other."
+    client = FakeClient(
+        planner=[plan()],
+        worker=[completion(THREE), completion(kept), completion(other)],  # the second repeats the rejected draft
+        critic=[verdict(False, "Name one real API as an example."), verdict(True)],
+    )
+    llm = make_llm(client)
+    state = mas.orchestrate(TASK, llm)
+    assert state["result"] == other and len(client.calls_of("worker")) == 3 and state["iteration"] == 2
+    text = tool("trace_walkthrough").render(tool("trace_walkthrough").read_events(llm.trace.path))
+    assert "kept the first 2 sentences of 3" in text and "writes draft 2 afresh in iteration 2" in text
+
+
 def test_the_replay_counts_the_drafts_code_would_have_mended(tmp_path) -> None:
     from bench.repair_replay import replay
 
@@ -348,6 +375,11 @@ def test_the_replay_counts_the_drafts_code_would_have_mended(tmp_path) -> None:
     rows = [{"task": "t03", "mode": "loop", "trace": str(trace)}, {"task": "t03", "mode": "single"}]
     rows.append({"task": "t03", "mode": "loop", "trace": str(tmp_path / "gone.jsonl")})
     results.write_text("\n".join(map(json.dumps, rows)))
+    cut = tmp_path / "cut.jsonl"  # a trace whose drafts code cut already: its step bodies are not what was written
+    cut.write_text("\n".join(map(json.dumps, [*events, {"event": "warning", "message": f"{MENDED}: kept two"}])))
+    rows.append({"task": "t03", "mode": "loop", "trace": str(cut)})
+    results.write_text("\n".join(map(json.dumps, rows)))
     counts = replay([results])
+    assert counts["traces skipped: code cut drafts in them already"] == 1
     assert counts["drafts"] == 3 and counts["drafts code rejected"] == 2 and counts["cut"] == 1
     assert counts["...and the task's own checker passed"] == 1 and counts["traces missing"] == 1

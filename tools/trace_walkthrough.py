@@ -53,7 +53,11 @@ SHOWN_CHARS = 90  # long values are shortened in the table, never in the trace
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The trace's events from its run's start: what comes before (--compare's plain call, a retry the SDK
+    warned of) is not the loop's."""
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    start = next((i for i, e in enumerate(events) if e.get("event") == "start" and "task" in e), 0)
+    return events[start:]
 
 
 def not_a_chapter_trace(events: list[dict[str, Any]]) -> str | None:
@@ -186,8 +190,8 @@ def replay(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str
                 checks = [*state["requirements"], *mas.run_checks(state)]  # as worker_agent() measures it
                 warned = next((e for e in events[index + 1 :] if e["event"] != "step"), {}).get("message", "")
                 if warned.startswith(MENDED):  # code cut this draft: the trace has what it kept, and how
-                    shown = next(e for e in events[index + 1 :] if e.get("role") == "worker")
-                    if shown["event"] == "step":
+                    shown = next((e for e in events[index + 1 :] if e.get("role") == "worker"), {})
+                    if shown.get("event") == "step":
                         state["result"] = shown["body"]
                     elif fix := repaired(state["result"], checks):  # asked again afresh: its cut is not shown
                         state["result"] = fix.draft
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     path = run_demo(args.demo, args.task) if args.demo else args.trace
     events = read_events(path)
     other = not_a_chapter_trace(events)
+    if not other and events[-1].get("event") != "end":
+        other = "no end event: the run is still going, or was killed before its trace could end"
     if other:
         sys.stderr.write(f"{path}: {other}\n")
         return 2
