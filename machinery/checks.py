@@ -54,8 +54,9 @@ class Kind:
 # -- Helpers the measuring functions share --------------------------------------
 
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.S)
-_BULLET = re.compile(r"^\s*[-*•]\s+\S")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
+BULLET = re.compile(r"^\s*[-*•]\s+\S")  # a bullet point's line, as the counts read it (and machinery/repairs.py)
+NUMBERED = re.compile(r"^\s*\d+[.)]\s+\S")
+SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")  # where the sentence count ends a sentence
 _MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
@@ -71,13 +72,13 @@ def _list_lines(draft: str, pattern: re.Pattern[str] | None = None) -> list[str]
     lines = [line for line in draft.splitlines() if line.strip()]
     if pattern is not None:
         return [line for line in lines if pattern.match(line)]
-    marked = [line for line in lines if _BULLET.match(line) or _NUMBERED.match(line)]
+    marked = [line for line in lines if BULLET.match(line) or NUMBERED.match(line)]
     return marked or lines
 
 
 def _sentences(text: str) -> int:
     text = re.sub(r"```.*?```", " ", text, flags=re.S).strip()
-    ends = len(re.findall(r"[.!?]+[\"')\]]*(?=\s|$)", text))
+    ends = len(SENTENCE_END.findall(text))
     return ends + (1 if text and not re.search(r"[.!?][\"')\]]*$", text) else 0)
 
 
@@ -391,7 +392,7 @@ def _no_quotes(draft: str, v: Any) -> tuple[bool, str]:
 
 
 def _no_bullets(draft: str, v: Any) -> tuple[bool, str]:
-    marked = len(_list_lines(draft, _BULLET)) + len(_list_lines(draft, _NUMBERED))
+    marked = len(_list_lines(draft, BULLET)) + len(_list_lines(draft, NUMBERED))
     return marked == 0, f"{_count(marked, 'list line')}; the task asks for no bullet points or lists"
 
 
@@ -529,8 +530,8 @@ KINDS: dict[str, Kind] = {
         Kind("min_words", "at least N words", _min_words),
         Kind("about_words", "about N words", _about_words),
         Kind("exact_words", "exactly N words", _exact_words),
-        Kind("bullets", "exactly N bullet points", _counted("bullet point", lambda d: len(_list_lines(d, _BULLET)))),
-        Kind("numbered", "exactly N numbered items", _counted("numbered item", lambda d: len(_list_lines(d, _NUMBERED)))),
+        Kind("bullets", "exactly N bullet points", _counted("bullet point", lambda d: len(_list_lines(d, BULLET)))),
+        Kind("numbered", "exactly N numbered items", _counted("numbered item", lambda d: len(_list_lines(d, NUMBERED)))),
         Kind("items", "exactly N list items", _counted("item", _items)),
         Kind("lines", "exactly N non-empty lines", _counted("non-empty line", lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))))),
         Kind("sentences", "exactly N sentences", _counted("sentence", _sentences)),
@@ -589,8 +590,8 @@ _COUNTERS: dict[str, Callable[[str], int]] = {
     "min_words": _words,
     "about_words": _words,
     "exact_words": _words,
-    "bullets": lambda d: len(_list_lines(d, _BULLET)),
-    "numbered": lambda d: len(_list_lines(d, _NUMBERED)),
+    "bullets": lambda d: len(_list_lines(d, BULLET)),
+    "numbered": lambda d: len(_list_lines(d, NUMBERED)),
     "items": _items,
     "lines": lambda d: len(_list_lines(d, re.compile(r"(?!\s*```)"))),
     "sentences": _sentences,

@@ -8,9 +8,10 @@ a word the task asks for, or a missing line: only a model can write.
 Each cut is conservative: at a real sentence's end (not after "e.g.", "Prof." or a bare "2.", not inside
 quotes or brackets, every sentence kept at least MIN_SENTENCE_WORDS long), never inside a list or a table,
 never in a letter (a greeting, a sign-off); list items only when nothing but list follows them; a poem's
-title or its last whole stanzas; one plain block of prose split, or paragraphs that are all prose joined. ``repaired`` keeps a cut only when it
-leaves fewer checks failed, fails none that passed, and passes no check but a count's; the critic still
-judges the cut draft (and is told it was cut), and the trace says what code cut.
+title or its last whole stanzas; one plain block of prose split, or paragraphs that are all prose joined.
+``repaired`` keeps a cut only when it leaves fewer checks failed, fails none that passed, and passes no
+check but a count's; the critic still judges the cut draft (and is told it was cut), and the trace says
+what code cut.
 
 >>> fix = repaired("Dogs bark at night. Cats purr on laps. Birds sing.", [Requirement("sentences", 2, "two sentences")])
 >>> fix.draft, fix.how
@@ -24,10 +25,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
+from machinery.checks import ABOUT_TOLERANCE, BULLET, EVERY_DRAFT, NUMBERED, SENTENCE_END, Requirement, measure
 from machinery.text import clip
 
-_END = re.compile(r"[.!?]+[\"')\]]*(?=\s|$)")  # a sentence's end, as the sentence count reads it
 _NOT_AN_END = re.compile(  # a mark that ends no sentence: "e.g.", "Prof.", "U.S.", "J.", "Jan.", a bare "2."
     r"(?:^\s*\w{1,2}[.)]|(?<!\w)(?:\w\.){2,}|(?<!\w)[A-Za-z]\.|(?<![\w.])\d{1,2}\.|(?<!\w)(?:e\.g|i\.e|etc|vs|approx"
     r"|dr|mr|mrs|ms|st|no|fig|prof|gen|jr|sr|capt|mt|ave|inc|ltd|co|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.)$",
@@ -42,11 +42,7 @@ _SIGN_OFF = re.compile(  # a letter's last lines: "Best regards,", "Warmly,", "T
 _GREETING = re.compile(r"^\s*(?:dear|hi|hello|hey|greetings|good (?:morning|afternoon|evening))\b", re.I)
 _ANY_ITEM = re.compile(r"^\s*(?:[-*•+]|\d+[.)]|\(\d+\)|[a-zA-Z][.)])\s+\S|^\s*\|")  # a list line, or a table row
 _PAIRS = (("(", ")"), ("[", "]"), ("“", "”"), ("‘", "’"), ("«", "»"))
-_MARKERS = {
-    "bullets": re.compile(r"^\s*[-*•]\s+\S"),
-    "numbered": re.compile(r"^\s*\d+[.)]\s+\S"),
-    "items": re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+\S"),
-}
+_MARKERS = {"bullets": BULLET, "numbered": NUMBERED, "items": re.compile(f"{BULLET.pattern}|{NUMBERED.pattern}")}
 _NO_TITLE = Requirement("no_title", True, "no title")
 _HEADING = re.compile(r"^\s*(?:#|\*\*[^*]+\*\*\s*$|\|)")  # a Markdown heading, a bold line, a table row
 
@@ -59,7 +55,7 @@ class Repair:
 
 def _ends(text: str) -> list[int]:
     """Where each sentence ends (just after its mark), as the sentence count reads them."""
-    return [m.end() for m in _END.finditer(text)]
+    return [m.end() for m in SENTENCE_END.finditer(text)]
 
 
 def _cuttable(text: str, end: int) -> bool:
@@ -152,7 +148,7 @@ def _paragraphs(draft: str, n: int) -> Repair | None:
     """One line of prose split into n paragraphs between sentences, or too many prose paragraphs joined into n
     (each kept on its own line): never a heading, a title, a list, a table, a greeting or a sign-off."""
     blocks = [b.strip() for b in re.split(r"\n\s*\n", draft.strip()) if b.strip()]
-    if "```" in draft or n < 1 or not blocks or not all(_prose(b) and _END.search(b[-3:]) for b in blocks):
+    if "```" in draft or n < 1 or not blocks or not all(_prose(b) and SENTENCE_END.search(b[-3:]) for b in blocks):
         return None
     if _letter(draft) or (len(blocks) > 1 and min(len(blocks[0].split()), len(blocks[-1].split())) < 5):
         return None  # "Hi Sam." above, "Best regards, Ann." below: a greeting and a sign-off are not paragraphs

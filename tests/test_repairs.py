@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 from typing import Any
 
 from hypothesis import given
@@ -19,7 +18,7 @@ from hypothesis import strategies as st
 
 import multi_agent_system as mas
 from conftest import FakeClient, completion, tool, verdict
-from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, Requirement, measure
+from machinery.checks import ABOUT_TOLERANCE, EVERY_DRAFT, SENTENCE_END, Requirement, measure
 from machinery.repairs import FIXERS, MENDED, MIN_SENTENCE_WORDS, Repair, repaired
 
 TWO = Requirement("sentences", 2, "exactly two sentences")
@@ -275,7 +274,7 @@ def test_each_fixer_cuts_only_from_the_end_or_only_re_spaces(draft: str, r: Requ
     else:
         assert words == original[: len(words)] and len(words) < len(original)  # a prefix: nothing from the middle
     if r.kind in ("sentences", "max_words", "about_words"):  # whole sentences of a few words each, no fragments
-        ends = [0, *(m.end() for m in re.finditer(r"[.!?]+[\"')\]]*(?=\s|$)", fix.draft))]
+        ends = [0, *(m.end() for m in SENTENCE_END.finditer(fix.draft))]
         assert all(len(fix.draft[a:b].split()) >= MIN_SENTENCE_WORDS for a, b in itertools.pairwise(ends))
 
 
